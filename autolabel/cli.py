@@ -1,0 +1,61 @@
+"""Thin command-line layer: parse, call the library, turn library errors into clean messages.
+
+Commands live in ``autolabel/commands/<area>.py``; each module has ``register(app)``. Keep
+those modules free of heavy imports (torch, transformers, cv2, ray) at import time.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from autolabel.errors import AutolabelError
+
+app = typer.Typer(
+    name="autolabel",
+    help=(
+        "Turn a handful of hand crops into a large, clean, human-verified grounding "
+        "dataset.\n\nPipeline: init -> ingest -> seed -> propose -> select -> review -> "
+        "finetune -> export. Try `autolabel demo` first."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _register_all() -> None:
+    from autolabel.commands import COMMAND_MODULES
+
+    for module in COMMAND_MODULES:
+        module.register(app)
+
+
+_register_all()
+
+
+@app.callback()
+def _root() -> None:
+    """autolabel: hand crops -> human-verified grounding dataset."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: library errors become ``error: ...`` and exit code 2.
+
+    Usage errors are reported by typer itself (exit code 2); anything else is a bug and
+    keeps its traceback.
+    """
+    try:
+        app(args=argv, prog_name="autolabel")
+    except AutolabelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,176 @@
+"""Typed configuration. ``configs/default.yaml`` documents every key; this module validates.
+
+Precedence: built-in defaults < a YAML file (``--config`` or the workspace's
+``config.yaml``) < CLI flags. Unknown keys and wrong types are :class:`ConfigError` naming
+the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autolabel.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IngestConfig(_Section):
+    recursive: bool = True
+    extensions: list[str] = Field(
+        default_factory=lambda: ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
+    )
+    batch_size: int = Field(1000, ge=1)
+    hash_bytes: int = Field(0, ge=0, description="0 = hash whole file")
+    follow_symlinks: bool = True
+
+
+class ImageConfig(_Section):
+    max_pixels: int = Field(200_000_000, ge=1)
+    max_side: int = Field(30_000, ge=1)
+
+
+class SeedConfig(_Section):
+    min_match_score: float = Field(0.6, ge=0, le=1)
+    prompt: str | None = None
+    prompt_map: dict[str, str] = Field(default_factory=dict)
+    target_recall: float | None = Field(None, ge=0, le=1)
+
+
+class DetectConfig(_Section):
+    detector: str = "grounding-dino"
+    model: str = "IDEA-Research/grounding-dino-tiny"
+    refiner: Literal["none", "sam", "hf-sam"] = "none"
+    refiner_model: str | None = None
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    box_threshold: float = Field(0.35, ge=0, le=1)
+    text_threshold: float = Field(0.25, ge=0, le=1)
+    max_size: int = Field(800, ge=32)
+
+
+class ProposeConfig(_Section):
+    prompt: str | None = None
+    batch_size: int = Field(4, ge=1)
+    limit: int | None = Field(None, ge=1)
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    workers: int = Field(2, ge=0)
+    prefetch: int = Field(4, ge=1)
+
+
+class SelectConfig(_Section):
+    target_precision: float = Field(0.99, gt=0, le=1)
+    budget: str | None = None
+    audit_rate: float = Field(0.02, ge=0, le=1)
+    reject_below: float = Field(0.05, ge=0, le=1)
+    seed: int = 0
+
+
+class ReviewConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    lease_seconds: float = Field(120.0, gt=0)
+    preview_max_side: int = Field(1600, ge=64)
+
+
+class FinetuneConfig(_Section):
+    base: str | None = None
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    freeze: Literal["text", "backbone", "none"] = "text"
+    val_split: float = Field(0.2, ge=0, lt=1)
+    patience: int = Field(3, ge=1)
+    seed: int = 0
+
+
+class ExportConfig(_Section):
+    size: int = Field(448, ge=8)
+    resize: Literal["fit", "pad", "short-side"] = "fit"
+    margin: float = Field(0.0, ge=0, le=100)
+    min_size: int = Field(224, ge=0)
+    version: str | None = None
+    formats: list[str] = Field(default_factory=lambda: ["swift"])
+    include: Literal["accepted", "auto", "reviewed", "all"] = "accepted"
+    absolute_paths: bool = False
+    workers: int = Field(2, ge=1)
+
+
+class Config(_Section):
+    """The whole configuration; one section per stage."""
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    image: ImageConfig = Field(default_factory=ImageConfig)
+    seed: SeedConfig = Field(default_factory=SeedConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    propose: ProposeConfig = Field(default_factory=ProposeConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {key!r}")
+        else:
+            parts.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return f"{source}: " + "; ".join(parts)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load and validate a config.
+
+    Args:
+        path: a YAML file, or None for the defaults.
+        overrides: ``{"section.key": value}``; ``None`` values are ignored (flag not given).
+
+    Raises:
+        ConfigError: unreadable YAML, unknown keys or wrong types (the message names the key).
+    """
+    import yaml
+
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top, got {type(loaded).__name__}")
+        data = loaded
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None

@@ -1,0 +1,93 @@
+"""The boxes that end up in the dataset: auto-accepted or accepted/adjusted by a reviewer.
+
+Decisions are an append-only log; an ``undo`` row cancels the decision it targets. For
+every current proposal the latest effective accept/adjust/reject decides its fate; with no
+such decision an ``auto`` or ``audit`` route means auto-accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from autolabel.errors import InputError
+from autolabel.store.db import Workspace
+from autolabel.types import Label
+
+INCLUDE_CHOICES = ("accepted", "auto", "reviewed", "all")
+
+_LABELS_SQL = """
+WITH eff AS (
+    SELECT * FROM decisions
+    WHERE action != 'undo'
+      AND id NOT IN (SELECT target_id FROM decisions
+                     WHERE action = 'undo' AND target_id IS NOT NULL)
+),
+last_box AS (
+    SELECT proposal_id, MAX(id) AS did FROM eff
+    WHERE action IN ('accept', 'adjust', 'reject') GROUP BY proposal_id
+),
+last_cap AS (
+    SELECT proposal_id, MAX(id) AS did FROM eff
+    WHERE caption IS NOT NULL GROUP BY proposal_id
+)
+SELECT p.id AS proposal_id, p.image_id, p.run_id, p.x0, p.y0, p.x1, p.y1, p.score,
+       p.phrase, p.route, i.path, i.sha256, i.width, i.height,
+       d.action, d.x0 AS dx0, d.y0 AS dy0, d.x1 AS dx1, d.y1 AS dy1,
+       d.reviewer, d.created_at AS decided_at, c.caption
+FROM current_proposals p
+JOIN images i ON i.id = p.image_id
+LEFT JOIN last_box lb ON lb.proposal_id = p.id
+LEFT JOIN decisions d ON d.id = lb.did
+LEFT JOIN last_cap lc ON lc.proposal_id = p.id
+LEFT JOIN decisions c ON c.id = lc.did
+WHERE p.id > ?
+ORDER BY p.id
+"""
+
+
+def iter_labels(
+    ws: Workspace, *, include: str = "accepted", since_proposal_id: int = 0
+) -> Iterator[Label]:
+    """Yield dataset labels in proposal-id order.
+
+    Args:
+        include: ``accepted`` (auto + reviewed), ``auto`` (auto-accepted, not reviewed),
+            ``reviewed`` (accepted/adjusted by a person), ``all`` (every current proposal a
+            person did not reject, whatever its route).
+        since_proposal_id: only proposals with a larger id.
+    """
+    if include not in INCLUDE_CHOICES:
+        raise InputError(f"include: expected one of {', '.join(INCLUDE_CHOICES)}, got {include!r}")
+    for r in ws.conn.execute(_LABELS_SQL, (since_proposal_id,)):
+        action = r["action"]
+        if action == "reject":
+            continue
+        reviewed = action in ("accept", "adjust")
+        auto = action is None and r["route"] in ("auto", "audit")
+        if include == "accepted" and not (reviewed or auto):
+            continue
+        if include == "auto" and not auto:
+            continue
+        if include == "reviewed" and not reviewed:
+            continue
+        if action == "adjust" and r["dx0"] is not None:
+            box = (r["dx0"], r["dy0"], r["dx1"], r["dy1"])
+        else:
+            box = (r["x0"], r["y0"], r["x1"], r["y1"])
+        yield Label(
+            proposal_id=int(r["proposal_id"]),
+            image_id=int(r["image_id"]),
+            image_path=r["path"],
+            image_sha256=r["sha256"],
+            width=int(r["width"] or 0),
+            height=int(r["height"] or 0),
+            box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+            phrase=r["phrase"],
+            caption=r["caption"],
+            score=float(r["score"]),
+            route=r["route"],
+            source="reviewed" if reviewed else ("auto" if auto else "unreviewed"),
+            run_id=int(r["run_id"]),
+            reviewer=r["reviewer"] if reviewed else None,
+            decided_at=r["decided_at"] if reviewed else None,
+        )
