@@ -61,6 +61,9 @@ class ProposeConfig(_Section):
     ray_address: str | None = None
     workers: int = Field(2, ge=0)
     prefetch: int = Field(4, ge=1)
+    ray_actors: int = Field(1, ge=1)
+    ray_cpus_per_actor: float = Field(0.5, gt=0)
+    ray_gpus_per_actor: float = Field(0.0, ge=0)
 
 
 class SelectConfig(_Section):

@@ -1,9 +1,136 @@
-"""CLI commands for this area (to be filled in). Keep heavy imports inside the functions."""
+"""``autolabel propose``: run the detector over every pending image (resumable)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace, progress
+
+
+def propose(
+    workspace: Path = WORKSPACE_ARG,
+    prompt: str | None = typer.Option(
+        None,
+        "--prompt",
+        "-p",
+        help="Phrases separated by '. ' (default: propose.prompt, then the seed prompt).",
+    ),
+    detector: str | None = typer.Option(
+        None, "--detector", help="Detector backend (default: detect.detector)."
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Hub id, local folder, or 'latest' (newest fine-tuned version in the workspace).",
+    ),
+    refiner: str | None = typer.Option(
+        None, "--refiner", help="Mask refiner: sam, hf-sam or none (default: detect.refiner)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", "-b", min=1, help="Images per detector call."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="Torch device: auto, cpu, cuda, cuda:1, mps."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Process at most this many pending images."
+    ),
+    engine: str | None = typer.Option(
+        None, "--engine", help="local (this process + loader threads) or ray (Ray Data)."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster address, e.g. ray://head:10001 or auto."
+    ),
+    box_threshold: float | None = typer.Option(
+        None, "--box-threshold", min=0.0, max=1.0, help="Minimum box confidence (0..1)."
+    ),
+    text_threshold: float | None = typer.Option(
+        None, "--text-threshold", min=0.0, max=1.0, help="Minimum phrase confidence (0..1)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=0, help="Image-loading threads (0 = load in the main thread)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Propose boxes for every image that has none for this model + prompt + thresholds.
+
+    Batched, streaming and resumable: killing it at any moment and re-running the same
+    command finishes the job with exactly the proposals of an uninterrupted run. Ctrl-C
+    stops after the batch in flight. Unreadable images are recorded and skipped.
+
+    Example: autolabel propose ./ws --prompt "white sneaker. handbag" --batch-size 8
+    """
+    import threading
+
+    from autolabel.runner import graceful_interrupt, resolve_settings, run_propose
+
+    with open_workspace(workspace) as ws:
+        settings = resolve_settings(
+            ws,
+            prompt=prompt,
+            detector=detector,
+            model=model,
+            refiner=refiner,
+            batch_size=batch_size,
+            device=device,
+            limit=limit,
+            engine=engine,
+            ray_address=ray_address,
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+            workers=workers,
+        )
+        stop = threading.Event()
+        bar = None if quiet else progress(transient=False)
+        task: list[int] = []
+        t0 = [0.0]
+        done = [0]
+
+        def on_start(summary) -> None:  # type: ignore[no-untyped-def]
+            import time
+
+            t0[0] = time.perf_counter()
+            if bar is not None:
+                bar.start()
+                task.append(bar.add_task("propose", total=summary.pending, rate=""))
+
+        def on_progress(n_images: int, n_props: int) -> None:
+            import time
+
+            done[0] += n_images
+            if bar is not None and task:
+                dt = max(time.perf_counter() - t0[0], 1e-9)
+                bar.update(task[0], advance=n_images, rate=f"{done[0] / dt:.1f} img/s")
+
+        def notice() -> None:
+            typer.echo("stopping after the current batch (Ctrl-C again to abort)", err=True)
+
+        try:
+            with graceful_interrupt(stop, notice):
+                summary = run_propose(
+                    ws, settings, progress=on_progress, on_start=on_start, stop=stop
+                )
+        finally:
+            if bar is not None:
+                bar.stop()
+    if as_json:
+        echo_json(summary.as_dict())
+        return
+    state = "interrupted" if summary.interrupted else "done"
+    typer.echo(
+        f"run {summary.run_id} ({state}): {summary.images} images, {summary.proposals} "
+        f"proposals, {summary.errors} unreadable/failed, {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.1f} img/s); run key {summary.key}"
+    )
+    for reason in summary.error_examples:
+        typer.echo(f"  error: {reason}", err=True)
+    if summary.interrupted:
+        typer.echo("re-run the same command to finish", err=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add ``propose``."""
+    app.command("propose")(propose)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -278,3 +279,39 @@ def run_results(ws: Workspace, key: str) -> dict[int, list[tuple[float, ...]]]:
     for lst in out.values():
         lst.sort()
     return out
+
+
+def image_id_bounds(ws: Workspace) -> tuple[int, int]:
+    """Smallest and largest image id (``(1, 0)`` for an empty workspace)."""
+    row = ws.conn.execute("SELECT MIN(id), MAX(id) FROM images").fetchone()
+    return (1, 0) if row[0] is None else (int(row[0]), int(row[1]))
+
+
+def pending_in_range(
+    db_path: str, key: str, lo: int, hi: int, *, skip_decided: bool = True
+) -> list[dict[str, Any]]:
+    """Pending images with ``lo <= id < hi`` as dicts, read through a fresh connection.
+
+    Meant for distributed readers (Ray tasks) that cannot share the driver's connection;
+    same filter as :func:`iter_pending_images`.
+    """
+    from autolabel.store.db import connect
+
+    decided = (
+        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.image_id = i.id "
+        "AND d.action IN ('accept','adjust','reject'))"
+        if skip_decided
+        else ""
+    )
+    conn = connect(Path(db_path))
+    try:
+        rows = conn.execute(
+            "SELECT i.id, i.path, i.width, i.height FROM images i "
+            "WHERE i.status = 'ok' AND i.id >= ? AND i.id < ? "
+            "AND NOT EXISTS (SELECT 1 FROM run_images r WHERE r.run_key = ? AND r.image_id = i.id) "
+            f"{decided} ORDER BY i.id",
+            (lo, hi, key),
+        ).fetchall()
+        return [dict(r) for r in rows]
+    finally:
+        conn.close()
