@@ -315,3 +315,15 @@ def pending_in_range(
         return [dict(r) for r in rows]
     finally:
         conn.close()
+
+
+def run_errors(ws: Workspace, key: str) -> dict[int, str]:
+    """``{image_id: reason}`` of the images a run key recorded as failed."""
+    return {
+        int(r[0]): str(r[1])
+        for r in ws.conn.execute(
+            "SELECT image_id, error FROM run_images WHERE run_key = ? AND status = 'error' "
+            "ORDER BY image_id",
+            (key,),
+        )
+    }
