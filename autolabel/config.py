@@ -27,6 +27,8 @@ class IngestConfig(_Section):
     batch_size: int = Field(1000, ge=1)
     hash_bytes: int = Field(0, ge=0, description="0 = hash whole file")
     follow_symlinks: bool = True
+    workers: int = Field(4, ge=1, description="threads hashing files and reading headers")
+    retry_errors: bool = False
 
 
 class ImageConfig(_Section):

@@ -164,7 +164,12 @@ class Proposals:
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One row of the images table."""
+    """One row of the images table.
+
+    ``status`` is ``ok``, ``error`` (``error`` holds ``reason`` or ``reason: detail``) or
+    ``duplicate`` (same content hash as image ``duplicate_of``). ``width``/``height`` are of
+    the EXIF-corrected image; ``size`` is in bytes.
+    """
 
     id: int
     path: str
@@ -173,6 +178,9 @@ class ImageRecord:
     height: int | None
     status: str
     error: str | None = None
+    format: str | None = None
+    size: int | None = None
+    duplicate_of: int | None = None
 
 
 @dataclass(frozen=True)

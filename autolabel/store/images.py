@@ -1,0 +1,293 @@
+"""Images table queries, and the workspace status summary.
+
+Paths are stored absolute, as ``str`` (``os.fsdecode``). ``status`` is ``ok``, ``error``
+(``error`` = ``reason`` or ``reason: detail``) or ``duplicate`` (``duplicate_of`` = the id
+of the first ``ok`` image with the same content hash).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autolabel.errors import NotFoundError
+from autolabel.store.db import Workspace, utcnow
+from autolabel.types import ImageRecord
+
+IMAGE_STATUSES = ("ok", "error", "duplicate")
+_LOOKUP_CHUNK = 500  # bound parameters per IN (...) query
+_COLUMNS = "id, path, sha256, width, height, status, error, format, size, duplicate_of"
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """What the images table already knows about a path (for the re-run fast path)."""
+
+    id: int
+    size: int | None
+    mtime_ns: int | None
+    status: str
+
+
+@dataclass
+class ScannedFile:
+    """One file ready to be written: stat facts, content hash and header facts or an error.
+
+    ``error`` is ``None`` for a usable image, otherwise ``reason`` or ``reason: detail``.
+    """
+
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    error: str | None = None
+
+
+def _record(row: sqlite3.Row) -> ImageRecord:
+    return ImageRecord(
+        id=int(row["id"]),
+        path=row["path"],
+        sha256=row["sha256"],
+        width=row["width"],
+        height=row["height"],
+        status=row["status"],
+        error=row["error"],
+        format=row["format"],
+        size=row["size"],
+        duplicate_of=row["duplicate_of"],
+    )
+
+
+def lookup_known(conn: sqlite3.Connection, paths: Sequence[str]) -> dict[str, KnownFile]:
+    """Rows already stored for ``paths`` (missing paths are absent from the result)."""
+    out: dict[str, KnownFile] = {}
+    for start in range(0, len(paths), _LOOKUP_CHUNK):
+        chunk = paths[start : start + _LOOKUP_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT id, path, size, mtime_ns, status FROM images WHERE path IN ({marks})", chunk
+        ):
+            out[row[1]] = KnownFile(int(row[0]), row[2], row[3], row[4])
+    return out
+
+
+def write_scanned(
+    ws: Workspace, files: Iterable[ScannedFile], *, replace: Sequence[int] = ()
+) -> dict[str, int]:
+    """Insert scanned files in one transaction, marking content duplicates.
+
+    Args:
+        files: scanned files; a path already in the table is updated only if its row id is
+            in ``replace``, otherwise left alone (e.g. another ingest added it meanwhile).
+        replace: ids of existing rows that these files update (changed size/mtime, or a
+            retried error); rows are matched by path.
+
+    Returns:
+        Counts ``{"added", "updated", "duplicate", "error"}`` for this batch.
+    """
+    counts = {"added": 0, "updated": 0, "duplicate": 0, "error": 0}
+    replace_ids = set(replace)
+    now = utcnow()
+    with ws.transaction() as c:
+        for f in files:
+            status, dup = "ok", None
+            if f.error is not None:
+                status = "error"
+            elif f.sha256 is not None:
+                row = c.execute(
+                    "SELECT id FROM images WHERE sha256 = ? AND status = 'ok' AND path != ? "
+                    "ORDER BY id LIMIT 1",
+                    (f.sha256, f.path),
+                ).fetchone()
+                if row is not None:
+                    status, dup = "duplicate", int(row[0])
+            values = (
+                f.size,
+                f.mtime_ns,
+                f.sha256,
+                f.width,
+                f.height,
+                f.format,
+                status,
+                f.error,
+                dup,
+            )
+            existing = None
+            if replace_ids:
+                existing = c.execute("SELECT id FROM images WHERE path = ?", (f.path,)).fetchone()
+            if existing is not None and int(existing[0]) in replace_ids:
+                c.execute(
+                    "UPDATE images SET size=?, mtime_ns=?, sha256=?, width=?, height=?, format=?, "
+                    "status=?, error=?, duplicate_of=? WHERE id = ?",
+                    (*values, int(existing[0])),
+                )
+                counts["updated"] += 1
+            else:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO images(path, size, mtime_ns, sha256, width, height, "
+                    "format, status, error, duplicate_of, added_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (f.path, *values, now),
+                )
+                if cur.rowcount == 0:
+                    continue
+                counts["added"] += 1
+            if status == "duplicate":
+                counts["duplicate"] += 1
+            elif status == "error":
+                counts["error"] += 1
+    return counts
+
+
+def get_image(ws: Workspace, image_id: int) -> ImageRecord:
+    """One image by id.
+
+    Raises:
+        NotFoundError: no image with that id.
+    """
+    row = ws.conn.execute(f"SELECT {_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"image {image_id}: no such image in {ws.path}")
+    return _record(row)
+
+
+def find_image(ws: Workspace, path: str) -> ImageRecord | None:
+    """The image stored under an absolute path, or None."""
+    row = ws.conn.execute(f"SELECT {_COLUMNS} FROM images WHERE path = ?", (path,)).fetchone()
+    return None if row is None else _record(row)
+
+
+def find_by_sha256(ws: Workspace, sha256: str) -> list[ImageRecord]:
+    """Every image with this content hash, ``ok`` first then by id."""
+    rows = ws.conn.execute(
+        f"SELECT {_COLUMNS} FROM images WHERE sha256 = ? ORDER BY status != 'ok', id", (sha256,)
+    ).fetchall()
+    return [_record(r) for r in rows]
+
+
+def iter_images(
+    ws: Workspace,
+    *,
+    status: str | None = "ok",
+    after_id: int = 0,
+    limit: int | None = None,
+    chunk: int = 1000,
+) -> Iterator[ImageRecord]:
+    """Images in id order, streamed in chunks (safe over millions of rows).
+
+    Args:
+        status: only this status (``None`` = every status).
+        after_id: only ids greater than this.
+        limit: stop after this many.
+    """
+    if status is not None and status not in IMAGE_STATUSES:
+        raise ValueError(f"status: expected one of {IMAGE_STATUSES} or None, got {status!r}")
+    where = "id > ?" + (" AND status = ?" if status is not None else "")
+    yielded = 0
+    last = after_id
+    while True:
+        params: list[Any] = [last] + ([status] if status is not None else [])
+        rows = ws.conn.execute(
+            f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY id LIMIT ?",
+            (*params, chunk),
+        ).fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield _record(row)
+            yielded += 1
+            if limit is not None and yielded >= limit:
+                return
+        last = int(rows[-1]["id"])
+
+
+def count_images(ws: Workspace) -> dict[str, int]:
+    """``{"total", "ok", "error", "duplicate"}``."""
+    counts = dict.fromkeys(IMAGE_STATUSES, 0)
+    for status, n in ws.conn.execute("SELECT status, COUNT(*) FROM images GROUP BY status"):
+        counts[status] = int(n)
+    return {"total": sum(counts.values()), **counts}
+
+
+def image_errors_by_reason(ws: Workspace) -> dict[str, int]:
+    """Error images counted by reason (the text before ``:`` in the error column)."""
+    rows = ws.conn.execute(
+        "SELECT substr(error, 1, instr(error || ':', ':') - 1) AS reason, COUNT(*) "
+        "FROM images WHERE status = 'error' GROUP BY reason ORDER BY COUNT(*) DESC, reason"
+    )
+    return {str(r[0] or "unknown"): int(r[1]) for r in rows}
+
+
+def _group_count(ws: Workspace, sql: str, keys: Sequence[str] = ()) -> dict[str, int]:
+    out = dict.fromkeys(keys, 0)
+    for key, n in ws.conn.execute(sql):
+        out[str(key)] = int(n)
+    return out
+
+
+def workspace_status(ws: Workspace) -> dict[str, Any]:
+    """Counts per stage, for ``autolabel status`` (text and ``--json``).
+
+    Other stages may add their own top-level key here (a small edit; keep it cheap: one
+    aggregate query per key).
+
+    Returns:
+        ``{"workspace", "schema_version", "images", "image_errors", "seed_items", "runs",
+        "proposals", "queue", "decisions", "exports"}``; each value a dict of counts.
+    """
+    conn = ws.conn
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    runs_row = conn.execute(
+        "SELECT COUNT(*), COUNT(finished_at), COALESCE(SUM(n_errors), 0) FROM runs"
+    ).fetchone()
+    proposals = _group_count(
+        ws,
+        "SELECT route, COUNT(*) FROM current_proposals GROUP BY route",
+        ("pending", "auto", "review", "audit", "rejected"),
+    )
+    proposals = {
+        "current": sum(proposals.values()),
+        "all_runs": int(conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]),
+        **proposals,
+    }
+    seed = _group_count(
+        ws,
+        "SELECT status, COUNT(*) FROM seed_items GROUP BY status",
+        ("located", "not_found", "no_original"),
+    )
+    queue = _group_count(
+        ws,
+        "SELECT status, COUNT(*) FROM queue_items GROUP BY status",
+        ("open", "claimed", "done", "withdrawn"),
+    )
+    decisions = _group_count(
+        ws,
+        "SELECT action, COUNT(*) FROM decisions GROUP BY action",
+        ("accept", "adjust", "reject", "caption", "skip", "undo"),
+    )
+    latest = conn.execute("SELECT version FROM exports ORDER BY id DESC LIMIT 1").fetchone()
+    return {
+        "workspace": str(ws.path),
+        "schema_version": version,
+        "images": count_images(ws),
+        "image_errors": image_errors_by_reason(ws),
+        "seed_items": {"total": sum(seed.values()), **seed},
+        "runs": {
+            "total": int(runs_row[0]),
+            "finished": int(runs_row[1]),
+            "unfinished": int(runs_row[0]) - int(runs_row[1]),
+            "image_errors": int(runs_row[2]),
+        },
+        "proposals": proposals,
+        "queue": {"total": sum(queue.values()), **queue},
+        "decisions": {"total": sum(decisions.values()), **decisions},
+        "exports": {
+            "total": int(conn.execute("SELECT COUNT(*) FROM exports").fetchone()[0]),
+            "latest": None if latest is None else latest[0],
+        },
+    }
