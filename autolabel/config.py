@@ -74,6 +74,10 @@ class SelectConfig(_Section):
     audit_rate: float = Field(0.02, ge=0, le=1)
     reject_below: float = Field(0.05, ge=0, le=1)
     seed: int = 0
+    method: Literal["logistic", "isotonic"] = "logistic"
+    diversity: float = Field(0.3, ge=0, lt=1)
+    exemplar_similarity: bool = True
+    max_image_loads: int = Field(5000, ge=0)
 
 
 class ReviewConfig(_Section):
