@@ -52,3 +52,7 @@ class ConflictError(AutolabelError):
 
 class InputError(AutolabelError, ValueError):
     """A user-supplied file or value is malformed."""
+
+
+class AuthError(AutolabelError):
+    """A request or server setting lacks the reviewer token it needs."""

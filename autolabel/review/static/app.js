@@ -1,0 +1,485 @@
+// autolabel review page: plain JS, no build step.
+// Holds the current item plus one prefetched item (both claimed with a lease, renewed while
+// the page is open); every key press maps to one POST to the review API.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const PREFETCH = 2; // items held at once: the one shown + the next one
+  const MIN_BOX = 2; // px in image coordinates
+  const state = {
+    reviewer: null,
+    lease: 120,
+    previewSide: 1600,
+    queue: [], // claimed items; queue[0] is shown
+    cur: null,
+    box: null, // working box [x0, y0, x1, y1] in image pixels
+    sel: 0, // index into cur.candidates
+    edited: false,
+    editing: false,
+    busy: false,
+    filling: null,
+    images: new Map(), // image_id -> prefetched Image
+  };
+  const headers = {};
+
+  async function api(method, path, body, extra) {
+    const opts = Object.assign(
+      { method, headers: Object.assign({}, headers), credentials: "same-origin" },
+      extra || {}
+    );
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    const resp = await fetch(path, opts);
+    let data = null;
+    try {
+      data = await resp.json();
+    } catch (e) {
+      data = null;
+    }
+    if (!resp.ok) {
+      let msg = resp.statusText;
+      if (data && data.detail) {
+        msg = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
+      }
+      const err = new Error(msg);
+      err.status = resp.status;
+      throw err;
+    }
+    return data;
+  }
+
+  let toastTimer = null;
+  function toast(msg, kind) {
+    const t = $("toast");
+    t.textContent = msg;
+    t.className = "show " + (kind || "");
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => (t.className = ""), kind === "error" ? 5000 : 1800);
+  }
+
+  // ---- start-up -------------------------------------------------------------------------
+  async function boot() {
+    const url = new URL(location.href);
+    if (url.searchParams.has("token")) {
+      // the server stored the token in an HttpOnly cookie; keep it out of the history
+      url.searchParams.delete("token");
+      history.replaceState(null, "", url.pathname + url.search + url.hash);
+    }
+    const stored = localStorage.getItem("autolabel.reviewer");
+    if (stored) headers["X-Reviewer"] = stored;
+    let cfg;
+    try {
+      cfg = await api("GET", "/api/config");
+    } catch (e) {
+      showMessage(e.message);
+      return;
+    }
+    state.lease = cfg.lease_seconds;
+    state.previewSide = cfg.preview_max_side;
+    if (cfg.auth === "name" && !cfg.reviewer) {
+      askName();
+      return;
+    }
+    start(cfg.reviewer);
+  }
+
+  function askName() {
+    $("login").hidden = false;
+    const input = $("reviewer-name");
+    input.focus();
+    $("login-form").onsubmit = (ev) => {
+      ev.preventDefault();
+      const name = input.value.trim();
+      if (!/^[\w.@-]{1,64}$/.test(name)) {
+        toast("name: use 1-64 letters, digits or _.@-", "error");
+        return;
+      }
+      localStorage.setItem("autolabel.reviewer", name);
+      headers["X-Reviewer"] = name;
+      $("login").hidden = true;
+      start(name);
+    };
+  }
+
+  async function start(name) {
+    state.reviewer = name;
+    $("who").textContent = name;
+    try {
+      const held = await api("GET", "/api/held");
+      state.queue = held.items;
+      state.queue.forEach(prefetch);
+      await fill();
+    } catch (e) {
+      showMessage(e.message);
+      return;
+    }
+    show(state.queue[0] || null);
+    refreshStats();
+    setInterval(renew, Math.max(2000, (state.lease * 1000) / 3));
+    setInterval(refreshStats, 15000);
+    window.addEventListener("pagehide", release);
+    window.addEventListener("resize", render);
+  }
+
+  function showMessage(msg) {
+    $("stage").hidden = true;
+    $("empty").hidden = false;
+    $("empty").textContent = msg;
+  }
+
+  // ---- queue: claim, prefetch, lease -----------------------------------------------------
+  function fill() {
+    if (state.filling) return state.filling;
+    state.filling = (async () => {
+      try {
+        while (state.queue.length < PREFETCH) {
+          const r = await api("POST", "/api/next");
+          if (!r.item) break;
+          if (state.queue.some((it) => it.item_id === r.item.item_id)) break;
+          state.queue.push(r.item);
+          prefetch(r.item);
+        }
+      } finally {
+        state.filling = null;
+      }
+    })();
+    return state.filling;
+  }
+
+  function imageUrl(item) {
+    return "/api/images/" + item.image_id + "?max_side=" + state.previewSide;
+  }
+
+  function prefetch(item) {
+    if (state.images.has(item.image_id)) return;
+    const im = new Image();
+    im.src = imageUrl(item);
+    state.images.set(item.image_id, im);
+    if (state.images.size > 16) state.images.delete(state.images.keys().next().value);
+  }
+
+  function heldIds() {
+    return state.queue.map((it) => it.item_id);
+  }
+
+  function renew() {
+    if (!state.queue.length) return;
+    api("POST", "/api/renew", { item_ids: heldIds() }).catch(() => {});
+  }
+
+  function release() {
+    if (!state.queue.length) return;
+    api("POST", "/api/release", { item_ids: heldIds() }, { keepalive: true }).catch(() => {});
+  }
+
+  async function refreshStats() {
+    try {
+      const s = await api("GET", "/api/stats");
+      $("counter").textContent =
+        "done " + s.done + (s.mine !== undefined ? " (you " + s.mine + ")" : "") +
+        " · remaining " + s.remaining;
+    } catch (e) {
+      /* counter is informational */
+    }
+  }
+
+  // ---- showing an item -------------------------------------------------------------------
+  function show(item) {
+    state.cur = item;
+    state.sel = 0;
+    state.edited = false;
+    setEditing(false);
+    const stage = $("stage");
+    if (!item) {
+      stage.hidden = true;
+      stage.dataset.itemId = "";
+      $("empty").hidden = false;
+      $("empty").textContent = "Queue empty: nothing left for you to review. 🎉";
+      $("reason").textContent = "";
+      $("reason").className = "badge";
+      $("score").textContent = "";
+      $("phrase").textContent = "";
+      $("caption").textContent = "";
+      return;
+    }
+    state.box = item.box.slice();
+    $("empty").hidden = true;
+    stage.hidden = false;
+    const img = $("img");
+    img.onload = render;
+    img.src = imageUrl(item);
+    stage.dataset.itemId = String(item.item_id);
+    $("reason").textContent = item.reason;
+    $("reason").className = "badge " + item.reason;
+    let score = "score " + item.score.toFixed(2);
+    if (item.p_correct !== null && item.p_correct !== undefined) {
+      score += " · p " + item.p_correct.toFixed(2);
+    }
+    $("score").textContent = score;
+    $("phrase").textContent = "“" + item.phrase + "”";
+    $("caption").textContent = item.caption ? "caption: " + item.caption : "";
+    render();
+  }
+
+  function scale() {
+    const img = $("img");
+    const w = state.cur.width || img.naturalWidth || 1;
+    return img.clientWidth / w;
+  }
+
+  function boxDiv(box, cls, label) {
+    const k = scale();
+    const d = document.createElement("div");
+    d.className = "box " + cls;
+    d.style.left = box[0] * k + "px";
+    d.style.top = box[1] * k + "px";
+    d.style.width = (box[2] - box[0]) * k + "px";
+    d.style.height = (box[3] - box[1]) * k + "px";
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = label;
+    d.appendChild(tag);
+    return d;
+  }
+
+  function render() {
+    const layer = $("boxes");
+    layer.textContent = "";
+    const item = state.cur;
+    if (!item || !$("img").clientWidth) return;
+    const cands = item.candidates || [{ box: item.box, score: item.score, phrase: item.phrase }];
+    cands.forEach((c, i) => {
+      if (i === state.sel) return;
+      layer.appendChild(boxDiv(c.box, "cand", i + 1 + " " + c.phrase + " " + c.score.toFixed(2)));
+    });
+    const c = cands[state.sel] || cands[0];
+    const label = state.sel + 1 + " " + c.phrase + (state.edited ? " (adjusted)" : "");
+    const work = boxDiv(state.box, "work" + (state.edited ? " edited" : ""), label);
+    work.id = "work-box";
+    for (const corner of ["tl", "tr", "bl", "br"]) {
+      const h = document.createElement("div");
+      h.className = "handle " + corner;
+      h.dataset.corner = corner;
+      h.addEventListener("pointerdown", startHandleDrag);
+      work.appendChild(h);
+    }
+    layer.appendChild(work);
+  }
+
+  // ---- editing the box (mouse) -----------------------------------------------------------
+  function toImage(ev) {
+    const rect = $("img").getBoundingClientRect();
+    const k = scale();
+    const w = state.cur.width || rect.width / k;
+    const h = state.cur.height || rect.height / k;
+    // snap inside the image
+    const x = Math.min(Math.max((ev.clientX - rect.left) / k, 0), w);
+    const y = Math.min(Math.max((ev.clientY - rect.top) / k, 0), h);
+    return [x, y];
+  }
+
+  function normalize(b) {
+    return [Math.min(b[0], b[2]), Math.min(b[1], b[3]), Math.max(b[0], b[2]), Math.max(b[1], b[3])];
+  }
+
+  function dragWith(ev, onMove) {
+    ev.preventDefault();
+    ev.stopPropagation();
+    const target = ev.currentTarget;
+    if (target.setPointerCapture) target.setPointerCapture(ev.pointerId);
+    const before = state.box.slice();
+    const move = (e) => {
+      onMove(toImage(e));
+      render();
+    };
+    const up = (e) => {
+      target.removeEventListener("pointermove", move);
+      target.removeEventListener("pointerup", up);
+      let b = normalize(state.box);
+      if (b[2] - b[0] < MIN_BOX || b[3] - b[1] < MIN_BOX) b = before;
+      state.box = b;
+      if (b.some((v, i) => Math.abs(v - before[i]) > 0.5)) state.edited = true;
+      render();
+    };
+    target.addEventListener("pointermove", move);
+    target.addEventListener("pointerup", up);
+  }
+
+  function startHandleDrag(ev) {
+    if (!state.cur) return;
+    const corner = ev.currentTarget.dataset.corner;
+    const fixed = [
+      corner.includes("l") ? state.box[2] : state.box[0],
+      corner.includes("t") ? state.box[3] : state.box[1],
+    ];
+    dragWith(ev, ([x, y]) => {
+      state.box = [fixed[0], fixed[1], x, y];
+    });
+  }
+
+  $("boxes").addEventListener("pointerdown", (ev) => {
+    if (!state.cur || !state.editing || ev.target !== $("boxes")) return;
+    const [x0, y0] = toImage(ev);
+    state.box = [x0, y0, x0, y0];
+    dragWith(ev, ([x, y]) => {
+      state.box = [x0, y0, x, y];
+    });
+  });
+
+  function setEditing(on) {
+    state.editing = on;
+    $("stage").classList.toggle("editing", on);
+    document.querySelector('[data-act="edit"]').classList.toggle("on", on);
+  }
+
+  function pick(i) {
+    const cands = (state.cur && state.cur.candidates) || [];
+    if (i >= cands.length) return;
+    state.sel = i;
+    state.box = cands[i].box.slice();
+    state.edited = false;
+    render();
+  }
+
+  function resetBox() {
+    if (!state.cur) return;
+    pick(0);
+    setEditing(false);
+  }
+
+  // ---- decisions -------------------------------------------------------------------------
+  async function send(action, extra, { advance = true } = {}) {
+    if (!state.cur || state.busy) return null;
+    state.busy = true;
+    const item = state.cur;
+    try {
+      const r = await api("POST", "/api/decide", Object.assign({ item_id: item.item_id, action }, extra));
+      if (advance) next(item);
+      return r;
+    } catch (e) {
+      toast(e.message, "error");
+      if (e.status === 409 || e.status === 404) next(item); // someone else has it now
+      return null;
+    } finally {
+      state.busy = false;
+      refreshStats();
+    }
+  }
+
+  function next(done) {
+    state.queue = state.queue.filter((it) => it.item_id !== done.item_id);
+    show(state.queue[0] || null);
+    fill().then(() => {
+      if (!state.cur && state.queue.length) show(state.queue[0]);
+      else if (state.queue[1]) prefetch(state.queue[1]);
+    }, (e) => toast(e.message, "error"));
+  }
+
+  function accept() {
+    if (!state.cur) return;
+    const cur = state.cur;
+    const moved = state.edited || state.sel !== 0;
+    if (!moved) return send("accept", {});
+    const box = state.box.map((v) => Math.round(v * 10) / 10);
+    const reason = state.edited ? "drawn" : "picked box " + (state.sel + 1);
+    const cap = cur.candidates && state.sel ? cur.candidates[state.sel] : null;
+    return send("adjust", { box, reason: cap ? reason + " (" + cap.phrase + ")" : reason });
+  }
+
+  function openCaption() {
+    if (!state.cur) return;
+    const input = $("caption-input");
+    input.value = state.cur.caption || state.cur.phrase;
+    $("caption-box").hidden = false;
+    input.focus();
+    input.select();
+  }
+
+  $("caption-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const text = $("caption-input").value.trim();
+    $("caption-box").hidden = true;
+    if (!text || !state.cur) return;
+    const item = state.cur;
+    const r = await send("caption", { caption: text }, { advance: false });
+    if (r) {
+      item.caption = text;
+      if (state.cur === item) $("caption").textContent = "caption: " + text;
+      toast("caption saved");
+    }
+  });
+
+  $("caption-input").addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") {
+      ev.preventDefault();
+      $("caption-box").hidden = true;
+    }
+    ev.stopPropagation();
+  });
+
+  async function undo() {
+    if (state.busy) return;
+    state.busy = true;
+    try {
+      const r = await api("POST", "/api/undo", {});
+      if (r.item) {
+        state.queue = [r.item].concat(state.queue.filter((it) => it.item_id !== r.item.item_id));
+        show(r.item);
+      }
+      toast("undid " + r.action + (r.item ? " on item " + r.item.item_id : ""));
+    } catch (e) {
+      toast(e.message, "error");
+    } finally {
+      state.busy = false;
+      refreshStats();
+    }
+  }
+
+  function toggleHelp(force) {
+    const h = $("help");
+    h.hidden = force === undefined ? !h.hidden : !force;
+  }
+
+  const ACTIONS = {
+    accept,
+    reject: () => send("reject", { reason: "no_object" }),
+    edit: () => setEditing(!state.editing),
+    caption: openCaption,
+    skip: () => send("skip", {}),
+    undo,
+    help: () => toggleHelp(),
+  };
+
+  document.querySelectorAll("#actions button").forEach((b) => {
+    b.addEventListener("click", (ev) => {
+      ev.currentTarget.blur();
+      if (b.dataset.act === "reject" && ev.shiftKey) send("reject", { reason: "wrong_object" });
+      else ACTIONS[b.dataset.act]();
+    });
+  });
+
+  document.addEventListener("keydown", (ev) => {
+    if (!$("login").hidden || !$("caption-box").hidden) return;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
+    const k = ev.key;
+    let handled = true;
+    if (k === "a" || k === "A" || k === "Enter") accept();
+    else if (k === "r") send("reject", { reason: "no_object" });
+    else if (k === "R") send("reject", { reason: "wrong_object" });
+    else if (k === "e" || k === "E") setEditing(!state.editing);
+    else if (k === "c" || k === "C") openCaption();
+    else if (k === "s" || k === "S") send("skip", {});
+    else if (k === "u" || k === "U") undo();
+    else if (k === "?") toggleHelp();
+    else if (k === "Escape") {
+      if (!$("help").hidden) toggleHelp(false);
+      else resetBox();
+    } else if (k >= "1" && k <= "9") pick(Number(k) - 1);
+    else handled = false;
+    if (handled) ev.preventDefault();
+  });
+
+  boot();
+})();
