@@ -581,19 +581,19 @@ def run_propose(
         batches = _local_batches(ws, settings, run, detector, refiner)
     try:
         for results, errors, seconds in batches:
+            if errors and not results and not summary.images and not summary.errors:
+                model_errs = [r for _, r in errors if r.startswith("model-error")]
+                if len(model_errs) == len(errors) >= min(settings.batch_size, 2):
+                    raise ModelError(
+                        f"the detector failed on every image of the first batch (nothing "
+                        f"recorded; fix the cause and re-run): {model_errs[0]}"
+                    )
             written = store_runs.write_batch(ws, run, results, errors, seconds=seconds)
             summary.images += len(results)
             summary.errors += len(errors)
             summary.proposals += written
             for image_id, reason in errors[: max(0, 5 - len(summary.error_examples))]:
                 summary.error_examples.append(f"image {image_id}: {reason}")
-            if errors and not summary.images and len(errors) == summary.errors:
-                model_errs = [r for _, r in errors if r.startswith("model-error")]
-                if model_errs and len(model_errs) == len(errors) >= settings.batch_size:
-                    raise ModelError(
-                        f"the detector failed on every image of the first batch; expected "
-                        f"boxes or none, got {model_errs[0]}"
-                    )
             if progress is not None:
                 progress(len(results) + len(errors), written)
             if stop.is_set():
