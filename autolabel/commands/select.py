@@ -1,9 +1,98 @@
-"""CLI commands for this area (to be filled in). Keep heavy imports inside the functions."""
+"""`autolabel select`: calibrate P(correct), route proposals, fill the review queue."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace
+
+
+def select(
+    workspace: Path = WORKSPACE_ARG,
+    target_precision: float = typer.Option(
+        None,
+        "--target-precision",
+        help="Expected precision the auto-accepted set must reach (default 0.99).",
+    ),
+    budget: str = typer.Option(
+        None,
+        "--budget",
+        help="Most review items to queue: a count (500) or a share of proposals (10%). "
+        "Default: no cap.",
+    ),
+    audit_rate: float = typer.Option(
+        None,
+        "--audit-rate",
+        help="Share of auto-accepted boxes sampled into the queue as a blind audit (default 0.02).",
+    ),
+    reject_below: float = typer.Option(
+        None,
+        "--reject-below",
+        help="Reject boxes with calibrated P(correct) below this without review (default 0.05).",
+    ),
+    method: str = typer.Option(
+        None, "--method", help="Calibration: logistic (all signals) or isotonic (score only)."
+    ),
+    diversity: float = typer.Option(
+        None,
+        "--diversity",
+        help="0..<1: discount for each further near-duplicate image in the queue (default 0.3).",
+    ),
+    seed: int = typer.Option(None, "--seed", help="Random seed of the audit sample."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Route every undecided proposal: auto-accept, review queue, audit sample or reject.
+
+    Fits P(correct) on the labelled boxes the workspace has (seed boxes, review decisions;
+    too few -> the raw score, with a message), auto-accepts the largest set whose expected
+    precision reaches the target, queues the most informative of the rest (spread over
+    near-duplicate images, capped by the budget) and a random audit sample of the
+    auto-accepted set. Re-run it after each review round: it refits and re-routes every
+    proposal nobody decided or claimed.
+
+    Example: autolabel select ./ws --target-precision 0.99 --budget 500 --audit-rate 0.02
+    """
+    from autolabel.select.core import run_select
+    from autolabel.select.stats import format_estimate, precision_estimate
+
+    with open_workspace(workspace) as ws:
+        cfg = ws.config(
+            {
+                "select.target_precision": target_precision,
+                "select.budget": budget,
+                "select.audit_rate": audit_rate,
+                "select.reject_below": reject_below,
+                "select.method": method,
+                "select.diversity": diversity,
+                "select.seed": seed,
+            }
+        ).select
+        log = (lambda _: None) if as_json else (lambda m: typer.echo(m, err=True))
+        summary = run_select(ws, cfg, log=log)
+        est = precision_estimate(ws)
+    if as_json:
+        echo_json({**summary, "precision_estimate": est})
+        return
+    r, q = summary["routes"], summary["queue"]
+    typer.echo(
+        f"{summary['n_proposals']} current proposals, {summary['n_fixed']} already decided "
+        f"or claimed"
+    )
+    exp = summary["expected_precision"]
+    exp_txt = f" (expected precision {exp:.3f})" if exp is not None else ""
+    typer.echo(
+        f"auto-accepted {r['auto'] + r['audit']}{exp_txt}, review {r['review']}, "
+        f"pending (over budget) {r['pending']}, rejected {r['rejected']}"
+    )
+    typer.echo(
+        f"queue: {q['uncertain']} uncertain, {q['missing']} possible missing, "
+        f"{q['audit']} audit ({q['queued_new']} new, {q['withdrawn']} withdrawn)"
+    )
+    typer.echo(format_estimate(est))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add the select command."""
+    app.command("select")(select)

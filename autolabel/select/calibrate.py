@@ -1,0 +1,240 @@
+"""Calibration: map signals to P(correct) with scikit-learn.
+
+"Correct" means IoU >= 0.5 with the accepted / true box. Labelled examples come from seed
+boxes (proposals on seed originals) and review decisions. With too few examples (or only
+one class) the calibrator falls back to the raw detector score and says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autolabel.errors import InputError, ShapeError
+
+FEATURES: tuple[str, ...] = (
+    "score",
+    "token_score",
+    "second_score",
+    "margin",
+    "n_competing",
+    "sam_iou",
+    "sam_stability",
+    "mask_box_iou",
+    "tta_iou",
+    "exemplar_score",
+    "exemplar_sim",
+    "size_outlier",
+    "aspect_outlier",
+)
+"""Signals the calibrator may use, in column order (directions in ``signals.SIGNALS``)."""
+
+METHODS = ("logistic", "isotonic")
+MIN_EXAMPLES = 20
+"""Fewer labelled examples than this (or fewer than 3 of either class) -> raw score."""
+MIN_PER_CLASS = 3
+
+
+def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Stack the known features into ``(n, len(FEATURES))`` float64 (NaN = missing).
+
+    ``n_competing`` enters as ``log1p``; ``score`` comes from ``score``, not ``signals``.
+    """
+    score = np.asarray(score, np.float64).reshape(-1)
+    n = score.shape[0]
+    cols = []
+    for name in FEATURES:
+        if name == "score":
+            col = score
+        elif name in signals:
+            col = np.asarray(signals[name], np.float64).reshape(-1)
+            if col.shape[0] != n:
+                raise ShapeError(f"signal {name!r}: expected {n} values, got {col.shape[0]}")
+            if name == "n_competing":
+                col = np.log1p(np.clip(col, 0, None))
+        else:
+            col = np.full(n, np.nan)
+        cols.append(col)
+    return np.stack(cols, axis=1) if n else np.zeros((0, len(FEATURES)))
+
+
+@dataclass
+class Calibrator:
+    """A fitted map from feature rows to P(correct).
+
+    Attributes:
+        method: ``logistic``, ``isotonic`` or ``raw-score`` (the fallback).
+        reason: why the fallback was used (empty when fitted).
+        n_examples / n_correct: the labelled data it was fitted on.
+        columns: the feature columns used (present in the training data).
+    """
+
+    method: str
+    reason: str = ""
+    n_examples: int = 0
+    n_correct: int = 0
+    columns: list[str] = field(default_factory=list)
+    _medians: np.ndarray | None = None
+    _indicators: list[int] = field(default_factory=list)
+    _model: Any = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.method != "raw-score"
+
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        idx = [FEATURES.index(c) for c in self.columns]
+        Z = X[:, idx].copy()
+        miss = np.isnan(Z)
+        assert self._medians is not None
+        Z = np.where(miss, self._medians[None, :], Z)
+        if self._indicators:
+            Z = np.concatenate([Z, miss[:, self._indicators].astype(np.float64)], axis=1)
+        return Z
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """P(correct) for ``(n, len(FEATURES))`` feature rows; returns ``(n,)`` in [0, 1]."""
+        X = np.asarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != len(FEATURES):
+            raise ShapeError(f"features: expected shape (n, {len(FEATURES)}), got {X.shape}")
+        if X.shape[0] == 0:
+            return np.zeros(0)
+        if not self.fitted:
+            return np.clip(np.nan_to_num(X[:, 0], nan=0.0), 0.0, 1.0)
+        if self.method == "isotonic":
+            s = np.nan_to_num(X[:, 0], nan=0.0)
+            return np.clip(self._model.predict(s), 0.0, 1.0)
+        out = np.empty(X.shape[0])
+        step = 200_000
+        for a in range(0, X.shape[0], step):
+            out[a : a + step] = self._model.predict_proba(self._design(X[a : a + step]))[:, 1]
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly summary (stored in the workspace setting ``select.calibration``)."""
+        info: dict[str, Any] = {
+            "method": self.method,
+            "n_examples": self.n_examples,
+            "n_correct": self.n_correct,
+            "columns": list(self.columns),
+        }
+        if self.reason:
+            info["reason"] = self.reason
+        if self.method == "logistic" and self._model is not None:
+            lr = self._model[-1]
+            names = list(self.columns) + [f"{self.columns[i]}_missing" for i in self._indicators]
+            info["coefficients"] = {
+                n: round(float(c), 4) for n, c in zip(names, lr.coef_[0], strict=True)
+            }
+        return info
+
+
+def fit_calibrator(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    method: str = "logistic",
+    min_examples: int = MIN_EXAMPLES,
+) -> Calibrator:
+    """Fit P(correct) on labelled feature rows.
+
+    Args:
+        X: ``(n, len(FEATURES))`` features from :func:`feature_matrix` (NaN = missing).
+        y: ``(n,)`` 1 = correct (IoU >= 0.5 with the true box), 0 = wrong.
+        method: ``logistic`` (standardised logistic regression over every feature present
+            in the training data, median-imputed, plus missing-indicators) or ``isotonic``
+            (monotone map of the raw score).
+        min_examples: fewer examples -> fall back to the raw score.
+
+    Returns:
+        A :class:`Calibrator`; ``method == "raw-score"`` with ``reason`` set when it fell back.
+    """
+    if method not in METHODS:
+        raise InputError(
+            f"calibration method: expected one of {', '.join(METHODS)}, got {method!r}"
+        )
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y).astype(int).reshape(-1)
+    if X.ndim != 2 or X.shape[1] != len(FEATURES) or X.shape[0] != y.shape[0]:
+        raise ShapeError(
+            f"fit_calibrator: expected X (n, {len(FEATURES)}) and y (n,), got {X.shape} and "
+            f"{y.shape}"
+        )
+    n = int(y.shape[0])
+    pos = int(y.sum())
+    if n < min_examples:
+        return Calibrator(
+            "raw-score",
+            reason=f"only {n} labelled examples (need >= {min_examples}); using the raw score",
+            n_examples=n,
+            n_correct=pos,
+        )
+    if min(pos, n - pos) < MIN_PER_CLASS:
+        return Calibrator(
+            "raw-score",
+            reason=(
+                f"labelled examples are almost all one class ({pos} correct, {n - pos} wrong; "
+                f"need >= {MIN_PER_CLASS} of each); using the raw score"
+            ),
+            n_examples=n,
+            n_correct=pos,
+        )
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(np.nan_to_num(X[:, 0], nan=0.0), y)
+        return Calibrator("isotonic", n_examples=n, n_correct=pos, columns=["score"], _model=iso)
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    present = [j for j in range(X.shape[1]) if not np.isnan(X[:, j]).all()]
+    columns = [FEATURES[j] for j in present]
+    sub = X[:, present]
+    miss = np.isnan(sub)
+    medians = np.array(
+        [np.nanmedian(sub[:, j]) if (~miss[:, j]).any() else 0.0 for j in range(sub.shape[1])]
+    )
+    indicators = [j for j in range(sub.shape[1]) if miss[:, j].any()]
+    cal = Calibrator(
+        "logistic",
+        n_examples=n,
+        n_correct=pos,
+        columns=columns,
+        _medians=medians,
+        _indicators=indicators,
+    )
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    model.fit(cal._design(X), y)
+    cal._model = model
+    return cal
+
+
+def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 10) -> dict[str, list[float]]:
+    """Reliability table: mean predicted vs observed accuracy per probability bin.
+
+    Returns ``{"p_mean", "accuracy", "count"}`` lists over the non-empty bins, plus the
+    expected calibration error under ``"ece"`` (a one-element list).
+    """
+    p = np.asarray(p, np.float64).reshape(-1)
+    y = np.asarray(y, np.float64).reshape(-1)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    out: dict[str, list[float]] = {"p_mean": [], "accuracy": [], "count": []}
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if not sel.any():
+            continue
+        pm, acc, c = float(p[sel].mean()), float(y[sel].mean()), int(sel.sum())
+        out["p_mean"].append(pm)
+        out["accuracy"].append(acc)
+        out["count"].append(c)
+        ece += c * abs(pm - acc)
+    out["ece"] = [ece / max(len(p), 1)]
+    return out

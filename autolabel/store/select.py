@@ -1,0 +1,405 @@
+"""Queries of the select stage: stream current proposals, labelled examples, apply routes.
+
+Routing never touches a proposal that a person decided (an effective accept / adjust /
+reject) or whose queue item is claimed or done.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autolabel.store.db import Workspace, utcnow
+
+# effective decisions (undo rows cancel their target) -> the latest box decision per proposal
+_LAST_DECISION = """
+WITH eff AS (
+    SELECT * FROM decisions
+    WHERE action IN ('accept', 'adjust', 'reject')
+      AND id NOT IN (SELECT target_id FROM decisions
+                     WHERE action = 'undo' AND target_id IS NOT NULL)
+),
+last AS (SELECT proposal_id, MAX(id) AS did FROM eff GROUP BY proposal_id)
+"""
+
+
+@dataclass
+class CurrentProposals:
+    """Current proposals as parallel arrays (``n`` rows, in proposal-id order)."""
+
+    ids: np.ndarray  # (n,) int64
+    image_id: np.ndarray  # (n,) int64
+    run_id: np.ndarray  # (n,) int64
+    xyxy: np.ndarray  # (n, 4) float64
+    score: np.ndarray  # (n,) float64
+    phrase_code: np.ndarray  # (n,) int64 into phrases
+    phrases: list[str]
+    signals: dict[str, np.ndarray]  # name -> (n,) float64, NaN = missing
+    route: np.ndarray  # (n,) object
+    width: np.ndarray  # (n,) float64 image width (NaN unknown)
+    height: np.ndarray  # (n,) float64
+    p_correct: np.ndarray  # (n,) float64 from the last select (NaN before)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def load_current(ws: Workspace, *, chunk: int = 50_000) -> CurrentProposals:
+    """All current proposals (latest finished run per image) with their parsed signals.
+
+    Streams with ``fetchmany`` and parses signals chunk by chunk into float arrays, so a
+    million proposals need a few hundred MB at most.
+    """
+    cur = ws.conn.execute(
+        "WITH latest AS (SELECT image_id, MAX(run_id) AS run_id FROM run_images "
+        "WHERE status = 'done' GROUP BY image_id) "
+        "SELECT p.id, p.image_id, p.run_id, p.x0, p.y0, p.x1, p.y1, p.score, p.phrase, "
+        "p.signals, p.route, i.width, i.height, p.p_correct FROM latest l "
+        "JOIN proposals p ON p.image_id = l.image_id AND p.run_id = l.run_id "
+        "JOIN images i ON i.id = p.image_id"
+    )
+    num_parts: list[np.ndarray] = []
+    phrase_parts: list[np.ndarray] = []
+    route_parts: list[np.ndarray] = []
+    sig_parts: dict[str, list[np.ndarray]] = {}
+    phrase_index: dict[str, int] = {}
+    total = 0
+    while True:
+        rows = cur.fetchmany(chunk)
+        if not rows:
+            break
+        m = len(rows)
+        num = np.array(
+            [
+                (
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7],
+                    np.nan if r[11] is None else r[11],
+                    np.nan if r[12] is None else r[12],
+                    np.nan if r[13] is None else r[13],
+                )
+                for r in rows
+            ],
+            np.float64,
+        )
+        num_parts.append(num)
+        codes = np.empty(m, np.int64)
+        routes = np.empty(m, dtype=object)
+        chunk_sig: dict[str, np.ndarray] = {}
+        for j, r in enumerate(rows):
+            ph = r[8]
+            code = phrase_index.get(ph)
+            if code is None:
+                code = phrase_index[ph] = len(phrase_index)
+            codes[j] = code
+            routes[j] = r[10]
+            text = r[9]
+            if text and text != "{}":
+                for k, v in json.loads(text).items():
+                    if not isinstance(v, (int, float)):
+                        continue
+                    arr = chunk_sig.get(k)
+                    if arr is None:
+                        arr = chunk_sig[k] = np.full(m, np.nan)
+                    arr[j] = v
+        for k in set(sig_parts) | set(chunk_sig):
+            parts = sig_parts.setdefault(k, [])
+            if len(parts) < len(num_parts) - 1:  # key first seen now: pad earlier chunks
+                parts.extend(np.full(len(x), np.nan) for x in num_parts[len(parts) : -1])
+            parts.append(chunk_sig.get(k, np.full(m, np.nan)))
+        phrase_parts.append(codes)
+        route_parts.append(routes)
+        total += m
+    if total:
+        num = np.concatenate(num_parts)
+        codes = np.concatenate(phrase_parts)
+        routes = np.concatenate(route_parts)
+        signals = {k: np.concatenate(v) for k, v in sig_parts.items()}
+    else:
+        num = np.zeros((0, 11))
+        codes = np.zeros(0, np.int64)
+        routes = np.zeros(0, dtype=object)
+        signals = {}
+    order = np.argsort(num[:, 0], kind="stable")
+    phrases = [""] * len(phrase_index)
+    for ph, code in phrase_index.items():
+        phrases[code] = ph
+    return CurrentProposals(
+        ids=num[order, 0].astype(np.int64),
+        image_id=num[order, 1].astype(np.int64),
+        run_id=num[order, 2].astype(np.int64),
+        xyxy=num[order, 3:7],
+        score=num[order, 7],
+        phrase_code=codes[order],
+        phrases=phrases,
+        signals={k: v[order] for k, v in signals.items()},
+        route=routes[order],
+        width=num[order, 8],
+        height=num[order, 9],
+        p_correct=num[order, 10],
+    )
+
+
+@dataclass
+class Decisions:
+    """Latest effective box decision per proposal (``n`` rows)."""
+
+    proposal_id: np.ndarray  # (n,) int64
+    action: np.ndarray  # (n,) object: accept | adjust | reject
+    box: np.ndarray  # (n, 4) float64 adjusted box (NaN unless adjust)
+    proposal_box: np.ndarray  # (n, 4) float64 the proposal's own box
+
+
+def load_decisions(ws: Workspace) -> Decisions:
+    """The latest effective accept / adjust / reject of every decided proposal."""
+    rows = ws.conn.execute(
+        _LAST_DECISION
+        + "SELECT d.proposal_id, d.action, d.x0, d.y0, d.x1, d.y1, p.x0, p.y0, p.x1, p.y1 "
+        "FROM last JOIN decisions d ON d.id = last.did "
+        "JOIN proposals p ON p.id = d.proposal_id ORDER BY d.proposal_id"
+    ).fetchall()
+    n = len(rows)
+    box = np.array(
+        [[np.nan if v is None else v for v in r[2:6]] for r in rows], np.float64
+    ).reshape(n, 4)
+    return Decisions(
+        proposal_id=np.array([r[0] for r in rows], np.int64),
+        action=np.array([r[1] for r in rows], dtype=object),
+        box=box,
+        proposal_box=np.array([r[6:10] for r in rows], np.float64).reshape(n, 4),
+    )
+
+
+@dataclass
+class QueueState:
+    """Queue items by proposal (``n`` rows)."""
+
+    proposal_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    status: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+
+
+def load_queue(ws: Workspace, conn: sqlite3.Connection | None = None) -> QueueState:
+    """Every queue item's proposal, status and reason."""
+    c = conn or ws.conn
+    rows = c.execute("SELECT proposal_id, status, reason FROM queue_items").fetchall()
+    return QueueState(
+        proposal_id=np.array([r[0] for r in rows], np.int64),
+        status=np.array([r[1] for r in rows], dtype=object),
+        reason=np.array([r[2] for r in rows], dtype=object),
+    )
+
+
+def load_seed_boxes(ws: Workspace) -> dict[str, np.ndarray]:
+    """Located seed boxes with their image: ``{"image_id" (k,), "xyxy" (k,4), "wh" (k,2)}``."""
+    rows = ws.conn.execute(
+        "SELECT s.image_id, s.x0, s.y0, s.x1, s.y1, i.width, i.height FROM seed_items s "
+        "JOIN images i ON i.id = s.image_id "
+        "WHERE s.status = 'located' AND s.x0 IS NOT NULL ORDER BY s.id"
+    ).fetchall()
+    k = len(rows)
+    return {
+        "image_id": np.array([r[0] for r in rows], np.int64),
+        "xyxy": np.array([r[1:5] for r in rows], np.float64).reshape(k, 4),
+        "wh": np.array(
+            [[np.nan if v is None else v for v in r[5:7]] for r in rows], np.float64
+        ).reshape(k, 2),
+    }
+
+
+def seed_crop_paths(ws: Workspace) -> list[str]:
+    """Crop files of the located seed items (for exemplar similarity)."""
+    return [
+        r[0]
+        for r in ws.conn.execute(
+            "SELECT crop_path FROM seed_items WHERE status = 'located' ORDER BY id"
+        )
+    ]
+
+
+def image_paths(ws: Workspace, image_ids: Sequence[int]) -> dict[int, str]:
+    """``{image_id: path}`` for the given ids."""
+    out: dict[int, str] = {}
+    ids = [int(i) for i in image_ids]
+    for a in range(0, len(ids), 900):
+        part = ids[a : a + 900]
+        marks = ",".join("?" * len(part))
+        for r in ws.conn.execute(f"SELECT id, path FROM images WHERE id IN ({marks})", part):
+            out[int(r[0])] = r[1]
+    return out
+
+
+def all_images(ws: Workspace) -> list[tuple[int, str, int | None, int | None]]:
+    """``(id, path, width, height)`` of every ``ok`` image."""
+    return [
+        (int(r[0]), r[1], r[2], r[3])
+        for r in ws.conn.execute(
+            "SELECT id, path, width, height FROM images WHERE status = 'ok' ORDER BY id"
+        )
+    ]
+
+
+def fixed_proposal_ids(conn: sqlite3.Connection) -> np.ndarray:
+    """Proposals select must not touch: decided, or with a claimed / done queue item."""
+    rows = conn.execute(
+        _LAST_DECISION + "SELECT proposal_id FROM last "
+        "UNION SELECT proposal_id FROM queue_items WHERE status IN ('claimed', 'done')"
+    ).fetchall()
+    return np.unique(np.array([r[0] for r in rows], np.int64))
+
+
+def apply_routes(
+    ws: Workspace,
+    *,
+    ids: np.ndarray,
+    image_id: np.ndarray,
+    p_correct: np.ndarray,
+    route: np.ndarray,
+    reason: np.ndarray,
+    priority: np.ndarray,
+    score_only_ids: np.ndarray | None = None,
+    score_only_p: np.ndarray | None = None,
+    current_ids: np.ndarray | None = None,
+    chunk: int = 50_000,
+) -> dict[str, int]:
+    """Write a routing plan in one transaction.
+
+    Proposals that became fixed since they were read (decided, or claimed by a reviewer)
+    are skipped. Queue items: new ones are inserted; open or withdrawn items are updated
+    (reason, priority, reopened); open items whose proposal is no longer queued become
+    ``withdrawn``, and so do open items of proposals that are no longer current (not in
+    ``current_ids``, e.g. replaced by a newer propose run). ``score_only_*`` updates
+    ``p_correct`` of fixed proposals, leaving their route alone.
+
+    Returns:
+        ``{"updated", "queued_new", "queued_updated", "withdrawn", "skipped"}``.
+    """
+    ids = np.asarray(ids, np.int64)
+    now = utcnow()
+    stats = {"updated": 0, "queued_new": 0, "queued_updated": 0, "withdrawn": 0, "skipped": 0}
+    with ws.transaction() as c:
+        fixed = fixed_proposal_ids(c)
+        ok = ~np.isin(ids, fixed)
+        stats["skipped"] = int((~ok).sum())
+        sel = np.flatnonzero(ok)
+        for a in range(0, sel.size, chunk):
+            part = sel[a : a + chunk]
+            c.executemany(
+                "UPDATE proposals SET p_correct = ?, route = ? WHERE id = ?",
+                zip(
+                    p_correct[part].astype(float).tolist(),
+                    route[part].tolist(),
+                    ids[part].tolist(),
+                    strict=True,
+                ),
+            )
+        stats["updated"] = int(sel.size)
+        if score_only_ids is not None and score_only_p is not None and len(score_only_ids):
+            c.executemany(
+                "UPDATE proposals SET p_correct = ? WHERE id = ?",
+                zip(
+                    np.asarray(score_only_p, float).tolist(),
+                    np.asarray(score_only_ids, np.int64).tolist(),
+                    strict=True,
+                ),
+            )
+        q = load_queue(ws, c)
+        existing = dict(zip(q.proposal_id.tolist(), q.status.tolist(), strict=True))
+        queued = sel[np.asarray(reason[sel] != "", bool)]
+        new_rows, upd_rows = [], []
+        for j in queued.tolist():
+            pid = int(ids[j])
+            st = existing.get(pid)
+            row = (str(reason[j]), float(priority[j]))
+            if st is None:
+                new_rows.append((pid, int(image_id[j]), *row, now))
+            elif st in ("open", "withdrawn"):
+                upd_rows.append((*row, pid))
+        c.executemany(
+            "INSERT INTO queue_items(proposal_id, image_id, reason, priority, status, "
+            "created_at) VALUES (?,?,?,?,'open',?)",
+            new_rows,
+        )
+        c.executemany(
+            "UPDATE queue_items SET reason = ?, priority = ?, status = 'open' "
+            "WHERE proposal_id = ? AND status IN ('open', 'withdrawn')",
+            upd_rows,
+        )
+        queued_set = set(ids[queued].tolist())
+        withdraw = [
+            (int(pid),)
+            for pid in ids[sel].tolist()
+            if existing.get(pid) == "open" and pid not in queued_set
+        ]
+        if current_ids is not None:
+            cur_set = set(np.asarray(current_ids, np.int64).tolist())
+            withdraw.extend(
+                (int(pid),) for pid, st in existing.items() if st == "open" and pid not in cur_set
+            )
+        c.executemany(
+            "UPDATE queue_items SET status = 'withdrawn' WHERE proposal_id = ? AND status = 'open'",
+            withdraw,
+        )
+        stats["queued_new"] = len(new_rows)
+        stats["queued_updated"] = len(upd_rows)
+        stats["withdrawn"] = len(withdraw)
+    return stats
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def decision_correct(action: str, proposal_box: Sequence[float], box: Sequence[float]) -> bool:
+    """Outcome of a decision: accept, or adjust to a box with IoU >= 0.5, is correct."""
+    if action == "accept":
+        return True
+    if action == "adjust":
+        if any(v is None or v != v for v in box):  # adjust without a box: cannot tell
+            return False
+        return _iou(proposal_box, box) >= 0.5
+    return False
+
+
+def audit_outcomes(ws: Workspace) -> dict[str, Any]:
+    """Counts for the precision estimate: auto-accepted current proposals, audit items,
+    decided audit items and how many were correct."""
+    latest = (
+        "WITH latest AS (SELECT image_id, MAX(run_id) AS run_id FROM run_images "
+        "WHERE status = 'done' GROUP BY image_id) "
+    )
+    n_auto = ws.conn.execute(
+        latest + "SELECT COUNT(*) FROM latest l JOIN proposals p ON p.image_id = l.image_id "
+        "AND p.run_id = l.run_id WHERE p.route IN ('auto', 'audit')"
+    ).fetchone()[0]
+    n_audit = ws.conn.execute(
+        "SELECT COUNT(*) FROM queue_items WHERE reason = 'audit' AND status != 'withdrawn'"
+    ).fetchone()[0]
+    rows = ws.conn.execute(
+        _LAST_DECISION + "SELECT d.action, d.x0, d.y0, d.x1, d.y1, p.x0, p.y0, p.x1, p.y1 "
+        "FROM queue_items q JOIN last ON last.proposal_id = q.proposal_id "
+        "JOIN decisions d ON d.id = last.did JOIN proposals p ON p.id = q.proposal_id "
+        "WHERE q.reason = 'audit' AND q.status != 'withdrawn'"
+    ).fetchall()
+    correct = sum(decision_correct(r[0], tuple(r[5:9]), tuple(r[1:5])) for r in rows)
+    return {
+        "n_auto": int(n_auto),
+        "n_audit": int(n_audit),
+        "n_audited": len(rows),
+        "n_correct": int(correct),
+    }
