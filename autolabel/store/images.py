@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from autolabel.errors import NotFoundError
 from autolabel.store.db import Workspace, utcnow
@@ -21,8 +21,7 @@ _LOOKUP_CHUNK = 500  # bound parameters per IN (...) query
 _COLUMNS = "id, path, sha256, width, height, status, error, format, size, duplicate_of"
 
 
-@dataclass(frozen=True)
-class KnownFile:
+class KnownFile(NamedTuple):
     """What the images table already knows about a path (for the re-run fast path)."""
 
     id: int
@@ -100,7 +99,8 @@ def write_scanned(
                 status = "error"
             elif f.sha256 is not None:
                 row = c.execute(
-                    "SELECT id FROM images WHERE sha256 = ? AND status = 'ok' AND path != ? "
+                    # unary + keeps the planner on the sha256 index, not the status one
+                    "SELECT id FROM images WHERE sha256 = ? AND +status = 'ok' AND path != ? "
                     "ORDER BY id LIMIT 1",
                     (f.sha256, f.path),
                 ).fetchone()
@@ -290,4 +290,12 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
             "total": int(conn.execute("SELECT COUNT(*) FROM exports").fetchone()[0]),
             "latest": None if latest is None else latest[0],
         },
+        "auto_precision": _auto_precision(ws),
     }
+
+
+def _auto_precision(ws: Workspace) -> dict[str, Any]:
+    """Audit estimate of the auto-accepted set's precision (select area, Wilson 95%)."""
+    from autolabel.select.stats import status_summary
+
+    return status_summary(ws)
