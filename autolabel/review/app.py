@@ -10,8 +10,8 @@ Routes (JSON unless noted; every route needs a reviewer token once tokens exist)
 - ``GET /api/stats`` done / remaining counts; ``GET /api/items/{id}`` one item.
 - ``GET /api/images/{id}`` the image by workspace id (JPEG preview, cached, ETag).
 
-FastAPI, uvicorn and PIL are imported inside the functions so ``import autolabel.cli``
-stays light.
+This module imports FastAPI at import time; the CLI imports it only inside ``autolabel
+review``, so ``import autolabel.cli`` stays light.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from autolabel.errors import (
     AuthError,
@@ -110,8 +114,6 @@ class _BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > max_bytes:
-                    from fastapi import HTTPException
-
                     raise HTTPException(413, f"request body: expected <= {max_bytes} bytes")
             return message
 
@@ -131,6 +133,43 @@ class _BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class Identity:
+    """Who sends a request: ``mode`` is ``token`` (reviewer from a token) or ``name``."""
+
+    def __init__(self, reviewer: str | None, mode: str) -> None:
+        self.reviewer = reviewer
+        self.mode = mode
+
+    def require(self) -> str:
+        if self.reviewer is None:
+            raise HTTPException(
+                401,
+                "reviewer: expected a name in the X-Reviewer header (the page asks for it), "
+                "got none",
+            )
+        return self.reviewer
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecideBody(Strict):
+    item_id: int
+    action: str = Field(max_length=16)
+    box: list[float] | None = Field(None, min_length=4, max_length=4)
+    caption: str | None = Field(None, max_length=4000)
+    reason: str | None = Field(None, max_length=400)
+
+
+class UndoBody(Strict):
+    decision_id: int | None = None
+
+
+class ItemsBody(Strict):
+    item_ids: list[int] | None = Field(None, max_length=1000)
 
 
 def create_app(
@@ -156,10 +195,6 @@ def create_app(
         AuthError: non-loopback ``host`` and no reviewer tokens.
         WorkspaceError: not a workspace.
     """
-    from fastapi import Depends, FastAPI, HTTPException, Request
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from pydantic import BaseModel, ConfigDict, Field
-
     from autolabel.review.queue import ReviewQueue
     from autolabel.store import Workspace
     from autolabel.store import queue as sq
@@ -185,20 +220,6 @@ def create_app(
             with conns_lock:
                 conns.append(conn)
         return ReviewQueue(ws, lease_seconds=lease, conn=conn)
-
-    class Identity:
-        def __init__(self, reviewer: str | None, mode: str) -> None:
-            self.reviewer = reviewer
-            self.mode = mode
-
-        def require(self) -> str:
-            if self.reviewer is None:
-                raise HTTPException(
-                    401,
-                    "reviewer: expected a name in the X-Reviewer header (the page asks for it), "
-                    "got none",
-                )
-            return self.reviewer
 
     def identity(request: Request) -> Identity:
         q = queue()
@@ -252,22 +273,6 @@ def create_app(
     @app.exception_handler(AutolabelError)
     async def _library_error(request: Request, exc: AutolabelError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=_status_for(exc))
-
-    class Strict(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-    class DecideBody(Strict):
-        item_id: int
-        action: str = Field(max_length=16)
-        box: list[float] | None = Field(None, min_length=4, max_length=4)
-        caption: str | None = Field(None, max_length=4000)
-        reason: str | None = Field(None, max_length=400)
-
-    class UndoBody(Strict):
-        decision_id: int | None = None
-
-    class ItemsBody(Strict):
-        item_ids: list[int] | None = Field(None, max_length=1000)
 
     def _static(name: str) -> Response:
         if name not in STATIC_FILES:
