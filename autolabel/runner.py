@@ -135,34 +135,30 @@ def split_prompt(prompt: str) -> list[str]:
 
 
 def resolve_model(model: str, workspace: Path) -> str:
-    """Turn ``latest`` into the newest fine-tuned version folder; other values pass through.
+    """Turn ``latest`` (or a version name like ``gdino-v2``) into that fine-tuned folder.
 
-    Uses ``autolabel.train.versions.latest_version_dir`` when available, otherwise the
-    layout it writes: ``WORKSPACE/models/<name>-v<N>/metadata.json`` (highest N wins).
+    Uses ``autolabel.train.versions`` (the layout ``WORKSPACE/models/gdino-v<N>/`` with a
+    ``metadata.json``); any other value (hub id, folder) passes through.
 
     Raises:
         NotFoundError: ``latest`` was asked for but no fine-tuned version exists.
     """
-    if model != LATEST:
+    import re
+
+    if model != LATEST and not re.fullmatch(r"gdino-v\d+", model):
         return model
-    found: Path | None = None
-    try:
-        from autolabel.train.versions import latest_version_dir  # type: ignore[import-not-found]
+    if model == LATEST:
+        from autolabel.train.versions import latest_version_dir
 
         found = latest_version_dir(workspace)
-    except ImportError:
-        best = -1
-        root = workspace / "models"
-        for meta in root.glob("*-v*/metadata.json") if root.is_dir() else ():
-            suffix = meta.parent.name.rsplit("-v", 1)[-1]
-            if suffix.isdigit() and int(suffix) > best:
-                best, found = int(suffix), meta.parent
-    if found is None:
-        raise NotFoundError(
-            f"--model latest: expected a fine-tuned version under {workspace / 'models'} "
-            "(made by `autolabel finetune`), found none"
-        )
-    return str(found)
+        if found is None:
+            raise NotFoundError(
+                f"--model latest: expected a fine-tuned version under {workspace / 'models'} "
+                "(made by `autolabel finetune`), found none"
+            )
+        return str(found)
+    named = workspace / "models" / model
+    return str(named) if named.is_dir() else model  # else: a plain folder named like that
 
 
 def resolve_settings(

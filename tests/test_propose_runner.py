@@ -216,6 +216,7 @@ def test_resolve_model_latest(tmp_path):
         d.mkdir(parents=True)
         (d / "metadata.json").write_text("{}")
     assert Path(runner.resolve_model("latest", tmp_path)).name == "gdino-v10"
+    assert Path(runner.resolve_model("gdino-v2", tmp_path)) == tmp_path / "models" / "gdino-v2"
 
 
 # -- runs with a deterministic detector -----------------------------------------------------
