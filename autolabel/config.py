@@ -105,10 +105,23 @@ class ExportConfig(_Section):
     margin: float = Field(0.0, ge=0, le=100)
     min_size: int = Field(224, ge=0)
     version: str | None = None
-    formats: list[str] = Field(default_factory=lambda: ["swift"])
+    formats: list[str] = Field(
+        default_factory=lambda: [
+            "swift",
+            "swift-messages",
+            "swift-grounding",
+            "swift-objects",
+            "coco",
+            "yolo",
+            "labelstudio",
+            "odvg",
+        ]
+    )
     include: Literal["accepted", "auto", "reviewed", "all"] = "accepted"
     absolute_paths: bool = False
     workers: int = Field(2, ge=1)
+    instruction: str = "Describe the product in the image."
+    labelstudio_root: str = "/"
 
 
 class Config(_Section):

@@ -1,9 +1,153 @@
-"""CLI commands for this area (to be filled in). Keep heavy imports inside the functions."""
+"""``autolabel export``: crops + ms-swift JSONL + COCO/YOLO/Label Studio/ODVG + manifest."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace, progress
+
+
+def export(
+    workspace: Path = WORKSPACE_ARG,
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Export folder; each version is written to OUT/<version>/."
+    ),
+    size: int | None = typer.Option(
+        None, "--size", min=8, help="Standard crop size in pixels (default: export.size, 448)."
+    ),
+    resize: str | None = typer.Option(
+        None,
+        "--resize",
+        help="fit (long side = size), pad (fit + neutral square padding) or short-side "
+        "(short side = size, ViT style).",
+    ),
+    margin: float | None = typer.Option(
+        None, "--margin", min=0.0, max=100.0, help="Margin around each box, % of the box size."
+    ),
+    min_size: int | None = typer.Option(
+        None,
+        "--min-size",
+        min=0,
+        help="Boxes whose side (long side; short side for short-side) is below this are not "
+        "cropped but listed in too_small.jsonl.",
+    ),
+    version: str | None = typer.Option(
+        None, "--version", help="Version name (default: the next free vN)."
+    ),
+    formats: str | None = typer.Option(
+        None,
+        "--formats",
+        help="Comma-separated: swift, swift-messages, swift-grounding, swift-objects, coco, "
+        "yolo, labelstudio, odvg, or all (default: export.formats).",
+    ),
+    include: str | None = typer.Option(
+        None,
+        "--include",
+        help="accepted (auto + reviewed), auto, reviewed, or all (every box not rejected).",
+    ),
+    absolute_paths: bool | None = typer.Option(
+        None,
+        "--absolute-paths/--relative-paths",
+        help="Crop paths in the JSONL files absolute, or relative to the version folder.",
+    ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="'last' or a version name: export only labels new or changed since that export.",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Crop-writing processes (default: export.workers)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Export accepted boxes as standard-size crops and training files, with provenance.
+
+    Crops are cut from the full-resolution, EXIF-corrected originals (never modified; their
+    sha256 is checked and written to manifest.jsonl). The version folder is built aside and
+    renamed into place, so an interrupted export never damages an earlier one; OUT/LATEST
+    names the newest version. Same workspace + options -> byte-identical files.
+
+    Example: autolabel export ./ws --out ./dataset --size 448 --resize pad --formats all
+    """
+    import time
+
+    from autolabel.export import ExportOptions, export_dataset, parse_formats
+
+    with open_workspace(workspace) as ws:
+        cfg = ws.config(
+            {
+                "export.size": size,
+                "export.resize": resize,
+                "export.margin": margin,
+                "export.min_size": min_size,
+                "export.version": version,
+                "export.formats": None if formats is None else list(parse_formats(formats)),
+                "export.include": include,
+                "export.absolute_paths": absolute_paths,
+                "export.workers": workers,
+            }
+        )
+        ec = cfg.export
+        opts = ExportOptions(
+            size=ec.size,
+            resize=ec.resize,
+            margin=ec.margin,
+            min_size=ec.min_size,
+            version=ec.version,
+            formats=parse_formats(ec.formats),
+            include=ec.include,
+            absolute_paths=ec.absolute_paths,
+            since=since,
+            workers=ec.workers,
+            instruction=ec.instruction,
+            labelstudio_root=ec.labelstudio_root,
+            max_pixels=cfg.image.max_pixels,
+            max_side=cfg.image.max_side,
+        )
+        bar = None if quiet else progress(transient=True)
+        task: list[int] = []
+        t0 = time.perf_counter()
+
+        def on_progress(done: int, total: int) -> None:
+            if bar is None:
+                return
+            if not task:
+                bar.start()
+                task.append(bar.add_task("export", total=total, rate=""))
+            dt = max(time.perf_counter() - t0, 1e-9)
+            bar.update(task[0], completed=done, rate=f"{done / dt:.1f} img/s")
+
+        try:
+            result = export_dataset(ws, out, opts, on_progress=on_progress)
+        finally:
+            if bar is not None and task:
+                bar.stop()
+    seconds = time.perf_counter() - t0
+    if as_json:
+        echo_json(
+            {
+                "version": result.version,
+                "path": str(result.path),
+                "counts": result.counts,
+                "seconds": round(seconds, 3),
+            }
+        )
+        return
+    c = result.counts
+    typer.echo(
+        f"export {result.version}: {c['labels']} labels from {c['images']} images, "
+        f"{c['crops']} crops, {c['too_small']} too small, {c['skipped']} skipped "
+        f"({seconds:.1f} s) -> {result.path}"
+    )
+    if c["too_small"]:
+        typer.echo(f"  too small to crop: see {result.path / 'too_small.jsonl'}", err=True)
+    if c["skipped"]:
+        typer.echo(f"  skipped (original missing/changed): see {result.path / 'skipped.jsonl'}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add ``export``."""
+    app.command("export")(export)

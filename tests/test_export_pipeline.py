@@ -1,0 +1,473 @@
+"""End-to-end export: every format round-trips, provenance, determinism, atomicity, CLI."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autolabel.errors import ConflictError, InputError, NotFoundError
+from autolabel.export import ExportOptions, export_dataset, read_latest
+from autolabel.export.geometry import ORIENTATION_OP, from_norm1000, from_yolo
+from autolabel.imageio import open_image
+from autolabel.store import exports as store
+from autolabel.store import runs as store_runs
+from autolabel.store.db import utcnow
+from autolabel.store.labels import iter_labels
+from tests.conftest import mock_proposals
+
+RED = (230, 20, 20)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _photo(w: int, h: int) -> np.ndarray:
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.coffee()).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def _background(w: int, h: int, seed: int) -> np.ndarray:
+    arr = _photo(w, h).copy()
+    arr[..., seed % 3] //= 2 + seed // 3  # distinct files for distinct seeds
+    return arr
+
+
+def _save(path: Path, corrected: np.ndarray, orientation: int = 1) -> None:
+    """Save ``corrected`` so that the EXIF orientation turns the stored pixels back into it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(corrected)
+    op = ORIENTATION_OP[orientation]
+    inverse = {"ROTATE_90": "ROTATE_270", "ROTATE_270": "ROTATE_90"}.get(op, op)
+    raw = im if inverse is None else im.transpose(getattr(Image.Transpose, inverse))
+    if path.suffix == ".png":
+        raw.save(path)
+        return
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    raw.save(path, quality=92, exif=exif.tobytes())
+
+
+def _build(root: Path, *, n_extra: int = 0, extra_size: tuple[int, int] = (640, 480)):
+    """A workspace with 4 images (one EXIF-rotated), a run, routes and decisions.
+
+    Returns ``(ws, info)`` where info maps names to proposal ids and true boxes.
+    """
+    from autolabel.ingest import ingest
+    from autolabel.store import Workspace
+
+    photos = root / "photos"
+    boxes = {}
+    # a.jpg: two red squares
+    a = _background(800, 600, 0)
+    a[100:300, 150:400] = RED
+    a[350:550, 500:760] = RED
+    _save(photos / "a.jpg", a)
+    boxes["a"] = [(150, 100, 400, 300), (500, 350, 760, 550)]
+    # rot.jpg: corrected 480x640 (portrait), stored landscape with orientation 6
+    r = _background(480, 640, 1)
+    r[300:600, 60:300] = RED
+    _save(photos / "rot.jpg", r, orientation=6)
+    boxes["rot"] = [(60, 300, 300, 600)]
+    # small.png: one box too small to crop at min_size 224
+    s = _background(300, 200, 2)
+    s[50:150, 40:140] = RED
+    _save(photos / "small.png", s)
+    boxes["small"] = [(40, 50, 140, 150)]
+    # sub/a.jpg: same stem as a.jpg
+    b = _background(640, 480, 3)
+    b[40:440, 100:500] = RED
+    _save(photos / "sub" / "a.jpg", b)
+    boxes["sub_a"] = [(100, 40, 500, 440)]
+    for i in range(n_extra):
+        e = _background(*extra_size, i)
+        w, h = extra_size
+        e[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = RED
+        _save(photos / "extra" / f"e{i:04d}.jpg", e)
+        boxes[f"e{i:04d}"] = [(w // 4, h // 4, 3 * w // 4, 3 * h // 4)]
+
+    ws = Workspace.create(root / "ws")
+    ingest(ws, [photos], workers=1)
+    run = store_runs.create_run(
+        ws,
+        detector="grounding-dino",
+        model="tiny",
+        model_version="mv-123",
+        refiner=None,
+        prompt="red box",
+        box_threshold=0.3,
+        text_threshold=0.25,
+    )
+    path_ids = {r["path"]: r["id"] for r in ws.conn.execute("SELECT id, path FROM images")}
+    results = []
+    for key, bxs in sorted(boxes.items()):
+        rel = {"sub_a": "sub/a.jpg", "small": "small.png"}.get(key, f"{key}.jpg")
+        if key.startswith("e") and key[1:].isdigit():
+            rel = f"extra/{key}.jpg"
+        image_id = path_ids[str((photos / rel).resolve())]
+        results.append((image_id, mock_proposals(bxs, phrase=["red box"] * len(bxs))))
+    store_runs.write_batch(ws, run, results)
+    store_runs.finish_run(ws, run)
+    pids = {}
+    for key in sorted(boxes):
+        rel = {"sub_a": "sub/a.jpg", "small": "small.png"}.get(key, f"{key}.jpg")
+        if key.startswith("e") and key[1:].isdigit():
+            rel = f"extra/{key}.jpg"
+        image_id = path_ids[str((photos / rel).resolve())]
+        pids[key] = [
+            r[0]
+            for r in ws.conn.execute(
+                "SELECT id FROM proposals WHERE image_id = ? ORDER BY id", (image_id,)
+            )
+        ]
+    # routes: everything auto except a's second box (reviewed + adjusted + captioned)
+    everything = [p for v in pids.values() for p in v]
+    store.set_routes(ws, everything, "auto")
+    store.set_routes(ws, [pids["a"][1]], "review")
+    return ws, {"boxes": boxes, "pids": pids, "photos": photos, "run": run}
+
+
+@pytest.fixture
+def built(tmp_path):
+    ws, info = _build(tmp_path)
+    pids = info["pids"]
+    # a[1]: adjusted by a reviewer (slightly moved box) and captioned
+    store.add_decision(ws, pids["a"][1], "adjust", reviewer="ann", box=(502, 352, 758, 548))
+    store.add_decision(ws, pids["a"][1], "caption", reviewer="ann", caption="a red tile")
+    # seed caption for a[0] (IoU ~ 0.9 with the box)
+    image_a = ws.conn.execute("SELECT image_id FROM proposals WHERE id=?", (pids["a"][0],))
+    with ws.transaction() as c:
+        c.execute(
+            "INSERT INTO seed_items(crop_path, image_id, x0, y0, x1, y1, status, caption, "
+            "phrase, added_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            ("/seed/c.png", image_a.fetchone()[0], 155, 105, 400, 300, "located", "seed cap",
+             "red box", utcnow()),
+        )  # fmt: skip
+    yield ws, info
+    ws.close()
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = b"->" + os.readlink(p).encode()
+        elif p.is_file():
+            out[rel] = p.read_bytes()
+    return out
+
+
+def test_export_all_formats_round_trip(built, tmp_path):
+    ws, info = built
+    photos = info["photos"]
+    originals = {p: _sha(p) for p in photos.rglob("*.*")}
+    res = export_dataset(ws, tmp_path / "out", ExportOptions(workers=2))
+    v = res.path
+    assert res.version == "v1" and read_latest(tmp_path / "out") == "v1"
+    assert res.counts == {"images": 4, "labels": 5, "crops": 4, "too_small": 1, "skipped": 0}
+    # originals untouched, and their hashes are in the manifest
+    assert {p: _sha(p) for p in photos.rglob("*.*")} == originals
+    manifest = _read_jsonl(v / "manifest.jsonl")
+    assert {m["source_sha256"] for m in manifest} == set(originals.values())
+    by_pid = {m["proposal_id"]: m for m in manifest}
+    adjusted = by_pid[info["pids"]["a"][1]]
+    assert adjusted["source"] == "reviewed" and adjusted["reviewer"] == "ann"
+    assert adjusted["box"] == [502, 352, 758, 548] and adjusted["decided_at"]
+    assert adjusted["caption"] == "a red tile" and adjusted["caption_source"] == "reviewed"
+    seeded = by_pid[info["pids"]["a"][0]]
+    assert (seeded["caption"], seeded["caption_source"]) == ("seed cap", "seed")
+    assert seeded["source"] == "auto" and seeded["reviewer"] is None
+    for m in manifest:
+        assert m["model_version"] == "mv-123" and m["prompt"] == "red box"
+        assert m["box_threshold"] == pytest.approx(0.3) and m["export_version"] == "v1"
+        assert m["route"] in ("auto", "review")
+    small = by_pid[info["pids"]["small"][0]]
+    assert small["crop"] is None and small["status"] == "too-small"
+    assert _read_jsonl(v / "too_small.jsonl")[0]["proposal_id"] == small["proposal_id"]
+
+    # crops: names, size, content is the red square (EXIF-rotated one included)
+    crops = sorted(p.name for p in (v / "crops").iterdir())
+    ids = {
+        Path(r[1]).relative_to(photos).as_posix(): r[0]
+        for r in ws.conn.execute("SELECT id, path FROM images")
+    }
+    a, sub_a = ids["a.jpg"], ids["sub/a.jpg"]
+    assert crops == sorted(
+        [f"a-{a}_448_v1_1.png", f"a-{a}_448_v1_2.png", f"a-{sub_a}_448_v1.png", "rot_448_v1.png"]
+    )
+    for name in crops:
+        arr = np.asarray(Image.open(v / "crops" / name), np.float32)
+        assert max(arr.shape[:2]) == 448
+        assert np.abs(arr - RED).mean() < 12, name
+    rot = np.asarray(Image.open(v / "crops" / "rot_448_v1.png"))
+    assert rot.shape == (448, 358, 3)  # portrait box 240x300 in the corrected image
+
+    # swift rows
+    swift = _read_jsonl(v / "swift.jsonl")
+    assert len(swift) == 4
+    for row in swift:
+        assert set(row) == {"image", "text"} and (v / row["image"]).is_file()
+    assert {"seed cap", "a red tile", "red box"} == {r["text"] for r in swift}
+    msgs = _read_jsonl(v / "swift_messages.jsonl")
+    for row in msgs:
+        user, assistant = row["messages"]
+        assert user["role"] == "user" and user["content"].startswith("<image>")
+        assert user["content"].count("<image>") == len(row["images"]) == 1
+        assert assistant["role"] == "assistant" and assistant["content"]
+
+    # grounding rows: coordinates within 1/1000 of the label boxes
+    labels = {(lb.image_path, tuple(round(x) for x in lb.box)) for lb in iter_labels(ws)}
+    sizes = {str(p): open_image(p).size for p in photos.rglob("*.*")}
+    import re
+
+    n_boxes = 0
+    for row in _read_jsonl(v / "swift_grounding.jsonl"):
+        path = row["images"][0]
+        w, h = sizes[path]
+        answer = row["messages"][1]["content"]
+        for phrase, *q in re.findall(
+            r"<ref>(.+?)</ref><box>\((\d+),(\d+)\),\((\d+),(\d+)\)</box>", answer
+        ):
+            assert phrase == "red box"
+            back = from_norm1000(tuple(int(x) for x in q), w, h)
+            match = [b for p, b in labels if p == path]
+            err = min(np.abs((np.array(back) - b) / [w, h, w, h]).max() for b in match)
+            assert err <= 1 / 1000
+            n_boxes += 1
+    assert n_boxes == 5
+    objs = _read_jsonl(v / "swift_objects.jsonl")
+    for row in objs:
+        o = row["objects"]
+        assert o["bbox_type"] == "real" and len(o["ref"]) == 1
+        assert row["messages"][0]["content"].count("<ref-object>") == len(o["ref"])
+        assert row["messages"][1]["content"].count("<bbox>") == len(o["bbox"])
+        assert {tuple(round(x) for x in b) for b in o["bbox"]} <= {
+            b for p, b in labels if p == row["images"][0]
+        }
+
+    # COCO: loads in pycocotools, and COCOeval of the labels against themselves gives AP 1
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO(str(v / "coco.json"))
+    assert len(gt.getAnnIds()) == 5 and len(gt.getImgIds()) == 4
+    dets = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1}
+        for a in gt.dataset["annotations"]
+    ]
+    ev = COCOeval(gt, gt.loadRes(dets), "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert ev.stats[0] == pytest.approx(1.0)
+    for ann in gt.dataset["annotations"]:
+        img = gt.imgs[ann["image_id"]]
+        x, y, bw, bh = ann["bbox"]
+        assert (img["file_name"], (round(x), round(y), round(x + bw), round(y + bh))) in labels
+
+    # YOLO: boxes convert back within 1 px; image links point at the originals
+    import yaml
+
+    data = yaml.safe_load((v / "yolo" / "data.yaml").read_text())
+    assert data["names"] == {0: "red box"} and data["train"] == "images"
+    n_yolo = 0
+    for txt in sorted((v / "yolo" / "labels").glob("*.txt")):
+        [img] = list((v / "yolo" / "images").glob(txt.stem + ".*"))
+        target = os.readlink(img)
+        w, h = sizes[target]
+        for line in txt.read_text().splitlines():
+            _cls, *vals = line.split()
+            back = from_yolo(tuple(float(x) for x in vals), w, h)
+            match = [b for p, b in labels if p == target]
+            assert min(np.abs(np.array(back) - b).max() for b in match) <= 1
+            n_yolo += 1
+    assert n_yolo == 5
+
+    # Label Studio: percent boxes come back to pixels; reviewed box also as an annotation
+    tasks = json.loads((v / "labelstudio.json").read_text())
+    assert len(tasks) == 4
+    for task in tasks:
+        path = task["meta"]["path"]
+        assert task["data"]["image"] == "/data/local-files/?d=" + path.lstrip("/")
+        for pred in task["predictions"]:
+            assert pred["model_version"] == "mv-123"
+            for r in pred["result"]:
+                val = r["value"]
+                w, h = r["original_width"], r["original_height"]
+                back = (val["x"] * w / 100, val["y"] * h / 100)
+                back += (back[0] + val["width"] * w / 100, back[1] + val["height"] * h / 100)
+                assert tuple(round(x) for x in back) in {b for p, b in labels if p == path}
+    assert sum("annotations" in t for t in tasks) == 1
+    assert "<RectangleLabels" in (v / "labelstudio_config.xml").read_text()
+
+    # ODVG
+    label_map = json.loads((v / "odvg_label_map.json").read_text())
+    assert label_map == {"0": "red box"}
+    for row in _read_jsonl(v / "odvg.jsonl"):
+        assert (row["width"], row["height"]) == sizes[row["filename"]]
+        for inst in row["detection"]["instances"]:
+            assert label_map[str(inst["label"])] == inst["category"]
+            assert (row["filename"], tuple(round(x) for x in inst["bbox"])) in labels
+
+    summary = json.loads((v / "export.json").read_text())
+    assert summary["counts"] == res.counts
+    assert sorted(summary["files"]) == sorted(
+        str(p.relative_to(v)) for p in v.rglob("*") if (p.is_file() or p.is_symlink())
+        and p.name != "export.json"
+    )  # fmt: skip
+
+
+def test_two_exports_are_byte_identical_and_versions_never_overwritten(built, tmp_path):
+    ws, _ = built
+    opts = ExportOptions(version="v1", workers=1, resize="pad", margin=5)
+    r1 = export_dataset(ws, tmp_path / "one", opts)
+    r2 = export_dataset(ws, tmp_path / "two", ExportOptions(**{**opts.__dict__, "workers": 2}))
+    t1, t2 = _tree(r1.path), _tree(r2.path)
+    assert t1 == t2 and len(t1) > 10
+    with pytest.raises(ConflictError, match="already exists"):
+        export_dataset(ws, tmp_path / "one", opts)
+    # default version continues after the recorded ones
+    r3 = export_dataset(ws, tmp_path / "one", ExportOptions(formats=("coco",)))
+    assert r3.version == "v2" and not (r3.path / "crops").exists()
+    assert read_latest(tmp_path / "one") == "v2"
+    assert (r1.path / "coco.json").read_bytes() == t1["coco.json"]  # v1 untouched
+
+
+def test_include_filters_and_since_last_exports_only_new_items(built, tmp_path):
+    ws, info = built
+    pids = info["pids"]
+    out = tmp_path / "out"
+    first = export_dataset(ws, out, ExportOptions(include="auto", formats=("swift", "coco")))
+    assert first.counts["labels"] == 4  # a[1] was reviewed, so not auto
+    reviewed = export_dataset(ws, out, ExportOptions(include="reviewed", formats=("coco",)))
+    assert reviewed.counts["labels"] == 1
+    # nothing new yet
+    empty = export_dataset(ws, out, ExportOptions(since="last", formats=("swift",)))
+    assert empty.counts["labels"] == 0 and _read_jsonl(empty.path / "swift.jsonl") == []
+    # a reviewer rejects a box and accepts a changed one; a new run adds nothing else
+    store.add_decision(ws, pids["sub_a"][0], "reject", reviewer="bob")
+    store.add_decision(ws, pids["rot"][0], "caption", reviewer="bob", caption="tall red")
+    inc = export_dataset(ws, out, ExportOptions(since="last", formats=("swift",)))
+    rows = _read_jsonl(inc.path / "swift.jsonl")
+    assert [r["text"] for r in rows] == ["tall red"] and inc.version == "v4"
+    full = export_dataset(ws, out, ExportOptions(formats=("swift",)))
+    assert full.counts["labels"] == 4  # the rejected box is gone
+    with pytest.raises(NotFoundError):
+        export_dataset(ws, out, ExportOptions(since="v99"))
+
+
+def test_missing_and_changed_originals_are_skipped_and_listed(built, tmp_path):
+    ws, info = built
+    photos = info["photos"]
+    (photos / "sub" / "a.jpg").unlink()
+    Image.fromarray(_background(480, 640, 9)).save(photos / "rot.jpg", quality=80)
+    res = export_dataset(ws, tmp_path / "out", ExportOptions(formats=("swift", "coco")))
+    skipped = _read_jsonl(res.path / "skipped.jsonl")
+    assert sorted(s["reason"] for s in skipped) == ["changed", "not-found"]
+    assert res.counts["labels"] == 3 and res.counts["skipped"] == 2
+
+
+@pytest.mark.parametrize(
+    "opts, match",
+    [
+        ({"resize": "stretch"}, "resize: expected one of fit, pad, short-side"),
+        ({"formats": ("coco", "voc")}, "formats: expected names from"),
+        ({"version": "../x"}, "version: expected letters"),
+        ({"include": "maybe"}, "include: expected one of"),
+    ],
+)
+def test_bad_options_raise_named_errors(workspace, tmp_path, opts, match):
+    with pytest.raises(InputError, match=match):
+        export_dataset(workspace, tmp_path / "o", ExportOptions(**opts))
+
+
+def test_cli_export_and_clean_user_errors(built, tmp_path):
+    ws, _ = built
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "autolabel.cli", "export", str(ws.path), "--out", str(out)]
+    ok = subprocess.run(
+        [*cmd, "--formats", "swift,coco", "--size", "224", "--min-size", "64", "--json", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads(ok.stdout)
+    assert summary["version"] == "v1" and summary["counts"]["crops"] == 5
+    assert (out / "v1" / "crops" / "rot_224_v1.png").is_file()
+    bad = subprocess.run(
+        [*cmd, "--formats", "voc"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: formats: expected")
+    assert "Traceback" not in bad.stderr
+
+
+def test_kill_during_export_leaves_previous_export_intact(tmp_path):
+    ws, _ = _build(tmp_path, n_extra=30, extra_size=(1024, 768))
+    out = tmp_path / "out"
+    first = export_dataset(ws, out, ExportOptions(formats=("swift",), workers=1))
+    before = _tree(first.path)
+    ws.close()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autolabel.cli",
+            "export",
+            str(tmp_path / "ws"),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--formats",
+            "swift",
+            "-q",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        tmp = [p for p in out.glob(".tmp-v2-*") if (p / "crops").is_dir()]
+        if tmp and len(list((tmp[0] / "crops").iterdir())) >= 5:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=30)
+    assert killed, "export finished before it could be killed; make the test export bigger"
+    assert not (out / "v2").exists()
+    assert read_latest(out) == "v1"
+    assert _tree(first.path) == before
+    # the next export cleans the dead temp folder and completes
+    from autolabel.store import Workspace
+
+    with Workspace.open(tmp_path / "ws") as ws2:
+        again = export_dataset(ws2, out, ExportOptions(formats=("swift",), workers=2))
+    assert again.version == "v2" and read_latest(out) == "v2"
+    assert not list(out.glob(".tmp-*"))
+    assert again.counts["crops"] == first.counts["crops"] == 33  # a[1] is not accepted
