@@ -285,26 +285,27 @@
   }
 
   function dragWith(ev, onMove) {
+    // listeners live on window: render() replaces the box and its handles while dragging
     ev.preventDefault();
     ev.stopPropagation();
-    const target = ev.currentTarget;
-    if (target.setPointerCapture) target.setPointerCapture(ev.pointerId);
     const before = state.box.slice();
     const move = (e) => {
       onMove(toImage(e));
       render();
     };
-    const up = (e) => {
-      target.removeEventListener("pointermove", move);
-      target.removeEventListener("pointerup", up);
+    const up = () => {
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", up);
+      window.removeEventListener("pointercancel", up);
       let b = normalize(state.box);
       if (b[2] - b[0] < MIN_BOX || b[3] - b[1] < MIN_BOX) b = before;
       state.box = b;
       if (b.some((v, i) => Math.abs(v - before[i]) > 0.5)) state.edited = true;
       render();
     };
-    target.addEventListener("pointermove", move);
-    target.addEventListener("pointerup", up);
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", up);
+    window.addEventListener("pointercancel", up);
   }
 
   function startHandleDrag(ev) {

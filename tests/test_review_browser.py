@@ -1,0 +1,134 @@
+"""End to end in a real browser (Debian chromium + Playwright): keys, drag, caption, undo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from autolabel.store.labels import iter_labels
+from tests.test_review_queue import build_queue
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def _need_browser() -> None:
+    required = os.environ.get("AUTOLABEL_REQUIRE_BROWSER") == "1"
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "playwright is not installed (pip install playwright)"
+    if problem:
+        if required:
+            pytest.fail(f"AUTOLABEL_REQUIRE_BROWSER=1 but {problem}")
+        pytest.skip(problem)
+
+
+def _decisions(ws) -> list[tuple]:
+    return [
+        tuple(r)
+        for r in ws.conn.execute(
+            "SELECT queue_item_id, reviewer, action, x0, y0, x1, y1, caption, target_id "
+            "FROM decisions ORDER BY id"
+        )
+    ]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_review_page_keyboard_drag_caption_undo(workspace, tmp_path):
+    _need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    from autolabel.review.app import serve_in_thread
+
+    build_queue(
+        workspace,
+        5,
+        image_dir=tmp_path / "images",
+        size=(640, 480),
+        priorities=[5, 4, 3, 2, 1],
+    )
+    shot = tmp_path / "review_page.png"
+    with serve_in_thread(workspace.path, lease_seconds=60) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.set_default_timeout(20_000)
+            page.goto(server.url + "/")
+            # loopback without tokens: the page asks who is reviewing
+            page.fill("#reviewer-name", "ann")
+            page.press("#reviewer-name", "Enter")
+            stage = page.locator("#stage")
+            expect(stage).to_have_attribute("data-item-id", "1")
+            expect(page.locator("#reason")).to_have_text("uncertain")
+            expect(page.locator("#work-box")).to_be_visible()
+
+            page.keyboard.press("a")
+            expect(stage).to_have_attribute("data-item-id", "2")
+            page.keyboard.press("a")
+            expect(stage).to_have_attribute("data-item-id", "3")
+            expect(page.locator("#counter")).to_contain_text("done 2")
+
+            page.keyboard.press("u")  # undo the second accept: item 2 comes back
+            expect(stage).to_have_attribute("data-item-id", "2")
+
+            # drag the bottom-right corner of the box 100 screen px right and 50 down
+            handle = page.locator("#work-box .handle.br")
+            hb = handle.bounding_box()
+            img = page.locator("#img").bounding_box()
+            scale = img["width"] / 640
+            x, y = hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + 50, y + 25, steps=4)
+            page.mouse.move(x + 100, y + 50, steps=4)
+            page.mouse.up()
+            expect(page.locator("#work-box")).to_have_class("box work edited")
+            page.keyboard.press("a")
+            expect(stage).to_have_attribute("data-item-id", "3")
+
+            page.keyboard.press("c")
+            page.fill("#caption-input", "a red square on noise")
+            page.press("#caption-input", "Enter")
+            expect(page.locator("#caption")).to_have_text("caption: a red square on noise")
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+
+    rows = _decisions(workspace)
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (1, "ann", "accept"),
+        (2, "ann", "accept"),
+        (2, "ann", "undo"),
+        (2, "ann", "adjust"),
+        (3, "ann", "caption"),
+    ]
+    assert rows[2][8] is not None  # the undo names the second accept
+    # the proposal box of item 2 is [10, 15, 60, 65] (see build_queue); x1/y1 moved by the drag
+    x0, y0, x1, y1 = rows[3][3:7]
+    assert (x0, y0) == pytest.approx((10, 15), abs=1.0)
+    assert x1 == pytest.approx(60 + 100 / scale, abs=3.0)
+    assert y1 == pytest.approx(65 + 50 / scale, abs=3.0)
+    assert rows[4][7] == "a red square on noise"
+    labels = {lab.proposal_id: lab for lab in iter_labels(workspace, include="reviewed")}
+    assert sorted(labels) == [1, 2]
+    assert labels[2].box == pytest.approx((x0, y0, x1, y1))
+    status = dict(workspace.conn.execute("SELECT id, status FROM queue_items"))
+    assert (status[1], status[2], status[3]) == ("done", "done", "claimed")
