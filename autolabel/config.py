@@ -97,6 +97,14 @@ class FinetuneConfig(_Section):
     val_split: float = Field(0.2, ge=0, lt=1)
     patience: int = Field(3, ge=1)
     seed: int = 0
+    device: str = "auto"
+    max_size: int = Field(800, ge=32)
+    hflip: bool = True
+    scale_jitter: float = Field(0.2, ge=0, lt=1)
+    warmup_steps: int = Field(10, ge=0)
+    checkpoint_every: int = Field(50, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
 
 
 class ExportConfig(_Section):

@@ -1,0 +1,390 @@
+"""Training data for fine-tuning: samples from seed + reviewed boxes, prompts, label maps,
+augmentation.
+
+Grounding DINO (transformers) scores every query against every prompt token. Its loss turns
+a target's ``class_labels`` into tokens through ``build_label_maps``: the prompt's tokens are
+split at the delimiter ids ``[CLS]`` (101), ``[SEP]`` (102), ``.`` (1012), ``?`` (1029) and
+``[PAD]`` (0), and class ``k`` is the ``k``-th run of non-delimiter tokens. So with the
+prompt ``"red square. blue circle."`` a blue-circle box has ``class_labels = 1``.
+:func:`phrase_class_indices` computes that mapping from the tokenizer, and targets carry
+normalised ``(cx, cy, w, h)`` boxes relative to the (unpadded, resized) image.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autolabel.errors import InputError, ModelError
+
+# token ids that GroundingDino's build_label_maps treats as phrase delimiters
+DELIMITER_IDS = (101, 102, 1012, 1029, 0)
+# reject reasons that mean "this image contains no object" (compared after normalising)
+NO_OBJECT_REASONS = frozenset({"no object", "no objects", "noobject", "empty", "nothing"})
+
+
+@dataclass(frozen=True, eq=False)
+class TrainSample:
+    """One training image and its boxes.
+
+    Attributes:
+        path: image file (opened through :mod:`autolabel.imageio`).
+        boxes: ``(n, 4) float32`` ``[x0, y0, x1, y1]`` in pixels of the EXIF-corrected image;
+            ``n = 0`` for a negative image (a reviewer said it shows no object).
+        phrases: ``n`` phrases, one per box.
+        image_id: the images-table id, or None for an original that was not ingested.
+        sources: ``n`` provenance strings (``seed`` / ``reviewed``).
+    """
+
+    path: str
+    boxes: np.ndarray
+    phrases: tuple[str, ...]
+    image_id: int | None = None
+    sources: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        object.__setattr__(self, "boxes", boxes)
+        if len(self.phrases) != len(boxes):
+            raise InputError(
+                f"{self.path}: expected one phrase per box ({len(boxes)}), got {len(self.phrases)}"
+            )
+
+    @property
+    def negative(self) -> bool:
+        return len(self.boxes) == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "boxes": self.boxes.tolist(),
+            "phrases": list(self.phrases),
+            "image_id": self.image_id,
+            "sources": list(self.sources),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainSample:
+        return cls(
+            path=d["path"],
+            boxes=np.asarray(d["boxes"], np.float32).reshape(-1, 4),
+            phrases=tuple(d["phrases"]),
+            image_id=d.get("image_id"),
+            sources=tuple(d.get("sources", ())),
+        )
+
+
+@dataclass
+class TrainingSet:
+    """Samples plus the phrase list (its order defines the prompt and the class ids)."""
+
+    samples: list[TrainSample]
+    phrases: list[str]
+    counts: dict[str, int]
+
+    @property
+    def prompt(self) -> str:
+        return build_prompt(self.phrases)
+
+
+def normalize_phrase(text: str) -> str:
+    """Lower-case, drop delimiter characters (``.``/``?`` split phrases), collapse spaces."""
+    text = re.sub(r"[.?]", " ", str(text).lower())
+    return " ".join(text.split())
+
+
+def build_prompt(phrases: Sequence[str]) -> str:
+    """``["red square", "blue circle"]`` -> ``"red square. blue circle."``."""
+    if not phrases:
+        raise InputError("prompt: expected at least one phrase, got none")
+    return ". ".join(phrases) + "."
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes -> ``(n, m)``."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def is_no_object_reason(reason: str | None) -> bool:
+    """True when a reject reason says the image contains no object at all."""
+    if not reason:
+        return False
+    norm = " ".join(re.sub(r"[_\-]", " ", reason.lower()).split())
+    return norm in NO_OBJECT_REASONS
+
+
+def build_training_set(
+    ws: Any, *, default_phrase: str | None = None, dedupe_iou: float = 0.9
+) -> TrainingSet:
+    """Collect located seed boxes, reviewed boxes and "no object" images of a workspace.
+
+    Positive boxes: seed items with status ``located`` and every box a reviewer accepted or
+    adjusted (the adjusted box). Negative images: an effective ``reject`` decision whose
+    reason means "no object" (see :data:`NO_OBJECT_REASONS`) on an image with no positive
+    box. Boxes of the same phrase overlapping by ``dedupe_iou`` or more on one image are
+    merged (a seed box later accepted in review counts once).
+
+    Args:
+        ws: an open :class:`autolabel.store.Workspace`.
+        default_phrase: phrase for seed items without one (else the workspace's seed prompt).
+
+    Raises:
+        InputError: no positive box at all, or a seed item without phrase and no default.
+    """
+    from autolabel.store.labels import iter_labels
+    from autolabel.store.train import located_seed_boxes, rejected_images
+
+    if default_phrase is None:
+        cfg_prompt = ws.config().seed.prompt
+        default_phrase = cfg_prompt.split(".")[0] if cfg_prompt else None
+    per_image: dict[str, dict[str, Any]] = {}
+
+    def add(path: str, image_id: int | None, box: Sequence[float], phrase: str, src: str) -> None:
+        entry = per_image.setdefault(
+            path, {"image_id": image_id, "boxes": [], "phrases": [], "sources": []}
+        )
+        if entry["image_id"] is None:
+            entry["image_id"] = image_id
+        b = np.asarray(box, np.float32)
+        for i, (ob, op) in enumerate(zip(entry["boxes"], entry["phrases"], strict=True)):
+            if op == phrase and box_iou(ob, b)[0, 0] >= dedupe_iou:
+                if src == "reviewed":  # a reviewer's box wins over the seed's
+                    entry["boxes"][i] = b
+                    entry["sources"][i] = src
+                return
+        entry["boxes"].append(b)
+        entry["phrases"].append(phrase)
+        entry["sources"].append(src)
+
+    n_seed = n_rev = 0
+    for item in located_seed_boxes(ws):
+        phrase = item["phrase"] or default_phrase
+        if not phrase:
+            raise InputError(
+                f"seed item {item['id']}: expected a phrase (from seed captions, "
+                "`seed.prompt` in the config or --prompt), got none"
+            )
+        add(item["path"], item["image_id"], item["box"], normalize_phrase(phrase), "seed")
+        n_seed += 1
+    for label in iter_labels(ws, include="reviewed"):
+        add(label.image_path, label.image_id, label.box, normalize_phrase(label.phrase), "reviewed")
+        n_rev += 1
+    if not per_image:
+        raise InputError(
+            "finetune: expected located seed boxes or reviewed boxes in the workspace, got "
+            "none (run `autolabel seed` and review some proposals first)"
+        )
+    negatives: dict[str, int] = {}
+    for rej in rejected_images(ws):
+        if is_no_object_reason(rej["reason"]) and rej["path"] not in per_image:
+            negatives[rej["path"]] = rej["image_id"]
+    samples: list[TrainSample] = []
+    phrase_count: dict[str, int] = {}
+    for path, e in per_image.items():
+        samples.append(
+            TrainSample(
+                path=path,
+                boxes=np.stack(e["boxes"]),
+                phrases=tuple(e["phrases"]),
+                image_id=e["image_id"],
+                sources=tuple(e["sources"]),
+            )
+        )
+        for p in e["phrases"]:
+            phrase_count[p] = phrase_count.get(p, 0) + 1
+    for path, image_id in negatives.items():
+        samples.append(
+            TrainSample(path=path, boxes=np.zeros((0, 4)), phrases=(), image_id=image_id)
+        )
+    # most frequent phrase first, ties by name: a stable prompt for the same data
+    phrases = sorted(phrase_count, key=lambda p: (-phrase_count[p], p))
+    counts = {
+        "images": len(samples),
+        "positive_images": len(per_image),
+        "negative_images": len(negatives),
+        "boxes": sum(len(s.boxes) for s in samples),
+        "seed_boxes": n_seed,
+        "reviewed_boxes": n_rev,
+    }
+    return TrainingSet(samples=samples, phrases=phrases, counts=counts)
+
+
+def split_train_val(
+    samples: Sequence[TrainSample], val_split: float, *, seed: int = 0
+) -> tuple[list[TrainSample], list[TrainSample]]:
+    """Deterministic split; positives and negatives are split separately (stratified).
+
+    With ``val_split > 0`` and at least 2 positive images, validation gets at least one
+    positive image and training keeps at least one.
+    """
+    if not 0 <= val_split < 1:
+        raise InputError(f"val_split: expected a fraction in [0, 1), got {val_split}")
+    rng = np.random.default_rng(seed)
+    train: list[TrainSample] = []
+    val: list[TrainSample] = []
+    positives = [s for s in samples if not s.negative]
+    negatives = [s for s in samples if s.negative]
+    for is_negative, group in ((False, positives), (True, negatives)):
+        order = rng.permutation(len(group))
+        n_val = round(len(group) * val_split)
+        if val_split > 0 and not is_negative and len(group) >= 2:
+            n_val = min(max(n_val, 1), len(group) - 1)
+        val.extend(group[i] for i in order[:n_val])
+        train.extend(group[i] for i in order[n_val:])
+    return train, val
+
+
+def token_groups(input_ids: Sequence[int]) -> list[list[int]]:
+    """Positions of each phrase's tokens, as GroundingDino's ``build_label_maps`` sees them.
+
+    Args:
+        input_ids: one tokenised prompt, ``(T,)``.
+
+    Returns:
+        One list of token positions per phrase, in prompt order (class id = list index).
+    """
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for pos, tok in enumerate(input_ids):
+        if int(tok) in DELIMITER_IDS:
+            if current:
+                groups.append(current)
+                current = []
+        else:
+            current.append(pos)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def phrase_class_indices(
+    tokenizer: Any, phrases: Sequence[str], *, max_text_len: int | None = None
+) -> dict[str, int]:
+    """Map each phrase to its class id in the prompt built from ``phrases``.
+
+    Raises:
+        InputError: the prompt is longer than the model's text length.
+        ModelError: the tokenizer does not split the prompt into one group per phrase.
+    """
+    prompt = build_prompt(phrases)
+    ids = list(tokenizer(prompt)["input_ids"])
+    if max_text_len is not None and len(ids) > max_text_len:
+        raise InputError(
+            f"prompt: expected at most {max_text_len} tokens for this model, got {len(ids)} "
+            f"({len(phrases)} phrases); use fewer or shorter phrases"
+        )
+    groups = token_groups(ids)
+    if len(groups) != len(phrases):
+        raise ModelError(
+            f"tokenizer split the prompt {prompt!r} into {len(groups)} phrases, expected "
+            f"{len(phrases)}"
+        )
+    out: dict[str, int] = {}
+    for k, (phrase, group) in enumerate(zip(phrases, groups, strict=True)):
+        expected = list(tokenizer(phrase, add_special_tokens=False)["input_ids"])
+        if [ids[p] for p in group] != expected:
+            raise ModelError(f"phrase {phrase!r}: token group {k} of the prompt does not match it")
+        out[phrase] = k
+    return out
+
+
+def xyxy_to_cxcywh_norm(xyxy: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Pixel ``(n, 4)`` xyxy -> ``(n, 4)`` normalised ``(cx, cy, w, h)`` clipped to [0, 1]."""
+    b = np.asarray(xyxy, np.float32).reshape(-1, 4).copy()
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]] / float(width), 0, 1)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]] / float(height), 0, 1)
+    return np.stack(
+        [(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]],
+        axis=1,
+    ).astype(np.float32)
+
+
+def cxcywh_norm_to_xyxy(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Normalised ``(n, 4)`` cxcywh -> pixel ``(n, 4)`` xyxy (inverse of the above)."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    cx, cy, w, h = b[:, 0] * width, b[:, 1] * height, b[:, 2] * width, b[:, 3] * height
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+
+
+def hflip_xyxy(xyxy: np.ndarray, width: float) -> np.ndarray:
+    """Boxes ``(n, 4)`` of an image of ``width`` pixels after a horizontal flip."""
+    b = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    return np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], axis=1)
+
+
+def scale_xyxy(xyxy: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Boxes ``(n, 4)`` after resizing the image by ``(sx, sy)``."""
+    return np.asarray(xyxy, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
+
+
+def resize_longest(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float]:
+    """Resize ``(H, W, 3)`` so its longest side is ``size``; returns image, ``sx``, ``sy``."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if (nw, nh) == (w, h):
+        return image, 1.0, 1.0
+    out = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    return out, nw / w, nh / h
+
+
+def augment(
+    image: np.ndarray,
+    xyxy: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    max_size: int,
+    hflip: bool = True,
+    scale_jitter: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random horizontal flip and scale jitter; boxes follow the image.
+
+    Args:
+        image: ``(H, W, 3) uint8``.
+        xyxy: ``(n, 4)`` boxes in pixels of ``image``.
+        max_size: longest side before jitter; the result's longest side is
+            ``max_size * U(1 - scale_jitter, 1 + scale_jitter)``.
+
+    Returns:
+        The new image ``(H', W', 3)`` and its ``(n, 4)`` boxes in its pixels.
+    """
+    boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    if hflip and rng.random() < 0.5:
+        image = image[:, ::-1].copy()
+        boxes = hflip_xyxy(boxes, image.shape[1])
+    factor = 1.0 + (rng.uniform(-scale_jitter, scale_jitter) if scale_jitter > 0 else 0.0)
+    size = max(16, round(max_size * factor))
+    image, sx, sy = resize_longest(image, size)
+    return image, scale_xyxy(boxes, sx, sy)
+
+
+def make_target(
+    xyxy: np.ndarray, phrases: Iterable[str], class_of: dict[str, int], width: int, height: int
+) -> dict[str, np.ndarray]:
+    """The ``labels`` entry GroundingDino's loss expects for one image (as numpy arrays).
+
+    Returns:
+        ``{"class_labels": (n,) int64, "boxes": (n, 4) float32 normalised cxcywh}``.
+    """
+    phrases = list(phrases)
+    missing = [p for p in phrases if p not in class_of]
+    if missing:
+        raise InputError(f"phrase {missing[0]!r}: expected one of {sorted(class_of)}")
+    return {
+        "class_labels": np.array([class_of[p] for p in phrases], np.int64),
+        "boxes": xyxy_to_cxcywh_norm(xyxy, width, height),
+    }
