@@ -47,3 +47,15 @@ def mock_proposals(
 @pytest.fixture(name="mock_proposals")
 def mock_proposals_fixture():
     return mock_proposals
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, Path]:
+    """Tiny random-init models: keys grounding-dino (HF folder), grounding-dino-original
+    (.pth in the IDEA layout), sam (.pth), hf-sam (HF folder).
+
+    Cached under models/.tiny-cache/<hash of the maker's source> (rebuilt when it changes).
+    """
+    from autolabel.detect.tiny import cached_tiny_models
+
+    return cached_tiny_models(REPO / "models" / ".tiny-cache")
