@@ -23,11 +23,12 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from autolabel import imageio
 from autolabel.errors import ImageError, InputError
 from autolabel.store.db import Workspace
-from autolabel.store.images import ScannedFile, lookup_known, write_scanned
+from autolabel.store.images import ScannedFile, files_to_scan, write_scanned
 
 DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
 
@@ -49,11 +50,14 @@ ERROR_REASONS = (
     REASON_UNREADABLE_FOLDER,
 )
 _HASH_CHUNK = 1 << 20
+_new_item = tuple.__new__  # builds a WalkItem without the Python-level __new__
 
 
-@dataclass(frozen=True)
-class WalkItem:
-    """A file found by the walk: absolute path, stat facts, and an error if already known."""
+class WalkItem(NamedTuple):
+    """A file found by the walk: absolute path, stat facts, and an error if already known.
+
+    (A named tuple: millions are created on big trees, and this is the cheapest record.)
+    """
 
     path: str
     size: int | None
@@ -126,6 +130,13 @@ def _problem(path: str, reason: str, detail: str = "") -> WalkItem:
     if not ok:
         reason, detail = REASON_NON_UTF8, ""
     return WalkItem(safe, size, mtime, f"{reason}: {detail}" if detail else reason)
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
 
 
 def _stat_error_reason(exc: OSError, is_link: bool) -> str:
@@ -238,18 +249,13 @@ def _walk_tree(
                 yield _problem(dir_path, REASON_UNREADABLE_FOLDER, exc.strerror or str(exc))
                 continue
             name = entry.name
-            rel = rel_prefix + name
-            try:
-                is_link = entry.is_symlink()
-            except OSError:
-                is_link = False
-            if is_link and not follow_symlinks:
+            if not follow_symlinks and entry.is_symlink():
                 continue
             try:
                 is_dir = entry.is_dir()
             except OSError as exc:  # ELOOP on a self-referencing link, EACCES, ...
-                if _wanted(name, rel, exts, globs) or exc.errno == errno.ELOOP:
-                    yield _problem(entry.path, _stat_error_reason(exc, is_link))
+                if exc.errno == errno.ELOOP or _wanted(name, rel_prefix + name, exts, globs):
+                    yield _problem(entry.path, _stat_error_reason(exc, _is_link(entry)))
                 continue
             if is_dir:
                 if not recursive:
@@ -257,7 +263,7 @@ def _walk_tree(
                 try:
                     st = entry.stat()
                 except OSError as exc:
-                    yield _problem(entry.path, _stat_error_reason(exc, is_link))
+                    yield _problem(entry.path, _stat_error_reason(exc, _is_link(entry)))
                     continue
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
@@ -271,22 +277,30 @@ def _walk_tree(
                 except OSError as exc:
                     yield _problem(entry.path, REASON_UNREADABLE_FOLDER, exc.strerror or str(exc))
                     continue
-                stack.append((sub, rel + "/", key, entry.path))
+                stack.append((sub, rel_prefix + name + "/", key, entry.path))
                 ancestors.add(key)
                 continue
-            if not _wanted(name, rel, exts, globs):
+            # inlined extension test (the hot path on big trees); globs only when given
+            dot = name.rfind(".")
+            if dot < 0 or name[dot + 1 :].lower() not in exts:
+                continue
+            if globs and not _wanted(name, rel_prefix + name, exts, globs):
                 continue
             path = entry.path
             try:
                 st = entry.stat()
             except OSError as exc:
-                yield _problem(path, _stat_error_reason(exc, is_link))
+                yield _problem(path, _stat_error_reason(exc, _is_link(entry)))
                 continue
             if not stat.S_ISREG(st.st_mode):
                 yield _problem(path, imageio.REASON_NOT_A_FILE, "expected a regular file")
                 continue
-            safe, ok = _safe_path(path)
-            yield WalkItem(safe, st.st_size, st.st_mtime_ns, None if ok else REASON_NON_UTF8)
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                yield _problem(path, REASON_NON_UTF8)
+                continue
+            yield _new_item(WalkItem, (path, st.st_size, st.st_mtime_ns, None))
     finally:
         for it, _, _, _ in stack:
             it.close()  # type: ignore[attr-defined]
@@ -443,27 +457,20 @@ def _process_batch(
     report: IngestReport,
 ) -> None:
     report.seen += len(batch)
-    known = lookup_known(ws.conn, [it.path for it in batch])
     todo: list[WalkItem] = []
     replace: list[int] = []
     seen_in_batch: set[str] = set()
-    for it in batch:
-        if it.path in seen_in_batch:  # same file given twice (overlapping roots)
-            report.unchanged += 1
+    for index, row_id in files_to_scan(
+        ws.conn, [(it[0], it[1], it[2]) for it in batch], retry_errors=retry_errors
+    ):
+        it = batch[index]
+        if it.path in seen_in_batch:  # the same new file reached twice (overlapping roots)
             continue
         seen_in_batch.add(it.path)
-        k = known.get(it.path)
-        if k is None:
-            todo.append(it)
-        elif (
-            k.size == it.size
-            and k.mtime_ns == it.mtime_ns
-            and not (retry_errors and k.status == "error")
-        ):
-            report.unchanged += 1
-        else:
-            todo.append(it)
-            replace.append(k.id)
+        todo.append(it)
+        if row_id is not None:
+            replace.append(row_id)
+    report.unchanged += len(batch) - len(todo)
     if not todo:
         return
     scanned = list(pool.map(scan, todo)) if pool is not None else [scan(t) for t in todo]  # type: ignore[attr-defined]

@@ -7,27 +7,18 @@ of the first ``ok`` image with the same content hash).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from autolabel.errors import NotFoundError
 from autolabel.store.db import Workspace, utcnow
 from autolabel.types import ImageRecord
 
 IMAGE_STATUSES = ("ok", "error", "duplicate")
-_LOOKUP_CHUNK = 500  # bound parameters per IN (...) query
 _COLUMNS = "id, path, sha256, width, height, status, error, format, size, duplicate_of"
-
-
-class KnownFile(NamedTuple):
-    """What the images table already knows about a path (for the re-run fast path)."""
-
-    id: int
-    size: int | None
-    mtime_ns: int | None
-    status: str
 
 
 @dataclass
@@ -62,17 +53,33 @@ def _record(row: sqlite3.Row) -> ImageRecord:
     )
 
 
-def lookup_known(conn: sqlite3.Connection, paths: Sequence[str]) -> dict[str, KnownFile]:
-    """Rows already stored for ``paths`` (missing paths are absent from the result)."""
-    out: dict[str, KnownFile] = {}
-    for start in range(0, len(paths), _LOOKUP_CHUNK):
-        chunk = paths[start : start + _LOOKUP_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(
-            f"SELECT id, path, size, mtime_ns, status FROM images WHERE path IN ({marks})", chunk
-        ):
-            out[row[1]] = KnownFile(int(row[0]), row[2], row[3], row[4])
-    return out
+def files_to_scan(
+    conn: sqlite3.Connection,
+    items: Sequence[tuple[str, int | None, int | None]],
+    *,
+    retry_errors: bool = False,
+) -> list[tuple[int, int | None]]:
+    """Which of ``items`` (path, size, mtime_ns) need reading: new, changed, or retried.
+
+    The comparison runs inside SQLite (one query per batch, no row per known file comes back
+    to Python), which is what keeps a re-run over 100k known files within seconds.
+
+    Returns:
+        ``(index into items, existing row id or None)`` for every item that is not an
+        unchanged known file (unchanged known error rows are included if ``retry_errors``).
+    """
+    if not items:
+        return []
+    payload = json.dumps([[p, s, m] for p, s, m in items])
+    rows = conn.execute(
+        "SELECT CAST(j.key AS INTEGER), i.id FROM json_each(?) AS j "
+        "LEFT JOIN images AS i ON i.path = json_extract(j.value, '$[0]') "
+        "WHERE i.id IS NULL OR i.size IS NOT json_extract(j.value, '$[1]') "
+        "OR i.mtime_ns IS NOT json_extract(j.value, '$[2]') OR (? AND i.status = 'error') "
+        "ORDER BY j.key",
+        (payload, 1 if retry_errors else 0),
+    ).fetchall()
+    return [(int(r[0]), None if r[1] is None else int(r[1])) for r in rows]
 
 
 def write_scanned(
