@@ -322,6 +322,7 @@ def run_select(
         },
         "calibration": {**cal.describe(), "sources": sources},
         "expected_precision": plan.expected_precision,
+        "auto_cutoff": plan.auto_cutoff,
         "budget": budget,
         "target_precision": cfg.target_precision,
         "seconds": round(time.perf_counter() - t0, 3),

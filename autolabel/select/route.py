@@ -94,12 +94,14 @@ class RoutePlan:
         reason: ``(n,)`` object array: queue reason (uncertain / missing / audit) or "".
         priority: ``(n,)`` queue priority (higher = reviewed first), 0 when not queued.
         expected_precision: mean P(correct) of the auto-accepted set (None when empty).
+        auto_cutoff: lowest P(correct) in the auto-accepted set (None when empty).
     """
 
     route: np.ndarray
     reason: np.ndarray
     priority: np.ndarray
     expected_precision: float | None
+    auto_cutoff: float | None = None
 
     def counts(self) -> dict[str, int]:
         out = {r: int((self.route == r).sum()) for r in ROUTES}
@@ -162,7 +164,7 @@ def plan_routes(
     reason = np.full(n, "", dtype=object)
     priority = np.zeros(n)
     if n == 0:
-        return RoutePlan(route, reason, priority, None)
+        return RoutePlan(route, reason, priority, None, None)
 
     auto = auto_accept_mask(p, target_precision, floor=max(AUTO_FLOOR, reject_below))
     rejected = ~auto & (p < reject_below)
@@ -223,4 +225,5 @@ def plan_routes(
         reason[ai] = "audit"
         priority[ai] = rng.uniform(0.0, 1.0, size=ai.size)
     expected = float(p[auto].mean()) if auto.any() else None
-    return RoutePlan(route, reason, priority, expected)
+    cutoff = float(p[auto].min()) if auto.any() else None
+    return RoutePlan(route, reason, priority, expected, cutoff)

@@ -42,7 +42,9 @@ def precision_estimate(ws: Workspace) -> dict[str, Any]:
     """Estimated precision of the auto-accepted set, from the audit sample's outcomes.
 
     An audited box counts as correct when the reviewer accepted it or adjusted it by a little
-    (IoU >= 0.5 with the adjusted box); a reject or a large adjustment counts as wrong.
+    (IoU >= 0.5 with the adjusted box); a reject or a large adjustment counts as wrong. Only
+    audited boxes the last ``select`` would still auto-accept (``p_correct`` >= its cutoff)
+    count, so audits from earlier rounds describe the current auto-accepted set.
 
     Returns:
         ``{"n_auto", "n_audit", "n_audited", "n_correct", "precision", "low", "high",
@@ -52,10 +54,10 @@ def precision_estimate(ws: Workspace) -> dict[str, Any]:
     """
     from autolabel.store.select import audit_outcomes
 
-    out = audit_outcomes(ws)
+    last = ws.get_setting("select.last", {}) or {}
+    out = audit_outcomes(ws, min_p=last.get("auto_cutoff"))
     k, n = out["n_correct"], out["n_audited"]
     low, high = wilson_interval(k, n)
-    last = ws.get_setting("select.last", {}) or {}
     return {
         "n_auto": out["n_auto"],
         "n_audit": out["n_audit"],

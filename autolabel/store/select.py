@@ -376,9 +376,15 @@ def decision_correct(action: str, proposal_box: Sequence[float], box: Sequence[f
     return False
 
 
-def audit_outcomes(ws: Workspace) -> dict[str, Any]:
+def audit_outcomes(ws: Workspace, *, min_p: float | None = None) -> dict[str, Any]:
     """Counts for the precision estimate: auto-accepted current proposals, audit items,
-    decided audit items and how many were correct."""
+    decided audit items and how many were correct.
+
+    Args:
+        min_p: count only decided audit items whose (refitted) ``p_correct`` is at least
+            this, i.e. boxes the current policy would still auto-accept (audits from earlier
+            rounds whose box fell out of the auto-accepted set do not describe it).
+    """
     latest = (
         "WITH latest AS (SELECT image_id, MAX(run_id) AS run_id FROM run_images "
         "WHERE status = 'done' GROUP BY image_id) "
@@ -394,7 +400,9 @@ def audit_outcomes(ws: Workspace) -> dict[str, Any]:
         _LAST_DECISION + "SELECT d.action, d.x0, d.y0, d.x1, d.y1, p.x0, p.y0, p.x1, p.y1 "
         "FROM queue_items q JOIN last ON last.proposal_id = q.proposal_id "
         "JOIN decisions d ON d.id = last.did JOIN proposals p ON p.id = q.proposal_id "
-        "WHERE q.reason = 'audit' AND q.status != 'withdrawn'"
+        "WHERE q.reason = 'audit' AND q.status != 'withdrawn' "
+        "AND (? IS NULL OR p.p_correct IS NULL OR p.p_correct >= ?)",
+        (min_p, min_p),
     ).fetchall()
     correct = sum(decision_correct(r[0], tuple(r[5:9]), tuple(r[1:5])) for r in rows)
     return {

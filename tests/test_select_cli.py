@@ -1,0 +1,82 @@
+"""`autolabel select` on the command line: summary, JSON, clean errors."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from autolabel.cli import app
+from autolabel.store.images import ScannedFile, find_image, write_scanned
+from autolabel.store.runs import create_run, finish_run, write_batch
+
+
+def _fill(ws, mock_proposals):
+    files = [ScannedFile(f"/x/{i}.png", 1, 1, f"h{i}", 100, 100, "PNG") for i in range(30)]
+    write_scanned(ws, files)
+    run = create_run(
+        ws,
+        detector="sim",
+        model="sim",
+        model_version="1",
+        refiner=None,
+        prompt="obj",
+        box_threshold=0.1,
+        text_threshold=0.1,
+    )
+    scores = [0.999] * 20 + [0.5] * 8 + [0.01] * 2
+    results = [
+        (find_image(ws, f.path).id, mock_proposals([[1, 1, 20, 20]], score=[s]))
+        for f, s in zip(files, scores, strict=True)
+    ]
+    write_batch(ws, run, results)
+    finish_run(ws, run)
+
+
+def test_select_cli_text_and_json(workspace, mock_proposals):
+    _fill(workspace, mock_proposals)
+    runner = CliRunner()
+    args = [
+        "select",
+        str(workspace.path),
+        "--target-precision",
+        "0.98",
+        "--budget",
+        "5",
+        "--audit-rate",
+        "0.1",
+        "--reject-below",
+        "0.05",
+        "--diversity",
+        "0",
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "auto-accepted 20" in r.output
+    assert "review 5" in r.output and "pending (over budget) 3" in r.output
+    assert "2 audit" in r.output
+    assert "precision of auto-accepted boxes: unknown" in r.output
+    r = runner.invoke(app, [*args, "--json", "--method", "isotonic", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["routes"]["rejected"] == 2
+    assert data["precision_estimate"]["n_audit"] == 2
+
+
+def test_select_cli_user_errors(workspace, tmp_path):
+    from autolabel.cli import main
+
+    runner = CliRunner()
+    for args, needle in [
+        (["select", str(workspace.path), "--budget", "lots"], "budget: expected"),
+        (["select", str(workspace.path), "--target-precision", "2"], "target_precision"),
+        (["select", str(tmp_path / "nope")], "no such workspace"),
+        (["eval", str(workspace.path), "--truth", str(tmp_path / "t.jsonl")], "cannot read"),
+    ]:
+        r = runner.invoke(app, args)
+        assert r.exit_code != 0
+        try:
+            main(args)
+        except SystemExit as exc:
+            assert exc.code == 2
+        assert isinstance(r.exception, Exception) and needle in str(r.exception), r.exception

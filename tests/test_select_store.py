@@ -1,0 +1,189 @@
+"""Select against a real workspace: routes written, queue kept in sync across re-runs,
+decided / claimed items never touched, labelled examples from decisions and seed boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autolabel.select.core import labelled_examples, run_select
+from autolabel.store.images import ScannedFile, find_image, write_scanned
+from autolabel.store.labels import iter_labels
+from autolabel.store.queue import claim_next, record_decision
+from autolabel.store.runs import create_run, finish_run, write_batch
+from autolabel.store.select import (
+    audit_outcomes,
+    load_current,
+    load_decisions,
+    load_queue,
+)
+
+
+def _add_images(ws, n):
+    files = [
+        ScannedFile(f"/nowhere/img_{i:03d}.png", 1, 1, f"sha{i}", 200, 100, "PNG") for i in range(n)
+    ]
+    write_scanned(ws, files)
+    return [find_image(ws, f.path).id for f in files]
+
+
+def _propose(ws, image_ids, boxes_scores, *, version="v1", mock):
+    run = create_run(
+        ws,
+        detector="sim",
+        model="sim",
+        model_version=version,
+        refiner=None,
+        prompt="obj",
+        box_threshold=0.1,
+        text_threshold=0.1,
+    )
+    results = []
+    for iid, (boxes, scores, tokens) in zip(image_ids, boxes_scores, strict=True):
+        results.append((iid, mock(boxes, score=scores, token_score=tokens)))
+    write_batch(ws, run, results)
+    finish_run(ws, run)
+    return run
+
+
+def _cfg(ws, **kw):
+    base = {"select.diversity": 0.0, "select.audit_rate": 0.0, "select.target_precision": 0.9}
+    base.update({f"select.{k}": v for k, v in kw.items()})
+    return ws.config(base).select
+
+
+@pytest.fixture
+def small(workspace, mock_proposals):
+    ids = _add_images(workspace, 6)
+    scores = [0.99, 0.98, 0.6, 0.5, 0.4, 0.02]
+    data = [([[10, 10, 50, 50]], [s], [s]) for s in scores]
+    _propose(workspace, ids, data, mock=mock_proposals)
+    return workspace, ids
+
+
+def _routes(ws):
+    cur = load_current(ws)
+    return dict(zip(cur.ids.tolist(), cur.route.tolist(), strict=True)), cur
+
+
+def test_first_select_routes_and_fills_the_queue(small):
+    ws, _ = small
+    summary = run_select(ws, _cfg(ws))
+    routes, cur = _routes(ws)
+    assert [routes[i] for i in sorted(routes)] == [
+        "auto",
+        "auto",
+        "review",
+        "review",
+        "review",
+        "rejected",
+    ]
+    assert not np.isnan(cur.p_correct).any()
+    assert summary["calibration"]["method"] == "raw-score"
+    q = load_queue(ws)
+    assert sorted(q.proposal_id.tolist()) == sorted(cur.ids[2:5].tolist())
+    assert set(q.reason.tolist()) == {"uncertain"}
+    # auto-accepted boxes are in the dataset right away
+    assert sorted(lab.proposal_id for lab in iter_labels(ws)) == sorted(cur.ids[:2].tolist())
+    assert ws.get_setting("select.last")["routes"]["auto"] == 2
+
+
+def test_rerun_never_touches_decided_or_claimed_and_withdraws_the_rest(small):
+    ws, _ = small
+    run_select(ws, _cfg(ws))
+    _, cur = _routes(ws)
+    a, b, c = (int(i) for i in cur.ids[2:5])
+    # the reviewer claims the top item (0.5 is the most uncertain) and rejects another
+    item = claim_next(ws, "ann", lease_seconds=60)
+    claimed_pid = int(
+        ws.conn.execute("SELECT proposal_id FROM queue_items WHERE id = ?", (item,)).fetchone()[0]
+    )
+    assert claimed_pid == b
+    record_decision(ws, "ann", a, "reject")
+
+    # budget 0: nothing new may be queued; the last open item is withdrawn
+    summary = run_select(ws, _cfg(ws, budget="0"))
+    assert summary["n_fixed"] == 2
+    q = load_queue(ws)
+    status = dict(zip(q.proposal_id.tolist(), q.status.tolist(), strict=True))
+    assert status == {a: "done", b: "claimed", c: "withdrawn"}
+    routes, _ = _routes(ws)
+    assert routes[b] == "review"  # claimed: left alone
+    assert routes[c] == "pending"  # over budget
+    # the rejected box is out of the dataset
+    assert a not in {lab.proposal_id for lab in iter_labels(ws, include="all")}
+
+    # a larger budget re-opens the withdrawn item
+    run_select(ws, _cfg(ws))
+    q = load_queue(ws)
+    status = dict(zip(q.proposal_id.tolist(), q.status.tolist(), strict=True))
+    assert status[c] == "open"
+
+
+def test_new_run_withdraws_open_items_of_replaced_proposals(small, mock_proposals):
+    ws, ids = small
+    run_select(ws, _cfg(ws))
+    old = set(load_queue(ws).proposal_id.tolist())
+    # a newer model re-proposes image 3 with a confident box
+    _propose(
+        ws, [ids[3]], [([[10, 10, 50, 50]], [0.995], [0.995])], version="v2", mock=mock_proposals
+    )
+    run_select(ws, _cfg(ws))
+    q = load_queue(ws)
+    status = dict(zip(q.proposal_id.tolist(), q.status.tolist(), strict=True))
+    replaced = [pid for pid in old if pid not in set(load_current(ws).ids.tolist())]
+    assert len(replaced) == 1
+    assert status[replaced[0]] == "withdrawn"
+
+
+def test_labelled_examples_from_decisions_and_seed_boxes(small):
+    ws, ids = small
+    _, cur = _routes(ws)
+    record_decision(ws, "ann", int(cur.ids[0]), "accept")
+    record_decision(ws, "ann", int(cur.ids[1]), "adjust", box=[10, 10, 52, 51])  # small fix
+    record_decision(ws, "ann", int(cur.ids[2]), "adjust", box=[100, 60, 150, 95])  # wrong box
+    did = record_decision(ws, "ann", int(cur.ids[3]), "reject")
+    from autolabel.store.queue import undo
+
+    undo(ws, "ann", decision_id=did, lease_seconds=60)  # undone: no label
+    seed = {
+        "image_id": np.array([ids[4], ids[5]]),
+        "xyxy": np.array([[12, 12, 50, 50], [100, 50, 190, 90]], float),
+        "wh": np.array([[200, 100], [200, 100]], float),
+    }
+    idx, y, sources = labelled_examples(cur, load_decisions(ws), seed)
+    got = dict(zip(cur.ids[idx].tolist(), y.tolist(), strict=True))
+    assert got == {
+        int(cur.ids[0]): 1,
+        int(cur.ids[1]): 1,
+        int(cur.ids[2]): 0,
+        int(cur.ids[4]): 1,  # matches its seed box
+        int(cur.ids[5]): 0,  # the seed box is elsewhere
+    }
+    assert sources == {"decisions": 3, "seed": 2}
+
+
+def test_audit_outcomes_count_decided_audit_items(workspace, mock_proposals):
+    ids = _add_images(workspace, 40)
+    data = [([[10, 10, 50, 50]], [0.99], [0.99]) for _ in ids]
+    _propose(workspace, ids, data, mock=mock_proposals)
+    run_select(workspace, _cfg(workspace, audit_rate=0.25))
+    q = load_queue(workspace)
+    audit = q.proposal_id[q.reason == "audit"]
+    assert audit.size == 10
+    for k, pid in enumerate(audit[:6]):
+        if k < 4:
+            record_decision(workspace, "ann", int(pid), "accept")
+        else:
+            record_decision(workspace, "ann", int(pid), "reject")
+    out = audit_outcomes(workspace)
+    assert out == {"n_auto": 40, "n_audit": 10, "n_audited": 6, "n_correct": 4}
+    from autolabel.select.stats import precision_estimate
+
+    est = precision_estimate(workspace)
+    assert est["precision"] == pytest.approx(4 / 6)
+    assert est["low"] < 4 / 6 < est["high"]
+    # re-running keeps the open audit items and counts the decided ones
+    run_select(workspace, _cfg(workspace, audit_rate=0.25))
+    q = load_queue(workspace)
+    assert ((q.reason == "audit") & (q.status != "withdrawn")).sum() == 10
