@@ -338,7 +338,7 @@ def resize_longest(image: np.ndarray, size: int) -> tuple[np.ndarray, float, flo
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     if (nw, nh) == (w, h):
         return image, 1.0, 1.0
-    out = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    out = np.array(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
     return out, nw / w, nh / h
 
 

@@ -242,6 +242,8 @@ class _ImageCache:
         from autolabel.imageio import load_rgb
 
         image = load_rgb(path)
+        if not image.flags.writeable:  # torch warns on read-only arrays
+            image = image.copy()
         h, w = image.shape[:2]
         if max(h, w) > self.side:
             image, sx, sy = resize_longest(image, self.side)
@@ -423,6 +425,10 @@ def _train(
             scaler.load_state_dict(ckpt["scaler"])
         state.update(ckpt["state"])
         resumed_from = int(state["step"])
+        if ckpt.get("torch_rng") is not None:
+            torch.set_rng_state(ckpt["torch_rng"])
+        if ckpt.get("cuda_rng") is not None and device.startswith("cuda"):
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
 
     def save_checkpoint() -> None:
         _atomic_torch_save(
@@ -431,6 +437,10 @@ def _train(
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "state": state,
+                # dropout draws continue where they stopped: a resumed run equals an
+                # uninterrupted one (on CPU)
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.startswith("cuda") else None,
             },
             ckpt_path,
         )
