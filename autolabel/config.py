@@ -37,7 +37,7 @@ class ImageConfig(_Section):
 
 
 class SeedConfig(_Section):
-    min_match_score: float = Field(0.6, ge=0, le=1)
+    min_match_score: float = Field(0.7, ge=0, le=1)
     prompt: str | None = None
     prompt_map: dict[str, str] = Field(default_factory=dict)
     target_recall: float | None = Field(None, ge=0, le=1)

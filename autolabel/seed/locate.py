@@ -1,0 +1,367 @@
+"""Find where a hand crop came from inside its original screenshot.
+
+A crop may be resized by an unknown factor, brightened / contrast-boosted, a few pixels off
+the intended region, and the original is a JPEG full of UI clutter (banners, price tags,
+smaller thumbnails of the same photo). :func:`locate` runs normalised cross-correlation
+(``cv2.TM_CCOEFF_NORMED``, invariant to affine brightness/contrast changes) coarse-to-fine:
+
+1. **coarse**: the original is shrunk to ~``coarse_side`` px; the crop is matched at a
+   geometric grid of sizes (every size whose box fits the original); the best peaks over
+   all sizes are kept (non-maximum suppressed);
+2. **fine**: each peak is re-searched at (up to) full resolution in a window around it, at
+   sizes within ±7 % in 1 % steps;
+3. **verify**: each refined box is cut from the original, resized to the crop's own
+   resolution (capped) and compared with the crop on grey levels and gradient magnitude.
+   A smaller thumbnail of the same photo upsampled to the crop's size is blurry and loses
+   on the gradient term, so the full-size match wins.
+
+The verification score (higher = better, at most 1) decides: below ``min_score`` the crop
+is ``not_found`` rather than given a confident wrong box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Default acceptance threshold on the verification score (mirrors ``seed.min_match_score``).
+DEFAULT_MIN_SCORE = 0.7
+#: Relative size changes tried around a box during verification.
+VERIFY_SCALES = (-0.01, -0.005, 0.0, 0.005, 0.01)
+#: Gaussian sigma (comparison px) before the gradient: tolerate sub-pixel misalignment.
+GRAD_BLUR = 1.0
+#: Candidates whose coarse (or fine) NCC trails the best by more than this are dropped.
+PRUNE_MARGIN = 0.25
+#: Smallest comparison long side in verification, px.
+VERIFY_MIN_SIDE = 128
+#: Chromaticity distance tolerated before the score is penalised (true matches stay below
+#: ~0.18 under brightness/contrast edits and JPEG; a grey region vs a red crop is ~0.5).
+CHROMA_TOL = 0.25
+
+
+@dataclass(frozen=True)
+class Match:
+    """Where a crop was found.
+
+    Attributes:
+        box: ``(x0, y0, x1, y1)`` in original pixels, or None when not found.
+        score: verification score in [-1, 1], higher = more likely the true place.
+        scale: original pixels per crop pixel (0 when not found).
+        status: ``"located"`` or ``"not_found"``.
+        info: diagnostics (coarse score, runner-up score, candidates tried, method).
+    """
+
+    box: tuple[float, float, float, float] | None
+    score: float
+    scale: float
+    status: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB (or ``(H, W)``) -> ``(H, W) float32`` grey in 0..255."""
+    img = np.asarray(image)
+    if img.ndim == 3:
+        img = img[..., :3].astype(np.float32)
+        return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+    return img.astype(np.float32)
+
+
+def _resize(img: np.ndarray, w: float, h: float) -> np.ndarray:
+    import cv2
+
+    w, h = max(1, round(float(w))), max(1, round(float(h)))
+    if w == img.shape[1] and h == img.shape[0]:
+        return img
+    interp = cv2.INTER_AREA if w < img.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(img, (w, h), interpolation=interp)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    if den < 1e-6:
+        return 0.0
+    return float((a * b).sum() / den)
+
+
+def _grad(img: np.ndarray, blur: float = 0.0) -> np.ndarray:
+    import cv2
+
+    if blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), blur)
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.magnitude(gx, gy)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / ua
+
+
+def verify_score(
+    crop_gray: np.ndarray,
+    orig_gray: np.ndarray,
+    box: tuple[float, ...],
+    *,
+    side: int = 256,
+    shift: int = 2,
+) -> tuple[float, tuple[float, float, float, float]]:
+    """Compare a crop with a box of the original at the crop's resolution.
+
+    Both are brought to ``side`` px on the crop's long side (a smaller box is *upsampled*,
+    so a thumbnail loses its fine detail and scores lower than the full-size region). The
+    box may move by ``shift`` px (at that resolution) and by ±1 % in size to absorb the
+    last bit of misalignment.
+
+    Args:
+        crop_gray: ``(h, w) float32`` crop.
+        orig_gray: ``(H, W) float32`` original.
+        box: ``(x0, y0, x1, y1)`` in original pixels.
+        side: comparison long side, px (at most the crop's).
+        shift: search radius in comparison px.
+
+    Returns:
+        ``(score, box)``: mean of the grey-level and gradient-magnitude NCC (higher =
+        better, at most 1) and the box that gave it.
+    """
+    import cv2
+
+    h, w = crop_gray.shape
+    H, W = orig_gray.shape
+    s = min(1.0, side / max(h, w))
+    vw, vh = max(8, round(w * s)), max(8, round(h * s))
+    crop = _resize(crop_gray, vw, vh)
+    crop_g = _grad(crop, GRAD_BLUR)
+    if crop.std() < 1e-3:
+        return -1.0, tuple(float(v) for v in box)  # type: ignore[return-value]
+    best = (-2.0, tuple(float(v) for v in box))
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    for k in VERIFY_SCALES:
+        sw, sh = bw * (1 + k), bh * (1 + k)
+        cx, cy = box[0] + bw / 2, box[1] + bh / 2
+        g = vw / sw  # comparison px per original px
+        pad = (shift + 1) / g
+        x0, y0 = cx - sw / 2 - pad, cy - sh / 2 - pad
+        x1, y1 = cx + sw / 2 + pad, cy + sh / 2 + pad
+        ix0, iy0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+        ix1, iy1 = min(W, int(np.ceil(x1))), min(H, int(np.ceil(y1)))
+        if ix1 - ix0 < 2 or iy1 - iy0 < 2:
+            continue
+        ww, wh = (ix1 - ix0) * g, (iy1 - iy0) * g
+        if ww < vw or wh < vh:
+            continue
+        window = _resize(orig_gray[iy0:iy1, ix0:ix1], ww, wh)
+        if window.shape[0] < vh or window.shape[1] < vw:
+            continue
+        r1 = cv2.matchTemplate(window, crop, cv2.TM_CCOEFF_NORMED)
+        r2 = cv2.matchTemplate(_grad(window, GRAD_BLUR), crop_g, cv2.TM_CCOEFF_NORMED)
+        r = np.nan_to_num(0.5 * (r1 + r2), nan=-1.0)
+        _, mx, _, loc = cv2.minMaxLoc(r)
+        if mx > best[0]:
+            bx0 = ix0 + loc[0] / g
+            by0 = iy0 + loc[1] / g
+            best = (float(mx), (bx0, by0, bx0 + sw, by0 + sh))
+    return best  # type: ignore[return-value]
+
+
+def chroma_distance(
+    crop: np.ndarray, original: np.ndarray, box: tuple[float, ...], *, side: int = 32
+) -> float:
+    """Mean L1 distance of pixel chromaticities ``rgb / (r + g + b)`` (brightness-invariant).
+
+    Args:
+        crop: ``(h, w, 3) uint8`` RGB crop (grey ``(h, w)`` gives 0).
+        original: ``(H, W, 3) uint8`` RGB original.
+        box: ``(x0, y0, x1, y1)`` in original pixels.
+        side: long side both are shrunk to.
+
+    Returns:
+        Distance in [0, 2]; 0 = same colours.
+    """
+    if np.ndim(crop) != 3 or np.ndim(original) != 3:
+        return 0.0
+    h, w = crop.shape[:2]
+    s = side / max(h, w)
+    vw, vh = max(2, round(w * s)), max(2, round(h * s))
+    x0, y0 = max(0, round(box[0])), max(0, round(box[1]))
+    x1 = min(original.shape[1], round(box[2]))
+    y1 = min(original.shape[0], round(box[3]))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return 2.0
+    a = _resize(np.asarray(original[y0:y1, x0:x1, :3], np.float32), vw, vh) + 1.0
+    b = _resize(np.asarray(crop[..., :3], np.float32), vw, vh) + 1.0
+    a /= a.sum(axis=2, keepdims=True)
+    b /= b.sum(axis=2, keepdims=True)
+    return float(np.abs(a - b).sum(axis=2).mean())
+
+
+def _coarse(
+    crop: np.ndarray, orig: np.ndarray, *, min_side: int, step: float, top_k: int
+) -> list[tuple[float, float, float, float, float]]:
+    """Multi-scale search on small images; returns ``[(score, x0, y0, x1, y1)]`` (same px)."""
+    import cv2
+
+    H, W = orig.shape
+    h, w = crop.shape
+    aspect = h / w
+    max_w = min(W, H / aspect)
+    min_w = max(min_side, min_side / aspect)
+    peaks: list[tuple[float, float, float, float, float]] = []
+    tw = max_w
+    widths = []
+    while tw >= min_w:
+        widths.append(tw)
+        tw /= step
+    for tw in widths:
+        th = tw * aspect
+        tpl = _resize(crop, tw, th)
+        if tpl.shape[0] > H or tpl.shape[1] > W or tpl.std() < 1e-3:
+            continue
+        res = cv2.matchTemplate(orig, tpl, cv2.TM_CCOEFF_NORMED)
+        res = np.nan_to_num(res, nan=-1.0, posinf=-1.0, neginf=-1.0)
+        # the best two well-separated peaks at this size
+        for _ in range(2):
+            _, mx, _, loc = cv2.minMaxLoc(res)
+            x, y = loc
+            ph, pw = tpl.shape
+            peaks.append((float(mx), float(x), float(y), float(x + pw), float(y + ph)))
+            res[max(0, y - ph // 2) : y + ph // 2 + 1, max(0, x - pw // 2) : x + pw // 2 + 1] = -1
+    peaks.sort(key=lambda p: -p[0])
+    kept: list[tuple[float, float, float, float, float]] = []
+    for p in peaks:
+        if all(_iou(p[1:], k[1:]) < 0.5 for k in kept):
+            kept.append(p)
+        if len(kept) >= top_k:
+            break
+    return kept
+
+
+def _refine(
+    crop: np.ndarray, orig: np.ndarray, box: tuple[float, float, float, float], *, work_side: int
+) -> tuple[float, tuple[float, float, float, float]]:
+    """Search sizes ±7 % around ``box`` (original px) in a window; returns (ncc, box)."""
+    import cv2
+
+    H, W = orig.shape
+    h, w = crop.shape
+    aspect = h / w
+    bw = box[2] - box[0]
+    bh = box[3] - box[1]
+    # working resolution: the box at most as large as the crop and ``work_side``
+    g = min(1.0, w / bw, work_side / max(bw, bh))
+    mx, my = 0.2 * bw + 4 / g, 0.2 * bh + 4 / g
+    wx0, wy0 = max(0, int(box[0] - mx)), max(0, int(box[1] - my))
+    wx1, wy1 = min(W, int(np.ceil(box[2] + mx))), min(H, int(np.ceil(box[3] + my)))
+    window = _resize(orig[wy0:wy1, wx0:wx1], (wx1 - wx0) * g, (wy1 - wy0) * g)
+    best = (-2.0, box)
+    for k in range(-7, 8):
+        tw = bw * (1 + 0.01 * k) * g
+        th = tw * aspect
+        if th > window.shape[0] or tw > window.shape[1] or tw < 4 or th < 4:
+            continue
+        tpl = _resize(crop, tw, th)
+        if tpl.std() < 1e-3:
+            continue
+        res = cv2.matchTemplate(window, tpl, cv2.TM_CCOEFF_NORMED)
+        _, mx_, _, loc = cv2.minMaxLoc(res)
+        if mx_ > best[0]:
+            x0 = wx0 + loc[0] / g
+            y0 = wy0 + loc[1] / g
+            best = (float(mx_), (x0, y0, x0 + tpl.shape[1] / g, y0 + tpl.shape[0] / g))
+    return best
+
+
+def locate(
+    crop: np.ndarray,
+    original: np.ndarray,
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
+    coarse_side: int = 200,
+    min_box_side: int = 12,
+    step: float = 1.06,
+    top_k: int = 4,
+    work_side: int = 256,
+    verify_side: int = 320,
+    tie_margin: float = 0.03,
+) -> Match:
+    """Find the box of ``crop`` inside ``original``.
+
+    Args:
+        crop: ``(h, w, 3) uint8`` RGB (or grey ``(h, w)``) hand crop, any scale.
+        original: ``(H, W, 3) uint8`` RGB (or grey) image the crop was cut from.
+        min_score: verification score needed for ``located``.
+        coarse_side: long side of the original in the coarse search.
+        min_box_side: smallest box side considered in the coarse image, px.
+        step: ratio between consecutive sizes in the coarse search.
+        top_k: coarse peaks refined.
+        work_side: cap on the fine search's box side, px.
+        verify_side: cap on the verification's long side, px.
+        tie_margin: a candidate at least 1.5x larger in area and within this margin of the
+            best score wins (full-size photo over its thumbnail).
+
+    Returns:
+        A :class:`Match`; ``box`` in original pixels (float, exclusive right/bottom).
+    """
+    crop_g = to_gray(crop)
+    orig_g = to_gray(original)
+    H, W = orig_g.shape
+    f = min(1.0, coarse_side / max(H, W))
+    orig_c = _resize(orig_g, W * f, H * f)
+    # crop detail beyond the coarse box size is useless there: pre-shrink once
+    cs = min(1.0, 2 * coarse_side / max(crop_g.shape))
+    crop_c = _resize(crop_g, crop_g.shape[1] * cs, crop_g.shape[0] * cs)
+    peaks = _coarse(crop_c, orig_c, min_side=min_box_side, step=step, top_k=top_k)
+    if not peaks:
+        return Match(None, -1.0, 0.0, "not_found", {"reason": "crop too large or flat"})
+    refined = []
+    for p in peaks:
+        if p[0] < peaks[0][0] - PRUNE_MARGIN:
+            break
+        box = (p[1] / f, p[2] / f, p[3] / f, p[4] / f)
+        refined.append((p[0], *_refine(crop_g, orig_g, box, work_side=work_side)))
+    best_fine = max(r[1] for r in refined)
+    refined = [r for r in refined if r[1] >= best_fine - PRUNE_MARGIN]
+    # one comparison resolution for all candidates: the crop's, capped by the largest box
+    largest = max(max(b[2] - b[0], b[3] - b[1]) for _, _, b in refined)
+    # ... but never below VERIFY_MIN_SIDE: a tiny box (little evidence) upsampled against a
+    # detailed crop scores low, which keeps smooth unrelated crops from matching small blobs
+    side = int(min(max(crop_g.shape), max(largest, VERIFY_MIN_SIDE), verify_side))
+    cands = []
+    for coarse, fine, fbox in refined:
+        vscore, vbox = verify_score(crop_g, orig_g, fbox, side=side)
+        vscore -= max(0.0, chroma_distance(crop, original, vbox) - CHROMA_TOL)
+        cands.append((vscore, fine, coarse, vbox))
+    cands.sort(key=lambda c: -c[0])
+    score, fine, coarse, box = cands[0]
+    # a thumbnail of the same photo, upsampled, can match nearly as well as the full-size
+    # region when the photo is smooth; the annotator crops the full-size one
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    for c in cands[1:]:
+        c_area = (c[3][2] - c[3][0]) * (c[3][3] - c[3][1])
+        if c[0] >= score - tie_margin and c_area > 1.5 * area and c[0] >= min_score:
+            score, fine, coarse, box = c
+            area = c_area
+    runner_up = cands[1][0] if len(cands) > 1 else None
+    info = {
+        "method": "ncc-multiscale",
+        "coarse": round(coarse, 4),
+        "fine": round(fine, 4),
+        "runner_up": None if runner_up is None else round(runner_up, 4),
+        "candidates": len(cands),
+    }
+    scale = (box[2] - box[0]) / crop_g.shape[1]
+    x0, y0 = max(0.0, box[0]), max(0.0, box[1])
+    x1, y1 = min(float(W), box[2]), min(float(H), box[3])
+    if score < min_score:
+        return Match(None, score, 0.0, "not_found", info | {"best_box": [x0, y0, x1, y1]})
+    return Match((x0, y0, x1, y1), score, scale, "located", info)
