@@ -408,6 +408,12 @@ def ingest(
         raise InputError(f"workers: expected >= 1, got {workers}")
     if not folders:
         raise InputError("folders: expected at least one folder to ingest, got none")
+    for folder in folders:  # all up front: no half-done ingest because of a later typo
+        if not os.path.exists(os.fsdecode(folder)):
+            raise InputError(
+                f"{os.path.abspath(os.fsdecode(folder))}: expected an existing folder or image "
+                "file, got nothing at that path"
+            )
     report = IngestReport()
     t0 = time.perf_counter()
     items = walk(

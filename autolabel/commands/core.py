@@ -100,8 +100,12 @@ def ingest(
 
     Example: autolabel ingest ./ws ./screenshots --recursive --glob "2024-*/*"
     """
+    from autolabel.errors import InputError
     from autolabel.ingest import ingest as run_ingest
 
+    for folder in folders:  # before the progress bar starts
+        if not folder.exists():
+            raise InputError(f"{folder}: expected an existing folder or image file, got nothing")
     with open_workspace(workspace) as ws:
         cfg = _load_config(
             ws,
