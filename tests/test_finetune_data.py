@@ -176,6 +176,10 @@ def test_versions_listing_and_resolution(tmp_path):
     assert versions.find_partial(tmp_path).name == "gdino-v11.partial"
     with pytest.raises(InputError, match="expected one of"):
         versions.resolve_version(tmp_path, "gdino-v7")
+    rows = versions.version_rows(tmp_path)
+    assert [r["name"] for r in rows] == ["gdino-v1", "gdino-v2", "gdino-v10"] and all(
+        r["present"] for r in rows
+    )
 
 
 # -- the workspace training set -------------------------------------------------------------

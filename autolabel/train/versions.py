@@ -119,3 +119,31 @@ def next_version_number(ws_path: str | Path) -> int:
 
 def version_name(number: int) -> str:
     return f"{PREFIX}{number}"
+
+
+def version_rows(ws_path: str | Path) -> list[dict[str, Any]]:
+    """Finished versions as rows shaped like :func:`autolabel.detect.registry.list_models`'s
+    (name, kind, source, size, licence, sha256, present, path) plus validation AP50
+    before/after, the calibrated box threshold and the creation time, oldest first."""
+    rows = []
+    for v in list_versions(ws_path):
+        meta = v.metadata
+        val = meta.get("validation", {})
+        size = sum(f.stat().st_size for f in v.path.iterdir() if f.is_file())
+        rows.append(
+            {
+                "name": v.name,
+                "kind": "grounding-dino",
+                "source": f"fine-tuned from {meta.get('base', '?')}",
+                "size": size,
+                "licence": None,
+                "sha256": None,
+                "present": True,
+                "path": str(v.path),
+                "ap50_before": val.get("ap50_before"),
+                "ap50_after": val.get("ap50_after"),
+                "box_threshold": meta.get("thresholds", {}).get("box_threshold"),
+                "created_at": meta.get("created_at"),
+            }
+        )
+    return rows
