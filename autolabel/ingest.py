@@ -428,24 +428,39 @@ def ingest(
     def scan(item: WalkItem) -> ScannedFile:
         return scan_file(item, hash_bytes=hash_bytes, max_pixels=max_pixels, max_side=max_side)
 
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     pool = None
     if workers > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+    # One database thread: batch k is checked/hashed/written while the walk gathers batch
+    # k+1 (SQLite and stat() both release the GIL). At most one batch is in flight, so an
+    # interrupt leaves every finished batch committed and nothing half-written.
+    db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
+    pending: Future[None] | None = None
+
+    def finish_pending() -> None:
+        nonlocal pending
+        if pending is not None:
+            done, pending = pending, None
+            done.result()
+            report.seconds = time.perf_counter() - t0
+            if on_progress is not None:
+                on_progress(report)
+
     try:
         batch: list[WalkItem] = []
         for item in items:
             batch.append(item)
             if len(batch) >= batch_size:
-                _process_batch(ws, batch, scan, pool, retry_errors, report)
+                finish_pending()
+                pending = db.submit(_process_batch, ws, batch, scan, pool, retry_errors, report)
                 batch = []
-                report.seconds = time.perf_counter() - t0
-                if on_progress is not None:
-                    on_progress(report)
+        finish_pending()
         if batch:
             _process_batch(ws, batch, scan, pool, retry_errors, report)
     finally:
+        db.shutdown(wait=True)
         if pool is not None:
             pool.shutdown(wait=True)
     report.seconds = time.perf_counter() - t0

@@ -75,11 +75,10 @@ def files_to_scan(
         "SELECT CAST(j.key AS INTEGER), i.id FROM json_each(?) AS j "
         "LEFT JOIN images AS i ON i.path = json_extract(j.value, '$[0]') "
         "WHERE i.id IS NULL OR i.size IS NOT json_extract(j.value, '$[1]') "
-        "OR i.mtime_ns IS NOT json_extract(j.value, '$[2]') OR (? AND i.status = 'error') "
-        "ORDER BY j.key",
+        "OR i.mtime_ns IS NOT json_extract(j.value, '$[2]') OR (? AND i.status = 'error')",
         (payload, 1 if retry_errors else 0),
     ).fetchall()
-    return [(int(r[0]), None if r[1] is None else int(r[1])) for r in rows]
+    return sorted((int(r[0]), None if r[1] is None else int(r[1])) for r in rows)
 
 
 def write_scanned(
