@@ -56,12 +56,9 @@ def load_current(ws: Workspace, *, chunk: int = 50_000) -> CurrentProposals:
     million proposals need a few hundred MB at most.
     """
     cur = ws.conn.execute(
-        "WITH latest AS (SELECT image_id, MAX(run_id) AS run_id FROM run_images "
-        "WHERE status = 'done' GROUP BY image_id) "
         "SELECT p.id, p.image_id, p.run_id, p.x0, p.y0, p.x1, p.y1, p.score, p.phrase, "
-        "p.signals, p.route, i.width, i.height, p.p_correct FROM latest l "
-        "JOIN proposals p ON p.image_id = l.image_id AND p.run_id = l.run_id "
-        "JOIN images i ON i.id = p.image_id"
+        "p.signals, p.route, i.width, i.height, p.p_correct "
+        "FROM current_proposals p JOIN images i ON i.id = p.image_id"
     )
     num_parts: list[np.ndarray] = []
     phrase_parts: list[np.ndarray] = []
@@ -385,13 +382,8 @@ def audit_outcomes(ws: Workspace, *, min_p: float | None = None) -> dict[str, An
             this, i.e. boxes the current policy would still auto-accept (audits from earlier
             rounds whose box fell out of the auto-accepted set do not describe it).
     """
-    latest = (
-        "WITH latest AS (SELECT image_id, MAX(run_id) AS run_id FROM run_images "
-        "WHERE status = 'done' GROUP BY image_id) "
-    )
     n_auto = ws.conn.execute(
-        latest + "SELECT COUNT(*) FROM latest l JOIN proposals p ON p.image_id = l.image_id "
-        "AND p.run_id = l.run_id WHERE p.route IN ('auto', 'audit')"
+        "SELECT COUNT(*) FROM current_proposals WHERE route IN ('auto', 'audit')"
     ).fetchone()[0]
     n_audit = ws.conn.execute(
         "SELECT COUNT(*) FROM queue_items WHERE reason = 'audit' AND status != 'withdrawn'"

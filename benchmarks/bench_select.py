@@ -1,0 +1,183 @@
+"""Select benchmark: `autolabel select` over N synthetic proposals — seconds and peak RSS.
+
+Builds a workspace with N proposals (5 per image, signals token_score / exemplar_score,
+scores correlated with a hidden "correct" label) and a few thousand review decisions so the
+logistic calibration is fitted, then runs select twice, each in a fresh process so peak
+RSS is select's own: a first run (routes + queue inserted) and a re-run (routes updated,
+queue synced). Image files do not exist, so diversity embeddings are attempted and skipped
+(the per-image embedding cost is measured separately on real PNGs, --embed).
+
+    python benchmarks/bench_select.py               # N = 200000 (about 1-2 min on 2 cores)
+    python benchmarks/bench_select.py -n 1000000    # the target size
+
+Target (issue 6): 1M proposals in < 60 s and < 2 GB peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+_CHILD = r"""
+import json, resource, sys, time
+from autolabel.select.core import run_select
+from autolabel.store import Workspace
+ws_path, budget = sys.argv[1], sys.argv[2]
+with Workspace.open(ws_path) as ws:
+    cfg = ws.config({"select.budget": budget, "select.target_precision": 0.95}).select
+    lines = []
+    t = time.perf_counter()
+    s = run_select(ws, cfg, log=lambda m: lines.append((round(time.perf_counter() - t, 2), m)))
+    sec = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": sec, "peak_rss_mib": rss, "routes": s["routes"],
+                  "queue": s["queue"], "calibration": s["calibration"]["method"],
+                  "log": lines}))
+"""
+
+
+def build(ws_path: Path, n: int, per_image: int, seed: int) -> float:
+    from autolabel.store import Workspace
+    from autolabel.store.images import ScannedFile, write_scanned
+    from autolabel.store.queue import record_decision
+    from autolabel.store.runs import create_run, finish_run, write_batch
+    from autolabel.types import Proposals
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    n_img = (n + per_image - 1) // per_image
+    with Workspace.create(ws_path) as ws:
+        for a in range(0, n_img, 50_000):
+            files = [
+                ScannedFile(f"/bench/missing/img_{i:08d}.jpg", 1, 1, None, 1080, 1920, "JPEG")
+                for i in range(a, min(n_img, a + 50_000))
+            ]
+            write_scanned(ws, files)
+        run = create_run(
+            ws,
+            detector="simulated",
+            model="simulated",
+            model_version="bench",
+            refiner=None,
+            prompt="product",
+            box_threshold=0.3,
+            text_threshold=0.25,
+        )
+        image_ids = [r[0] for r in ws.conn.execute("SELECT id FROM images ORDER BY id").fetchall()]
+        correct = rng.random(n) < 0.7
+        score = np.where(correct, 0.3 + 0.7 * rng.beta(5, 2, n), 0.3 + 0.7 * rng.beta(2, 3, n))
+        token = np.where(correct, rng.beta(6, 2, n), rng.beta(2, 4, n))
+        exemplar = np.where(correct, rng.beta(5, 2, n), rng.beta(2, 3, n))
+        xy = rng.uniform(0, 800, (n, 2))
+        wh = rng.uniform(50, 400, (n, 2))
+        xyxy = np.c_[xy, xy + wh].astype(np.float32)
+        batch = []
+        for j, iid in enumerate(image_ids):
+            a, b = j * per_image, min(n, (j + 1) * per_image)
+            props = Proposals(
+                xyxy=xyxy[a:b],
+                score=score[a:b],
+                phrase=["product"] * (b - a),
+                data={"token_score": token[a:b], "exemplar_score": exemplar[a:b]},
+            )
+            batch.append((iid, props))
+            if len(batch) == 5000:
+                write_batch(ws, run, batch)
+                batch = []
+        if batch:
+            write_batch(ws, run, batch)
+        finish_run(ws, run)
+        # review decisions on a random 0.2% (at least 200) so calibration is fitted
+        k = max(200, n // 500)
+        pids = rng.choice(n, size=min(k, n), replace=False)
+        for pid in pids.tolist():
+            record_decision(ws, "bench", pid + 1, "accept" if correct[pid] else "reject")
+    return time.perf_counter() - t0
+
+
+def embed_cost(count: int) -> float:
+    """Seconds per image embedding (open + thumbnail + embedding) on real 1080x1920 PNGs."""
+    from PIL import Image
+
+    from autolabel.select.diversity import embed_image_file
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for i in range(count):
+            arr = rng.integers(0, 255, (1920 // 4, 1080 // 4, 3), dtype=np.uint8)
+            img = Image.fromarray(arr).resize((1080, 1920))
+            p = Path(d) / f"{i}.jpg"
+            img.save(p, quality=85)
+            paths.append(str(p))
+        t = time.perf_counter()
+        for p in paths:
+            embed_image_file(p)
+        return (time.perf_counter() - t) / count
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=200_000, help="proposals (default 200000)")
+    ap.add_argument("--per-image", type=int, default=5, help="proposals per image")
+    ap.add_argument("--budget", default="1%", help="review budget passed to select")
+    ap.add_argument("--embed", type=int, default=20, help="real images for the embed timing")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        ws_path = Path(d) / "ws"
+        build_s = build(ws_path, args.n, args.per_image, args.seed)
+        print(f"built {args.n} proposals in {build_s:.1f}s ({ws_path})", flush=True)
+        results = {}
+        for phase in ("first", "rerun"):
+            env = dict(os.environ, OMP_NUM_THREADS="1")
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(ws_path), args.budget],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            results[phase] = res
+            print(
+                f"select ({phase}): {res['seconds']:.1f} s, "
+                f"peak RSS {res['peak_rss_mib']:.0f} MiB, "
+                f"calibration {res['calibration']}, routes {res['routes']}",
+                flush=True,
+            )
+            for t, line in res["log"]:
+                print(f"    {t:7.2f}s  {line}")
+    per = embed_cost(args.embed) if args.embed else float("nan")
+    worst = max(r["seconds"] for r in results.values())
+    rss = max(r["peak_rss_mib"] for r in results.values())
+    scale = 1_000_000 / args.n
+    print(
+        json.dumps(
+            {
+                "n_proposals": args.n,
+                "first_s": round(results["first"]["seconds"], 2),
+                "rerun_s": round(results["rerun"]["seconds"], 2),
+                "peak_rss_mib": round(rss),
+                "proposals_per_s": round(args.n / worst),
+                "ratio_time_to_60s_target": round(worst / 60, 3),
+                "ratio_rss_to_2GiB_target": round(rss / 2048, 3),
+                "linear_estimate_1M_s": round(worst * scale, 1),
+                "embed_ms_per_image": round(per * 1000, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
