@@ -272,6 +272,26 @@ def test_unreadable_file(tmp_path):
         imageio.load_rgb(path)
 
 
+def test_permission_denied_while_opening_is_unreadable(tmp_path, monkeypatch):
+    # works as root too: the OS refusal is simulated where Pillow opens the file
+    import builtins
+
+    path = tmp_path / "a.png"
+    Image.fromarray(_rgb()).save(path)
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):
+        if os.fspath(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    with pytest.raises(ImageError) as info:
+        imageio.load_rgb(path)
+    assert info.value.reason == imageio.REASON_UNREADABLE
+    assert "Permission denied" in str(info.value)
+
+
 def test_accepts_str_bytes_and_pathlike(tmp_path):
     Image.fromarray(_rgb()).save(tmp_path / "a.png")
     for p in (tmp_path / "a.png", str(tmp_path / "a.png"), os.fsencode(tmp_path / "a.png")):

@@ -48,6 +48,7 @@ def tree(tmp_path: Path) -> Path:
     _save(root / "sub" / "c.WebP", 8, 8)
     _save(root / "sub" / "deeper" / "d.tiff", 9, 7)
     _save(root / "sub" / "e.bmp", 5, 6)
+    _save(root / "sub" / "红色连衣裙 été.png", 7, 5)  # non-ASCII UTF-8 names are fine
     (root / "notes.txt").write_text("not an image and not an image extension")
     (root / "fake.jpg").write_text("plain text with an image extension")
     (root / "empty.png").write_bytes(b"")
@@ -57,8 +58,8 @@ def tree(tmp_path: Path) -> Path:
 
 def test_ingest_records_sizes_statuses_and_duplicates(workspace, tree):
     report = ingest(workspace, [tree], workers=2)
-    assert report.seen == 9  # notes.txt has no image extension
-    assert report.added == 9 and report.errors == 2 and report.duplicates == 1
+    assert report.seen == 10  # notes.txt has no image extension
+    assert report.added == 10 and report.errors == 2 and report.duplicates == 1
     assert report.errors_by_reason == {"not-an-image": 1, "empty-file": 1}
     rows = _rows(workspace)
     assert {n for n, r in rows.items() if r.status == "ok"} == {
@@ -67,10 +68,12 @@ def test_ingest_records_sizes_statuses_and_duplicates(workspace, tree):
         "c.WebP",
         "d.tiff",
         "e.bmp",
+        "红色连衣裙 été.png",
     } | ({"a.png", "copy_of_a.png"} - {n for n, r in rows.items() if r.status == "duplicate"})
     assert (rows["B.JPG"].width, rows["B.JPG"].height, rows["B.JPG"].format) == (20, 10, "JPEG")
     assert (rows["rot.jpg"].width, rows["rot.jpg"].height) == (10, 30)  # EXIF-corrected
     assert (rows["d.tiff"].width, rows["d.tiff"].height) == (9, 7)
+    assert (rows["红色连衣裙 été.png"].width, rows["红色连衣裙 été.png"].height) == (7, 5)
     dup = next(r for r in rows.values() if r.status == "duplicate")
     orig = store_images.get_image(workspace, dup.duplicate_of)
     assert orig.status == "ok" and orig.sha256 == dup.sha256
@@ -89,13 +92,13 @@ def test_rerun_adds_only_new_files_without_reading_known_ones(workspace, tree, m
 
     monkeypatch.setattr(ingest_mod, "file_sha256", must_not_hash)
     report = ingest(workspace, [tree])
-    assert (report.seen, report.unchanged, report.added, report.updated) == (9, 9, 0, 0)
+    assert (report.seen, report.unchanged, report.added, report.updated) == (10, 10, 0, 0)
     assert store_images.count_images(workspace) == before
     monkeypatch.undo()
 
     _save(tree / "sub" / "new.png")
     report = ingest(workspace, [tree])
-    assert (report.added, report.unchanged) == (1, 9)
+    assert (report.added, report.unchanged) == (1, 10)
     assert store_images.count_images(workspace)["total"] == before["total"] + 1
 
 
@@ -129,18 +132,19 @@ def test_recursive_glob_and_extension_filters(workspace, tree, tmp_path):
             "copy_of_a.png",
             "d.tiff",
             "e.bmp",
+            "红色连衣裙 été.png",
         ]
-        assert report.seen == 4
+        assert report.seen == 5
     with Workspace.create(tmp_path / "ws3") as ws3:
         ingest(ws3, [tree], globs=["*.png"], extensions=["PNG"])
         names = {Path(r.path).name for r in store_images.iter_images(ws3, status=None)}
-        assert names == {"a.png", "empty.png", "copy_of_a.png"}
+        assert names == {"a.png", "empty.png", "copy_of_a.png", "红色连衣裙 été.png"}
 
 
 def test_single_file_argument_and_overlapping_roots(workspace, tree):
     report = ingest(workspace, [tree / "a.png", tree, tree / "sub"])
-    assert store_images.count_images(workspace)["total"] == 9
-    assert report.seen == 10  # a.png reached twice; the sub tree once
+    assert store_images.count_images(workspace)["total"] == 10
+    assert report.seen == 11  # a.png reached twice; the sub tree once
 
 
 def test_symlinks_loops_and_broken_links_are_recorded(workspace, tmp_path):
