@@ -112,17 +112,21 @@ def _stat_regular(path: str) -> os.stat_result:
     return st
 
 
-def _open_header(path: str) -> PILImage.Image:
-    """``Image.open`` with every failure mapped to an :class:`ImageError`."""
+def _open_header(path: str, data: bytes | None = None) -> PILImage.Image:
+    """``Image.open`` (of ``data`` if given) with every failure mapped to an ImageError."""
     Image = _pil()
     try:
+        if data is not None:
+            import io
+
+            return Image.open(io.BytesIO(data))
         return Image.open(path)
     except Image.UnidentifiedImageError:
         raise ImageError(path, REASON_NOT_AN_IMAGE, "no known image format in header") from None
     except PermissionError as exc:
         raise ImageError(path, REASON_UNREADABLE, exc.strerror or "permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as exc:
-        reason = REASON_TRUNCATED if _riff_short(path) else REASON_DECODE
+        reason = REASON_TRUNCATED if _riff_short(path, data) else REASON_DECODE
         raise ImageError(path, reason, f"{type(exc).__name__}: {exc}") from None
 
 
@@ -143,14 +147,17 @@ def _orientation(im: PILImage.Image) -> int:
     return value if value in _TRANSPOSE else 1
 
 
-def _riff_short(path: str) -> bool:
+def _riff_short(path: str, data: bytes | None = None) -> bool:
     """True if a RIFF (WebP) file is shorter than its header says (libwebp's error is vague)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(12)
-            size = os.fstat(fh.fileno()).st_size
-    except OSError:
-        return False
+    if data is not None:
+        head, size = data[:12], len(data)
+    else:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(12)
+                size = os.fstat(fh.fileno()).st_size
+        except OSError:
+            return False
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
         return False
     return int.from_bytes(head[4:8], "little") + 8 > size
@@ -178,13 +185,16 @@ def probe(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_side: int = DEFAULT_MAX_SIDE,
+    data: bytes | None = None,
 ) -> ImageInfo:
     """Read an image's header: EXIF-corrected size, format and mode, without decoding pixels.
 
     Args:
-        path: the image file.
+        path: the image file (named in errors).
         max_pixels: refuse images with more pixels than this.
         max_side: refuse images whose longer side exceeds this.
+        data: the file's bytes, if the caller already read them (ingest hashes and probes
+            from one read); ``path`` is then not touched.
 
     Returns:
         The header facts as :class:`ImageInfo`.
@@ -193,8 +203,11 @@ def probe(
         ImageError: missing, unreadable, empty, not an image, or too large.
     """
     spath = os.fsdecode(path)
-    _stat_regular(spath)
-    with _open_header(spath) as im:
+    if data is None:
+        _stat_regular(spath)
+    elif not data:
+        raise ImageError(spath, REASON_EMPTY, "0 bytes")
+    with _open_header(spath, data) as im:
         w, h = im.size
         orient = _orientation(im)
         info = ImageInfo(

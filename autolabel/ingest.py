@@ -50,6 +50,7 @@ ERROR_REASONS = (
     REASON_UNREADABLE_FOLDER,
 )
 _HASH_CHUNK = 1 << 20
+_READ_ONCE_MAX = 32 << 20  # files up to this size are read once for hash + header
 _new_item = tuple.__new__  # builds a WalkItem without the Python-level __new__
 
 
@@ -326,6 +327,11 @@ def file_sha256(path: str, *, hash_bytes: int = 0) -> str:
     return h.hexdigest()
 
 
+def _read_all(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 def scan_file(
     item: WalkItem,
     *,
@@ -340,14 +346,19 @@ def scan_file(
     if item.size == 0:
         out.error = imageio.REASON_EMPTY
         return out
+    data = None
     try:
-        out.sha256 = file_sha256(item.path, hash_bytes=hash_bytes)
+        if hash_bytes == 0 and item.size is not None and item.size <= _READ_ONCE_MAX:
+            data = _read_all(item.path)  # one read serves the hash and the header
+            out.sha256 = hashlib.sha256(data).hexdigest()
+        else:
+            out.sha256 = file_sha256(item.path, hash_bytes=hash_bytes)
     except OSError as exc:
         reason = "not-found" if isinstance(exc, FileNotFoundError) else imageio.REASON_UNREADABLE
         out.error = f"{reason}: {exc.strerror or exc}"
         return out
     try:
-        info = imageio.probe(item.path, max_pixels=max_pixels, max_side=max_side)
+        info = imageio.probe(item.path, max_pixels=max_pixels, max_side=max_side, data=data)
     except ImageError as exc:
         out.error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
         return out

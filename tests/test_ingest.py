@@ -87,10 +87,12 @@ def test_rerun_adds_only_new_files_without_reading_known_ones(workspace, tree, m
     ingest(workspace, [tree])
     before = store_images.count_images(workspace)
 
-    def must_not_hash(*args, **kwargs):
-        raise AssertionError("a known, unchanged file was re-hashed")
+    def must_not_read(*args, **kwargs):
+        raise AssertionError("a known, unchanged file was read again")
 
-    monkeypatch.setattr(ingest_mod, "file_sha256", must_not_hash)
+    monkeypatch.setattr(ingest_mod, "scan_file", must_not_read)
+    monkeypatch.setattr(ingest_mod, "_read_all", must_not_read)
+    monkeypatch.setattr(ingest_mod, "file_sha256", must_not_read)
     report = ingest(workspace, [tree])
     assert (report.seen, report.unchanged, report.added, report.updated) == (10, 10, 0, 0)
     assert store_images.count_images(workspace) == before
@@ -192,18 +194,24 @@ def test_non_utf8_name_is_recorded_not_crashing(workspace, tmp_path):
 
 
 def test_unreadable_file_is_an_error_row(workspace, tree, monkeypatch):
-    real = ingest_mod.file_sha256
+    import builtins
 
-    def flaky(path, **kwargs):
-        if path.endswith("B.JPG"):
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):  # simulated: root may read anything
+        if os.fspath(file).endswith("B.JPG"):
             raise PermissionError(13, "Permission denied")
-        return real(path, **kwargs)
+        return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(ingest_mod, "file_sha256", flaky)
+    monkeypatch.setattr(builtins, "open", deny)
     ingest(workspace, [tree], workers=1)
-    assert store_images.find_image(workspace, str(tree / "B.JPG")).error == (
-        "unreadable: Permission denied"
-    )
+    ingest(workspace, [tree / "B.JPG"], hash_bytes=16, retry_errors=True)  # streamed hash path
+    monkeypatch.undo()
+    row = store_images.find_image(workspace, str(tree / "B.JPG"))
+    assert (row.status, row.error) == ("error", "unreadable: Permission denied")
+    report = ingest(workspace, [tree], retry_errors=True)
+    assert report.updated == 3  # fixed permissions: B.JPG now reads; 2 real errors stay
+    assert store_images.find_image(workspace, str(tree / "B.JPG")).status == "ok"
 
 
 def test_workspace_inside_the_scanned_folder_is_skipped(tmp_path):
