@@ -344,3 +344,13 @@ def load_rgb(
     return np.ascontiguousarray(
         np.asarray(open_image(path, max_pixels=max_pixels, max_side=max_side), dtype=np.uint8)
     )
+
+
+# Public names for modules that decode on their own terms (e.g. export's JPEG draft mode)
+# but must agree with open_image on guards, orientation and colour.
+check_size = _check_size
+"""``check_size(path, width, height, max_pixels, max_side)``: raise ``too-large`` errors."""
+exif_orientation = _orientation
+"""``exif_orientation(im) -> int``: the EXIF orientation (1..8) from the header only."""
+to_rgb = _to_rgb
+"""``to_rgb(im, path) -> PIL.Image``: any mode to 8-bit RGB, as :func:`open_image` does."""
