@@ -23,12 +23,15 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from autolabel import imageio
 from autolabel.errors import ImageError, InputError
 from autolabel.store.db import Workspace
 from autolabel.store.images import ScannedFile, files_to_scan, write_scanned
+
+if TYPE_CHECKING:  # pragma: no cover
+    from concurrent.futures import Executor
 
 DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
 
@@ -42,6 +45,7 @@ ERROR_REASONS = (
     imageio.REASON_NOT_AN_IMAGE,
     imageio.REASON_TOO_LARGE,
     imageio.REASON_DECODE,
+    imageio.REASON_TRUNCATED,
     imageio.REASON_NOT_A_FILE,
     imageio.REASON_NOT_FOUND,
     REASON_NON_UTF8,
@@ -484,7 +488,7 @@ def _process_batch(
     ws: Workspace,
     batch: list[WalkItem],
     scan: Callable[[WalkItem], ScannedFile],
-    pool: object,
+    pool: Executor | None,
     retry_errors: bool,
     report: IngestReport,
 ) -> None:
@@ -505,7 +509,7 @@ def _process_batch(
     report.unchanged += len(batch) - len(todo)
     if not todo:
         return
-    scanned = list(pool.map(scan, todo)) if pool is not None else [scan(t) for t in todo]  # type: ignore[attr-defined]
+    scanned = list(pool.map(scan, todo)) if pool is not None else [scan(t) for t in todo]
     counts = write_scanned(ws, scanned, replace=replace)
     report.added += counts["added"]
     report.updated += counts["updated"]
