@@ -448,7 +448,15 @@ def export_dataset(
         _write(tmp, "export.json", _json(summary), [])
 
         # -- commit: rename into place, then move LATEST ------------------------------------
-        os.rename(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError as exc:
+            if final.exists():  # a concurrent export took the same version name first
+                raise ConflictError(
+                    f"{final}: version {version!r} was written by another export meanwhile; "
+                    "run again (the next free version is chosen) or pass --version"
+                ) from exc
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
