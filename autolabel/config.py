@@ -41,6 +41,9 @@ class SeedConfig(_Section):
     prompt: str | None = None
     prompt_map: dict[str, str] = Field(default_factory=dict)
     target_recall: float | None = Field(None, ge=0, le=1)
+    search_top_k: int = Field(5, ge=1)
+    max_phrases: int = Field(8, ge=1)
+    workers: int = Field(2, ge=1)
 
 
 class DetectConfig(_Section):
