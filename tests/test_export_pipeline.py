@@ -343,6 +343,13 @@ def test_two_exports_are_byte_identical_and_versions_never_overwritten(built, tm
     r2 = export_dataset(ws, tmp_path / "two", ExportOptions(**{**opts.__dict__, "workers": 2}))
     t1, t2 = _tree(r1.path), _tree(r2.path)
     assert t1 == t2 and len(t1) > 10
+    for m in _read_jsonl(r1.path / "manifest.jsonl"):
+        (x0, y0, x1, y1), (w, h) = m["box"], (m["width"], m["height"])
+        mx, my = (x1 - x0) * 0.05, (y1 - y0) * 0.05
+        want = [max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)]
+        assert m["crop_box"] == pytest.approx(want, abs=0.01)
+    for name in os.listdir(r1.path / "crops"):
+        assert Image.open(r1.path / "crops" / name).size == (448, 448)  # pad mode
     with pytest.raises(ConflictError, match="already exists"):
         export_dataset(ws, tmp_path / "one", opts)
     # default version continues after the recorded ones
@@ -384,6 +391,25 @@ def test_missing_and_changed_originals_are_skipped_and_listed(built, tmp_path):
     skipped = _read_jsonl(res.path / "skipped.jsonl")
     assert sorted(s["reason"] for s in skipped) == ["changed", "not-found"]
     assert res.counts["labels"] == 3 and res.counts["skipped"] == 2
+
+
+@pytest.mark.parametrize(
+    "caption, seeds, want",
+    [
+        ("edited", [((0, 0, 10, 10), "seed")], ("edited", "reviewed")),
+        (None, [((0, 0, 10, 10), "seed")], ("seed", "seed")),
+        (None, [((0, 0, 10, 4), "thin"), ((1, 1, 10, 10), "best")], ("best", "seed")),
+        (None, [((0, 0, 10, 4.9), "half")], ("phrase", "phrase")),  # IoU 0.49 < 0.5
+        (None, [], ("phrase", "phrase")),
+    ],
+)
+def test_caption_priority(caption, seeds, want):
+    from autolabel.export.core import pick_caption
+    from autolabel.types import Label
+
+    label = Label(1, 1, "/x.jpg", None, 20, 20, (0, 0, 10, 10), "phrase", caption, 0.9,
+                  "auto", "auto", 1, None, None)  # fmt: skip
+    assert pick_caption(label, seeds) == want
 
 
 @pytest.mark.parametrize(

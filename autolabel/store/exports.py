@@ -133,7 +133,8 @@ def seed_captions(ws: Workspace) -> dict[int, list[tuple[tuple[float, float, flo
     out: dict[int, list[tuple[tuple[float, float, float, float], str]]] = {}
     for r in ws.conn.execute(
         "SELECT image_id, x0, y0, x1, y1, caption FROM seed_items "
-        "WHERE image_id IS NOT NULL AND caption IS NOT NULL AND caption != '' "
+        "WHERE status = 'located' AND image_id IS NOT NULL AND caption IS NOT NULL "
+        "AND caption != '' "
         "AND x0 IS NOT NULL ORDER BY id"
     ):
         box = (float(r["x0"]), float(r["y0"]), float(r["x1"]), float(r["y1"]))
