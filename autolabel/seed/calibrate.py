@@ -1,0 +1,286 @@
+"""Prompts from captions, and detector thresholds calibrated on the seed boxes.
+
+:func:`choose_thresholds` is a pure sweep (reusable after fine-tuning): given detections
+made with low thresholds and the true boxes, it picks the ``(box_threshold,
+text_threshold)`` pair with the best F1 at IoU >= 0.5, or the most precise pair that still
+reaches a target recall. Caveat: seed originals may contain objects nobody cropped; those
+count as false positives, so the calibrated thresholds lean conservative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from autolabel.errors import InputError
+from autolabel.store.db import Workspace
+from autolabel.types import Proposals
+
+#: Default grids of the sweep.
+BOX_GRID = tuple(round(float(v), 3) for v in np.arange(0.05, 0.951, 0.025))
+TEXT_GRID = tuple(round(float(v), 3) for v in np.arange(0.0, 0.901, 0.05))
+#: Thresholds the detector runs with during calibration (below every grid value).
+SWEEP_BOX_THRESHOLD = 0.05
+SWEEP_TEXT_THRESHOLD = 0.0
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes -> ``(n, m)``."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clip(0)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match_counts(
+    xyxy: np.ndarray, score: np.ndarray, truth: np.ndarray, *, iou: float = 0.5
+) -> tuple[int, int, int]:
+    """Greedy (by score) one-to-one matching; returns ``(tp, fp, fn)``.
+
+    Args:
+        xyxy: ``(n, 4)`` predicted boxes.
+        score: ``(n,)`` their scores (higher first).
+        truth: ``(m, 4)`` true boxes.
+        iou: minimum IoU for a match.
+    """
+    truth = np.asarray(truth, np.float64).reshape(-1, 4)
+    n, m = len(xyxy), len(truth)
+    if n == 0 or m == 0:
+        return 0, n, m
+    ious = box_iou(xyxy, truth)
+    used = np.zeros(m, bool)
+    tp = 0
+    for i in np.argsort(-np.asarray(score), kind="stable"):
+        cand = np.where(used, -1.0, ious[i])
+        j = int(cand.argmax())
+        if cand[j] >= iou:
+            used[j] = True
+            tp += 1
+    return tp, n - tp, m - tp
+
+
+def choose_thresholds(
+    predictions: Sequence[Proposals],
+    truths: Sequence[np.ndarray],
+    *,
+    iou: float = 0.5,
+    box_grid: Sequence[float] = BOX_GRID,
+    text_grid: Sequence[float] | None = TEXT_GRID,
+    text_key: str = "token_score",
+    target_recall: float | None = None,
+) -> dict[str, Any]:
+    """Sweep box/text thresholds against true boxes.
+
+    Args:
+        predictions: one ``Proposals`` per image, made with thresholds below the grids.
+        truths: one ``(m_i, 4)`` array of true boxes per image.
+        iou: IoU needed for a true positive.
+        box_grid: candidate box thresholds (kept boxes have ``score >= t``).
+        text_grid: candidate text thresholds, applied to ``data[text_key]``; ignored (only
+            0.0) when the predictions have no such signal.
+        text_key: the per-box text-match signal.
+        target_recall: if set, the most precise pair with recall >= target (ties: higher F1,
+            then higher thresholds); if no pair reaches it, the pair with the highest recall.
+
+    Returns:
+        ``{"box_threshold", "text_threshold", "f1", "precision", "recall", "tp", "fp",
+        "fn", "n", "n_images", "iou", "objective"}`` where ``n`` = number of true boxes.
+
+    Raises:
+        InputError: lengths differ or there are no true boxes.
+    """
+    if len(predictions) != len(truths):
+        raise InputError(
+            f"expected one truth array per prediction, got {len(predictions)} predictions "
+            f"and {len(truths)} truths"
+        )
+    n_true = sum(len(np.asarray(t).reshape(-1, 4)) for t in truths)
+    if n_true == 0:
+        raise InputError("calibration needs at least one true (seed) box, got none")
+    has_text = any(text_key in p.data for p in predictions if len(p))
+    tgrid = list(text_grid) if (has_text and text_grid is not None) else [0.0]
+    results = []
+    for bt in box_grid:
+        for tt in tgrid:
+            tp = fp = fn = 0
+            for p, t in zip(predictions, truths, strict=True):
+                keep = p.score >= bt
+                if has_text and tt > 0 and text_key in p.data:
+                    keep &= np.asarray(p.data[text_key]) >= tt
+                a, b, c = match_counts(p.xyxy[keep], p.score[keep], t, iou=iou)
+                tp, fp, fn = tp + a, fp + b, fn + c
+            prec = tp / (tp + fp) if tp + fp else 1.0
+            rec = tp / (tp + fn) if tp + fn else 0.0
+            f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+            results.append((float(bt), float(tt), f1, prec, rec, tp, fp, fn))
+    if target_recall is not None:
+        ok = [r for r in results if r[4] >= target_recall]
+        if ok:
+            best = max(ok, key=lambda r: (r[3], r[2], r[0], r[1]))
+            objective = f"precision at recall >= {target_recall}"
+        else:
+            best = max(results, key=lambda r: (r[4], r[3], r[0], r[1]))
+            objective = f"max recall (target {target_recall} not reachable)"
+    else:
+        best = max(results, key=lambda r: (r[2], r[0], r[1]))
+        objective = "max f1"
+    bt, tt, f1, prec, rec, tp, fp, fn = best
+    return {
+        "box_threshold": bt,
+        "text_threshold": tt,
+        "f1": round(f1, 4),
+        "precision": round(prec, 4),
+        "recall": round(rec, 4),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "n": n_true,
+        "n_images": len(truths),
+        "iou": iou,
+        "objective": objective,
+    }
+
+
+def derive_prompts(
+    ws: Workspace,
+    *,
+    prompt: str | None = None,
+    prompt_map: Mapping[str, str] | None = None,
+    max_phrases: int = 8,
+) -> dict[str, Any]:
+    """Set each seed item's phrase from its caption and the workspace prompt.
+
+    Args:
+        ws: open workspace.
+        prompt: manual override of the whole prompt (``"white sneaker. handbag"``); items
+            keep their caption phrase unless it is empty, then get the first prompt phrase.
+        prompt_map: caption -> phrase overrides.
+        max_phrases: most distinct phrases in a derived prompt.
+
+    Returns:
+        ``{"prompt", "phrases": {phrase: count}, "items", "without_caption"}``; also stored
+        as workspace setting ``seed.prompt`` (the prompt string).
+
+    Raises:
+        InputError: no seed items, or no caption and no ``prompt``.
+    """
+    from autolabel.seed.captions import build_prompt, phrase_from_caption
+    from autolabel.store.seed import list_seed_items, set_phrases
+
+    items = list_seed_items(ws)
+    if not items:
+        raise InputError(f"{ws.path}: no seed items yet (run `autolabel seed add` first)")
+    phrases = {it.id: phrase_from_caption(it.caption, prompt_map) for it in items}
+    if prompt is not None:
+        manual = [" ".join(p.lower().split()) for p in prompt.split(".") if p.strip()]
+        if not manual:
+            raise InputError(f"--prompt: expected phrases separated by '. ', got {prompt!r}")
+        final_prompt = ". ".join(manual)
+        phrases = {k: (v if v in manual else manual[0]) for k, v in phrases.items()}
+    else:
+        final_prompt = build_prompt(phrases.values(), max_phrases=max_phrases)
+        if not final_prompt:
+            raise InputError(
+                "no captions to derive a prompt from: add captions (--captions or .txt "
+                "sidecars) or pass --prompt 'white sneaker. handbag'"
+            )
+        top = final_prompt.split(". ")
+        phrases = {k: (v if v in top else (v or None)) for k, v in phrases.items()}
+    set_phrases(ws, {k: (v or None) for k, v in phrases.items()})
+    ws.set_setting("seed.prompt", final_prompt)
+    counts: dict[str, int] = {}
+    for v in phrases.values():
+        if v:
+            counts[v] = counts.get(v, 0) + 1
+    return {
+        "prompt": final_prompt,
+        "phrases": counts,
+        "items": len(items),
+        "without_caption": sum(1 for it in items if not it.caption),
+    }
+
+
+def calibrate(
+    ws: Workspace,
+    *,
+    detector: str = "grounding-dino",
+    options: Mapping[str, Any] | None = None,
+    prompt: str | None = None,
+    iou: float = 0.5,
+    target_recall: float | None = None,
+    batch_size: int = 4,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run a detector on the seed originals and store the best thresholds.
+
+    Args:
+        ws: open workspace with located seed items.
+        detector: registry name (``grounding-dino``, ``exemplar``).
+        options: builder options (model, device, dtype...; for ``exemplar`` the located seed
+            crops are used as exemplars when ``exemplars`` is not given).
+        prompt: detector prompt; default: setting ``seed.prompt``, else config
+            ``seed.prompt``.
+        iou: IoU for a true positive.
+        target_recall: see :func:`choose_thresholds`.
+        batch_size: images per ``detect`` call.
+        on_progress: ``(done, total)`` callback.
+
+    Returns:
+        The :func:`choose_thresholds` dict plus ``detector``, ``model``, ``model_version``,
+        ``prompt``; stored as workspace setting ``seed.thresholds``.
+
+    Raises:
+        InputError: no located seed boxes, or no prompt.
+    """
+    from autolabel.detect import build_detector
+    from autolabel.imageio import load_rgb
+    from autolabel.store.images import get_image
+    from autolabel.store.seed import list_seed_items, seed_boxes_by_image
+
+    by_image = seed_boxes_by_image(ws)
+    if not by_image:
+        raise InputError(
+            f"{ws.path}: no located seed boxes to calibrate on (run `autolabel seed add` with "
+            "--originals first)"
+        )
+    prompt = prompt or ws.get_setting("seed.prompt") or ws.config().seed.prompt
+    if not prompt:
+        raise InputError(
+            "no prompt: run `autolabel seed prompts` first or pass --prompt 'white sneaker'"
+        )
+    opts = dict(options or {})
+    if detector == "exemplar" and "exemplars" not in opts:
+        located = list_seed_items(ws, status="located")
+        opts["exemplars"] = [it.crop_path for it in located]
+        opts.setdefault("phrases", [it.phrase or prompt.split(".")[0].strip() for it in located])
+    opts["box_threshold"] = SWEEP_BOX_THRESHOLD
+    if detector != "exemplar":
+        opts["text_threshold"] = SWEEP_TEXT_THRESHOLD
+    det = build_detector(detector, **opts)
+    ids = sorted(by_image)
+    preds: list[Proposals] = []
+    truths: list[np.ndarray] = []
+    for start in range(0, len(ids), max(1, batch_size)):
+        chunk = ids[start : start + batch_size]
+        images = [load_rgb(get_image(ws, i).path) for i in chunk]
+        preds.extend(det.detect(images, [prompt] * len(images)))
+        truths.extend(np.array([b for b, _ in by_image[i]], np.float64) for i in chunk)
+        if on_progress is not None:
+            on_progress(min(start + batch_size, len(ids)), len(ids))
+    result = choose_thresholds(preds, truths, iou=iou, target_recall=target_recall)
+    result.update(
+        detector=detector,
+        model=str(getattr(det, "model_id", "")),
+        model_version=str(getattr(det, "model_version", "")),
+        prompt=prompt,
+    )
+    ws.set_setting("seed.thresholds", result)
+    return result
