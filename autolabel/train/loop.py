@@ -270,7 +270,8 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _evaluate(model, processor, cache, samples, prompt, class_of, opts, device):
-    if not samples:
+    """Validation AP50 and the (prediction, truth) pairs; NaN without a positive image."""
+    if not any(len(s.boxes) for s in samples):
         return float("nan"), []
     images = [cache.get(s.path)[0] for s in samples]
     preds_small = predict(
@@ -323,10 +324,10 @@ def finetune(
     ws_path = Path(ws_path)
     emit = callback or (lambda _e: None)
     partial = versions.find_partial(ws_path)
-    if partial is not None and restart:
-        shutil.rmtree(partial)
+    if partial is not None and (restart or not (partial / "run.json").exists()):
+        shutil.rmtree(partial)  # discarded, or killed before its data snapshot was written
         partial = None
-    if partial is not None and (partial / "run.json").exists():
+    if partial is not None:
         run = json.loads((partial / "run.json").read_text(encoding="utf-8"))
         requested = {"base": str(base), "options": options.fingerprint()}
         stored = {"base": run["base"], "options": run["options"]}
@@ -481,6 +482,7 @@ def _train(
             order = np.random.default_rng([opts.seed, epoch]).permutation(len(train))
             while state["micro"] < micro_per_epoch and not state["done"]:
                 micro = int(state["micro"])
+                t_micro = time.perf_counter()
                 batch = [
                     train[i] for i in order[micro * opts.batch_size : (micro + 1) * opts.batch_size]
                 ]
@@ -523,9 +525,13 @@ def _train(
                 scaler.scale(loss / opts.grad_accum).backward()
                 last_loss = float(loss.item())
                 state["micro"] = micro + 1
+                state["step_seconds"] = state.get("step_seconds", 0.0) + (
+                    time.perf_counter() - t_micro
+                )
                 boundary = (micro + 1) % opts.grad_accum == 0 or micro + 1 == micro_per_epoch
                 if not boundary:
                     continue
+                t_update = time.perf_counter()
                 for g in optimizer.param_groups:
                     g["lr"] = lr_at(int(state["step"]))
                 scaler.unscale_(optimizer)
@@ -534,6 +540,7 @@ def _train(
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
+                state["step_seconds"] += time.perf_counter() - t_update
                 state["step"] += 1
                 state["train_seconds"] = time.perf_counter() - t_start
                 state["history"].append({"step": state["step"], "loss": last_loss})
@@ -731,8 +738,11 @@ def _finish(
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
             "seconds": round(float(state["train_seconds"]), 3),
+            # forward + backward + update only (validation passes excluded)
             "seconds_per_step": (
-                round(float(state["train_seconds"]) / state["step"], 4) if state["step"] else None
+                round(float(state.get("step_seconds", 0.0)) / state["step"], 4)
+                if state["step"]
+                else None
             ),
             "device": device,
             "resumed_from_step": resumed_from,
