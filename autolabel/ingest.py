@@ -233,13 +233,13 @@ def _walk_tree(
         yield _problem(root, REASON_UNREADABLE_FOLDER, exc.strerror or str(exc))
         return
     # (iterator, relative prefix, (dev, ino)) per level; ancestors detect symlink loops.
-    stack: list[tuple[Iterator[os.DirEntry[str]], str, tuple[int, int], str]] = [
-        (first, "", root_key, root)
+    stack: list[tuple[Iterator[os.DirEntry[str]], str, tuple[int, int], str, bool]] = [
+        (first, "", root_key, root, _safe_path(root)[1])
     ]
     ancestors = {root_key}
     try:
         while stack:
-            it, rel_prefix, dir_key, dir_path = stack[-1]
+            it, rel_prefix, dir_key, dir_path, dir_utf8 = stack[-1]
             try:
                 entry = next(it)
             except StopIteration:
@@ -282,7 +282,9 @@ def _walk_tree(
                 except OSError as exc:
                     yield _problem(entry.path, REASON_UNREADABLE_FOLDER, exc.strerror or str(exc))
                     continue
-                stack.append((sub, rel_prefix + name + "/", key, entry.path))
+                stack.append(
+                    (sub, rel_prefix + name + "/", key, entry.path, _safe_path(entry.path)[1])
+                )
                 ancestors.add(key)
                 continue
             # inlined extension test (the hot path on big trees); globs only when given
@@ -297,17 +299,15 @@ def _walk_tree(
             except OSError as exc:
                 yield _problem(path, _stat_error_reason(exc, _is_link(entry)))
                 continue
-            if not stat.S_ISREG(st.st_mode):
+            if (st.st_mode & 0o170000) != 0o100000:  # stat.S_ISREG, inlined
                 yield _problem(path, imageio.REASON_NOT_A_FILE, "expected a regular file")
                 continue
-            try:
-                path.encode("utf-8")
-            except UnicodeEncodeError:
+            if not (dir_utf8 and (name.isascii() or _safe_path(name)[1])):
                 yield _problem(path, REASON_NON_UTF8)
                 continue
             yield _new_item(WalkItem, (path, st.st_size, st.st_mtime_ns, None))
     finally:
-        for it, _, _, _ in stack:
+        for it, *_ in stack:
             it.close()  # type: ignore[attr-defined]
 
 
@@ -496,9 +496,7 @@ def _process_batch(
     todo: list[WalkItem] = []
     replace: list[int] = []
     seen_in_batch: set[str] = set()
-    for index, row_id in files_to_scan(
-        ws.conn, [(it[0], it[1], it[2]) for it in batch], retry_errors=retry_errors
-    ):
+    for index, row_id in files_to_scan(ws.conn, batch, retry_errors=retry_errors):
         it = batch[index]
         if it.path in seen_in_batch:  # the same new file reached twice (overlapping roots)
             continue

@@ -55,11 +55,14 @@ def _record(row: sqlite3.Row) -> ImageRecord:
 
 def files_to_scan(
     conn: sqlite3.Connection,
-    items: Sequence[tuple[str, int | None, int | None]],
+    items: Sequence[Sequence[Any]],
     *,
     retry_errors: bool = False,
 ) -> list[tuple[int, int | None]]:
-    """Which of ``items`` (path, size, mtime_ns) need reading: new, changed, or retried.
+    """Which of ``items`` need reading: new, changed, or retried.
+
+    Each item starts with ``(path, size, mtime_ns, ...)`` (a :class:`WalkItem` or a tuple of
+    JSON-serialisable values; fields after the third are ignored).
 
     The comparison runs inside SQLite (one query per batch, no row per known file comes back
     to Python), which is what keeps a re-run over 100k known files within seconds.
@@ -70,7 +73,7 @@ def files_to_scan(
     """
     if not items:
         return []
-    payload = json.dumps([[p, s, m] for p, s, m in items])
+    payload = json.dumps(items if isinstance(items, list) else list(items))
     rows = conn.execute(
         "SELECT CAST(j.key AS INTEGER), i.id FROM json_each(?) AS j "
         "LEFT JOIN images AS i ON i.path = json_extract(j.value, '$[0]') "
