@@ -377,7 +377,10 @@ def convert_original_checkpoint(checkpoint: Path | str, out_dir: Path | str) -> 
         cfg = GroundingDinoConfig.from_dict(json.loads(cfg_file.read_text()))
     else:
         cfg = config_from_original(sd)
-    model = GroundingDinoForObjectDetection(cfg).eval()
+    try:
+        model = GroundingDinoForObjectDetection(cfg).eval()
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{ckpt}: cannot build the model its config describes ({exc})") from None
     new_sd = original_to_hf_state_dict(sd, model.state_dict())
     model.load_state_dict(new_sd, strict=True)
     processor = _processor_for(ckpt.parent)
