@@ -263,7 +263,7 @@ def run_select(
             f"calibration: {cal.method} on {cal.n_examples} labelled boxes "
             f"({sources['seed']} from seed originals, {sources['decisions']} from reviews)"
         )
-    p = cal.predict(X)
+    p = np.round(cal.predict(X), 6)  # stored precision; unchanged rows are not rewritten
 
     fixed = np.isin(cur.ids, fixed_proposal_ids(ws.conn))
     rows = np.flatnonzero(~fixed)
@@ -296,6 +296,8 @@ def run_select(
         image_has_label=has_label,
     )
     fixed_rows = np.flatnonzero(fixed)
+    unchanged = (cur.route[rows] == plan.route) & (cur.p_correct[rows] == p[rows])
+    rescored = fixed_rows[cur.p_correct[fixed_rows] != p[fixed_rows]]
     written = apply_routes(
         ws,
         ids=cur.ids[rows],
@@ -304,9 +306,10 @@ def run_select(
         route=plan.route,
         reason=plan.reason,
         priority=plan.priority,
-        score_only_ids=cur.ids[fixed_rows],
-        score_only_p=p[fixed_rows],
+        score_only_ids=cur.ids[rescored],
+        score_only_p=p[rescored],
         current_ids=cur.ids,
+        unchanged=unchanged,
     )
     counts = plan.counts()
     summary: dict[str, Any] = {
