@@ -221,7 +221,8 @@ def create_app(
                 conns.append(conn)
         return ReviewQueue(ws, lease_seconds=lease, conn=conn)
 
-    def identity(request: Request) -> Identity:
+    async def identity(request: Request) -> Identity:
+        # async: a 50 us indexed lookup is cheaper on the loop than a threadpool hop
         q = queue()
         tokens = sq.count_reviewers(ws, conn=q.conn) > 0
         if tokens or not loopback:
@@ -449,6 +450,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -168,7 +168,6 @@ def enqueue(
                 f"priority: expected {len(ids)} values (one per proposal), got {len(prios)}"
             )
     now = utcnow()
-    changed = 0
     with ws.transaction(conn) as c:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -178,16 +177,15 @@ def enqueue(
             if len(found) != len(set(chunk)):
                 missing = sorted(set(chunk) - found)[:10]
                 raise NotFoundError(f"enqueue: no such proposal ids {missing}")
-        for pid, prio in zip(ids, prios, strict=True):
-            cur = c.execute(
-                "INSERT INTO queue_items(proposal_id, image_id, reason, priority, created_at) "
-                "SELECT id, image_id, ?, ?, ? FROM proposals WHERE id = ? "
-                "ON CONFLICT(proposal_id) DO UPDATE SET reason = excluded.reason, "
-                "priority = excluded.priority, status = 'open' "
-                "WHERE queue_items.status IN ('open', 'withdrawn')",
-                (reason, prio, now, pid),
-            )
-            changed += cur.rowcount
+        cur = c.executemany(
+            "INSERT INTO queue_items(proposal_id, image_id, reason, priority, created_at) "
+            "SELECT id, image_id, ?, ?, ? FROM proposals WHERE id = ? "
+            "ON CONFLICT(proposal_id) DO UPDATE SET reason = excluded.reason, "
+            "priority = excluded.priority, status = 'open' "
+            "WHERE queue_items.status IN ('open', 'withdrawn')",
+            ((reason, prio, now, pid) for pid, prio in zip(ids, prios, strict=True)),
+        )
+        changed = max(cur.rowcount, 0)
     return changed
 
 
@@ -238,15 +236,26 @@ def current_caption(
     return None if row is None else str(row[0])
 
 
+_IMAGE_BOXES_SQL = """
+SELECT p.id AS proposal_id, p.x0, p.y0, p.x1, p.y1, p.score, p.phrase, p.route
+FROM proposals p
+WHERE p.image_id = ?
+  AND +p.run_id = (SELECT MAX(ri.run_id) FROM runs r CROSS JOIN run_images ri
+                   WHERE ri.run_key = r.key AND ri.image_id = ? AND ri.status = 'done')
+ORDER BY p.score DESC, p.id
+"""
+
+
 def image_boxes(
     ws: Workspace, image_id: int, *, conn: sqlite3.Connection | None = None
 ) -> list[dict[str, Any]]:
-    """All current proposals of an image (id, box, score, phrase, route), by score."""
-    rows = _c(ws, conn).execute(
-        "SELECT id AS proposal_id, x0, y0, x1, y1, score, phrase, route FROM current_proposals "
-        "WHERE image_id = ? ORDER BY score DESC, id",
-        (int(image_id),),
-    )
+    """All current proposals of an image (id, box, score, phrase, route), by score.
+
+    Same rows as the ``current_proposals`` view, but planned for one image: proposals by
+    ``image_id`` and the latest finished run through the run_images primary key, so it
+    stays ~0.1 ms with millions of rows (the view's plan scans run_images).
+    """
+    rows = _c(ws, conn).execute(_IMAGE_BOXES_SQL, (int(image_id), int(image_id)))
     return [dict(r) for r in rows]
 
 
