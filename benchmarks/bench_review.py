@@ -14,7 +14,6 @@ Target: p99 of next and of decide <= 10 ms at 1M items.
 Usage:
     python benchmarks/bench_review.py                    # 250k items, 2000 ops (~1-2 min)
     python benchmarks/bench_review.py --items 1000000    # the 1M target (~3-4 min)
-    python benchmarks/bench_review.py --items 200000     # quicker
     python benchmarks/bench_review.py --workspace /tmp/ws --keep   # reuse the built db
 """
 
