@@ -160,7 +160,7 @@ def ingest(
 
 
 def _format_counts(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counts.items())
+    return ", ".join(f"{k} {'-' if v is None else v}" for k, v in counts.items())
 
 
 def status(
