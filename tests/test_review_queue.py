@@ -298,3 +298,54 @@ def test_reviewer_tokens(workspace):
     assert [r["name"] for r in sq.list_reviewers(workspace)] == ["ann"]
     sq.remove_reviewer(workspace, "ann")
     assert sq.count_reviewers(workspace) == 0
+
+
+def test_image_boxes_match_current_proposals_view_across_runs(workspace):
+    build_queue(workspace, 3, per_image=2)
+    image_ids = [r[0] for r in workspace.conn.execute("SELECT id FROM images ORDER BY id")]
+    rerun = store_runs.create_run(
+        workspace,
+        detector="test",
+        model="m",
+        model_version="v2",
+        refiner=None,
+        prompt="cat",
+        box_threshold=0.3,
+        text_threshold=0.25,
+    )
+    # the new run finishes image 1 with one box and image 2 with none; image 3 keeps run 1
+    store_runs.write_batch(
+        workspace,
+        rerun,
+        [
+            (image_ids[0], mock_proposals([[1, 1, 9, 9]], score=[0.7])),
+            (image_ids[1], mock_proposals()),
+        ],
+    )
+    for image_id in image_ids:
+        view = [
+            r[0]
+            for r in workspace.conn.execute(
+                "SELECT id FROM current_proposals WHERE image_id = ? ORDER BY score DESC, id",
+                (image_id,),
+            )
+        ]
+        assert [b["proposal_id"] for b in sq.image_boxes(workspace, image_id)] == view
+    assert len(sq.image_boxes(workspace, image_ids[0])) == 1
+    assert sq.image_boxes(workspace, image_ids[1]) == []
+    assert len(sq.image_boxes(workspace, image_ids[2])) == 2
+
+
+def test_undo_skip_claims_the_item_back_if_still_free(workspace):
+    build_queue(workspace, 2, priorities=[1.0, 0.5])
+    q = ReviewQueue(workspace, lease_seconds=LEASE)
+    top = q.next("ann")
+    q.decide("ann", top["item_id"], "skip")
+    back = q.undo("ann")
+    assert back["action"] == "skip" and back["item"]["item_id"] == top["item_id"]
+    assert back["item"]["claimed_by"] == "ann"
+    q.decide("ann", top["item_id"], "skip")
+    assert q.next("bob")["item_id"] == top["item_id"]
+    gone = q.undo("ann")  # bob holds it now: the undo is logged, the item stays with bob
+    assert gone["item"] is None
+    assert q.item(top["item_id"])["claimed_by"] == "bob"
