@@ -215,7 +215,7 @@ def load_hf(model: str | Path, *, kind: str, device: str, dtype: Any):
     """
     from autolabel.detect.registry import resolve_model
 
-    model = resolve_model(str(model), kind=kind)
+    model = resolve_model(str(model), kind="hf-sam" if kind == "sam" else kind)
     p = Path(model).expanduser()
     looks_local = p.exists() or str(model).startswith((".", "/", "~")) or str(model).count("/") != 1
     if looks_local:

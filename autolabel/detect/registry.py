@@ -109,7 +109,7 @@ def resolve_model(model: str, *, kind: str | None = None) -> str:
     entry = registry.get(model)
     if entry is None:
         return model
-    if kind is not None and not entry.kind.startswith(kind):
+    if kind is not None and not (entry.kind == kind or entry.kind.startswith(kind + "-")):
         raise ModelError(f"model {model!r} is a {entry.kind} checkpoint, expected a {kind} one")
     if entry.is_present():
         return str(entry.local_path())

@@ -242,16 +242,19 @@ class SamRefiner:
     """``segment_anything`` refiner (``Refiner`` protocol).
 
     Args:
-        model: path to a SAM ``.pth`` state dict (vit_b/l/h or custom dims).
+        model: path to a SAM ``.pth`` state dict (vit_b/l/h or custom dims), or a registry
+            name (``sam-vit-b``, the default, once its file is placed under ``models/``).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
     """
 
     name = "sam"
 
-    def __init__(self, model: str | Path, *, device: str = "auto") -> None:
+    def __init__(self, model: str | Path = "sam-vit-b", *, device: str = "auto") -> None:
         import torch
 
-        path = Path(model).expanduser()
+        from autolabel.detect.registry import resolve_model
+
+        path = Path(resolve_model(str(model), kind="sam")).expanduser()
         if not path.is_file():
             raise ModelError(
                 f"SAM checkpoint {str(model)!r} not found: expected a .pth file such as "
