@@ -240,15 +240,30 @@
     const tag = document.createElement("span");
     tag.className = "tag";
     tag.textContent = label;
+    if (box[1] * k < 18) tag.style.top = "0"; // no room above: put the tag inside
     d.appendChild(tag);
     return d;
+  }
+
+  function fit() {
+    // fit the image to the window (up to 4x for small images); boxes use the same scale
+    const img = $("img");
+    const view = $("view");
+    const w = state.cur.width || img.naturalWidth;
+    const h = state.cur.height || img.naturalHeight;
+    if (!w || !h) return;
+    const k = Math.min(view.clientWidth / w, view.clientHeight / h, 4);
+    img.style.width = Math.floor(w * k) + "px";
+    img.style.height = Math.floor(h * k) + "px";
   }
 
   function render() {
     const layer = $("boxes");
     layer.textContent = "";
     const item = state.cur;
-    if (!item || !$("img").clientWidth) return;
+    if (!item) return;
+    fit();
+    if (!$("img").clientWidth) return;
     const cands = item.candidates || [{ box: item.box, score: item.score, phrase: item.phrase }];
     cands.forEach((c, i) => {
       if (i === state.sel) return;
