@@ -268,3 +268,28 @@ def test_page_reads_no_file_paths(client):
 
 def test_static_listing_covers_package_files():
     assert {p.name for p in Path(STATIC_DIR).iterdir()} >= {"index.html", "app.js", "app.css"}
+
+
+def test_lease_expiry_and_renewal_over_http(workspace):
+    import time
+
+    build_queue(workspace, 2, priorities=[2, 1])
+    with TestClient(create_app(workspace.path, lease_seconds=2.0)) as c:
+        first = c.post("/api/next", headers=ANN).json()["item"]
+        time.sleep(1.2)
+        assert c.post("/api/renew", headers=ANN, json={}).json()["renewed"] == 1
+        time.sleep(1.2)  # 2.4 s after the claim, 1.2 s after the renewal: still ann's
+        assert c.post("/api/next", headers=BOB).json()["item"]["item_id"] != first["item_id"]
+        time.sleep(2.5)  # now ann's lease is gone (bob's too): bob gets the top item
+        assert c.post("/api/next", headers=BOB).json()["item"]["item_id"] == first["item_id"]
+        late = c.post(
+            "/api/decide", headers=ANN, json={"item_id": first["item_id"], "action": "accept"}
+        )
+        assert late.status_code == 409 and "bob holds it now" in late.json()["detail"]
+        assert c.get("/api/held", headers=ANN).json()["items"] == []
+        ok = c.post(
+            "/api/decide", headers=BOB, json={"item_id": first["item_id"], "action": "accept"}
+        )
+        assert ok.status_code == 200
+    log = sq.iter_decisions(workspace)
+    assert [(d["reviewer"], d["action"]) for d in log] == [("bob", "accept")]

@@ -576,56 +576,6 @@ def undo(
         }
 
 
-def record_decision(
-    ws: Workspace,
-    reviewer: str,
-    proposal_id: int,
-    action: str,
-    *,
-    box: Sequence[float] | None = None,
-    caption: str | None = None,
-    reason: str | None = None,
-    conn: sqlite3.Connection | None = None,
-) -> int:
-    """Log a decision on a proposal outside the queue (scripts, imports); returns its id."""
-    if action not in ACTIONS:
-        raise InputError(f"action: expected one of {', '.join(ACTIONS)}, got {action!r}")
-    x0, y0, x1, y1 = (float(v) for v in box) if box is not None else (None,) * 4
-    with ws.transaction(conn) as c:
-        row = c.execute(
-            "SELECT p.image_id, q.id FROM proposals p LEFT JOIN queue_items q "
-            "ON q.proposal_id = p.id WHERE p.id = ?",
-            (int(proposal_id),),
-        ).fetchone()
-        if row is None:
-            raise NotFoundError(f"proposal {proposal_id}: no such proposal")
-        cur = c.execute(
-            "INSERT INTO decisions(queue_item_id, proposal_id, image_id, reviewer, action, "
-            "x0, y0, x1, y1, caption, reason, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                row[1],
-                int(proposal_id),
-                row[0],
-                reviewer,
-                action,
-                x0,
-                y0,
-                x1,
-                y1,
-                caption,
-                reason,
-                utcnow(),
-            ),
-        )
-        if action in FINAL_ACTIONS and row[1] is not None:
-            c.execute(
-                "UPDATE queue_items SET status = 'done', claimed_by = ?, lease_until = NULL "
-                "WHERE id = ? AND status != 'withdrawn'",
-                (reviewer, row[1]),
-            )
-        return int(cur.lastrowid or 0)
-
-
 def queue_stats(
     ws: Workspace, reviewer: str | None = None, *, conn: sqlite3.Connection | None = None
 ) -> dict[str, int]:
