@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -258,6 +258,25 @@ def input_shape(width: int, height: int, max_size: int) -> tuple[int, int, float
     return max(1, round(height * scale)), max(1, round(width * scale)), scale
 
 
+def input_cap(detector: Any, default: int) -> int:
+    """Longest side the loader shrinks images to: the detector's own input size when known.
+
+    Shrinking in the loader threads to exactly what the detector's processor would produce
+    moves the resize off the model's thread without changing what the model sees (a smaller
+    cap would make the processor upsample). Detectors that do not say fall back to
+    ``default`` (``detect.max_size``).
+    """
+    size = getattr(detector, "image_size", None)
+    if size:
+        return max(32, round(int(size) * 1333 / 800))
+    proc = getattr(getattr(detector, "processor", None), "image_processor", None)
+    sz = getattr(proc, "size", None)
+    longest = getattr(sz, "longest_edge", None)
+    if longest is None and isinstance(sz, dict):
+        longest = sz.get("longest_edge")
+    return int(longest) if longest else int(default)
+
+
 def rescale(props: Proposals, scale_x: float, scale_y: float, width: int, height: int) -> Proposals:
     """Map boxes from the fed image back to original pixels and clip them to the image.
 
@@ -311,7 +330,7 @@ def load_for_detector(
             from PIL import Image
 
             im = im.resize((fw, fh), Image.Resampling.BILINEAR)
-        arr = np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+        arr = np.array(im, dtype=np.uint8)  # writable: torch.from_numpy warns otherwise
         return Loaded(image_id, arr, w, h)
     except ImageError as exc:
         return Loaded(
@@ -560,6 +579,7 @@ def run_propose(
         from autolabel.detect import build_refiner
 
         refiner = build_refiner(settings.refiner, **settings.refiner_kwargs())
+    settings = replace(settings, max_size=input_cap(detector, settings.max_size))
     parts = run_key_parts(settings, detector, refiner)
     config = {k: v for k, v in asdict(settings).items() if k != "detector_options"}
     run = store_runs.create_run(ws, config=config, **parts)
