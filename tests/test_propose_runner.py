@@ -342,3 +342,30 @@ def test_limit_and_different_prompt_make_a_new_key(workspace, tmp_path):
     # current_proposals: the latest run that finished an image wins
     n = workspace.conn.execute("SELECT COUNT(*) FROM current_proposals").fetchone()[0]
     assert n == 10
+
+
+def test_ctrl_c_stops_after_the_batch_in_flight_and_twice_aborts(workspace, tmp_path):
+    import os
+    import signal
+
+    register(workspace, make_images(tmp_path / "imgs", 24))
+    stop = threading.Event()
+    notices = []
+    sent = []
+
+    def progress(n, _props):
+        if not sent:
+            sent.append(n)
+            os.kill(os.getpid(), signal.SIGINT)  # handled: sets stop, no exception
+
+    with runner.graceful_interrupt(stop, lambda: notices.append(1)):
+        s = runner.run_propose(
+            workspace, settings(batch_size=4), detector=BrightDetector(), progress=progress,
+            stop=stop,
+        )  # fmt: skip
+        assert stop.is_set() and notices == [1]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C aborts
+    assert s.interrupted and s.images == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert store_runs.count_pending_images(workspace, s.key) == 20
