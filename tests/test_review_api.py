@@ -24,11 +24,16 @@ ANN = {"X-Reviewer": "ann"}
 BOB = {"X-Reviewer": "bob"}
 
 
+def local(app) -> TestClient:
+    """An in-process client that talks to the app as http://127.0.0.1:8765."""
+    return TestClient(app, base_url="http://127.0.0.1:8765")
+
+
 @pytest.fixture
 def client(workspace, tmp_path):
     build_queue(workspace, 4, image_dir=tmp_path / "images", priorities=[4, 3, 2, 1])
     app = create_app(workspace.path, lease_seconds=60)
-    with TestClient(app) as c:
+    with local(app) as c:
         yield c
 
 
@@ -110,7 +115,7 @@ def test_image_served_by_id_with_preview_and_cache_headers(workspace, tmp_path):
 
     build_queue(workspace, 1, image_dir=tmp_path / "img", size=(2000, 1000))
     app = create_app(workspace.path, preview_max_side=500)
-    with TestClient(app) as c:
+    with local(app) as c:
         r = c.get("/api/images/1")
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
         assert "max-age" in r.headers["cache-control"]
@@ -157,7 +162,7 @@ def test_symlinked_static_file_pointing_outside_is_404(workspace, tmp_path):
     secret.write_text("top secret")
     os.symlink(secret, static / "app.js")
     os.symlink(STATIC_DIR / "app.css", static / "app.css")  # also outside this folder
-    with TestClient(create_app(workspace.path, static_dir=static)) as c:
+    with local(create_app(workspace.path, static_dir=static)) as c:
         assert c.get("/").status_code == 200
         for path in ["/static/app.js", "/static/app.css", "/static/secret.txt"]:
             r = c.get(path)
@@ -169,7 +174,7 @@ def test_non_loopback_needs_tokens_and_then_every_request_needs_one(workspace):
     with pytest.raises(AuthError, match="needs reviewer tokens"):
         create_app(workspace.path, host="0.0.0.0")
     token = sq.add_reviewer(workspace, "ann")
-    with TestClient(create_app(workspace.path, host="0.0.0.0")) as c:
+    with local(create_app(workspace.path, host="0.0.0.0")) as c:
         for method, path in [
             ("GET", "/"),
             ("GET", "/static/app.js"),
@@ -200,7 +205,7 @@ def test_non_loopback_needs_tokens_and_then_every_request_needs_one(workspace):
 def test_loopback_with_reviewers_also_requires_tokens(workspace):
     build_queue(workspace, 1)
     token = sq.add_reviewer(workspace, "ann")
-    with TestClient(create_app(workspace.path)) as c:
+    with local(create_app(workspace.path)) as c:
         assert c.post("/api/next", headers=ANN).status_code == 401
         assert c.post(f"/api/next?token={token}").status_code == 200
 
@@ -274,7 +279,7 @@ def test_lease_expiry_and_renewal_over_http(workspace):
     import time
 
     build_queue(workspace, 2, priorities=[2, 1])
-    with TestClient(create_app(workspace.path, lease_seconds=2.0)) as c:
+    with local(create_app(workspace.path, lease_seconds=2.0)) as c:
         first = c.post("/api/next", headers=ANN).json()["item"]
         time.sleep(1.2)
         assert c.post("/api/renew", headers=ANN, json={}).json()["renewed"] == 1
@@ -293,3 +298,20 @@ def test_lease_expiry_and_renewal_over_http(workspace):
         assert ok.status_code == 200
     log = sq.iter_decisions(workspace)
     assert [(d["reviewer"], d["action"]) for d in log] == [("bob", "accept")]
+
+
+def test_loopback_server_refuses_foreign_host_and_cross_site_posts(client, workspace):
+    # DNS rebinding: a page on evil.example resolved to 127.0.0.1 sends Host: evil.example
+    r = client.get("/api/config", headers={**ANN, "host": "evil.example:8765"})
+    assert r.status_code == 400 and "evil.example" in r.json()["detail"]
+    for host in ["localhost:8765", "127.0.0.1", "[::1]:8765"]:
+        assert client.get("/api/config", headers={**ANN, "host": host}).status_code == 200
+    # a cross-site form/simple POST cannot set X-Reviewer; a query parameter is no substitute
+    r = client.post("/api/next?reviewer=eve", content=b"", headers={"content-type": "text/plain"})
+    assert r.status_code == 401
+    assert (
+        workspace.conn.execute(
+            "SELECT COUNT(*) FROM queue_items WHERE status='claimed'"
+        ).fetchone()[0]
+        == 0
+    )

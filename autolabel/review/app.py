@@ -62,6 +62,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _host_name(host_header: str) -> str:
+    """The host part of a ``Host`` header (``[::1]:8765`` -> ``::1``)."""
+    if host_header.startswith("["):
+        return host_header[1 : host_header.find("]")] if "]" in host_header else host_header
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
 def check_bind(host: str, n_reviewers: int) -> None:
     """Refuse to serve beyond loopback without reviewer tokens.
 
@@ -224,6 +231,13 @@ def create_app(
     async def identity(request: Request) -> Identity:
         # async: a 50 us indexed lookup is cheaper on the loop than a threadpool hop
         q = queue()
+        if loopback:
+            # a loopback server answers only loopback Host names (defeats DNS rebinding)
+            host_name = _host_name(request.headers.get("host", ""))
+            if not is_loopback(host_name):
+                raise HTTPException(
+                    400, f"host: expected 127.0.0.1, localhost or [::1], got {host_name!r}"
+                )
         tokens = sq.count_reviewers(ws, conn=q.conn) > 0
         if tokens or not loopback:
             auth = request.headers.get("authorization", "")
@@ -243,7 +257,8 @@ def create_app(
             if name is None:
                 raise HTTPException(401, "reviewer token: unknown or revoked token")
             return Identity(name, "token")
-        name = request.headers.get(REVIEWER_HEADER) or request.query_params.get("reviewer") or None
+        # header only: other sites cannot set it without a CORS preflight, which fails
+        name = request.headers.get(REVIEWER_HEADER) or None
         if name is not None:
             try:
                 sq.check_reviewer_name(name)
