@@ -45,9 +45,10 @@ print(json.dumps({"seconds": sec, "peak_rss_mib": rss, "routes": s["routes"],
 
 
 def build(ws_path: Path, n: int, per_image: int, seed: int) -> float:
+    from autolabel.select.simulate import review_proposal
     from autolabel.store import Workspace
     from autolabel.store.images import ScannedFile, write_scanned
-    from autolabel.store.queue import record_decision
+    from autolabel.store.queue import enqueue
     from autolabel.store.runs import create_run, finish_run, write_batch
     from autolabel.types import Proposals
 
@@ -98,8 +99,9 @@ def build(ws_path: Path, n: int, per_image: int, seed: int) -> float:
         # review decisions on a random 0.2% (at least 200) so calibration is fitted
         k = max(200, n // 500)
         pids = rng.choice(n, size=min(k, n), replace=False)
+        enqueue(ws, (pids + 1).tolist(), "uncertain")
         for pid in pids.tolist():
-            record_decision(ws, "bench", pid + 1, "accept" if correct[pid] else "reject")
+            review_proposal(ws, pid + 1, "accept" if correct[pid] else "reject")
     return time.perf_counter() - t0
 
 

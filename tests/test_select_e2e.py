@@ -10,9 +10,12 @@ import pytest
 
 from autolabel.evaluate import evaluate, load_truth
 from autolabel.select.core import run_select
-from autolabel.select.simulate import build_simulated_workspace, simulated_reviewer_action
+from autolabel.select.simulate import (
+    build_simulated_workspace,
+    review_proposal,
+    simulated_reviewer_action,
+)
 from autolabel.select.stats import precision_estimate
-from autolabel.store.queue import record_decision
 from autolabel.store.select import load_current, load_queue
 
 
@@ -28,7 +31,7 @@ def _review(ws, truth, reasons) -> int:
             continue
         pid = int(pid)
         action, box = simulated_reviewer_action(box_of[pid], truth.boxes[img_of[pid]])
-        record_decision(ws, "sim", pid, action, box=box)
+        review_proposal(ws, pid, action, box=box)
         n += 1
     return n
 

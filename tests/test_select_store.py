@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from autolabel.select.core import labelled_examples, run_select
+from autolabel.select.simulate import review_proposal
 from autolabel.store.images import ScannedFile, find_image, write_scanned
 from autolabel.store.labels import iter_labels
-from autolabel.store.queue import claim_next, record_decision
+from autolabel.store.queue import claim_next
 from autolabel.store.runs import create_run, finish_run, write_batch
 from autolabel.store.select import (
     audit_outcomes,
@@ -99,7 +100,7 @@ def test_rerun_never_touches_decided_or_claimed_and_withdraws_the_rest(small):
         ws.conn.execute("SELECT proposal_id FROM queue_items WHERE id = ?", (item,)).fetchone()[0]
     )
     assert claimed_pid == b
-    record_decision(ws, "ann", a, "reject")
+    review_proposal(ws, a, "reject")
 
     # budget 0: nothing new may be queued; the last open item is withdrawn
     summary = run_select(ws, _cfg(ws, budget="0"))
@@ -139,13 +140,13 @@ def test_new_run_withdraws_open_items_of_replaced_proposals(small, mock_proposal
 def test_labelled_examples_from_decisions_and_seed_boxes(small):
     ws, ids = small
     _, cur = _routes(ws)
-    record_decision(ws, "ann", int(cur.ids[0]), "accept")
-    record_decision(ws, "ann", int(cur.ids[1]), "adjust", box=[10, 10, 52, 51])  # small fix
-    record_decision(ws, "ann", int(cur.ids[2]), "adjust", box=[100, 60, 150, 95])  # wrong box
-    did = record_decision(ws, "ann", int(cur.ids[3]), "reject")
+    review_proposal(ws, int(cur.ids[0]), "accept")
+    review_proposal(ws, int(cur.ids[1]), "adjust", box=[10, 10, 52, 51])  # small fix
+    review_proposal(ws, int(cur.ids[2]), "adjust", box=[100, 60, 150, 95])  # wrong box
+    did = review_proposal(ws, int(cur.ids[3]), "reject")
     from autolabel.store.queue import undo
 
-    undo(ws, "ann", decision_id=did, lease_seconds=60)  # undone: no label
+    undo(ws, "sim", decision_id=did, lease_seconds=60)  # undone: no label
     seed = {
         "image_id": np.array([ids[4], ids[5]]),
         "xyxy": np.array([[12, 12, 50, 50], [100, 50, 190, 90]], float),
@@ -173,9 +174,9 @@ def test_audit_outcomes_count_decided_audit_items(workspace, mock_proposals):
     assert audit.size == 10
     for k, pid in enumerate(audit[:6]):
         if k < 4:
-            record_decision(workspace, "ann", int(pid), "accept")
+            review_proposal(workspace, int(pid), "accept")
         else:
-            record_decision(workspace, "ann", int(pid), "reject")
+            review_proposal(workspace, int(pid), "reject")
     out = audit_outcomes(workspace)
     assert out == {"n_auto": 40, "n_audit": 10, "n_audited": 6, "n_correct": 4}
     from autolabel.select.stats import precision_estimate

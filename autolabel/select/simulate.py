@@ -138,6 +138,31 @@ def simulated_reviewer_action(
     return "reject", None
 
 
+def review_proposal(
+    ws: Workspace,
+    proposal_id: int,
+    action: str,
+    *,
+    box: Sequence[float] | None = None,
+    reviewer: str = "sim",
+) -> int:
+    """Decide one proposal through the review queue, as a reviewer would.
+
+    The proposal is queued first when it has no open item (reason ``uncertain``); returns
+    the decision id. For tests, benchmarks and demos.
+    """
+    from autolabel.store.queue import decide, enqueue
+    from autolabel.store.select import load_queue
+
+    q = load_queue(ws)
+    hit = np.flatnonzero(q.proposal_id == int(proposal_id))
+    if hit.size == 0 or q.status[hit[0]] == "withdrawn":
+        enqueue(ws, [int(proposal_id)], "uncertain" if hit.size == 0 else str(q.reason[hit[0]]))
+        q = load_queue(ws)
+        hit = np.flatnonzero(q.proposal_id == int(proposal_id))
+    return decide(ws, reviewer, int(q.item_id[hit[0]]), action, box=box, lease_seconds=60.0)
+
+
 def build_simulated_workspace(
     ws: Workspace,
     image_dir: Path,
