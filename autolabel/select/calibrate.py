@@ -18,6 +18,8 @@ from autolabel.errors import InputError, ShapeError
 FEATURES: tuple[str, ...] = (
     "score",
     "token_score",
+    "logit_margin",
+    "query_rank",
     "second_score",
     "margin",
     "n_competing",
@@ -26,6 +28,8 @@ FEATURES: tuple[str, ...] = (
     "mask_box_iou",
     "tta_iou",
     "exemplar_score",
+    "match_score",
+    "grad_score",
     "exemplar_sim",
     "size_outlier",
     "aspect_outlier",
@@ -41,7 +45,8 @@ MIN_PER_CLASS = 3
 def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.ndarray:
     """Stack the known features into ``(n, len(FEATURES))`` float64 (NaN = missing).
 
-    ``n_competing`` enters as ``log1p``; ``score`` comes from ``score``, not ``signals``.
+    ``n_competing`` and ``query_rank`` enter as ``log1p``; ``score`` comes from ``score``,
+    not ``signals``.
     """
     score = np.asarray(score, np.float64).reshape(-1)
     n = score.shape[0]
@@ -53,7 +58,7 @@ def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.n
             col = np.asarray(signals[name], np.float64).reshape(-1)
             if col.shape[0] != n:
                 raise ShapeError(f"signal {name!r}: expected {n} values, got {col.shape[0]}")
-            if name == "n_competing":
+            if name in ("n_competing", "query_rank"):
                 col = np.log1p(np.clip(col, 0, None))
         else:
             col = np.full(n, np.nan)

@@ -25,7 +25,14 @@ from autolabel.errors import ShapeError
 SIGNALS: dict[str, str] = {
     "score": "detector box confidence; higher = more likely correct",
     "token_score": "max token probability of the phrase; higher = more likely correct",
-    "second_score": "best other query score overlapping the box; higher = less likely correct",
+    "logit_margin": (
+        "token score minus the best token probability of another phrase; higher = more likely "
+        "correct"
+    ),
+    "query_rank": "rank of the box's query in its forward (0 = best); higher = less likely correct",
+    "second_score": (
+        "best other query / exemplar score overlapping the box; higher = less likely correct"
+    ),
     "margin": (
         "score minus the best other box of the same phrase in the image (negative for "
         "boxes that are not the best); higher = more likely correct"
@@ -39,6 +46,8 @@ SIGNALS: dict[str, str] = {
         "likely correct"
     ),
     "exemplar_score": "exemplar matcher score of the box; higher = more likely correct",
+    "match_score": "exemplar detector colour correlation; higher = more likely correct",
+    "grad_score": "exemplar detector gradient correlation; higher = more likely correct",
     "exemplar_sim": (
         "cosine similarity of the box crop to the closest seed crop; higher = more likely correct"
     ),
