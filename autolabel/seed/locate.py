@@ -146,8 +146,11 @@ def verify_score(
         return -1.0, tuple(float(v) for v in box)  # type: ignore[return-value]
     best = (-2.0, tuple(float(v) for v in box))
     bw, bh = box[2] - box[0], box[3] - box[1]
-    for k in VERIFY_SCALES:
-        sw, sh = bw * (1 + k), bh * (1 + k)
+    widths = [bw * (1 + k) for k in VERIFY_SCALES]
+    if abs(vw / bw - 1) <= 0.02:  # an unresized crop: compare native pixels, no resampling
+        widths.append(float(vw))
+    for sw in widths:
+        sh = sw * h / w
         cx, cy = box[0] + bw / 2, box[1] + bh / 2
         g = vw / sw  # comparison px per original px
         pad = (shift + 1) / g
@@ -246,10 +249,15 @@ def _coarse(
     return kept
 
 
-def _refine(
-    crop: np.ndarray, orig: np.ndarray, box: tuple[float, float, float, float], *, work_side: int
+def _refine_pass(
+    crop: np.ndarray,
+    orig: np.ndarray,
+    box: tuple[float, float, float, float],
+    *,
+    side: int,
+    rel_step: float,
+    n_steps: int,
 ) -> tuple[float, tuple[float, float, float, float]]:
-    """Search sizes ±7 % around ``box`` (original px) in a window; returns (ncc, box)."""
     import cv2
 
     H, W = orig.shape
@@ -257,15 +265,16 @@ def _refine(
     aspect = h / w
     bw = box[2] - box[0]
     bh = box[3] - box[1]
-    # working resolution: the box at most as large as the crop and ``work_side``
-    g = min(1.0, w / bw, work_side / max(bw, bh))
-    mx, my = 0.2 * bw + 4 / g, 0.2 * bh + 4 / g
+    # working resolution: the box at most as large as the crop and ``side``
+    g = min(1.0, w / bw, side / max(bw, bh))
+    span = rel_step * n_steps
+    mx, my = (0.1 + span) * bw + 4 / g, (0.1 + span) * bh + 4 / g
     wx0, wy0 = max(0, int(box[0] - mx)), max(0, int(box[1] - my))
     wx1, wy1 = min(W, int(np.ceil(box[2] + mx))), min(H, int(np.ceil(box[3] + my)))
     window = _resize(orig[wy0:wy1, wx0:wx1], (wx1 - wx0) * g, (wy1 - wy0) * g)
     best = (-2.0, box)
-    for k in range(-7, 8):
-        tw = bw * (1 + 0.01 * k) * g
+    for k in range(-n_steps, n_steps + 1):
+        tw = bw * (1 + rel_step * k) * g
         th = tw * aspect
         if th > window.shape[0] or tw > window.shape[1] or tw < 4 or th < 4:
             continue
@@ -279,6 +288,15 @@ def _refine(
             y0 = wy0 + loc[1] / g
             best = (float(mx_), (x0, y0, x0 + tpl.shape[1] / g, y0 + tpl.shape[0] / g))
     return best
+
+
+def _refine(
+    crop: np.ndarray, orig: np.ndarray, box: tuple[float, float, float, float], *, work_side: int
+) -> tuple[float, tuple[float, float, float, float]]:
+    """Two passes around ``box`` (original px): sizes ±15 % in 3 % steps at <= 128 px, then
+    ±3 % in 1 % steps at <= ``work_side`` px; returns ``(ncc, box)``."""
+    _, box = _refine_pass(crop, orig, box, side=128, rel_step=0.03, n_steps=5)
+    return _refine_pass(crop, orig, box, side=work_side, rel_step=0.01, n_steps=3)
 
 
 def locate(
