@@ -368,9 +368,23 @@ def create_app(
     def release(body: ItemsBody, ident: Identity = Depends(identity)) -> dict[str, Any]:
         return {"released": queue().release(ident.require(), body.item_ids or [])}
 
+    # counting 1M queue rows takes ~0.3 s: reuse the counts for 10x as long as they took
+    stats_cache: dict[str, Any] = {"at": 0.0, "ttl": -1.0, "value": None}
+    stats_lock = threading.Lock()
+
     @app.get("/api/stats")
     def stats(ident: Identity = Depends(identity)) -> dict[str, Any]:
-        return queue().stats(ident.reviewer)
+        q = queue()
+        with stats_lock:
+            now = time.monotonic()
+            if stats_cache["value"] is None or now - stats_cache["at"] > stats_cache["ttl"]:
+                stats_cache["value"] = sq.queue_stats(ws, conn=q.conn)
+                stats_cache["at"] = time.monotonic()
+                stats_cache["ttl"] = 10 * (stats_cache["at"] - now)
+            out = dict(stats_cache["value"])
+        if ident.reviewer is not None:
+            out["mine"] = sq.reviewer_done(ws, ident.reviewer, conn=q.conn)
+        return out
 
     @app.get("/api/images/{image_id}")
     def image(

@@ -596,13 +596,29 @@ def queue_stats(
     out["remaining"] = out["open"] + out["claimed"]
     out["total"] = out["remaining"] + out["done"]
     if reviewer is not None:
-        out["mine"] = int(
-            c.execute(
-                "SELECT COUNT(*) FROM queue_items WHERE status = 'done' AND claimed_by = ?",
-                (reviewer,),
-            ).fetchone()[0]
-        )
+        out["mine"] = reviewer_done(ws, reviewer, conn=c)
     return out
+
+
+def reviewer_done(ws: Workspace, reviewer: str, *, conn: sqlite3.Connection | None = None) -> int:
+    """How many accept/adjust/reject decisions of ``reviewer`` stand (not undone).
+
+    Reads only the reviewer's own rows (``decisions_reviewer`` index), so it stays cheap
+    however long the queue is.
+    """
+    c = _c(ws, conn)
+    made = c.execute(
+        "SELECT COUNT(*) FROM decisions WHERE reviewer = ? "
+        "AND action IN ('accept', 'adjust', 'reject')",
+        (reviewer,),
+    ).fetchone()[0]
+    undone = c.execute(
+        "SELECT COUNT(*) FROM decisions u JOIN decisions t ON t.id = u.target_id "
+        "WHERE u.reviewer = ? AND u.action = 'undo' "
+        "AND t.action IN ('accept', 'adjust', 'reject')",
+        (reviewer,),
+    ).fetchone()[0]
+    return int(made) - int(undone)
 
 
 def iter_decisions(
