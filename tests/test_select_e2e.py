@@ -111,3 +111,28 @@ def test_eval_cli_and_status_show_the_estimate(simulated):
     status = json.loads(r.output)
     assert status["auto_precision"]["audited"] >= 1
     assert 0 <= status["auto_precision"]["low"] <= status["auto_precision"]["high"] <= 1
+
+
+def test_seed_boxes_calibrate_the_first_round(tmp_path):
+    """With located seed items, the first select already fits a calibration that uses the
+    seed-derived signals, and beats the raw score's auto-accept precision."""
+    from autolabel.store import Workspace
+
+    with Workspace.create(tmp_path / "ws") as ws:
+        truth_path = build_simulated_workspace(
+            ws, tmp_path / "images", n_images=60, seed=5, n_seed=24
+        )
+        cfg = ws.config({"select.target_precision": 0.9, "select.diversity": 0.0}).select
+        s = run_select(ws, cfg)
+        cal = s["calibration"]
+        assert cal["method"] == "logistic", cal
+        assert cal["sources"]["seed"] >= 20 and cal["sources"]["decisions"] == 0
+        assert {"exemplar_sim", "size_outlier", "aspect_outlier", "margin"} <= set(cal["columns"])
+        assert (tmp_path / "ws" / "cache" / "crop_embeddings.npz").exists()
+        res = evaluate(ws, truth_path, tmp_path / "eval")
+        # at most n_truth of the proposals can be right (here about a third), yet the
+        # auto-accepted ones are
+        assert res["n_auto"] >= 10
+        base_rate_bound = res["n_truth_boxes"] / res["n_proposals"]
+        assert res["auto_precision"] >= max(0.85, base_rate_bound + 0.4)
+        assert res["calibration"]["ece"] < 0.2

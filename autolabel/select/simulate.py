@@ -171,6 +171,7 @@ def build_simulated_workspace(
     seed: int = 0,
     size: tuple[int, int] = (180, 320),
     photos: Sequence[str] | None = None,
+    n_seed: int = 0,
 ) -> Path:
     """Fill ``ws`` with synthetic screenshots and simulated proposals; write the truth.
 
@@ -185,6 +186,9 @@ def build_simulated_workspace(
         n_images: number of screenshots.
         size: screenshot ``(W, H)``.
         photos: restrict the product photos (default: every synth photo).
+        n_seed: the first ``n_seed`` screenshots also get a hand-crop imitation
+            (``crops/``) stored as a located seed item with the true box, as
+            ``autolabel seed`` would leave them.
 
     Returns:
         Path of ``truth.jsonl`` (``{"image": "shot_0000.png", "boxes": [[x0,y0,x1,y1]]}``
@@ -196,6 +200,7 @@ def build_simulated_workspace(
     from autolabel.ingest import ingest
     from autolabel.store.images import find_image
     from autolabel.store.runs import create_run, finish_run, write_batch
+    from autolabel.store.seed import upsert_seed_items
 
     image_dir = Path(image_dir)
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -204,11 +209,18 @@ def build_simulated_workspace(
     levels = rng.uniform(0, 0.9, len(names))
     hardness = {name: float(h) for name, h in zip(names, levels, strict=True)}
     records = []
+    crops: list[tuple[str, str, tuple[float, ...]]] = []
     for i in range(n_images):
         photo = names[int(rng.integers(len(names)))]
         shot, box, meta = synth.make_screenshot(rng, photo, size=size)
         name = f"shot_{i:04d}.png"
         shot.save(image_dir / name)
+        if i < n_seed:
+            crop, _, _ = synth.make_crop(rng, shot, box, long_side=None)
+            crop_dir = image_dir.parent / f"{image_dir.name}_crops"
+            crop_dir.mkdir(exist_ok=True)
+            crop.save(crop_dir / f"shot_{i:04d}_crop.png")
+            crops.append((str(crop_dir / f"shot_{i:04d}_crop.png"), name, tuple(box)))
         distractors = np.array([d["box"] for d in meta.get("distractors", [])], np.float64)
         records.append((name, np.array([box], np.float64), distractors, photo))
     with (image_dir / "truth.jsonl").open("w", encoding="utf-8") as fh:
@@ -237,4 +249,20 @@ def build_simulated_workspace(
         results.append((rec.id, props))
     write_batch(ws, run, results)
     finish_run(ws, run)
+    seed_rows = []
+    for crop_path, name, box in crops:
+        rec = find_image(ws, str((image_dir / name).resolve()))
+        seed_rows.append(
+            {
+                "crop_path": crop_path,
+                "original_path": rec.path if rec else None,
+                "image_id": rec.id if rec else None,
+                "box": box,
+                "score": 1.0,
+                "status": "located" if rec else "no_original",
+                "phrase": "product",
+            }
+        )
+    if seed_rows:
+        upsert_seed_items(ws, seed_rows)
     return image_dir / "truth.jsonl"
