@@ -1,0 +1,153 @@
+"""Threshold calibration: the pure sweep, and end to end on a seed workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autolabel.errors import InputError
+from autolabel.seed.bootstrap import add_seed_crops
+from autolabel.seed.calibrate import (
+    calibrate,
+    choose_thresholds,
+    derive_prompts,
+    match_counts,
+)
+from autolabel.store.seed import list_seed_items
+from autolabel.synth import make_seed_set
+from autolabel.types import Proposals
+
+
+def props(boxes, scores, tokens=None) -> Proposals:
+    n = len(boxes)
+    data = {} if tokens is None else {"token_score": np.asarray(tokens, np.float32)}
+    return Proposals(np.asarray(boxes, np.float32).reshape(n, 4), scores, ["x"] * n, data=data)
+
+
+TRUE = [0, 0, 10, 10]
+FAR = [50, 50, 60, 60]
+
+
+def test_match_counts_is_one_to_one() -> None:
+    truth = np.array([TRUE], float)
+    # two boxes on the same object: one tp, one fp
+    assert match_counts(np.array([TRUE, [0, 0, 10, 11]]), np.array([0.9, 0.8]), truth) == (1, 1, 0)
+    assert match_counts(np.zeros((0, 4)), np.zeros(0), truth) == (0, 0, 1)
+    assert match_counts(np.array([FAR]), np.array([0.9]), truth) == (0, 1, 1)
+    assert match_counts(np.array([FAR]), np.array([0.9]), np.zeros((0, 4))) == (0, 1, 0)
+
+
+def test_sweep_separates_true_from_false_boxes() -> None:
+    rng = np.random.default_rng(0)
+    preds, truths = [], []
+    for _ in range(20):
+        # true box scores in [0.5, 0.9], clutter in [0.1, 0.4]
+        preds.append(props([TRUE, FAR], [rng.uniform(0.5, 0.9), rng.uniform(0.1, 0.4)]))
+        truths.append(np.array([TRUE], float))
+    r = choose_thresholds(preds, truths)
+    assert r["f1"] == 1.0 and r["precision"] == 1.0 and r["recall"] == 1.0
+    low_true = min(float(p.score[0]) for p in preds)
+    high_false = max(float(p.score[1]) for p in preds)
+    assert high_false < r["box_threshold"] <= low_true
+    assert r["n"] == 20 and r["n_images"] == 20 and r["tp"] == 20 and r["fp"] == 0
+    assert r["text_threshold"] == 0.0  # no token_score signal
+
+
+def test_text_threshold_is_swept_when_signal_exists() -> None:
+    # box scores cannot separate; the text signal can
+    preds = [props([TRUE, FAR], [0.6, 0.6], tokens=[0.8, 0.2]) for _ in range(5)]
+    truths = [np.array([TRUE], float)] * 5
+    r = choose_thresholds(preds, truths)
+    assert r["f1"] == 1.0 and 0.2 < r["text_threshold"] <= 0.8
+
+
+def test_target_recall_trades_precision() -> None:
+    # 10 images; true boxes with scores 0.1..1.0, one false box per image at 0.55
+    preds = [props([TRUE, FAR], [0.1 * (i + 1), 0.55]) for i in range(10)]
+    truths = [np.array([TRUE], float)] * 10
+    best_f1 = choose_thresholds(preds, truths)
+    high = choose_thresholds(preds, truths, target_recall=0.9)
+    assert high["recall"] >= 0.9
+    assert high["box_threshold"] <= 0.2 < best_f1["box_threshold"]
+    assert "precision at recall" in high["objective"]
+    impossible = choose_thresholds(
+        [props([FAR], [0.9])], [np.array([TRUE], float)], target_recall=0.5
+    )
+    assert "not reachable" in impossible["objective"] and impossible["recall"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("preds", "truths", "match"),
+    [
+        ([props([TRUE], [0.5])], [], "one truth array per prediction"),
+        ([props([TRUE], [0.5])], [np.zeros((0, 4))], "at least one true"),
+    ],
+)
+def test_sweep_errors(preds, truths, match) -> None:
+    with pytest.raises(InputError, match=match):
+        choose_thresholds(preds, truths)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, workspace):
+    truth = make_seed_set(tmp_path / "s", 4, seed=12)
+    add_seed_crops(
+        workspace,
+        tmp_path / "s" / "crops",
+        originals_dir=tmp_path / "s" / "originals",
+        captions=tmp_path / "s" / "captions.jsonl",
+    )
+    return workspace, truth
+
+
+def test_derive_prompts_sets_phrases_and_setting(seeded) -> None:
+    ws, _ = seeded
+    result = derive_prompts(ws)
+    assert ws.get_setting("seed.prompt") == result["prompt"]
+    items = list_seed_items(ws)
+    assert all(it.phrase and it.phrase in result["prompt"].split(". ") for it in items)
+    manual = derive_prompts(ws, prompt="Product. thing")
+    assert manual["prompt"] == "product. thing"
+    assert {it.phrase for it in list_seed_items(ws)} == {"product"}
+
+
+def test_derive_prompts_needs_captions_or_prompt(tmp_path: Path, workspace) -> None:
+    with pytest.raises(InputError, match="no seed items"):
+        derive_prompts(workspace)
+    make_seed_set(tmp_path / "s", 1, seed=2)
+    add_seed_crops(workspace, tmp_path / "s" / "crops")  # no captions
+    with pytest.raises(InputError, match="--prompt"):
+        derive_prompts(workspace)
+
+
+def test_calibrate_with_exemplar_detector(seeded) -> None:
+    ws, _ = seeded
+    derive_prompts(ws)
+    result = calibrate(ws, detector="exemplar")
+    stored = ws.get_setting("seed.thresholds")
+    assert stored == result
+    assert result["n"] == 4 and result["n_images"] == 4
+    # the exemplars are the seed crops themselves: every seed box is found
+    assert result["recall"] == 1.0
+    assert 0.05 <= result["box_threshold"] <= 0.95
+    assert result["detector"] == "exemplar" and result["prompt"] == ws.get_setting("seed.prompt")
+
+
+def test_calibrate_with_tiny_grounding_dino(seeded, tiny_models) -> None:
+    ws, _ = seeded
+    derive_prompts(ws, prompt="product")
+    result = calibrate(
+        ws,
+        detector="grounding-dino",
+        options={"model": str(tiny_models["grounding-dino"]), "device": "cpu"},
+    )
+    assert set(result) >= {"box_threshold", "text_threshold", "f1", "precision", "recall", "n"}
+    assert result["n"] == 4 and 0 <= result["f1"] <= 1
+    assert ws.get_setting("seed.thresholds")["model_version"] == result["model_version"]
+
+
+def test_calibrate_needs_located_boxes(workspace) -> None:
+    with pytest.raises(InputError, match="no located seed boxes"):
+        calibrate(workspace, detector="exemplar")
