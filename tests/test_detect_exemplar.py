@@ -95,7 +95,15 @@ def test_flat_image_gives_empty():
     from autolabel.detect import build_detector
 
     crop, _, _, _, _ = _scene(3)
-    det = build_detector("exemplar", exemplars=[crop])
+    # the generic options the propose runner passes to every detector are accepted
+    det = build_detector(
+        "exemplar",
+        exemplars=[crop],
+        model="ignored",
+        device="auto",
+        dtype="auto",
+        text_threshold=0.25,
+    )
     got = det.detect([np.full((300, 200, 3), 255, np.uint8)], ["x"])[0]
     assert len(got) == 0 and "match_score" in got.data
 

@@ -109,6 +109,8 @@ class ExemplarDetector:
         coarse_side: the image is downscaled to at most this long side for the coarse pass.
         nms_iou: overlap above which the weaker hit is suppressed.
         max_per_image: most boxes returned per image.
+        model, device, dtype, text_threshold: accepted so the generic options callers pass
+            to every detector work; ignored (this detector has no weights, runs on CPU).
     """
 
     name = "exemplar"
@@ -126,6 +128,10 @@ class ExemplarDetector:
         coarse_side: int = 400,
         nms_iou: float = 0.3,
         max_per_image: int = 20,
+        model: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        text_threshold: float | None = None,
     ) -> None:
         if len(exemplars) == 0:
             raise InputError("exemplar detector: expected at least one exemplar crop, got none")

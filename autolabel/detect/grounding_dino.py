@@ -217,6 +217,33 @@ class GroundingDinoDetector:
         self.tokenizer = self.processor.tokenizer
         self.max_text_tokens = int(getattr(self.model.config, "max_text_len", MAX_TEXT_TOKENS))
 
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        model_id: str = "in-memory",
+        model_version: str = "in-memory",
+        box_threshold: float = 0.35,
+        text_threshold: float = 0.25,
+        image_size: int | None = None,
+        max_batch: int | None = None,
+    ) -> GroundingDinoDetector:
+        """Wrap an already built ``GroundingDinoForObjectDetection`` + processor (e.g. during
+        fine-tuning, or a random-weight model in the benchmark); device/dtype are the model's.
+        """
+        self = cls.__new__(cls)
+        param = next(model.parameters())
+        self.device, self.dtype = str(param.device), param.dtype
+        self.model, self.processor = model.eval(), processor
+        self.model_id, self.model_version = model_id, model_version
+        self.box_threshold, self.text_threshold = float(box_threshold), float(text_threshold)
+        self.image_size, self.max_batch = image_size, max_batch
+        self.tokenizer = processor.tokenizer
+        self.max_text_tokens = int(getattr(model.config, "max_text_len", MAX_TEXT_TOKENS))
+        return self
+
     # -- preprocessing -------------------------------------------------------------------
     def _pixels(self, image: np.ndarray):
         kwargs: dict[str, Any] = {"return_tensors": "pt"}
