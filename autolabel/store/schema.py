@@ -120,7 +120,6 @@ def _initial(conn: sqlite3.Connection) -> None:
             n_proposals INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (run_key, image_id)
         );
-        CREATE INDEX run_images_image ON run_images(image_id, status, run_id);
         -- latest finished run per image (current_proposals, select) without a table scan
         CREATE INDEX run_images_image ON run_images(image_id, status, run_id);
 
