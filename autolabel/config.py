@@ -73,7 +73,7 @@ class ProposeConfig(_Section):
 
 class SelectConfig(_Section):
     target_precision: float = Field(0.99, gt=0, le=1)
-    budget: str | None = None
+    budget: int | str | None = None
     audit_rate: float = Field(0.02, ge=0, le=1)
     reject_below: float = Field(0.05, ge=0, le=1)
     seed: int = 0

@@ -121,7 +121,7 @@ def load_current(ws: Workspace, *, chunk: int = 50_000) -> CurrentProposals:
         codes = np.fromiter(
             (phrase_index.setdefault(ph, len(phrase_index)) for ph in cols[9]), np.int64, m
         )
-        dicts = json.loads("[" + ",".join(t or "{}" for t in cols[10]) + "]")
+        dicts = json.loads("[" + ",".join(cols[10]) + "]")  # signals is NOT NULL (JSON)
         keys = set().union(*dicts)
         chunk_sig = {k: _signal_column(dicts, k) for k in keys}
         for k in set(sig_parts) | set(chunk_sig):
