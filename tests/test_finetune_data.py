@@ -197,9 +197,19 @@ def _image(ws, path: str) -> int:
     return int(cur.lastrowid)
 
 
-def test_build_training_set_from_seed_reviews_and_rejects(workspace, tmp_path):
-    from autolabel.store.queue import record_decision
+def record_decision(ws, reviewer, pid, action, *, box=None, reason=None) -> int:
+    """Append a decision row (as the review app does) for test set-up."""
+    image_id = ws.conn.execute("SELECT image_id FROM proposals WHERE id=?", (pid,)).fetchone()[0]
+    x0, y0, x1, y1 = box or (None,) * 4
+    cur = ws.conn.execute(
+        "INSERT INTO decisions(proposal_id, image_id, reviewer, action, x0, y0, x1, y1, reason,"
+        " created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (pid, image_id, reviewer, action, x0, y0, x1, y1, reason, utcnow()),
+    )
+    return int(cur.lastrowid)
 
+
+def test_build_training_set_from_seed_reviews_and_rejects(workspace, tmp_path):
     paths = [_png(tmp_path / f"im{i}.png") for i in range(5)]
     ids = [_image(workspace, p) for p in paths]
     with workspace.transaction() as c:

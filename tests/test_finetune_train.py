@@ -91,6 +91,7 @@ def test_easy_task_loss_falls_and_val_ap50_rises(tmp_path, tiny_models):
     assert meta["data"]["train_images"] == 30 and meta["data"]["val_images"] == 10
     assert meta["prompt"] == "red square." and meta["class_ids"] == {"red square": 0}
     assert 0 < meta["thresholds"]["box_threshold"] <= 1
+    assert "choose_thresholds" in meta["thresholds"]["calibration"]  # the seed sweep, reused
     assert meta["training"]["seconds"] > 0 and meta["created_at"]
     assert not (tmp_path / "ws" / "models" / "gdino-v1.partial").exists()
     assert [e["event"] for e in events][:2] == ["start", "eval"] and events[-1]["event"] == "done"
@@ -159,7 +160,6 @@ def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
     from autolabel.store import runs as store_runs
     from autolabel.store.db import utcnow
     from autolabel.store.images import ScannedFile, write_scanned
-    from autolabel.store.queue import record_decision
 
     samples = red_squares(tmp_path / "imgs", 8, seed=4)
     ws_path = tmp_path / "ws"
@@ -230,7 +230,11 @@ def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
         decided = ids[samples[7].path]
         store_runs.write_batch(ws, run0, [(decided, mock_proposals([[1, 1, 9, 9]]))])
         pid = ws.conn.execute("SELECT id FROM proposals").fetchone()[0]
-        record_decision(ws, "ann", pid, "accept")
+        ws.conn.execute(
+            "INSERT INTO decisions(proposal_id, image_id, reviewer, action, created_at) "
+            "VALUES (?,?,?,?,?)",
+            (pid, decided, "ann", "accept", utcnow()),
+        )
         settings = runner.resolve_settings(
             ws, prompt="red square", model="latest", device="cpu", workers=0
         )

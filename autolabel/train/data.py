@@ -147,8 +147,9 @@ def build_training_set(
     from autolabel.store.train import located_seed_boxes, rejected_images
 
     if default_phrase is None:
-        cfg_prompt = ws.config().seed.prompt
-        default_phrase = cfg_prompt.split(".")[0] if cfg_prompt else None
+        # the seed stage's prompt: config seed.prompt, else the one `autolabel seed` derived
+        seed_prompt = ws.config().seed.prompt or ws.get_setting("seed.prompt")
+        default_phrase = str(seed_prompt).split(".")[0] if seed_prompt else None
     per_image: dict[str, dict[str, Any]] = {}
 
     def add(path: str, image_id: int | None, box: Sequence[float], phrase: str, src: str) -> None:

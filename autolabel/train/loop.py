@@ -628,29 +628,53 @@ def _train(
     )
 
 
-def _calibrate(pairs: list) -> tuple[float | None, str]:
-    """Box threshold from validation predictions: the seed calibration if available."""
-    if not pairs:
-        return None, "none"
-    preds = [p for p, _ in pairs]
-    truths = [t for _, t in pairs]
-    try:
-        from autolabel.seed.calibrate import choose_thresholds  # seed engineer's code
-    except ImportError:
-        choose_thresholds = None
-    if choose_thresholds is not None:
-        try:
-            from autolabel.train.metrics import match_predictions
+def _calibrate(
+    folder: Path, val: list[TrainSample], phrases: list[str], device: str, pairs: list, opts
+) -> dict[str, Any]:
+    """Re-choose thresholds on the validation split with the saved version.
 
-            scores, tp, _, n_gt = match_predictions(preds, truths)
-            chosen = choose_thresholds(scores=scores, correct=tp, n_positive=sum(n_gt.values()))
-            value = chosen.get("box_threshold") if isinstance(chosen, dict) else chosen
-            if value is not None:
-                return float(value), "seed.calibrate"
-        except TypeError:
-            pass
-    threshold, _ = best_f1_threshold(preds, truths)
-    return threshold, "best-f1"
+    Runs the real ``grounding-dino`` detector on ``folder`` with sweep thresholds and hands
+    its proposals to :func:`autolabel.seed.calibrate.choose_thresholds` (best F1 at IoU
+    0.5, box + text threshold), exactly like the seed calibration. Falls back to the
+    F1-best box threshold of the training-time predictions when that module is missing.
+    """
+    none = {"box_threshold": None, "text_threshold": opts.text_threshold, "calibration": "none"}
+    if not any(len(s.boxes) for s in val):
+        return none
+    try:
+        from autolabel.seed.calibrate import (
+            SWEEP_BOX_THRESHOLD,
+            SWEEP_TEXT_THRESHOLD,
+            choose_thresholds,
+        )
+    except ImportError:  # pragma: no cover - seed area not installed
+        threshold, _ = best_f1_threshold([p for p, _ in pairs], [t for _, t in pairs])
+        return {**none, "box_threshold": threshold, "calibration": "best-f1"}
+    from autolabel.detect import build_detector
+    from autolabel.imageio import load_rgb
+
+    det = build_detector(
+        "grounding-dino",
+        model=str(folder),
+        device=device,
+        box_threshold=SWEEP_BOX_THRESHOLD,
+        text_threshold=SWEEP_TEXT_THRESHOLD,
+    )
+    prompt = ". ".join(phrases)
+    preds, truths = [], []
+    for start in range(0, len(val), 4):
+        chunk = val[start : start + 4]
+        preds.extend(det.detect([load_rgb(s.path) for s in chunk], [prompt] * len(chunk)))
+        truths.extend(s.boxes for s in chunk)
+    r = choose_thresholds(preds, truths, iou=0.5)
+    return {
+        "box_threshold": r["box_threshold"],
+        "text_threshold": r["text_threshold"],
+        "calibration": "seed.calibrate.choose_thresholds (max F1, IoU 0.5, validation split)",
+        "f1": r["f1"],
+        "precision": r["precision"],
+        "recall": r["recall"],
+    }
 
 
 def _finish(
@@ -687,7 +711,6 @@ def _finish(
         )
         used = "base (no validation improvement)"
     ap_after, pairs = _evaluate(model, processor, cache, val, prompt, class_of, opts, device)
-    box_threshold, how = _calibrate(pairs)
     version = partial.name[: -len(".partial")]
     final_tmp = partial / "final"
     if final_tmp.exists():
@@ -700,6 +723,7 @@ def _finish(
         "longest_edge": int(opts.max_size),
     }
     processor.save_pretrained(final_tmp)
+    thresholds = _calibrate(final_tmp, val, list(run["phrases"]), device, pairs, opts)
     base_meta = versions.read_metadata(run["base"]) if Path(run["base"]).is_dir() else {}
     losses = [h["loss"] for h in state["history"]]
     metadata = {
@@ -718,11 +742,7 @@ def _finish(
             "train_boxes": int(sum(len(s.boxes) for s in train)),
             "val_boxes": int(sum(len(s.boxes) for s in val)),
         },
-        "thresholds": {
-            "box_threshold": box_threshold,
-            "text_threshold": opts.text_threshold,
-            "calibration": how,
-        },
+        "thresholds": thresholds,
         "validation": {
             "ap50_before": state["ap_before"],
             "ap50_after": None if math.isnan(ap_after) else ap_after,
