@@ -178,8 +178,10 @@ def calibrate(
     Example: autolabel seed calibrate ./ws --model models/grounding-dino-tiny --target-recall 0.9
     """
     from autolabel.seed.calibrate import calibrate as run_calibrate
+    from autolabel.seed.calibrate import calibration_inputs
 
     with open_workspace(workspace) as ws:
+        calibration_inputs(ws, prompt)  # clean errors before the progress bar starts
         cfg = ws.config(
             {
                 "detect.detector": detector,

@@ -208,6 +208,30 @@ def derive_prompts(
     }
 
 
+def calibration_inputs(
+    ws: Workspace, prompt: str | None = None
+) -> tuple[dict[int, list[tuple[tuple[float, float, float, float], str | None]]], str]:
+    """The located seed boxes by image id and the prompt :func:`calibrate` would use.
+
+    Raises:
+        InputError: no located seed boxes, or no prompt.
+    """
+    from autolabel.store.seed import seed_boxes_by_image
+
+    by_image = seed_boxes_by_image(ws)
+    if not by_image:
+        raise InputError(
+            f"{ws.path}: no located seed boxes to calibrate on (run `autolabel seed add` with "
+            "--originals first)"
+        )
+    prompt = prompt or ws.get_setting("seed.prompt") or ws.config().seed.prompt
+    if not prompt:
+        raise InputError(
+            "no prompt: run `autolabel seed prompts` first or pass --prompt 'white sneaker'"
+        )
+    return by_image, prompt
+
+
 def calibrate(
     ws: Workspace,
     *,
@@ -243,19 +267,9 @@ def calibrate(
     from autolabel.detect import build_detector
     from autolabel.imageio import load_rgb
     from autolabel.store.images import get_image
-    from autolabel.store.seed import list_seed_items, seed_boxes_by_image
+    from autolabel.store.seed import list_seed_items
 
-    by_image = seed_boxes_by_image(ws)
-    if not by_image:
-        raise InputError(
-            f"{ws.path}: no located seed boxes to calibrate on (run `autolabel seed add` with "
-            "--originals first)"
-        )
-    prompt = prompt or ws.get_setting("seed.prompt") or ws.config().seed.prompt
-    if not prompt:
-        raise InputError(
-            "no prompt: run `autolabel seed prompts` first or pass --prompt 'white sneaker'"
-        )
+    by_image, prompt = calibration_inputs(ws, prompt)
     opts = dict(options or {})
     if detector == "exemplar" and "exemplars" not in opts:
         located = list_seed_items(ws, status="located")
