@@ -151,15 +151,26 @@ def finetune(
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    typer.echo(
-        f"{result.version}: {result.path}\n"
+    th = meta["thresholds"]
+    lines = [
+        f"{result.version}: {result.path}",
         f"  val AP50 {fmt(val['ap50_before'])} -> {fmt(val['ap50_after'])} "
         f"(best epoch {val['best_epoch']}, {meta['training']['steps']} steps, "
-        f"{meta['training']['seconds']:.0f}s)\n"
-        f"  box_threshold {fmt(meta['thresholds']['box_threshold'])} "
-        f"({meta['thresholds']['calibration']}); use it: autolabel propose {workspace} "
-        "--model latest"
+        f"{meta['training']['seconds']:.0f}s)",
+    ]
+    if meta["training"]["weights"] != "fine-tuned":
+        lines.append("  no epoch beat the starting model on validation: kept its weights")
+    lines.append(
+        f"  calibrated on validation: box_threshold {fmt(th['box_threshold'])}, "
+        f"text_threshold {fmt(th['text_threshold'])}"
     )
+    lines.append(
+        f"  use it: autolabel propose {workspace} --model latest "
+        f"--box-threshold {fmt(th['box_threshold'])} --text-threshold {fmt(th['text_threshold'])}"
+        if th["box_threshold"] is not None
+        else f"  use it: autolabel propose {workspace} --model latest"
+    )
+    typer.echo("\n".join(lines))
 
 
 def register(app: typer.Typer) -> None:

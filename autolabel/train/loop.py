@@ -324,8 +324,8 @@ def finetune(
     ws_path = Path(ws_path)
     emit = callback or (lambda _e: None)
     partial = versions.find_partial(ws_path)
-    if partial is not None and (restart or not (partial / "run.json").exists()):
-        shutil.rmtree(partial)  # discarded, or killed before its data snapshot was written
+    if partial is not None and (restart or not (partial / "last.pt").exists()):
+        shutil.rmtree(partial)  # discarded, or stopped before its first checkpoint
         partial = None
     if partial is not None:
         run = json.loads((partial / "run.json").read_text(encoding="utf-8"))
@@ -365,7 +365,12 @@ def finetune(
             "extra": dict(extra_metadata or {}),
         }
         _write_json(partial / "run.json", run)
-    return _train(partial, run, options, emit, stop_at_step)
+    try:
+        return _train(partial, run, options, emit, stop_at_step)
+    except BaseException:
+        if not (partial / "last.pt").exists():  # nothing to resume: leave no trace
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def _train(
@@ -670,7 +675,7 @@ def _calibrate(
     return {
         "box_threshold": r["box_threshold"],
         "text_threshold": r["text_threshold"],
-        "calibration": "seed.calibrate.choose_thresholds (max F1, IoU 0.5, validation split)",
+        "calibration": "seed.calibrate.choose_thresholds",  # max F1 at IoU 0.5 on val
         "f1": r["f1"],
         "precision": r["precision"],
         "recall": r["recall"],
