@@ -126,12 +126,17 @@ def resolve_mapping(
 
 
 class SearchIndex:
-    """Tiny thumbnails of many originals, for shortlisting the originals a crop may come from.
+    """Small thumbnails of many originals, for shortlisting the originals a crop may come from.
 
-    Each original is kept as a ``side``-px (long side) grey thumbnail plus its RGB version.
-    A crop is matched against every thumbnail at a few sizes with normalised
-    cross-correlation (the coarse stage of :func:`autolabel.seed.locate.locate` at a much
-    lower resolution), minus a colour penalty; the best ``k`` originals form the shortlist.
+    Each original is kept as an RGB ``uint8`` thumbnail of ``side`` px on the long side
+    (~15 KB at 96 px). A crop is matched in two stages, both with normalised
+    cross-correlation over a range of sizes (the coarse stage of
+    :func:`autolabel.seed.locate.locate` at a lower resolution):
+
+    1. every original at ``side / 2`` px; thumbnails of equal shape are stacked into one tall
+       image so each template size is a single ``cv2.matchTemplate`` call;
+    2. the best ``stage2`` originals at ``side`` px with finer size steps, minus the colour
+       penalty of :func:`autolabel.seed.locate.chroma_distance`.
 
     Args:
         originals: paths of the originals (the index order is this order).
@@ -145,93 +150,122 @@ class SearchIndex:
         originals: Sequence[Path],
         load: Callable[[Path], np.ndarray],
         *,
-        side: int = 64,
+        side: int = 96,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
-        from autolabel.seed.locate import _resize, to_gray
+        from autolabel.seed.locate import _resize
 
         self.originals = list(originals)
         self.side = side
         self.errors: dict[int, str] = {}
-        self._gray: list[np.ndarray | None] = []
         self._rgb: list[np.ndarray | None] = []
         for i, p in enumerate(self.originals):
             try:
                 img = load(p)
-            except Exception as exc:
+            except Exception as exc:  # an unreadable original is skipped, not fatal
                 self.errors[i] = str(exc)
-                self._gray.append(None)
                 self._rgb.append(None)
             else:
                 h, w = img.shape[:2]
                 s = side / max(h, w)
-                rgb = _resize(np.asarray(img[..., :3], np.float32), w * s, h * s)
-                self._rgb.append(rgb)
-                self._gray.append(to_gray(rgb))
+                self._rgb.append(_resize(np.ascontiguousarray(img[..., :3]), w * s, h * s))
             if on_progress is not None:
                 on_progress(i + 1)
+        self._groups: list[tuple[np.ndarray, np.ndarray, int, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.originals)
 
-    def scores(self, crop: np.ndarray, *, step: float = 1.15, min_side: int = 6) -> np.ndarray:
-        """Coarse match score of ``crop`` against every original (higher = better).
+    def _small_groups(self) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+        """Stage-1 thumbnails grouped by shape and tiled into mosaics of ``cols`` columns:
+        ``[(indices, (rows*h, cols*w) float32 mosaic, h, w)]``."""
+        if self._groups is None:
+            from autolabel.seed.locate import _resize, to_gray
+
+            by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+            for i, rgb in enumerate(self._rgb):
+                if rgb is None:
+                    continue
+                h, w = rgb.shape[:2]
+                g = to_gray(_resize(rgb, w / 2, h / 2))
+                by_shape.setdefault(g.shape, []).append((i, g))
+            self._groups = []
+            for (h, w), items in by_shape.items():
+                n = len(items)
+                cols = max(1, min(n, round(np.sqrt(n * h / w))))
+                rows = -(-n // cols)
+                mosaic = np.zeros((rows * h, cols * w), np.float32)
+                for k, (_, g) in enumerate(items):
+                    r, c = divmod(k, cols)
+                    mosaic[r * h : (r + 1) * h, c * w : (c + 1) * w] = g
+                self._groups.append((np.array([i for i, _ in items]), mosaic, h, w))
+        return self._groups
+
+    def _stage1(self, crop_g: np.ndarray, step: float, min_side: int) -> np.ndarray:
+        import cv2
+
+        from autolabel.seed.locate import _resize
+
+        aspect = crop_g.shape[0] / crop_g.shape[1]
+        out = np.full(len(self.originals), -2.0, np.float32)
+        for idx, mosaic, H, W in self._small_groups():
+            n = len(idx)
+            rows, cols = mosaic.shape[0] // H, mosaic.shape[1] // W
+            tw = min(W, H / aspect)
+            while tw >= max(min_side, min_side / aspect):
+                tpl = _resize(crop_g, tw, tw * aspect)
+                th, tw_ = tpl.shape
+                tw /= step
+                if th > H or tw_ > W or tpl.std() < 1e-3:
+                    continue
+                res = np.full(mosaic.shape, -2.0, np.float32)
+                r = cv2.matchTemplate(mosaic, tpl, cv2.TM_CCOEFF_NORMED)
+                res[: r.shape[0], : r.shape[1]] = r
+                # only windows that lie inside one tile
+                res = res.reshape(rows, H, cols, W)[:, : H - th + 1, :, : W - tw_ + 1]
+                best = np.nan_to_num(res.max(axis=(1, 3)).reshape(-1)[:n], nan=-2.0)
+                out[idx] = np.maximum(out[idx], best)
+        return out
+
+    def scores(
+        self, crop: np.ndarray, *, stage2: int = 30, step: float = 1.12, min_side: int = 6
+    ) -> np.ndarray:
+        """Match score of ``crop`` against every original (higher = better).
 
         Args:
             crop: ``(h, w, 3) uint8`` RGB crop.
-            step: size ratio between tried template sizes.
-            min_side: smallest template side, thumbnail px.
+            stage2: originals re-scored at full thumbnail resolution.
+            step: size ratio between template sizes in stage 1.
+            min_side: smallest template side in stage 1, px.
 
         Returns:
-            ``(n_originals,) float32``; -2 for unreadable originals.
+            ``(n_originals,) float32``: stage-2 scores for the re-scored originals, stage-1
+            scores minus 1 for the others (so re-scored ones rank first), -3 for unreadable
+            originals.
         """
-        import cv2
-
-        from autolabel.seed.locate import CHROMA_TOL, _resize, to_gray
+        from autolabel.seed.locate import CHROMA_TOL, _coarse, _resize, chroma_distance, to_gray
 
         h, w = crop.shape[:2]
-        aspect = h / w
-        crop_f = _resize(
-            np.asarray(crop[..., :3], np.float32),
-            *(
-                (w * (2 * self.side / max(h, w)), h * (2 * self.side / max(h, w)))
-                if max(h, w) > 2 * self.side
-                else (w, h)
-            ),
-        )
-        crop_g = to_gray(crop_f)
-        cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-        out = np.full(len(self.originals), -2.0, np.float32)
-        for i, (g, rgb) in enumerate(zip(self._gray, self._rgb, strict=True)):
-            if g is None or rgb is None:
+        s = min(1.0, 2 * self.side / max(h, w))
+        crop_small = _resize(np.ascontiguousarray(crop[..., :3]), w * s, h * s)
+        crop_g = to_gray(crop_small)
+        s1 = self._stage1(_resize(crop_g, crop_g.shape[1] / 2, crop_g.shape[0] / 2), step, min_side)
+        out = s1 - 1.0
+        out[s1 <= -2] = -3.0
+        for i in np.argsort(-s1, kind="stable")[:stage2]:
+            rgb = self._rgb[i]
+            if rgb is None or s1[i] <= -2:
                 continue
-            H, W = g.shape
-            tw = min(W, H / aspect)
-            best = (-2.0, 0, 0, 0, 0)
-            while tw >= max(min_side, min_side / aspect):
-                key = (round(tw), round(tw * aspect))
-                if key not in cache:
-                    cache[key] = (_resize(crop_g, *key), _resize(crop_f, *key))
-                tpl = cache[key][0]
-                if tpl.shape[0] <= H and tpl.shape[1] <= W and tpl.std() > 1e-3:
-                    res = cv2.matchTemplate(g, tpl, cv2.TM_CCOEFF_NORMED)
-                    _, mx, _, loc = cv2.minMaxLoc(res)
-                    if mx > best[0]:
-                        best = (mx, loc[0], loc[1], tpl.shape[1], tpl.shape[0])
-                tw /= step
-            mx, x, y, bw, bh = best
-            if mx > -2:
-                a = rgb[y : y + bh, x : x + bw] + 1.0
-                b = cache[(bw, bh)][1] + 1.0 if (bw, bh) in cache else _resize(crop_f, bw, bh) + 1
-                a = a / a.sum(axis=2, keepdims=True)
-                b = b / b.sum(axis=2, keepdims=True)
-                chroma = float(np.abs(a - b).sum(axis=2).mean())
-                mx -= max(0.0, chroma - CHROMA_TOL)
-            out[i] = mx
+            peaks = _coarse(crop_g, to_gray(rgb), min_side=2 * min_side, step=1.06, top_k=1)
+            if not peaks:
+                continue
+            sc, x0, y0, x1, y1 = peaks[0]
+            sc -= max(0.0, chroma_distance(crop_small, rgb, (x0, y0, x1, y1)) - CHROMA_TOL)
+            out[i] = sc
         return out
 
     def shortlist(self, crop: np.ndarray, k: int = 5) -> list[int]:
         """Indices of the ``k`` best-matching originals, best first."""
-        sc = self.scores(crop)
+        sc = self.scores(crop, stage2=max(30, 4 * k))
         order = np.argsort(-sc, kind="stable")[:k]
-        return [int(i) for i in order if sc[i] > -2]
+        return [int(i) for i in order if sc[i] > -3]
