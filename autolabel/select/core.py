@@ -7,6 +7,7 @@ person has decided or claimed.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,15 @@ Log = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
+
+
+def _preload_sklearn() -> None:
+    try:
+        import sklearn.linear_model
+        import sklearn.pipeline
+        import sklearn.preprocessing  # noqa: F401
+    except ImportError:  # pragma: no cover - reported where it is used
+        pass
 
 
 def computed_signals(
@@ -243,6 +253,8 @@ def run_select(
     t0 = time.perf_counter()
     if cfg is None:
         cfg = ws.config().select
+    # scikit-learn takes seconds to import; do it while SQLite reads (which frees the GIL)
+    threading.Thread(target=_preload_sklearn, daemon=True).start()
     cur = load_current(ws)
     n = len(cur)
     log(f"loaded {n} current proposals in {time.perf_counter() - t0:.1f}s")
