@@ -314,7 +314,11 @@ class GroundingDinoDetector:
                         ),
                         input_ids=enc["input_ids"].to(self.device),
                         attention_mask=enc["attention_mask"].to(self.device),
-                        token_type_ids=enc["token_type_ids"].to(self.device),
+                        token_type_ids=(
+                            enc["token_type_ids"].to(self.device)
+                            if "token_type_ids" in enc
+                            else None
+                        ),
                     )
                 logits = out.logits.float().cpu().numpy()
                 boxes = out.pred_boxes.float().cpu().numpy()
