@@ -243,3 +243,13 @@ def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
         assert summary.images == 7  # 8 images, one already decided by a person
         run = store_runs.get_run(ws, max(r["id"] for r in store_runs.list_runs(ws)))
         assert run.model_version == model_version_of(ws_path / "models" / "gdino-v1")
+
+
+def test_a_run_that_fails_before_training_leaves_nothing_to_resume(tmp_path):
+    from autolabel.errors import ModelError
+
+    samples = red_squares(tmp_path / "imgs", 3)
+    opts = FinetuneOptions(epochs=1, max_size=64, device="cpu")
+    with pytest.raises(ModelError, match="does not exist"):
+        finetune(tmp_path, training_set(samples), base=str(tmp_path / "nope"), options=opts)
+    assert versions.find_partial(tmp_path) is None and versions.list_versions(tmp_path) == []
