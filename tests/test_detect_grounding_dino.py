@@ -255,3 +255,21 @@ def test_model_version_tracks_weights(tmp_path, tiny_models):
     assert model_version_of("IDEA-Research/grounding-dino-tiny", "abc") == (
         "IDEA-Research/grounding-dino-tiny@abc"
     )
+
+
+def test_from_model_wraps_a_built_model(detector, tiny_models):
+    from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+    from autolabel.detect.grounding_dino import GroundingDinoDetector
+
+    path = tiny_models["grounding-dino"]
+    wrapped = GroundingDinoDetector.from_model(
+        GroundingDinoForObjectDetection.from_pretrained(path),
+        AutoProcessor.from_pretrained(path),
+        box_threshold=BOX_T,
+    )
+    img = _images(2, seed=9)
+    for a, b in zip(
+        wrapped.detect(img, ["shoe. bag"] * 2), detector.detect(img, ["shoe. bag"] * 2), strict=True
+    ):
+        _assert_same(a, b)
