@@ -316,8 +316,14 @@ def evaluate(
         res[f"n_{key}"] = n
         res[f"{key}_precision"] = round(hits / n, 5) if n else None
         res[f"{key}_recall"] = round(hits / truth_total, 5) if truth_total else None
-    # true precision of the auto-accepted boxes (undecided auto / audit routes), for the audit
-    auto_rows = np.isin(c_route, ["auto", "audit"])
+    # true precision of the auto-accepted set as the audit sees it: auto / audit routes, audit
+    # boxes only while the last select would still auto-accept them (see precision_estimate)
+    cutoff = (ws.get_setting("select.last", {}) or {}).get("auto_cutoff")
+    auto_rows = c_route == "auto"
+    if cutoff is not None:
+        auto_rows |= (c_route == "audit") & ~(c_p < cutoff)
+    else:
+        auto_rows |= c_route == "audit"
     res["true_auto_precision"] = (
         round(float(correct[auto_rows].mean()), 5) if auto_rows.any() else None
     )

@@ -178,7 +178,8 @@ def test_audit_outcomes_count_decided_audit_items(workspace, mock_proposals):
         else:
             review_proposal(workspace, int(pid), "reject")
     out = audit_outcomes(workspace)
-    assert out == {"n_auto": 40, "n_audit": 10, "n_audited": 6, "n_correct": 4}
+    # the two rejected audit boxes left the auto-accepted set
+    assert out == {"n_auto": 38, "n_audit": 10, "n_audited": 6, "n_correct": 4}
     from autolabel.select.stats import precision_estimate
 
     est = precision_estimate(workspace)

@@ -394,8 +394,8 @@ def decision_correct(action: str, proposal_box: Sequence[float], box: Sequence[f
 
 
 def audit_outcomes(ws: Workspace, *, min_p: float | None = None) -> dict[str, Any]:
-    """Counts for the precision estimate: auto-accepted current proposals, audit items,
-    decided audit items and how many were correct.
+    """Counts for the precision estimate: auto-accepted current proposals (not rejected by a
+    reviewer), audit items, decided audit items and how many were correct.
 
     Args:
         min_p: count only decided audit items whose (refitted) ``p_correct`` is at least
@@ -403,7 +403,9 @@ def audit_outcomes(ws: Workspace, *, min_p: float | None = None) -> dict[str, An
             rounds whose box fell out of the auto-accepted set do not describe it).
     """
     n_auto = ws.conn.execute(
-        "SELECT COUNT(*) FROM current_proposals WHERE route IN ('auto', 'audit')"
+        _LAST_DECISION + "SELECT COUNT(*) FROM current_proposals p "
+        "WHERE p.route IN ('auto', 'audit') AND p.id NOT IN (SELECT last.proposal_id FROM last "
+        "JOIN decisions d ON d.id = last.did WHERE d.action = 'reject')"
     ).fetchone()[0]
     n_audit = ws.conn.execute(
         "SELECT COUNT(*) FROM queue_items WHERE reason = 'audit' AND status != 'withdrawn'"
