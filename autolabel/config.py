@@ -56,6 +56,8 @@ class DetectConfig(_Section):
     box_threshold: float = Field(0.35, ge=0, le=1)
     text_threshold: float = Field(0.25, ge=0, le=1)
     max_size: int = Field(800, ge=32)
+    exemplar_scale_step: float = Field(1.08, gt=1, le=2)
+    exemplar_coarse_side: int = Field(400, ge=32)
 
 
 class ProposeConfig(_Section):
