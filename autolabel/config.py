@@ -82,7 +82,7 @@ class SelectConfig(_Section):
     method: Literal["logistic", "isotonic"] = "logistic"
     diversity: float = Field(0.3, ge=0, lt=1)
     exemplar_similarity: bool = True
-    max_image_loads: int = Field(5000, ge=0)
+    max_image_loads: int = Field(2000, ge=0)
 
 
 class ReviewConfig(_Section):

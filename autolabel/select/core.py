@@ -161,6 +161,7 @@ def _exemplar_sim(
     todo = np.flatnonzero(~found)
     if todo.size:
         paths = image_paths(ws, np.unique(cur.image_id[todo]).tolist())
+        log(f"exemplar similarity: embedding boxes of {len(paths)} images (cached afterwards)")
         for img in np.unique(cur.image_id[todo]):
             rows = todo[cur.image_id[todo] == img]
             try:
