@@ -1,9 +1,174 @@
-"""CLI commands for this area (to be filled in). Keep heavy imports inside the functions."""
+"""Whole-loop commands: demo, autocrop, report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace
+
+
+def demo(
+    directory: Path = typer.Argument(
+        Path("demo-workspace"), help="Folder to build the demo in (new or empty)."
+    ),
+    images: int = typer.Option(16, "--images", min=1, help="Screenshots to generate and label."),
+    seed_crops: int = typer.Option(
+        8, "--seed-crops", min=2, help="Hand-crop imitations in the seed set."
+    ),
+    tiny_images: int = typer.Option(
+        4, "--tiny-images", min=0, help="Images run through tiny Grounding DINO + SAM."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Build a small realistic workspace offline and run every stage on it.
+
+    Generates phone screenshots with product photos amid clutter plus hand-crop imitations
+    with captions, then runs seed add/prompts/calibrate, propose (tiny Grounding DINO + SAM
+    through the real loading code, and the weight-free exemplar detector), select, eval,
+    export and report.
+
+    Example: autolabel demo ./demo-workspace
+    """
+    from autolabel.pipeline import run_demo
+
+    result = run_demo(
+        directory,
+        n_images=images,
+        n_seed=seed_crops,
+        tiny_images=tiny_images,
+        log=(lambda s: None) if as_json else typer.echo,
+    )
+    if as_json:
+        echo_json(result)
+        return
+    ws = result["workspace"]
+    typer.echo("")
+    typer.echo(f"workspace : {ws}")
+    typer.echo(f"export    : {result['export']}  (crops/, swift.jsonl, coco.json, manifest.jsonl)")
+    typer.echo(f"report    : {result['report']}")
+    typer.echo(f"review UI : autolabel review {ws}   (then open the printed URL)")
+    typer.echo(
+        "note: the tiny models have random weights and the exemplar detector only finds the "
+        "seed objects again. Real quality needs real Grounding DINO / SAM weights: "
+        "`autolabel models list`, then `autolabel models pull grounding-dino-tiny` on a "
+        "machine with internet (or place the files by hand, see docs/models.md)."
+    )
+
+
+def autocrop(
+    in_dir: Path = typer.Argument(..., help="Folder of images to crop (scanned recursively)."),
+    out_dir: Path = typer.Argument(..., help="Output folder for crops, JSONL and manifest."),
+    prompt: str | None = typer.Option(
+        None, "--prompt", help="What to crop, phrases separated by '. ' (e.g. 'product photo')."
+    ),
+    seed: Path | None = typer.Option(
+        None, "--seed", help="Folder of hand crops to bootstrap prompt/thresholds from."
+    ),
+    originals: Path | None = typer.Option(
+        None, "--originals", help="Folder of the seed crops' original screenshots."
+    ),
+    captions: Path | None = typer.Option(
+        None, "--captions", help="Captions of the seed crops (JSONL/CSV)."
+    ),
+    size: int = typer.Option(448, "--size", min=8, help="Long side of the exported crops."),
+    target_precision: float = typer.Option(
+        0.98,
+        "--target-precision",
+        min=0.0,
+        max=1.0,
+        help="Precision the auto-accepted set must reach.",
+    ),
+    review: bool = typer.Option(
+        False, "--review", help="Start the review app afterwards; export again when it stops."
+    ),
+    workspace: Path | None = typer.Option(
+        None, "--workspace", help="Workspace folder [default: OUT_DIR/.autolabel]."
+    ),
+    detector: str | None = typer.Option(
+        None, "--detector", help="grounding-dino or exemplar [config: detect.detector]."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Hub id, local folder or 'latest'."),
+    refiner: str | None = typer.Option(None, "--refiner", help="none, sam or hf-sam."),
+    engine: str | None = typer.Option(None, "--engine", help="local or ray."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, mps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per batch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Crop one kind of object from a big folder in one command.
+
+    Creates (or reuses) a workspace, ingests IN_DIR, bootstraps from seed crops if given,
+    proposes, selects and exports the auto-accepted crops + ms-swift JSONL + manifest into
+    OUT_DIR/vN. Re-running processes only new images; after a crash it resumes.
+
+    Example: autolabel autocrop ./shots ./crops --prompt "product photo"
+    """
+    from autolabel.pipeline import autocrop as run_autocrop
+    from autolabel.pipeline import review_then_export
+    from autolabel.select.stats import format_estimate
+
+    log = (lambda s: None) if as_json else typer.echo
+    result = run_autocrop(
+        in_dir,
+        out_dir,
+        prompt=prompt,
+        seed_crops=seed,
+        originals=originals,
+        captions=captions,
+        size=size,
+        target_precision=target_precision,
+        workspace=workspace,
+        detector=detector,
+        model=model,
+        refiner=refiner,
+        engine=engine,
+        device=device,
+        batch_size=batch_size,
+        log=log,
+    )
+    if review and result["review_waiting"]:
+        result["after_review"] = review_then_export(
+            Path(result["workspace"]), out_dir, size=size, log=log
+        )
+    if as_json:
+        echo_json(result)
+        return
+    typer.echo("")
+    typer.echo(
+        f"images seen: {result['images']} ({result['new_images']} new, "
+        f"{result['proposed']} proposed this time)"
+    )
+    typer.echo(f"crops written: {result['crops']} in {result['export'] or '(no new version)'}")
+    typer.echo(f"estimated precision: {format_estimate(result['precision'])}")
+    typer.echo(f"waiting for review: {result['review_waiting']}  ->  {result['review_command']}")
+    if result["errors"]:
+        typer.echo("errors: " + ", ".join(f"{k} {v}" for k, v in result["errors"].items()))
+
+
+def report(
+    workspace: Path = WORKSPACE_ARG,
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for report.html + report.json [default: the workspace]."
+    ),
+    samples: int = typer.Option(12, "--samples", min=1, help="Sample crops per route."),
+) -> None:
+    """Write a self-contained HTML report (and a JSON twin) about a workspace.
+
+    Counts per stage and route, estimated precision with its interval, throughput of the
+    last runs, sample crops per route, and the budget curve when `autolabel eval` ran.
+
+    Example: autolabel report ./ws --out ./ws-report
+    """
+    from autolabel.report import write_report
+
+    with open_workspace(workspace) as ws:
+        html_path, json_path = write_report(ws, out, samples_per_route=samples)
+    typer.echo(f"report: {html_path}\njson  : {json_path}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add demo, autocrop and report."""
+    app.command("demo")(demo)
+    app.command("autocrop")(autocrop)
+    app.command("report")(report)

@@ -176,3 +176,28 @@ def add_decision(
             (proposal_id, row[0], reviewer, action, x0, y0, x1, y1, caption, target_id, utcnow()),
         )
     return int(cur.lastrowid or 0)
+
+
+def labels_changed_since_last_export(ws: Workspace, *, include: str = "accepted") -> bool:
+    """Whether a full export now would differ from the latest one in which labels it holds.
+
+    True when there is no export yet, when the set of labels (``include``) differs from the
+    latest export's items, or when any decision was made after it.
+    """
+    from autolabel.store.labels import iter_labels
+
+    row = ws.conn.execute(
+        "SELECT id, max_decision_id FROM exports ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return True
+    exported = {
+        int(r[0])
+        for r in ws.conn.execute(
+            "SELECT proposal_id FROM exported_items WHERE export_id = ?", (row[0],)
+        )
+    }
+    current = {lab.proposal_id for lab in iter_labels(ws, include=include)}
+    if current != exported:
+        return True
+    return bool(proposals_decided_after(ws, int(row[1] or 0)))

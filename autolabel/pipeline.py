@@ -1,0 +1,487 @@
+"""Whole-loop compositions: ``autolabel demo`` and ``autolabel autocrop``.
+
+Nothing here implements a stage: every step calls the same library function as the stage
+command (ingest, seed, propose, select, export, report), so the stage commands stay the one
+implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autolabel.errors import InputError
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class StageTimer:
+    """Collects what each stage did and how long it took."""
+
+    log: Log = _quiet
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+    def run(self, name: str, fn: Callable[[], Any], describe: Callable[[Any], str]) -> Any:
+        t0 = time.perf_counter()
+        self.log(f"[{name}] ...")
+        result = fn()
+        secs = time.perf_counter() - t0
+        text = describe(result)
+        self.stages.append({"stage": name, "seconds": round(secs, 2), "summary": text})
+        self.log(f"[{name}] {text} ({secs:.1f}s)")
+        return result
+
+
+# -- demo data --------------------------------------------------------------------------------
+def make_demo_data(root: Path, *, n_images: int = 30, n_seed: int = 16, seed: int = 0) -> dict:
+    """Generate the demo's input folders under ``root/data``.
+
+    Layout: ``data/screenshots/shot_new_0000.jpg`` (phone screenshots with one product photo
+    each, the folder to label), ``data/truth.jsonl`` (their true product boxes, for
+    ``autolabel eval``), ``data/seed/{originals,crops,captions.jsonl}`` (hand-crop
+    imitations of other screenshots, see :func:`autolabel.synth.make_seed_set`).
+
+    Returns:
+        Paths: ``screenshots``, ``truth``, ``seed_crops``, ``seed_originals``, ``captions``.
+    """
+    import numpy as np
+
+    from autolabel.synth import make_screenshot, make_seed_set
+
+    data = root / "data"
+    shots = data / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    make_seed_set(data / "seed", n_seed, seed=seed, n_unrelated=1)
+    rng = np.random.default_rng(seed + 1)
+    with open(data / "truth.jsonl", "w", encoding="utf-8") as f:
+        for i in range(n_images):
+            img, box, _meta = make_screenshot(rng)
+            path = shots / f"shot_new_{i:04d}.jpg"
+            img.save(path, quality=88)
+            row = {"image": str(path.resolve()), "boxes": [[float(v) for v in box]]}
+            f.write(json.dumps(row) + "\n")
+    return {
+        "screenshots": shots,
+        "truth": data / "truth.jsonl",
+        "seed_crops": data / "seed" / "crops",
+        "seed_originals": data / "seed" / "originals",
+        "captions": data / "seed" / "captions.jsonl",
+    }
+
+
+def _check_out_not_inside(in_dir: Path, out_dir: Path) -> None:
+    in_r, out_r = in_dir.resolve(), out_dir.resolve()
+    if out_r == in_r or in_r in out_r.parents:
+        raise InputError(
+            f"OUT_DIR {out_dir} is inside IN_DIR {in_dir}: expected an output folder outside "
+            "the input folder (its crops would be ingested as new images)"
+        )
+
+
+# -- shared steps -----------------------------------------------------------------------------
+def _ingest(ws: Any, folder: Path, cfg: Any) -> Any:
+    from autolabel.ingest import ingest
+
+    return ingest(
+        ws,
+        [folder],
+        recursive=cfg.ingest.recursive,
+        extensions=cfg.ingest.extensions,
+        batch_size=cfg.ingest.batch_size,
+        hash_bytes=cfg.ingest.hash_bytes,
+        max_pixels=cfg.image.max_pixels,
+        max_side=cfg.image.max_side,
+    )
+
+
+def _seed(
+    ws: Any,
+    timer: StageTimer,
+    *,
+    crops: Path,
+    originals: Path | None,
+    captions: Path | None,
+    prompt: str | None,
+    detector: str,
+    detector_options: dict[str, Any],
+) -> None:
+    from autolabel.seed.bootstrap import add_seed_crops
+    from autolabel.seed.calibrate import calibrate, derive_prompts
+
+    cfg = ws.config()
+    timer.run(
+        "seed add",
+        lambda: add_seed_crops(
+            ws,
+            crops,
+            originals_dir=originals,
+            captions=captions,
+            min_score=cfg.seed.min_match_score,
+            prompt_map=cfg.seed.prompt_map,
+        ),
+        lambda r: (
+            f"{r.crops} hand crops: {r.located} located in their originals, "
+            f"{r.not_found} not found, {r.no_original} without original"
+        ),
+    )
+    has_captions = captions is not None or prompt is None
+    if has_captions or prompt:
+        timer.run(
+            "seed prompts",
+            lambda: derive_prompts(ws, prompt=prompt, prompt_map=cfg.seed.prompt_map),
+            lambda r: f"prompt {r['prompt']!r} from {r['items']} seed items",
+        )
+    located = ws.get_setting("seed.prompt") and originals is not None
+    if located:
+        timer.run(
+            "seed calibrate",
+            lambda: calibrate(ws, detector=detector, options=detector_options),
+            lambda r: (
+                f"box_threshold {r['box_threshold']} (F1 {r['f1']:.2f}, precision "
+                f"{r['precision']:.2f}, recall {r['recall']:.2f} on {r['n']} seed boxes)"
+            ),
+        )
+
+
+def _propose(ws: Any, timer: StageTimer, name: str, **flags: Any) -> Any:
+    from autolabel.runner import resolve_settings, run_propose
+
+    settings = resolve_settings(ws, **flags)
+    return timer.run(
+        name,
+        lambda: run_propose(ws, settings),
+        lambda s: (
+            f"{s.images} images -> {s.proposals} proposals with {settings.detector} "
+            f"({s.errors} errors, {s.images_per_second:.1f} images/s)"
+        ),
+    )
+
+
+def _select(ws: Any, timer: StageTimer, **overrides: Any) -> dict[str, Any]:
+    from autolabel.select.core import run_select
+
+    cfg = ws.config({f"select.{k}": v for k, v in overrides.items()}).select
+    return timer.run(
+        "select",
+        lambda: run_select(ws, cfg),
+        lambda r: "routes " + ", ".join(f"{k} {v}" for k, v in r["routes"].items()),
+    )
+
+
+def _export(ws: Any, timer: StageTimer, out: Path, **options: Any) -> Any:
+    from autolabel.export import ExportOptions, export_dataset
+
+    cfg = ws.config().export
+    opts = ExportOptions(
+        size=options.pop("size", cfg.size),
+        resize=cfg.resize,
+        margin=cfg.margin,
+        min_size=cfg.min_size,
+        include=cfg.include,
+        **options,
+    )
+    return timer.run(
+        "export",
+        lambda: export_dataset(ws, out, opts),
+        lambda r: (
+            f"version {r.version}: {r.counts.get('crops', 0)} crops, "
+            f"{r.counts.get('too_small', 0)} too small -> {r.path}"
+        ),
+    )
+
+
+# -- demo ---------------------------------------------------------------------------------------
+DEMO_CONFIG = """\
+# Demo workspace settings: a coarser, faster exemplar search (the demo must run in minutes
+# on 2 CPU cores), a lower precision target (no reviewer has calibrated anything yet) and
+# a smaller minimum crop size (the generated screenshots are only 360x640).
+detect:
+  exemplar_scale_step: 1.15
+  exemplar_coarse_side: 240
+select:
+  target_precision: 0.9
+export:
+  min_size: 96
+"""
+
+
+def run_demo(
+    root: str | Path,
+    *,
+    n_images: int = 16,
+    n_seed: int = 8,
+    tiny_images: int = 4,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Build a demo workspace under ``root`` and run every stage on it, offline.
+
+    Generates screenshots and hand-crop imitations (:func:`make_demo_data`), then: ingest;
+    seed add + prompts + calibrate; tiny Grounding DINO + SAM through the real loading code
+    on ``tiny_images`` images (random weights: it shows the code path, not quality); the
+    weight-free exemplar detector on every image; select; eval against the known truth;
+    export; report.
+
+    Returns:
+        ``{"root", "workspace", "export", "report", "stages": [...], "eval": {...}}``.
+
+    Raises:
+        InputError: ``root`` already holds a demo workspace.
+    """
+    from autolabel.detect.tiny import make_tiny_models
+    from autolabel.evaluate import evaluate
+    from autolabel.report import write_report
+    from autolabel.store import Workspace
+
+    root = Path(root).expanduser().resolve()
+    if (root / "workspace").exists():
+        raise InputError(
+            f"{root}: expected an empty or new folder for the demo, found an earlier demo "
+            "workspace (delete it or pick another folder)"
+        )
+    timer = StageTimer(log)
+    paths = timer.run(
+        "generate",
+        lambda: make_demo_data(root, n_images=n_images, n_seed=n_seed),
+        lambda p: (
+            f"{n_images} phone screenshots in {p['screenshots']}, {n_seed + 1} hand-crop "
+            f"imitations with captions in {p['seed_crops'].parent}"
+        ),
+    )
+    ws = Workspace.create(root / "workspace")
+    ws.config_path.write_text(DEMO_CONFIG, encoding="utf-8")
+    try:
+        cfg = ws.config()
+        timer.run(
+            "ingest",
+            lambda: _ingest(ws, paths["screenshots"], cfg),
+            lambda r: f"{r.added} images added ({r.errors} errors)",
+        )
+        _seed(
+            ws,
+            timer,
+            crops=paths["seed_crops"],
+            originals=paths["seed_originals"],
+            captions=paths["captions"],
+            prompt=None,
+            detector="exemplar",
+            detector_options={
+                "scale_step": cfg.detect.exemplar_scale_step,
+                "coarse_side": cfg.detect.exemplar_coarse_side,
+            },
+        )
+        tiny = timer.run(
+            "models make-tiny",
+            lambda: make_tiny_models(root / "models" / "tiny"),
+            lambda t: f"tiny random-init models in {root / 'models' / 'tiny'}",
+        )
+        _propose(
+            ws,
+            timer,
+            "propose (tiny grounding-dino + sam)",
+            detector="grounding-dino",
+            model=str(tiny["grounding-dino"]),
+            refiner="sam",
+            refiner_model=str(tiny["sam"]),
+            limit=tiny_images,
+            box_threshold=0.05,
+            text_threshold=0.05,
+            device="cpu",
+        )
+        _propose(ws, timer, "propose (exemplar)", detector="exemplar")
+        _select(ws, timer)
+        report_eval = timer.run(
+            "eval",
+            lambda: evaluate(ws, paths["truth"]),
+            lambda e: (
+                f"AP50 {e['ap50']:.3f}; auto-accepted precision "
+                f"{_fmt(e.get('auto_precision'))} over {e.get('n_auto', 0)} boxes"
+            ),
+        )
+        export = _export(ws, timer, root / "export")
+        html_path, _ = timer.run(
+            "report",
+            lambda: write_report(ws),
+            lambda r: f"{r[0]}",
+        )
+    finally:
+        ws.close()
+    return {
+        "root": str(root),
+        "workspace": str(root / "workspace"),
+        "export": str(export.path),
+        "report": str(html_path),
+        "stages": timer.stages,
+        "eval": {k: report_eval.get(k) for k in ("ap50", "auto_precision", "n_auto")},
+    }
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+# -- autocrop ----------------------------------------------------------------------------------
+def autocrop(
+    in_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    prompt: str | None = None,
+    seed_crops: str | Path | None = None,
+    originals: str | Path | None = None,
+    captions: str | Path | None = None,
+    size: int = 448,
+    target_precision: float = 0.98,
+    workspace: str | Path | None = None,
+    detector: str | None = None,
+    model: str | None = None,
+    refiner: str | None = None,
+    engine: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Ingest ``in_dir``, propose, select and export auto-accepted crops into ``out_dir``.
+
+    The workspace (default ``out_dir/.autolabel``) is created or reused, so a re-run only
+    proposes for new images and exports a new version (when anything changed); a re-run after
+    a crash resumes. Seed crops (with ``originals``/``captions``) bootstrap the prompt and
+    thresholds; with the ``exemplar`` detector they are the exemplars.
+
+    Returns:
+        Summary: ``images``, ``new_images``, ``proposed``, ``crops``, ``export`` (version
+        path or None), ``review_waiting``, ``precision`` (estimate dict), ``errors`` (by
+        reason), ``workspace``, ``review_command``, ``stages``.
+
+    Raises:
+        InputError: missing/invalid folders, or ``out_dir`` inside ``in_dir``.
+        ConfigError: no prompt from ``prompt``, seed captions or config.
+    """
+    from autolabel.select.stats import precision_estimate
+    from autolabel.store import Workspace
+    from autolabel.store.images import workspace_status
+
+    in_path = Path(in_dir).expanduser()
+    out_path = Path(out_dir).expanduser()
+    if not in_path.is_dir():
+        raise InputError(f"IN_DIR {in_path}: expected a folder of images, got no such folder")
+    if seed_crops is not None and not Path(seed_crops).is_dir():
+        raise InputError(f"--seed {seed_crops}: expected a folder of hand crops, got none")
+    if originals is not None and not Path(originals).is_dir():
+        raise InputError(f"--originals {originals}: expected a folder of originals, got none")
+    _check_out_not_inside(in_path, out_path)
+    ws_path = Path(workspace).expanduser() if workspace else out_path / ".autolabel"
+    out_path.mkdir(parents=True, exist_ok=True)
+    timer = StageTimer(log)
+    ws = Workspace.create(ws_path)
+    try:
+        cfg = ws.config()
+        before = workspace_status(ws)["images"].get("ok", 0)
+        ing = timer.run(
+            "ingest",
+            lambda: _ingest(ws, in_path, cfg),
+            lambda r: f"{r.added} new images ({r.errors} errors)",
+        )
+        det_name = detector or cfg.detect.detector
+        if seed_crops is not None:
+            opts: dict[str, Any] = {}
+            if det_name != "exemplar":
+                opts = {"model": model or cfg.detect.model, "device": device or "auto"}
+            _seed(
+                ws,
+                timer,
+                crops=Path(seed_crops),
+                originals=Path(originals) if originals else None,
+                captions=Path(captions) if captions else None,
+                prompt=prompt,
+                detector=det_name,
+                detector_options=opts,
+            )
+        summary = _propose(
+            ws,
+            timer,
+            "propose",
+            prompt=prompt,
+            detector=det_name,
+            model=model,
+            refiner=refiner,
+            engine=engine,
+            device=device,
+            batch_size=batch_size,
+        )
+        _select(ws, timer, target_precision=target_precision)
+        from autolabel.store.exports import labels_changed_since_last_export
+
+        export_path = None
+        if labels_changed_since_last_export(ws):
+            export = _export(ws, timer, out_path, size=size, formats=("swift",))
+            export_path = str(export.path)
+        else:
+            log("[export] nothing new since the last export; kept the latest version")
+        status = workspace_status(ws)
+        estimate = precision_estimate(ws)
+    finally:
+        ws.close()
+    waiting = status["queue"].get("open", 0) + status["queue"].get("claimed", 0)
+    return {
+        "workspace": str(ws_path.resolve()),
+        "images": status["images"].get("ok", 0),
+        "new_images": status["images"].get("ok", 0) - before,
+        "ingest_errors": ing.errors,
+        "proposed": summary.images,
+        "proposals": summary.proposals,
+        "export": export_path,
+        "crops": _count_crops(export_path),
+        "review_waiting": waiting,
+        "review_command": f"autolabel review {ws_path.resolve()}",
+        "precision": estimate,
+        "errors": status["image_errors"],
+        "stages": timer.stages,
+    }
+
+
+def _count_crops(export_path: str | None) -> int:
+    if export_path is None:
+        return 0
+    crops = Path(export_path) / "crops"
+    return sum(1 for _ in crops.iterdir()) if crops.is_dir() else 0
+
+
+def review_then_export(
+    ws_path: Path, out_dir: str | Path, *, size: int = 448, log: Log = _quiet
+) -> dict[str, Any]:
+    """Serve the review app in the foreground; when it stops (Ctrl-C), export again."""
+    from autolabel.review.app import serve
+    from autolabel.store import Workspace
+    from autolabel.store.exports import labels_changed_since_last_export
+
+    ws = Workspace.open(ws_path)
+    try:
+        cfg = ws.config().review
+    finally:
+        ws.close()
+    try:
+        serve(
+            ws_path,
+            host=cfg.host,
+            port=cfg.port,
+            on_ready=lambda url: log(f"review app: {url}  (Ctrl-C when done)"),
+        )
+    except KeyboardInterrupt:
+        pass
+    ws = Workspace.open(ws_path)
+    try:
+        if not labels_changed_since_last_export(ws):
+            return {"export": None}
+        timer = StageTimer(log)
+        export = _export(ws, timer, Path(out_dir), size=size, formats=("swift",))
+        return {"export": str(export.path), "stages": timer.stages}
+    finally:
+        ws.close()
