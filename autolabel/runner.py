@@ -97,6 +97,8 @@ class ProposeSettings:
 
     def detector_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``build_detector(self.detector, **kwargs)``."""
+        if self.detector == "exemplar":  # weight-free: exemplars come from detector_options
+            return {"box_threshold": self.box_threshold, **self.detector_options}
         kw: dict[str, Any] = {
             "model": self.model,
             "device": self.device,
@@ -176,6 +178,7 @@ def resolve_settings(
     box_threshold: float | None = None,
     text_threshold: float | None = None,
     workers: int | None = None,
+    refiner_model: str | None = None,
 ) -> ProposeSettings:
     """Merge CLI flags, the workspace config and the seed stage's settings.
 
@@ -191,6 +194,7 @@ def resolve_settings(
             "detect.detector": detector,
             "detect.model": model,
             "detect.refiner": refiner,
+            "detect.refiner_model": refiner_model,
             "detect.device": device,
             "detect.box_threshold": box_threshold,
             "detect.text_threshold": text_threshold,
@@ -208,6 +212,17 @@ def resolve_settings(
             "workspace config, or one set by `autolabel seed prompts`; got none"
         )
     seeded = ws.get_setting("seed.thresholds") or {}
+    if seeded.get("detector") not in (None, cfg.detect.detector):
+        seeded = {}  # calibrated for another detector: its thresholds mean nothing here
+    options: dict[str, Any] = {}
+    if cfg.detect.detector == "exemplar":
+        options = {
+            **exemplar_options(ws, str(text)),
+            "scale_step": cfg.detect.exemplar_scale_step,
+            "coarse_side": cfg.detect.exemplar_coarse_side,
+        }
+        if "box_threshold" not in seeded and box_threshold is None:
+            seeded = {"box_threshold": EXEMPLAR_DEFAULT_THRESHOLD}
     bt = (
         box_threshold
         if box_threshold is not None
@@ -241,7 +256,36 @@ def resolve_settings(
         ray_actors=p.ray_actors,
         ray_cpus_per_actor=p.ray_cpus_per_actor,
         ray_gpus_per_actor=p.ray_gpus_per_actor,
+        detector_options=options,
     )
+
+
+EXEMPLAR_DEFAULT_THRESHOLD = 0.78
+"""Box threshold of the exemplar detector when ``seed calibrate`` has not picked one."""
+
+
+def exemplar_options(ws: Any, prompt: str) -> dict[str, Any]:
+    """Exemplars for the weight-free ``exemplar`` detector: the workspace's seed crops.
+
+    Located crops are preferred (they are known to show the object); with none located, every
+    seed crop is used. Each exemplar's phrase is its seed phrase, else the first prompt phrase.
+
+    Raises:
+        ConfigError: the workspace has no seed crops.
+    """
+    from autolabel.store.seed import list_seed_items
+
+    items = list_seed_items(ws, status="located") or list_seed_items(ws)
+    if not items:
+        raise ConfigError(
+            "--detector exemplar: expected seed crops in the workspace (run `autolabel seed "
+            "add WS --crops DIR` first), got none"
+        )
+    first = split_prompt(prompt)[0] if split_prompt(prompt) else "object"
+    return {
+        "exemplars": [it.crop_path for it in items],
+        "phrases": [it.phrase or first for it in items],
+    }
 
 
 # -- geometry --------------------------------------------------------------------------------

@@ -190,7 +190,10 @@ def calibrate(
                 "seed.target_recall": target_recall,
             }
         )
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {
+            "scale_step": cfg.detect.exemplar_scale_step,
+            "coarse_side": cfg.detect.exemplar_coarse_side,
+        }
         if cfg.detect.detector != "exemplar":
             options = {
                 "model": cfg.detect.model,
