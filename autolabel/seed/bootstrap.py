@@ -233,7 +233,7 @@ def add_seed_crops(
             tried: list[dict[str, Any]] = []
         elif index is not None and len(index):
             paired_by = "search"
-            shortlist = index.shortlist(crop, k=search_top_k)
+            shortlist = index.shortlist(crop, k=search_top_k, load=load_rgb)
             m, hit, tried = _locate_best(crop, shortlist, originals, load_rgb, min_score)
             row["original_path"] = None if hit is None else str(originals[hit])
         else:

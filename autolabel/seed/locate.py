@@ -299,6 +299,36 @@ def _refine(
     return _refine_pass(crop, orig, box, side=work_side, rel_step=0.01, n_steps=3)
 
 
+def score_box(
+    crop: np.ndarray,
+    original: np.ndarray,
+    box: tuple[float, float, float, float],
+    *,
+    work_side: int = 256,
+    verify_side: int = 320,
+) -> tuple[float, tuple[float, float, float, float]]:
+    """Refine one approximate box and return its verification score (no global search).
+
+    Used to rank many candidate originals cheaply once a coarse box is known.
+
+    Args:
+        crop: ``(h, w, 3) uint8`` RGB crop.
+        original: ``(H, W, 3) uint8`` RGB original.
+        box: approximate ``(x0, y0, x1, y1)`` in original pixels (within ~15 % in size).
+
+    Returns:
+        ``(score, box)`` as in :func:`locate` (score higher = better).
+    """
+    crop_g = to_gray(crop)
+    orig_g = to_gray(original)
+    _, fbox = _refine(crop_g, orig_g, box, work_side=work_side)
+    largest = max(fbox[2] - fbox[0], fbox[3] - fbox[1])
+    side = int(min(max(crop_g.shape), max(largest, VERIFY_MIN_SIDE), verify_side))
+    score, vbox = verify_score(crop_g, orig_g, fbox, side=side)
+    score -= max(0.0, chroma_distance(crop, original, vbox) - CHROMA_TOL)
+    return score, vbox
+
+
 def locate(
     crop: np.ndarray,
     original: np.ndarray,

@@ -23,6 +23,8 @@ import numpy as np
 from autolabel.errors import InputError
 
 _SEPARATORS = set("_-. ")
+#: In the search's stage 1 a smaller template must beat a larger one by this much.
+STAGE1_TIE = 0.03
 
 
 def stem_index(originals: Iterable[Path]) -> dict[str, Path]:
@@ -201,13 +203,21 @@ class SearchIndex:
                 self._groups.append((np.array([i for i, _ in items]), mosaic, h, w))
         return self._groups
 
-    def _stage1(self, crop_g: np.ndarray, step: float, min_side: int) -> np.ndarray:
+    def _stage1(
+        self, crop_g: np.ndarray, step: float, min_side: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best NCC per original over template sizes, and its box in stage-1 pixels.
+
+        Returns:
+            ``(scores (n,), boxes (n, 4))``; -2 / zeros for unreadable originals.
+        """
         import cv2
 
         from autolabel.seed.locate import _resize
 
         aspect = crop_g.shape[0] / crop_g.shape[1]
         out = np.full(len(self.originals), -2.0, np.float32)
+        boxes = np.zeros((len(self.originals), 4), np.float32)
         for idx, mosaic, H, W in self._small_groups():
             n = len(idx)
             rows, cols = mosaic.shape[0] // H, mosaic.shape[1] // W
@@ -220,52 +230,64 @@ class SearchIndex:
                     continue
                 res = np.full(mosaic.shape, -2.0, np.float32)
                 r = cv2.matchTemplate(mosaic, tpl, cv2.TM_CCOEFF_NORMED)
-                res[: r.shape[0], : r.shape[1]] = r
+                res[: r.shape[0], : r.shape[1]] = np.nan_to_num(r, nan=-2.0)
                 # only windows that lie inside one tile
-                res = res.reshape(rows, H, cols, W)[:, : H - th + 1, :, : W - tw_ + 1]
-                best = np.nan_to_num(res.max(axis=(1, 3)).reshape(-1)[:n], nan=-2.0)
-                out[idx] = np.maximum(out[idx], best)
-        return out
+                hv, wv = H - th + 1, W - tw_ + 1
+                res = res.reshape(rows, H, cols, W)[:, :hv, :, :wv]
+                flat = res.transpose(0, 2, 1, 3).reshape(rows * cols, hv * wv)[:n]
+                arg = flat.argmax(axis=1)
+                best = flat[np.arange(n), arg]
+                # sizes run large to small: a smaller box (e.g. a thumbnail of the same photo)
+                # must win clearly to replace a larger one
+                better = best > out[idx] + STAGE1_TIE
+                out[idx[better]] = best[better]
+                y, x = np.divmod(arg[better], wv)
+                boxes[idx[better]] = np.stack([x, y, x + tw_, y + th], axis=1)
+        return out, boxes
 
-    def scores(
-        self, crop: np.ndarray, *, stage2: int = 30, step: float = 1.12, min_side: int = 6
-    ) -> np.ndarray:
-        """Match score of ``crop`` against every original (higher = better).
+    def shortlist(
+        self,
+        crop: np.ndarray,
+        k: int = 5,
+        *,
+        load: Callable[[Path], np.ndarray] | None = None,
+        rescore: int = 20,
+        step: float = 1.12,
+        min_side: int = 6,
+    ) -> list[int]:
+        """Indices of the ``k`` originals that best match ``crop``, best first.
+
+        Stage 1 ranks every original on small thumbnails; with ``load``, the best
+        ``rescore`` are then loaded and re-ranked by
+        :func:`autolabel.seed.locate.score_box` at the stage-1 box (full-resolution
+        verification, which tells apart originals that merely show similar content).
 
         Args:
             crop: ``(h, w, 3) uint8`` RGB crop.
-            stage2: originals re-scored at full thumbnail resolution.
+            k: shortlist length.
+            load: loader for the re-ranking (None = stage 1 only).
+            rescore: originals re-ranked.
             step: size ratio between template sizes in stage 1.
             min_side: smallest template side in stage 1, px.
-
-        Returns:
-            ``(n_originals,) float32``: stage-2 scores for the re-scored originals, stage-1
-            scores minus 1 for the others (so re-scored ones rank first), -3 for unreadable
-            originals.
         """
-        from autolabel.seed.locate import CHROMA_TOL, _coarse, _resize, chroma_distance, to_gray
+        from autolabel.seed.locate import _resize, score_box, to_gray
 
         h, w = crop.shape[:2]
-        s = min(1.0, 2 * self.side / max(h, w))
-        crop_small = _resize(np.ascontiguousarray(crop[..., :3]), w * s, h * s)
-        crop_g = to_gray(crop_small)
-        s1 = self._stage1(_resize(crop_g, crop_g.shape[1] / 2, crop_g.shape[0] / 2), step, min_side)
-        out = s1 - 1.0
-        out[s1 <= -2] = -3.0
-        for i in np.argsort(-s1, kind="stable")[:stage2]:
-            rgb = self._rgb[i]
-            if rgb is None or s1[i] <= -2:
+        s = 0.5 * min(1.0, 2 * self.side / max(h, w))
+        crop_g = to_gray(_resize(np.ascontiguousarray(crop[..., :3]), w * s, h * s))
+        s1, boxes = self._stage1(crop_g, step, min_side)
+        order = [int(i) for i in np.argsort(-s1, kind="stable") if s1[i] > -2]
+        if load is None:
+            return order[:k]
+        scored = []
+        for i in order[:rescore]:
+            try:
+                img = load(self.originals[i])
+            except Exception:  # an unreadable original is skipped, not fatal
                 continue
-            peaks = _coarse(crop_g, to_gray(rgb), min_side=2 * min_side, step=1.06, top_k=1)
-            if not peaks:
-                continue
-            sc, x0, y0, x1, y1 = peaks[0]
-            sc -= max(0.0, chroma_distance(crop_small, rgb, (x0, y0, x1, y1)) - CHROMA_TOL)
-            out[i] = sc
-        return out
-
-    def shortlist(self, crop: np.ndarray, k: int = 5) -> list[int]:
-        """Indices of the ``k`` best-matching originals, best first."""
-        sc = self.scores(crop, stage2=max(30, 4 * k))
-        order = np.argsort(-sc, kind="stable")[:k]
-        return [int(i) for i in order if sc[i] > -3]
+            f = max(img.shape[:2]) / (self.side / 2)  # original px per stage-1 px
+            b = boxes[i] * f
+            sc, _ = score_box(crop, img, (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+            scored.append((sc, i))
+        scored.sort(key=lambda t: -t[0])
+        return [i for _, i in scored[:k]]
