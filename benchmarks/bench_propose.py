@@ -11,8 +11,8 @@ All measured in one run, on the same images and the same model instance:
 plus the peak RSS of the real CLI (`autolabel propose` in a subprocess, tiny model, tiny
 images) for two folder sizes (must not grow with the folder size).
 
-The model is a small (not tiny) random-init Grounding DINO (Swin 48-dim, d_model 128,
-100 queries, input 480-800 px), so the model dominates, as with real weights.
+The model is a small (not tiny) random-init Grounding DINO (Swin 32-dim, d_model 128,
+100 queries, input 320-533 px by default), so the model dominates, as with real weights.
 
 Usage:
     python benchmarks/bench_propose.py                 # ~2-3 min on 2 cores
@@ -40,7 +40,7 @@ import numpy as np
 PHRASES = ["white sneaker", "handbag", "red dress", "wrist watch"]
 
 
-def make_bench_model(out: Path) -> Path:
+def make_bench_model(out: Path, image_size: int) -> Path:
     """A small random-init Grounding DINO (bigger than the test one) saved to ``out``."""
     import torch
     from transformers import (
@@ -53,7 +53,7 @@ def make_bench_model(out: Path) -> Path:
     from autolabel.detect.tiny import tiny_grounding_dino_processor
 
     backbone = SwinConfig(
-        embed_dim=48,
+        embed_dim=32,
         depths=[2, 2, 2, 2],
         num_heads=[2, 2, 4, 4],
         window_size=7,
@@ -87,7 +87,10 @@ def make_bench_model(out: Path) -> Path:
     model = GroundingDinoForObjectDetection(cfg).eval()
     model.save_pretrained(out)
     proc = tiny_grounding_dino_processor()
-    proc.image_processor.size = {"shortest_edge": 480, "longest_edge": 800}
+    proc.image_processor.size = {
+        "shortest_edge": image_size,
+        "longest_edge": round(image_size * 1333 / 800),
+    }
     proc.save_pretrained(out)
     return out
 
@@ -169,7 +172,7 @@ def naive_seconds(detector, paths, ws) -> tuple[float, int]:
     t0 = time.perf_counter()
     kept = []
     for p in paths:
-        image = np.asarray(Image.open(p).convert("RGB"))
+        image = np.array(Image.open(p).convert("RGB"))
         per_phrase = [detector.detect([image], [phrase])[0] for phrase in PHRASES]
         kept.append((find_image(ws, str(p)).id, Proposals.merge(per_phrase)))
     run = store_runs.create_run(
@@ -186,8 +189,28 @@ def naive_seconds(detector, paths, ws) -> tuple[float, int]:
     return time.perf_counter() - t0, sum(len(k[1]) for k in kept)
 
 
-def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> tuple[float, float, int]:
-    """Run `autolabel propose` in a subprocess; return (peak RSS MiB, wall s, images)."""
+def _vm_rss_mib(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> dict[str, float]:
+    """Run `autolabel propose` in a subprocess and watch its memory.
+
+    Returns:
+        ``peak`` (ru_maxrss of the process, MiB), ``first_batch`` (RSS once the first batch
+        is written), ``peak_processing`` (highest sampled RSS after that), ``wall`` (s,
+        including start-up) and ``images``.
+    """
+    from autolabel.store import Workspace
+    from autolabel.store import runs as store_runs
+
     args = [
         sys.executable, "-m", "autolabel.cli", "propose", str(ws_path), "--prompt",
         "red square. blue circle", "--model", str(model), "--device", "cpu",
@@ -195,6 +218,19 @@ def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> tuple[float, fl
     ]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = peak_proc = 0.0
+    with Workspace.open(ws_path) as ws:
+        while proc.poll() is None:
+            time.sleep(0.5)
+            rss = _vm_rss_mib(proc.pid)
+            if rss is None:
+                continue
+            if not first:
+                runs = store_runs.list_runs(ws)
+                if runs and runs[-1]["n_images"] > 0:
+                    first = rss
+            if first:
+                peak_proc = max(peak_proc, rss)
     out = proc.stdout.read() if proc.stdout else b""
     err = proc.stderr.read() if proc.stderr else b""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -202,28 +238,22 @@ def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> tuple[float, fl
     if status != 0:
         raise SystemExit(f"propose failed: {err.decode()[-2000:]}")
     summary = json.loads(out.decode().strip().splitlines()[-1])
-    return usage.ru_maxrss / 1024.0, wall, int(summary["images"])
+    return {
+        "peak": usage.ru_maxrss / 1024.0,
+        "first_batch": first,
+        "peak_processing": peak_proc,
+        "wall": wall,
+        "images": int(summary["images"]),
+    }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--images", type=int, default=48, help="images for (a), (b), (c)")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--rss-sizes", type=int, nargs=2, default=[500, 2500])
-    ap.add_argument("--full", action="store_true", help="RSS for 1k and 10k images")
-    ap.add_argument("--skip-rss", action="store_true")
-    args = ap.parse_args()
-    if args.full:
-        args.rss_sizes = [1000, 10000]
-
+def speed(args: argparse.Namespace, tmp: Path) -> None:
+    """Measure (a), (b) and (c) and print them with the two ratios."""
     from autolabel.detect import build_detector
     from autolabel.runner import ProposeSettings, run_propose
     from autolabel.store import runs as store_runs
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_propose_"))
-    print(f"workdir {tmp}", flush=True)
-    model_dir = make_bench_model(tmp / "model")
+    model_dir = make_bench_model(tmp / "model", args.image_size)
     folder = tmp / "shots"
     paths = make_screenshots(folder, args.images, size=(540, 960))
     prompt = ". ".join(PHRASES)
@@ -248,7 +278,7 @@ def main() -> None:
     warm = make_screenshots(tmp / "warm", 1, size=(540, 960))
     from PIL import Image
 
-    detector.detect([np.asarray(Image.open(warm[0]).convert("RGB"))] * 2, [prompt] * 2)
+    detector.detect([np.array(Image.open(warm[0]).convert("RGB"))] * 2, [prompt] * 2)
 
     run = store_runs.create_run(
         ws_b,
@@ -282,6 +312,28 @@ def main() -> None:
     ws_b.close()
     ws_c.close()
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--images", type=int, default=16, help="images for (a), (b), (c)")
+    ap.add_argument(
+        "--image-size", type=int, default=320, help="model input: shortest side (800 = real GD)"
+    )
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rss-sizes", type=int, nargs=2, default=[200, 1000])
+    ap.add_argument("--full", action="store_true", help="RSS for 1k and 10k images")
+    ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--only-rss", action="store_true", help="skip (a), (b), (c)")
+    args = ap.parse_args()
+    if args.full:
+        args.rss_sizes = [1000, 10000]
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_propose_"))
+    print(f"workdir {tmp}", flush=True)
+    if not args.only_rss:
+        speed(args, tmp)
+
     if args.skip_rss:
         return
     from autolabel.detect.tiny import make_tiny_models
@@ -291,10 +343,12 @@ def main() -> None:
         f = tmp / f"tiny_{n}"
         make_tiny_pngs(f, n, seed=n)
         new_workspace(tmp / f"ws_rss_{n}", f).close()
-        rss, wall, done = peak_rss_cli(tmp / f"ws_rss_{n}", tiny, args.batch_size)
+        m = peak_rss_cli(tmp / f"ws_rss_{n}", tiny, args.batch_size)
         print(
-            f"peak RSS `autolabel propose` {n:6d} images: {rss:7.1f} MiB "
-            f"({done} images in {wall:.1f} s incl. start-up)",
+            f"`autolabel propose` {n:6d} images: peak RSS {m['peak']:7.1f} MiB; RSS after the "
+            f"first batch {m['first_batch']:7.1f} MiB, highest while processing "
+            f"{m['peak_processing']:7.1f} MiB ({m['images']} images in {m['wall']:.1f} s "
+            "incl. start-up)",
             flush=True,
         )
 
