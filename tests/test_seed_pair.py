@@ -172,3 +172,14 @@ def test_missing_or_empty_folder(tmp_path: Path, workspace) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="found none"):
         add_seed_crops(workspace, tmp_path / "empty")
+
+
+def test_unreadable_crop_is_recorded_not_fatal(tmp_path: Path, workspace) -> None:
+    make_seed_set(tmp_path / "s", 1, seed=6)
+    (tmp_path / "s" / "crops" / "broken_crop.png").write_bytes(b"not a png")
+    report = add_seed_crops(
+        workspace, tmp_path / "s" / "crops", originals_dir=tmp_path / "s" / "originals"
+    )
+    assert report.crops == 2 and report.located == 1 and report.errors == 1
+    broken = [it for it in list_seed_items(workspace) if it.crop_path.endswith("broken_crop.png")]
+    assert broken[0].status == "not_found" and broken[0].box is None
