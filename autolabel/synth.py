@@ -146,6 +146,7 @@ def make_screenshot(
     *,
     same_photo_distractors: int = 1,
     other_distractors: int = 2,
+    unique_mark: bool = False,
 ) -> tuple[Image.Image, tuple[float, float, float, float], dict[str, Any]]:
     """A phone-screenshot-like image with one product photo pasted at a known box.
 
@@ -155,6 +156,8 @@ def make_screenshot(
         size: ``(W, H)`` of the screenshot.
         same_photo_distractors: smaller thumbnails of the same product photo elsewhere.
         other_distractors: thumbnails of other sample photos.
+        unique_mark: draw a random label (colour + code) onto the product photo, so that no
+            two screenshots show the same picture (as with real, distinct products).
 
     Returns:
         ``(image, box, meta)``: RGB PIL image of ``size``; ``box`` = ``(x0, y0, x1, y1)`` of
@@ -210,6 +213,18 @@ def make_screenshot(
     prod = prod.resize((pw, ph), Image.Resampling.LANCZOS)
     px = int(rng.integers(0, W - pw + 1))
     py = int(rng.integers(top, bottom - ph + 1))
+    if unique_mark:
+        mark = ImageDraw.Draw(prod)
+        mw, mh = max(8, int(pw * rng.uniform(0.25, 0.4))), max(8, int(ph * rng.uniform(0.1, 0.18)))
+        mx = int(rng.integers(0, max(1, pw - mw)))
+        my = int(rng.integers(0, max(1, ph - mh)))
+        mark.rounded_rectangle((mx, my, mx + mw, my + mh), radius=3, fill=_rand_color(rng))
+        mark.text(
+            (mx + 3, my + 1),
+            f"#{int(rng.integers(0, 100000)):05d}",
+            fill=_rand_color(rng),
+            font=_font(max(8, mh - 4)),
+        )
     img.paste(prod, (px, py))
     box = (float(px), float(py), float(px + pw), float(py + ph))
     taken = [(px - 2, py - 2, px + pw + 2, py + ph + 2)]

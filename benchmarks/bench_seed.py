@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--locate-crops", type=int, default=100, help="crops located, pair given")
     ap.add_argument("--top-k", type=int, default=5, help="search shortlist length")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--unique-photos",
+        action="store_true",
+        help="mark every product photo with a random label, so no two originals show the "
+        "same picture (like real, distinct products)",
+    )
     args = ap.parse_args(argv)
 
     from autolabel.imageio import load_rgb
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         t = time.perf_counter()
         originals, crops, photos = [], [], []
         for i in range(n_orig):
-            shot, box, meta = make_screenshot(rng)
+            shot, box, meta = make_screenshot(rng, unique_mark=args.unique_photos)
             photos.append(meta["photo"])
             path = root / f"shot_{i:05d}.jpg"
             shot.save(path, quality=85)
@@ -91,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         search_s = time.perf_counter() - t
 
     out = {
+        "unique_photos": args.unique_photos,
         "locate_crops": n_loc,
         "locate_crops_per_s": round(n_loc / loc_s, 2),
         "locate_ms_per_crop": round(1000 * loc_s / n_loc, 1),

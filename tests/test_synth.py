@@ -82,3 +82,15 @@ def test_seed_set_files(tmp_path) -> None:
     assert [r["image"] for r in rows] == [t.crop for t in truth]
     again = make_seed_set(tmp_path / "t", 3, seed=5, n_unrelated=1)
     assert again == truth
+
+
+def test_unique_mark_changes_only_the_product_photo() -> None:
+    plain, box, _ = make_screenshot(np.random.default_rng(8), photo="rocket")
+    marked, box_m, _ = make_screenshot(np.random.default_rng(8), photo="rocket", unique_mark=True)
+    again, _, _ = make_screenshot(np.random.default_rng(8), photo="rocket", unique_mark=True)
+    assert np.array_equal(np.asarray(marked), np.asarray(again))
+    assert box == box_m
+    x0, y0, x1, y1 = (int(v) for v in box)
+    a = np.asarray(plain)[y0:y1, x0:x1].astype(int)
+    b = np.asarray(marked)[y0:y1, x0:x1].astype(int)
+    assert (np.abs(a - b).sum(axis=2) > 30).mean() > 0.02  # a visible label was drawn
