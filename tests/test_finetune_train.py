@@ -253,3 +253,46 @@ def test_a_run_that_fails_before_training_leaves_nothing_to_resume(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         finetune(tmp_path, training_set(samples), base=str(tmp_path / "nope"), options=opts)
     assert versions.find_partial(tmp_path) is None and versions.list_versions(tmp_path) == []
+
+
+def test_grad_accumulation_early_stopping_and_freezing(tmp_path, tiny_models):
+    samples = red_squares(tmp_path / "imgs", 10, seed=5)
+    base = str(tiny_models["grounding-dino"])
+    # 8 train images, batch 2 = 4 batches, 2 accumulated per update = 2 updates per epoch;
+    # a learning rate too small to change anything: no epoch beats the start, so training
+    # stops after `patience` epochs and the version keeps the starting weights
+    opts = FinetuneOptions(
+        epochs=5,
+        lr=1e-12,
+        batch_size=2,
+        grad_accum=2,
+        patience=1,
+        max_size=64,
+        val_split=0.2,
+        device="cpu",
+        warmup_steps=0,
+    )
+    res = finetune(tmp_path / "ws", training_set(samples), base=base, options=opts)
+    tr = res.metadata["training"]
+    assert res.steps == 2 and tr["epochs_run"] == 1 and tr["stopped_early"]
+    assert tr["weights"].startswith("base")
+    assert res.metadata["validation"]["ap50_after"] == pytest.approx(
+        res.metadata["validation"]["ap50_before"]
+    )
+
+
+def test_freeze_options(tiny_models):
+    from transformers import GroundingDinoForObjectDetection
+
+    from autolabel.train.loop import apply_freeze
+
+    model = GroundingDinoForObjectDetection.from_pretrained(tiny_models["grounding-dino"])
+    counts = {}
+    for freeze in ("none", "text", "backbone"):
+        counts[freeze] = apply_freeze(model, freeze)["trainable_params"]
+        text = [p.requires_grad for p in model.model.text_backbone.parameters()]
+        image = [p.requires_grad for p in model.model.backbone.parameters()]
+        assert all(text) == (freeze == "none") and not any(text) == (freeze != "none")
+        assert all(image) == (freeze != "backbone")
+        assert all(p.requires_grad for p in model.bbox_embed.parameters())  # heads always train
+    assert counts["none"] > counts["text"] > counts["backbone"] > 0
