@@ -220,7 +220,10 @@ def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> dict[str, float
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = peak_proc = 0.0
     with Workspace.open(ws_path) as ws:
-        while proc.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # poll() would reap it
+            if pid:
+                break
             time.sleep(0.5)
             rss = _vm_rss_mib(proc.pid)
             if rss is None:
@@ -233,7 +236,6 @@ def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> dict[str, float
                 peak_proc = max(peak_proc, rss)
     out = proc.stdout.read() if proc.stdout else b""
     err = proc.stderr.read() if proc.stderr else b""
-    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if status != 0:
         raise SystemExit(f"propose failed: {err.decode()[-2000:]}")
