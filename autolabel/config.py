@@ -112,24 +112,19 @@ class FinetuneConfig(_Section):
     time_budget_s: float | None = Field(None, gt=0)
 
 
+def _export_formats() -> list[str]:
+    from autolabel.export.formats import FORMATS
+
+    return list(FORMATS)
+
+
 class ExportConfig(_Section):
     size: int = Field(448, ge=8)
     resize: Literal["fit", "pad", "short-side"] = "fit"
     margin: float = Field(0.0, ge=0, le=100)
     min_size: int = Field(224, ge=0)
     version: str | None = None
-    formats: list[str] = Field(
-        default_factory=lambda: [
-            "swift",
-            "swift-messages",
-            "swift-grounding",
-            "swift-objects",
-            "coco",
-            "yolo",
-            "labelstudio",
-            "odvg",
-        ]
-    )
+    formats: list[str] = Field(default_factory=_export_formats)
     include: Literal["accepted", "auto", "reviewed", "all"] = "accepted"
     absolute_paths: bool = False
     workers: int = Field(2, ge=1)

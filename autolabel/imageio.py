@@ -46,8 +46,8 @@ REASON_TOO_LARGE = "too-large"
 REASON_DECODE = "decode-error"
 REASON_UNSUPPORTED_MODE = "unsupported-mode"
 
-# EXIF orientation -> PIL transpose method name (1 = as stored).
-_TRANSPOSE = {
+# EXIF orientation -> PIL transpose method name (1 = as stored). Shared with export's geometry.
+EXIF_TRANSPOSE = {
     2: "FLIP_LEFT_RIGHT",
     3: "ROTATE_180",
     4: "FLIP_TOP_BOTTOM",
@@ -144,7 +144,7 @@ def _orientation(im: PILImage.Image) -> int:
         value = int(exif.get(_EXIF_ORIENTATION, 1))
     except Exception:  # malformed EXIF must not make an image unusable
         return 1
-    return value if value in _TRANSPOSE else 1
+    return value if value in EXIF_TRANSPOSE else 1
 
 
 def _riff_short(path: str, data: bytes | None = None) -> bool:
@@ -324,7 +324,7 @@ def open_image(
         if rgb is im:
             rgb = im.copy()
     if orient != 1:
-        rgb = rgb.transpose(getattr(Image.Transpose, _TRANSPOSE[orient]))
+        rgb = rgb.transpose(getattr(Image.Transpose, EXIF_TRANSPOSE[orient]))
     return rgb
 
 

@@ -10,22 +10,14 @@ import math
 from dataclasses import dataclass
 
 from autolabel.errors import InputError
+from autolabel.imageio import EXIF_TRANSPOSE
 
 Box = tuple[float, float, float, float]
 
 RESIZE_MODES = ("fit", "pad", "short-side")
 
 # EXIF orientation -> the transpose that turns the stored (raw) image into the corrected one.
-ORIENTATION_OP = {
-    1: None,
-    2: "FLIP_LEFT_RIGHT",
-    3: "ROTATE_180",
-    4: "FLIP_TOP_BOTTOM",
-    5: "TRANSPOSE",
-    6: "ROTATE_270",
-    7: "TRANSVERSE",
-    8: "ROTATE_90",
-}
+ORIENTATION_OP: dict[int, str | None] = {1: None, **EXIF_TRANSPOSE}
 _INVERSE_OP = {
     None: None,
     "FLIP_LEFT_RIGHT": "FLIP_LEFT_RIGHT",
