@@ -35,10 +35,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from autolabel.detect.base import Detector, Refiner
 from autolabel.errors import ConfigError, ImageError, ModelError, NotFoundError
 from autolabel.types import Proposals
 
@@ -47,24 +48,6 @@ LATEST = "latest"
 
 WINDOW_BATCHES = 8
 """Pending rows held for shape grouping, in batches (bounded; larger = fewer partial batches)."""
-
-
-class Detector(Protocol):
-    """What the runner needs from a detector (see :mod:`autolabel.detect`)."""
-
-    name: str
-    model_id: str
-    model_version: str
-    box_threshold: float
-    text_threshold: float
-
-    def detect(self, images: list[np.ndarray], prompts: list[str]) -> list[Proposals]: ...
-
-
-class Refiner(Protocol):
-    """Adds masks and mask signals to one image's proposals."""
-
-    def refine(self, image: np.ndarray, proposals: Proposals) -> Proposals: ...
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -211,9 +194,11 @@ def resolve_settings(
             "no prompt: expected --prompt 'white sneaker. handbag', propose.prompt in the "
             "workspace config, or one set by `autolabel seed prompts`; got none"
         )
+    model_path = resolve_model(cfg.detect.model, Path(ws.path))
     seeded = ws.get_setting("seed.thresholds") or {}
     if seeded.get("detector") not in (None, cfg.detect.detector):
         seeded = {}  # calibrated for another detector: its thresholds mean nothing here
+    seeded = version_thresholds(model_path) or seeded
     options: dict[str, Any] = {}
     if cfg.detect.detector == "exemplar":
         options = {
@@ -237,7 +222,7 @@ def resolve_settings(
     return ProposeSettings(
         prompt=normalize_prompt(str(text)),
         detector=cfg.detect.detector,
-        model=resolve_model(cfg.detect.model, Path(ws.path)),
+        model=model_path,
         box_threshold=float(bt),
         text_threshold=float(tt),
         refiner=None if cfg.detect.refiner == "none" else cfg.detect.refiner,
@@ -258,6 +243,21 @@ def resolve_settings(
         ray_gpus_per_actor=p.ray_gpus_per_actor,
         detector_options=options,
     )
+
+
+def version_thresholds(model: str) -> dict[str, float]:
+    """Thresholds a fine-tuned version re-calibrated on its validation split (else ``{}``).
+
+    ``autolabel finetune`` stores them in ``gdino-vN/metadata.json``; they beat the seed
+    stage's thresholds, which were chosen for the base model.
+    """
+    path = Path(model)
+    if not (path / "metadata.json").is_file():
+        return {}
+    from autolabel.train.versions import read_metadata
+
+    found = read_metadata(path).get("thresholds") or {}
+    return {k: float(found[k]) for k in ("box_threshold", "text_threshold") if k in found}
 
 
 EXEMPLAR_DEFAULT_THRESHOLD = 0.78

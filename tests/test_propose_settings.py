@@ -1,0 +1,65 @@
+"""How propose resolves thresholds and detector options from flags, versions and the seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autolabel.errors import ConfigError
+from autolabel.runner import EXEMPLAR_DEFAULT_THRESHOLD, resolve_settings
+from autolabel.store.db import utcnow
+
+
+def _version(ws, name: str, thresholds: dict) -> None:
+    folder = ws.path / "models" / name
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps({"thresholds": thresholds}))
+
+
+def test_fine_tuned_version_thresholds_beat_seed_thresholds(workspace):
+    workspace.set_setting(
+        "seed.thresholds",
+        {"detector": "grounding-dino", "box_threshold": 0.5, "text_threshold": 0.4},
+    )
+    s = resolve_settings(workspace, prompt="red square")
+    assert (s.box_threshold, s.text_threshold) == (0.5, 0.4)
+    _version(workspace, "gdino-v1", {"box_threshold": 0.31, "text_threshold": 0.22})
+    _version(workspace, "gdino-v2", {"box_threshold": 0.27, "text_threshold": 0.18})
+    s = resolve_settings(workspace, prompt="red square", model="latest")
+    assert s.model.endswith("gdino-v2")
+    assert (s.box_threshold, s.text_threshold) == (0.27, 0.18)
+    s = resolve_settings(workspace, prompt="red square", model="gdino-v1")
+    assert (s.box_threshold, s.text_threshold) == (0.31, 0.22)
+    # flags still win
+    s = resolve_settings(workspace, prompt="red square", model="latest", box_threshold=0.9)
+    assert s.box_threshold == 0.9 and s.text_threshold == 0.18
+
+
+def test_seed_thresholds_of_another_detector_are_ignored(workspace):
+    workspace.set_setting("seed.thresholds", {"detector": "exemplar", "box_threshold": 0.85})
+    cfg = workspace.config()
+    s = resolve_settings(workspace, prompt="red square")
+    assert s.box_threshold == cfg.detect.box_threshold
+
+
+def test_exemplar_detector_takes_seed_crops_as_exemplars(workspace, tmp_path):
+    with pytest.raises(ConfigError, match="seed crops"):
+        resolve_settings(workspace, prompt="cup", detector="exemplar")
+    with workspace.transaction() as c:
+        for i, status in enumerate(("located", "not_found")):
+            c.execute(
+                "INSERT INTO seed_items(crop_path, status, phrase, added_at) VALUES (?,?,?,?)",
+                (
+                    str(tmp_path / f"crop_{i}.png"),
+                    status,
+                    "white cup" if i == 0 else None,
+                    utcnow(),
+                ),
+            )
+    s = resolve_settings(workspace, prompt="cup", detector="exemplar")
+    kw = s.detector_kwargs()
+    assert kw["exemplars"] == [str(tmp_path / "crop_0.png")]  # located crops only
+    assert kw["phrases"] == ["white cup"]
+    assert kw["box_threshold"] == EXEMPLAR_DEFAULT_THRESHOLD
+    assert "model" not in kw and "text_threshold" not in kw
