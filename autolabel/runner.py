@@ -267,25 +267,20 @@ EXEMPLAR_DEFAULT_THRESHOLD = 0.78
 def exemplar_options(ws: Any, prompt: str) -> dict[str, Any]:
     """Exemplars for the weight-free ``exemplar`` detector: the workspace's seed crops.
 
-    Located crops are preferred (they are known to show the object); with none located, every
-    seed crop is used. Each exemplar's phrase is its seed phrase, else the first prompt phrase.
+    See :func:`autolabel.seed.bootstrap.seed_exemplars`.
 
     Raises:
         ConfigError: the workspace has no seed crops.
     """
-    from autolabel.store.seed import list_seed_items
+    from autolabel.seed.bootstrap import seed_exemplars
 
-    items = list_seed_items(ws, status="located") or list_seed_items(ws)
-    if not items:
+    crops, phrases, _ = seed_exemplars(ws, prompt)
+    if not crops:
         raise ConfigError(
             "--detector exemplar: expected seed crops in the workspace (run `autolabel seed "
             "add WS --crops DIR` first), got none"
         )
-    first = split_prompt(prompt)[0] if split_prompt(prompt) else "object"
-    return {
-        "exemplars": [it.crop_path for it in items],
-        "phrases": [it.phrase or first for it in items],
-    }
+    return {"exemplars": crops, "phrases": phrases}
 
 
 # -- geometry --------------------------------------------------------------------------------

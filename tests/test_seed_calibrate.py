@@ -122,15 +122,27 @@ def test_derive_prompts_needs_captions_or_prompt(tmp_path: Path, workspace) -> N
         derive_prompts(workspace)
 
 
-def test_calibrate_with_exemplar_detector(seeded) -> None:
+def test_calibrate_with_exemplar_detector_leaves_each_crop_out_on_its_original(
+    seeded, monkeypatch
+) -> None:
+    import autolabel.detect as detect
+
     ws, _ = seeded
     derive_prompts(ws)
+    sizes: list[int] = []
+    real_build = detect.build_detector
+
+    def spy(name, **opts):
+        sizes.append(len(opts["exemplars"]))
+        return real_build(name, **opts)
+
+    monkeypatch.setattr(detect, "build_detector", spy)
     result = calibrate(ws, detector="exemplar")
     stored = ws.get_setting("seed.thresholds")
     assert stored == result
     assert result["n"] == 4 and result["n_images"] == 4
-    # the exemplars are the seed crops themselves: every seed box is found
-    assert result["recall"] == 1.0
+    # one detector with all 4 crops, then per original one without the crop cut from it
+    assert sizes == [4, 3, 3, 3, 3]
     assert 0.05 <= result["box_threshold"] <= 0.95
     assert result["detector"] == "exemplar" and result["prompt"] == ws.get_setting("seed.prompt")
 

@@ -271,3 +271,26 @@ def add_seed_crops(
     upsert_seed_items(ws, rows)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def seed_exemplars(ws: Workspace, prompt: str) -> tuple[list[str], list[str], list[int | None]]:
+    """The seed crops to use as exemplars for the weight-free ``exemplar`` detector.
+
+    Located crops are preferred (they are known to show the object); with none located every
+    seed crop is used. Each exemplar's phrase is its seed phrase, else the first phrase of
+    ``prompt``.
+
+    Returns:
+        ``(crop_paths, phrases, image_ids)`` in seed-item order; ``image_ids`` name the
+        original each crop was located in (None when not located), which lets calibration
+        leave a crop out on its own original.
+    """
+    from autolabel.store.seed import list_seed_items
+
+    items = list_seed_items(ws, status="located") or list_seed_items(ws)
+    first = next((p.strip() for p in prompt.split(".") if p.strip()), "object")
+    return (
+        [it.crop_path for it in items],
+        [it.phrase or first for it in items],
+        [it.image_id for it in items],
+    )

@@ -266,29 +266,48 @@ def calibrate(
     """
     from autolabel.detect import build_detector
     from autolabel.imageio import load_rgb
+    from autolabel.seed.bootstrap import seed_exemplars
     from autolabel.store.images import get_image
-    from autolabel.store.seed import list_seed_items
 
     by_image, prompt = calibration_inputs(ws, prompt)
     opts = dict(options or {})
-    if detector == "exemplar" and "exemplars" not in opts:
-        located = list_seed_items(ws, status="located")
-        opts["exemplars"] = [it.crop_path for it in located]
-        opts.setdefault("phrases", [it.phrase or prompt.split(".")[0].strip() for it in located])
     opts["box_threshold"] = SWEEP_BOX_THRESHOLD
     if detector != "exemplar":
         opts["text_threshold"] = SWEEP_TEXT_THRESHOLD
-    det = build_detector(detector, **opts)
     ids = sorted(by_image)
     preds: list[Proposals] = []
     truths: list[np.ndarray] = []
-    for start in range(0, len(ids), max(1, batch_size)):
-        chunk = ids[start : start + batch_size]
-        images = [load_rgb(get_image(ws, i).path) for i in chunk]
-        preds.extend(det.detect(images, [prompt] * len(images)))
-        truths.extend(np.array([b for b, _ in by_image[i]], np.float64) for i in chunk)
-        if on_progress is not None:
-            on_progress(min(start + batch_size, len(ids)), len(ids))
+    if detector == "exemplar" and "exemplars" not in opts:
+        # Leave one out: on each seed original, the crops cut from it are not exemplars
+        # (they would find themselves, which says nothing about new images).
+        crops, phrases, origins = seed_exemplars(ws, prompt)
+        arrays = [load_rgb(c) for c in crops]
+        det = build_detector(detector, exemplars=arrays, phrases=phrases, **opts)
+        for n, image_id in enumerate(ids, 1):
+            keep = [k for k, origin in enumerate(origins) if origin != image_id]
+            truths.append(np.array([b for b, _ in by_image[image_id]], np.float64))
+            if not keep:
+                preds.append(Proposals.empty())
+            else:
+                loo = build_detector(
+                    detector,
+                    exemplars=[arrays[k] for k in keep],
+                    phrases=[phrases[k] for k in keep],
+                    **opts,
+                )
+                image = load_rgb(get_image(ws, image_id).path)
+                preds.extend(loo.detect([image], [prompt]))
+            if on_progress is not None:
+                on_progress(n, len(ids))
+    else:
+        det = build_detector(detector, **opts)
+        for start in range(0, len(ids), max(1, batch_size)):
+            chunk = ids[start : start + batch_size]
+            images = [load_rgb(get_image(ws, i).path) for i in chunk]
+            preds.extend(det.detect(images, [prompt] * len(images)))
+            truths.extend(np.array([b for b, _ in by_image[i]], np.float64) for i in chunk)
+            if on_progress is not None:
+                on_progress(min(start + batch_size, len(ids)), len(ids))
     result = choose_thresholds(preds, truths, iou=iou, target_recall=target_recall)
     result.update(
         detector=detector,
