@@ -232,3 +232,66 @@ def test_autocrop_refuses_out_dir_inside_in_dir(tmp_path: Path):
     assert res.returncode == 2 and "inside IN_DIR" in res.stderr
     missing = _cli("autocrop", str(tmp_path / "nope"), str(tmp_path / "o"), "--prompt", "x")
     assert missing.returncode == 2 and "no such folder" in missing.stderr
+
+
+@pytest.mark.slow
+def test_autocrop_review_serves_then_exports_the_reviewed_boxes(tmp_path: Path):
+    import httpx
+
+    seed_dir = tmp_path / "seed"
+    make_seed_set(seed_dir, 2, seed=3, size=(180, 320))
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    for p in sorted((seed_dir / "originals").iterdir()):
+        (in_dir / f"new_{p.name}").write_bytes(p.read_bytes())
+    _prepare_workspace(out_dir / ".autolabel", FAST_EXEMPLAR + "review:\n  port: 0\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "autolabel.cli", "autocrop", str(in_dir), str(out_dir),
+            "--seed", str(seed_dir / "crops"), "--originals", str(seed_dir / "originals"),
+            "--captions", str(seed_dir / "captions.jsonl"), "--detector", "exemplar",
+            "--target-precision", "0.999", "--size", "64", "--review",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    url = None
+    lines = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("review app: "):
+            url = line.split()[2]
+            break
+    assert url, "".join(lines)[-3000:]
+    try:
+        head = {"X-Reviewer": "ann"}
+        item = httpx.post(url + "api/next", headers=head, timeout=30).json()["item"]
+        assert item is not None
+        r = httpx.post(
+            url + "api/decide",
+            headers=head,
+            json={"item_id": item["item_id"], "action": "accept"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, rest[-3000:]
+    # v1: what autocrop accepted on its own (nothing at this precision target); v2: after review
+    versions = sorted(p.name for p in out_dir.iterdir() if p.name.startswith("v"))
+    assert versions == ["v1", "v2"]
+    assert _jsonl(out_dir / "v1" / "manifest.jsonl") == []
+    latest = out_dir / (out_dir / "LATEST").read_text().strip()
+    assert latest.name == "v2"
+    manifest = _jsonl(latest / "manifest.jsonl")
+    reviewed = [m for m in manifest if m["source"] == "reviewed"]
+    assert [m["proposal_id"] for m in reviewed] == [item["proposal_id"]]
+    assert reviewed[0]["reviewer"] == "ann"
