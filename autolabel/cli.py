@@ -26,6 +26,25 @@ app = typer.Typer(
 )
 
 
+OPTIONAL_MODULES = {
+    "torch": "models",
+    "torchvision": "models",
+    "transformers": "models",
+    "scipy": "models",
+    "segment_anything": "models",
+    "cv2": "models",
+    "sklearn": "models",
+    "jieba": "models",
+    "fastapi": "review",
+    "uvicorn": "review",
+    "ray": "ray",
+    "pycocotools": "eval",
+    "matplotlib": "eval",
+    "skimage": "demo",
+}
+"""Top-level module of an optional dependency -> the extra that installs it."""
+
+
 def _register_all() -> None:
     from autolabel.commands import COMMAND_MODULES
 
@@ -55,6 +74,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        typer.echo(
+            f"error: this command needs the optional package {exc.name!r}, which is not "
+            f'installed: pip install "autolabel[{extra}]"',
+            err=True,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,3 +55,19 @@ def test_readme_has_the_two_setup_commands_and_ci_runs_the_test_one():
     assert "pytest" in blocks["test-command"]
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "test-command" in ci
+
+
+def test_missing_optional_package_is_a_clean_error(monkeypatch, capsys):
+    import pytest
+
+    from autolabel import cli
+
+    def boom(*_a, **_k):
+        raise ModuleNotFoundError("No module named 'pycocotools'", name="pycocotools")
+
+    monkeypatch.setattr(cli, "app", boom)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", "ws", "--truth", "t.jsonl"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "pycocotools" in err and 'pip install "autolabel[eval]"' in err
