@@ -43,45 +43,20 @@ PHRASES = ["white sneaker", "handbag", "red dress", "wrist watch"]
 def make_bench_model(out: Path, image_size: int) -> Path:
     """A small random-init Grounding DINO (bigger than the test one) saved to ``out``."""
     import torch
-    from transformers import (
-        BertConfig,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        SwinConfig,
-    )
+    from transformers import GroundingDinoForObjectDetection
 
-    from autolabel.detect.tiny import tiny_grounding_dino_processor
+    from autolabel.detect.tiny import tiny_grounding_dino_config, tiny_grounding_dino_processor
 
-    backbone = SwinConfig(
+    cfg = tiny_grounding_dino_config(
         embed_dim=32,
-        depths=[2, 2, 2, 2],
-        num_heads=[2, 2, 4, 4],
-        window_size=7,
-        image_size=224,
-        out_indices=[2, 3, 4],
-        out_features=["stage2", "stage3", "stage4"],
-    )
-    text = BertConfig(
-        vocab_size=1100,
-        hidden_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=256,
-        max_position_embeddings=256,
-    )
-    cfg = GroundingDinoConfig(
-        backbone_config=backbone,
-        text_config=text,
+        depth=2,
         d_model=128,
+        heads=4,
+        ffn=256,
+        text_layers=2,
         encoder_layers=2,
         decoder_layers=3,
-        encoder_ffn_dim=256,
-        decoder_ffn_dim=256,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
         num_queries=100,
-        num_feature_levels=4,
-        use_timm_backbone=False,
     )
     torch.manual_seed(0)
     model = GroundingDinoForObjectDetection(cfg).eval()

@@ -76,14 +76,29 @@ def _vocab() -> dict[str, int]:
     return {t: i for i, t in enumerate(tokens)}  # type: ignore[misc]
 
 
-def tiny_grounding_dino_config():
-    """The tiny ``GroundingDinoConfig`` (Swin backbone, d_model 32, 20 queries)."""
+def tiny_grounding_dino_config(
+    *,
+    embed_dim: int = 16,
+    depth: int = 1,
+    d_model: int = 32,
+    heads: int = 2,
+    ffn: int = 64,
+    text_layers: int = 1,
+    encoder_layers: int = 1,
+    decoder_layers: int = 2,
+    num_queries: int = 20,
+):
+    """A small ``GroundingDinoConfig`` (Swin backbone, BERT text encoder of width ``d_model``).
+
+    The defaults are the tiny test model (d_model 32, 20 queries); benchmarks ask for larger
+    ones with the same layout. ``decoder_layers`` must be >= 2 (GroundingDino's loss).
+    """
     from transformers import BertConfig, GroundingDinoConfig, SwinConfig
 
     backbone = SwinConfig(
-        embed_dim=16,
-        depths=[1, 1, 1, 1],
-        num_heads=[1, 1, 2, 2],
+        embed_dim=embed_dim,
+        depths=[depth] * 4,
+        num_heads=[max(1, heads // 2)] * 2 + [heads] * 2,
         window_size=7,
         image_size=224,
         out_indices=[2, 3, 4],
@@ -91,23 +106,23 @@ def tiny_grounding_dino_config():
     )
     text = BertConfig(
         vocab_size=1100,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
+        hidden_size=d_model,
+        num_hidden_layers=text_layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
         max_position_embeddings=256,
     )
     return GroundingDinoConfig(
         backbone_config=backbone,
         text_config=text,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        num_queries=20,
+        d_model=d_model,
+        encoder_layers=encoder_layers,
+        decoder_layers=decoder_layers,
+        encoder_ffn_dim=ffn,
+        decoder_ffn_dim=ffn,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        num_queries=num_queries,
         num_feature_levels=4,
         use_timm_backbone=False,
     )
