@@ -17,6 +17,7 @@ from autolabel import runner
 from autolabel.errors import ConfigError, ModelError, NotFoundError
 from autolabel.store import runs as store_runs
 from autolabel.types import Proposals
+from tests.test_propose_tiny import register
 
 
 class BrightDetector:
@@ -85,23 +86,6 @@ def make_images(folder: Path, n: int, *, seed: int = 0, big_every: int = 0) -> l
         Image.fromarray(arr).save(p)
         paths.append(p)
     return paths
-
-
-def register(ws, paths) -> None:
-    """Put files in the images table as usable (sizes from the header)."""
-    from PIL import Image
-
-    from autolabel.store.images import ScannedFile, write_scanned
-
-    files = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                w, h = im.size
-        except Exception:
-            w, h = 64, 64
-        files.append(ScannedFile(path=str(p), size=p.stat().st_size, mtime_ns=0, width=w, height=h))
-    write_scanned(ws, files)
 
 
 def settings(**kw) -> runner.ProposeSettings:

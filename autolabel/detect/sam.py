@@ -16,7 +16,6 @@ Signals added to ``Proposals.data`` (higher = better for both):
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -365,12 +364,3 @@ class HfSamRefiner:
         )[0][:, 0]
         iou = out.iou_scores.float().cpu().numpy()[0, :, 0]
         return _finish(image, proposals, logits.numpy(), iou)
-
-
-def file_sha256(path: Path, *, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's contents (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,27 +230,3 @@ def run_tasks(
 
 def _chunksize(n: int, workers: int) -> int:
     return max(1, min(16, n // (workers * 8)))
-
-
-def iter_files(root: str) -> Iterator[str]:
-    """Every file under ``root`` (relative, sorted), for hashing/comparing exports."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            yield os.path.relpath(os.path.join(dirpath, name), root)
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def group_by(items: Iterable[Any], key: Callable[[Any], Any]) -> dict[Any, list[Any]]:
-    out: dict[Any, list[Any]] = {}
-    for item in items:
-        out.setdefault(key(item), []).append(item)
-    return out
