@@ -133,15 +133,12 @@ def _seed(
             f"{r.not_found} not found, {r.no_original} without original"
         ),
     )
-    has_captions = captions is not None or prompt is None
-    if has_captions or prompt:
-        timer.run(
-            "seed prompts",
-            lambda: derive_prompts(ws, prompt=prompt, prompt_map=cfg.seed.prompt_map),
-            lambda r: f"prompt {r['prompt']!r} from {r['items']} seed items",
-        )
-    located = ws.get_setting("seed.prompt") and originals is not None
-    if located:
+    timer.run(
+        "seed prompts",
+        lambda: derive_prompts(ws, prompt=prompt, prompt_map=cfg.seed.prompt_map),
+        lambda r: f"prompt {r['prompt']!r} from {r['items']} seed items",
+    )
+    if originals is not None:  # calibration needs seed boxes located in originals
         timer.run(
             "seed calibrate",
             lambda: calibrate(ws, detector=detector, options=detector_options),
@@ -419,10 +416,10 @@ def autocrop(
         _select(ws, timer, target_precision=target_precision)
         from autolabel.store.exports import labels_changed_since_last_export
 
-        export_path = None
+        export_path, crops = None, 0
         if labels_changed_since_last_export(ws):
             export = _export(ws, timer, out_path, size=size, formats=("swift",))
-            export_path = str(export.path)
+            export_path, crops = str(export.path), int(export.counts.get("crops", 0))
         else:
             log("[export] nothing new since the last export; kept the latest version")
         status = workspace_status(ws)
@@ -438,20 +435,13 @@ def autocrop(
         "proposed": summary.images,
         "proposals": summary.proposals,
         "export": export_path,
-        "crops": _count_crops(export_path),
+        "crops": crops,
         "review_waiting": waiting,
         "review_command": f"autolabel review {ws_path.resolve()}",
         "precision": estimate,
         "errors": status["image_errors"],
         "stages": timer.stages,
     }
-
-
-def _count_crops(export_path: str | None) -> int:
-    if export_path is None:
-        return 0
-    crops = Path(export_path) / "crops"
-    return sum(1 for _ in crops.iterdir()) if crops.is_dir() else 0
 
 
 def review_then_export(
