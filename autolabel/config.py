@@ -93,6 +93,10 @@ class ReviewConfig(_Section):
 
 
 class FinetuneConfig(_Section):
+    """The fine-tuning options (frozen: the option object handed to ``autolabel.train``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     base: str | None = None
     epochs: int = Field(10, ge=1)
     lr: float = Field(1e-4, gt=0)
@@ -106,10 +110,14 @@ class FinetuneConfig(_Section):
     max_size: int = Field(800, ge=32)
     hflip: bool = True
     scale_jitter: float = Field(0.2, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    clip_grad: float = Field(0.1, ge=0, description="0 = no gradient clipping")
     warmup_steps: int = Field(10, ge=0)
     checkpoint_every: int = Field(50, ge=0)
+    eval_top_k: int = Field(100, ge=1)
     max_steps: int | None = Field(None, ge=1)
     time_budget_s: float | None = Field(None, gt=0)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = min(cores, 8)")
 
 
 def _export_formats() -> list[str]:

@@ -69,26 +69,25 @@ def finetune(
 
     Example: autolabel finetune ./ws --epochs 20 --lr 1e-4 --batch-size 4 --freeze text
     """
-    from autolabel.train.loop import FinetuneOptions, finetune_workspace
+    from autolabel.train.loop import finetune_workspace
 
     with open_workspace(workspace) as ws:
-        cfg = ws.config()
-        options = FinetuneOptions.from_config(
-            cfg.finetune,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            freeze=freeze,
-            val_split=val_split,
-            patience=patience,
-            device=device,
-            max_size=max_size,
-            max_steps=max_steps,
-            time_budget_s=time_budget,
-            seed=seed,
-            text_threshold=cfg.detect.text_threshold,
-        )
+        flags = {
+            "base": base,
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "grad_accum": grad_accum,
+            "freeze": freeze,
+            "val_split": val_split,
+            "patience": patience,
+            "device": device,
+            "max_size": max_size,
+            "max_steps": max_steps,
+            "time_budget_s": time_budget,
+            "seed": seed,
+        }
+        cfg = ws.config({f"finetune.{k}": v for k, v in flags.items()})
         bar = None if quiet else progress(transient=False)
         task = None
 
@@ -133,9 +132,11 @@ def finetune(
         try:
             result = finetune_workspace(
                 ws,
-                base=base,
-                options=options,
+                options=cfg.finetune,
+                default_model=cfg.detect.model,
                 default_phrase=prompt,
+                seed_prompt=cfg.seed.prompt,
+                text_threshold=cfg.detect.text_threshold,
                 restart=restart,
                 callback=on_event,
             )

@@ -126,7 +126,11 @@ def is_no_object_reason(reason: str | None) -> bool:
 
 
 def build_training_set(
-    ws: Any, *, default_phrase: str | None = None, dedupe_iou: float = 0.9
+    ws: Any,
+    *,
+    default_phrase: str | None = None,
+    seed_prompt: str | None = None,
+    dedupe_iou: float = 0.9,
 ) -> TrainingSet:
     """Collect located seed boxes, reviewed boxes and "no object" images of a workspace.
 
@@ -138,7 +142,10 @@ def build_training_set(
 
     Args:
         ws: an open :class:`autolabel.store.Workspace`.
-        default_phrase: phrase for seed items without one (else the workspace's seed prompt).
+        default_phrase: phrase for seed items without one (the ``--prompt`` flag).
+        seed_prompt: the config's ``seed.prompt``; when ``default_phrase`` is None its first
+            phrase is used, else the first phrase of the prompt ``autolabel seed`` stored in
+            the workspace.
 
     Raises:
         InputError: no positive box at all, or a seed item without phrase and no default.
@@ -148,7 +155,7 @@ def build_training_set(
 
     if default_phrase is None:
         # the seed stage's prompt: config seed.prompt, else the one `autolabel seed` derived
-        seed_prompt = ws.config().seed.prompt or ws.get_setting("seed.prompt")
+        seed_prompt = seed_prompt or ws.get_setting("seed.prompt")
         default_phrase = str(seed_prompt).split(".")[0] if seed_prompt else None
     per_image: dict[str, dict[str, Any]] = {}
 
