@@ -125,6 +125,96 @@ def is_no_object_reason(reason: str | None) -> bool:
     return norm in NO_OBJECT_REASONS
 
 
+class _BoxCollector:
+    """Positive boxes per image path; same-phrase boxes overlapping by ``dedupe_iou`` merge."""
+
+    def __init__(self, dedupe_iou: float) -> None:
+        self.dedupe_iou = dedupe_iou
+        self.per_image: dict[str, dict[str, Any]] = {}
+        self.added = {"seed": 0, "reviewed": 0}
+
+    def add(
+        self, path: str, image_id: int | None, box: Sequence[float], phrase: str, src: str
+    ) -> None:
+        """Add one ``[x0, y0, x1, y1]`` box from ``src`` (``seed`` or ``reviewed``)."""
+        self.added[src] += 1
+        entry = self.per_image.setdefault(
+            path, {"image_id": image_id, "boxes": [], "phrases": [], "sources": []}
+        )
+        if entry["image_id"] is None:
+            entry["image_id"] = image_id
+        b = np.asarray(box, np.float32)
+        for i, (ob, op) in enumerate(zip(entry["boxes"], entry["phrases"], strict=True)):
+            if op == phrase and box_iou(ob, b)[0, 0] >= self.dedupe_iou:
+                if src == "reviewed":  # a reviewer's box wins over the seed's
+                    entry["boxes"][i] = b
+                    entry["sources"][i] = src
+                return
+        entry["boxes"].append(b)
+        entry["phrases"].append(phrase)
+        entry["sources"].append(src)
+
+    def samples(self) -> list[TrainSample]:
+        return [
+            TrainSample(
+                path=path,
+                boxes=np.stack(e["boxes"]),
+                phrases=tuple(e["phrases"]),
+                image_id=e["image_id"],
+                sources=tuple(e["sources"]),
+            )
+            for path, e in self.per_image.items()
+        ]
+
+
+def _seed_phrase(ws: Any, default_phrase: str | None, seed_prompt: str | None) -> str | None:
+    """Phrase for seed boxes without one: the flag, else the first phrase of the seed prompt."""
+    if default_phrase is not None:
+        return default_phrase
+    # the seed stage's prompt: config seed.prompt, else the one `autolabel seed` derived
+    seed_prompt = seed_prompt or ws.get_setting("seed.prompt")
+    return str(seed_prompt).split(".")[0] if seed_prompt else None
+
+
+def _collect_positives(ws: Any, default_phrase: str | None, dedupe_iou: float) -> _BoxCollector:
+    from autolabel.store.labels import iter_labels
+    from autolabel.store.train import located_seed_boxes
+
+    boxes = _BoxCollector(dedupe_iou)
+    for item in located_seed_boxes(ws):
+        phrase = item["phrase"] or default_phrase
+        if not phrase:
+            raise InputError(
+                f"seed item {item['id']}: expected a phrase (from seed captions, "
+                "`seed.prompt` in the config or --prompt), got none"
+            )
+        boxes.add(item["path"], item["image_id"], item["box"], normalize_phrase(phrase), "seed")
+    for label in iter_labels(ws, include="reviewed"):
+        phrase = normalize_phrase(label.phrase)
+        boxes.add(label.image_path, label.image_id, label.box, phrase, "reviewed")
+    if not boxes.per_image:
+        raise InputError(
+            "finetune: expected located seed boxes or reviewed boxes in the workspace, got "
+            "none (run `autolabel seed` and review some proposals first)"
+        )
+    return boxes
+
+
+def _negative_samples(ws: Any, positive_paths: Iterable[str]) -> list[TrainSample]:
+    """Images rejected as "no object" that have no positive box."""
+    from autolabel.store.train import rejected_images
+
+    skip = set(positive_paths)
+    negatives: dict[str, int] = {}
+    for rej in rejected_images(ws):
+        if is_no_object_reason(rej["reason"]) and rej["path"] not in skip:
+            negatives[rej["path"]] = rej["image_id"]
+    return [
+        TrainSample(path=path, boxes=np.zeros((0, 4)), phrases=(), image_id=image_id)
+        for path, image_id in negatives.items()
+    ]
+
+
 def build_training_set(
     ws: Any,
     *,
@@ -150,81 +240,24 @@ def build_training_set(
     Raises:
         InputError: no positive box at all, or a seed item without phrase and no default.
     """
-    from autolabel.store.labels import iter_labels
-    from autolabel.store.train import located_seed_boxes, rejected_images
-
-    if default_phrase is None:
-        # the seed stage's prompt: config seed.prompt, else the one `autolabel seed` derived
-        seed_prompt = seed_prompt or ws.get_setting("seed.prompt")
-        default_phrase = str(seed_prompt).split(".")[0] if seed_prompt else None
-    per_image: dict[str, dict[str, Any]] = {}
-
-    def add(path: str, image_id: int | None, box: Sequence[float], phrase: str, src: str) -> None:
-        entry = per_image.setdefault(
-            path, {"image_id": image_id, "boxes": [], "phrases": [], "sources": []}
-        )
-        if entry["image_id"] is None:
-            entry["image_id"] = image_id
-        b = np.asarray(box, np.float32)
-        for i, (ob, op) in enumerate(zip(entry["boxes"], entry["phrases"], strict=True)):
-            if op == phrase and box_iou(ob, b)[0, 0] >= dedupe_iou:
-                if src == "reviewed":  # a reviewer's box wins over the seed's
-                    entry["boxes"][i] = b
-                    entry["sources"][i] = src
-                return
-        entry["boxes"].append(b)
-        entry["phrases"].append(phrase)
-        entry["sources"].append(src)
-
-    n_seed = n_rev = 0
-    for item in located_seed_boxes(ws):
-        phrase = item["phrase"] or default_phrase
-        if not phrase:
-            raise InputError(
-                f"seed item {item['id']}: expected a phrase (from seed captions, "
-                "`seed.prompt` in the config or --prompt), got none"
-            )
-        add(item["path"], item["image_id"], item["box"], normalize_phrase(phrase), "seed")
-        n_seed += 1
-    for label in iter_labels(ws, include="reviewed"):
-        add(label.image_path, label.image_id, label.box, normalize_phrase(label.phrase), "reviewed")
-        n_rev += 1
-    if not per_image:
-        raise InputError(
-            "finetune: expected located seed boxes or reviewed boxes in the workspace, got "
-            "none (run `autolabel seed` and review some proposals first)"
-        )
-    negatives: dict[str, int] = {}
-    for rej in rejected_images(ws):
-        if is_no_object_reason(rej["reason"]) and rej["path"] not in per_image:
-            negatives[rej["path"]] = rej["image_id"]
-    samples: list[TrainSample] = []
+    phrase = _seed_phrase(ws, default_phrase, seed_prompt)
+    boxes = _collect_positives(ws, phrase, dedupe_iou)
+    positives = boxes.samples()
+    negatives = _negative_samples(ws, boxes.per_image)
     phrase_count: dict[str, int] = {}
-    for path, e in per_image.items():
-        samples.append(
-            TrainSample(
-                path=path,
-                boxes=np.stack(e["boxes"]),
-                phrases=tuple(e["phrases"]),
-                image_id=e["image_id"],
-                sources=tuple(e["sources"]),
-            )
-        )
-        for p in e["phrases"]:
+    for s in positives:
+        for p in s.phrases:
             phrase_count[p] = phrase_count.get(p, 0) + 1
-    for path, image_id in negatives.items():
-        samples.append(
-            TrainSample(path=path, boxes=np.zeros((0, 4)), phrases=(), image_id=image_id)
-        )
     # most frequent phrase first, ties by name: a stable prompt for the same data
     phrases = sorted(phrase_count, key=lambda p: (-phrase_count[p], p))
+    samples = positives + negatives
     counts = {
         "images": len(samples),
-        "positive_images": len(per_image),
+        "positive_images": len(positives),
         "negative_images": len(negatives),
         "boxes": sum(len(s.boxes) for s in samples),
-        "seed_boxes": n_seed,
-        "reviewed_boxes": n_rev,
+        "seed_boxes": boxes.added["seed"],
+        "reviewed_boxes": boxes.added["reviewed"],
     }
     return TrainingSet(samples=samples, phrases=phrases, counts=counts)
 

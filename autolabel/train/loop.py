@@ -16,16 +16,9 @@ from typing import TYPE_CHECKING, Any
 from autolabel.errors import ConflictError, InputError
 from autolabel.train import versions
 from autolabel.train.data import TrainingSet, build_training_set, split_train_val
+from autolabel.train.model import apply_freeze, predict
 from autolabel.train.state import RUN_FILE, is_resumable, read_run, resumable_partial
-from autolabel.train.trainer import (
-    Callback,
-    FinetuneResult,
-    Trainer,
-    apply_freeze,
-    pinned_threads,
-    predict,
-    write_json,
-)
+from autolabel.train.trainer import Callback, FinetuneResult, Trainer, pinned_threads, write_json
 
 if TYPE_CHECKING:
     from autolabel.config import FinetuneConfig
