@@ -449,3 +449,26 @@ def test_autocrop_honours_every_config_key_as_the_stage_command_does(
         assert stage[name] == auto[name], name
     changed = [name for name in stage if stage[name] != stage_base[name]]
     assert changed, f"{key}: no library call received the new value"
+
+
+def test_autocrop_defaults_are_a_preset_the_config_overrides(monkeypatch, autocrop_inputs):
+    from autolabel.pipeline import autocrop
+
+    paths = autocrop_inputs
+    ws, out = paths["autocrop-ws"], paths["autocrop-out"]
+    for config, precision, formats in (
+        ({}, 0.98, ["swift"]),
+        ({"select.target_precision": 0.9, "export.formats": ["coco"]}, 0.9, ["coco"]),
+    ):
+        _write_config(ws, {"seed.prompt": "thing", **config})
+        with monkeypatch.context() as mp:
+            rec = Recorder(mp, {})
+            autocrop(paths["in"], out, workspace=ws)
+            flagged = autocrop(paths["in"], out, workspace=ws, target_precision=0.5, size=64)
+        (select_cfg,), _ = rec.calls["select"][0]  # run_select(ws, cfg.select)
+        (export_opts,), _ = rec.calls["export"][0]  # export_dataset(ws, out, opts)
+        assert select_cfg["target_precision"] == precision
+        assert export_opts["formats"] == formats
+        assert rec.calls["select"][1][0][0]["target_precision"] == 0.5
+        assert rec.calls["export"][1][0][0]["size"] == 64
+        assert flagged["workspace"] == str(ws.resolve())
