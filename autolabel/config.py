@@ -1,12 +1,15 @@
 """Typed configuration. ``configs/default.yaml`` documents every key; this module validates.
 
-Precedence: built-in defaults < a YAML file (``--config`` or the workspace's
-``config.yaml``) < CLI flags. Unknown keys and wrong types are :class:`ConfigError` naming
+The sections are the option objects of the stages: frozen pydantic models that a command
+builds once and passes down. Precedence: built-in defaults < a preset (``autocrop``'s) < a
+YAML file (``--config`` or the workspace's ``config.yaml``) < CLI flags
+(:meth:`Config.with_flags`). Unknown keys and wrong types are :class:`ConfigError` naming
 the key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +19,7 @@ from autolabel.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class IngestConfig(_Section):
@@ -153,6 +156,29 @@ class Config(_Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
+    def with_flags(self, flags: Mapping[str, Any] | None = None) -> Config:
+        """A validated copy with the CLI flags that were given applied on top.
+
+        Args:
+            flags: ``{"section.key": value}``; ``None`` values mean "flag not given" and are
+                skipped.
+
+        Raises:
+            ConfigError: an unknown key or a value of the wrong type (the message names it).
+        """
+        given = {k: v for k, v in (flags or {}).items() if v is not None}
+        if not given:
+            return self
+        data = self.model_dump()
+        for dotted, value in given.items():
+            _set_dotted(data, dotted, value)
+        return _validate(data, "flags")
+
+    @property
+    def prompt(self) -> str | None:
+        """The prompt the config names: ``propose.prompt``, else ``seed.prompt``."""
+        return self.propose.prompt or self.seed.prompt
+
 
 def _format_validation(exc: ValidationError, source: str) -> str:
     parts = []
@@ -176,12 +202,36 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+def _validate(data: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    preset: Mapping[str, Any] | None = None,
+) -> Config:
     """Load and validate a config.
 
     Args:
         path: a YAML file, or None for the defaults.
         overrides: ``{"section.key": value}``; ``None`` values are ignored (flag not given).
+        preset: ``{"section.key": value}`` defaults of one command (``autocrop``) that the
+            file may override.
 
     Raises:
         ConfigError: unreadable YAML, unknown keys or wrong types (the message names the key).
@@ -205,10 +255,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top, got {type(loaded).__name__}")
         data = loaded
+    if preset:
+        base: dict[str, Any] = {}
+        for dotted, value in preset.items():
+            _set_dotted(base, dotted, value)
+        data = _merge(base, data)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, dotted, value)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, source)) from None
+    return _validate(data, source)

@@ -50,7 +50,11 @@ def finetune(
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (split, order, aug)."),
     prompt: str | None = typer.Option(
-        None, "--prompt", help="Phrase for seed boxes that have none (default: seed.prompt)."
+        None,
+        "--prompt",
+        help="Prompt whose first phrase is given to seed boxes that have none (default: the "
+        "workspace's prompt from `seed prompts` or the last `propose --prompt`, then "
+        "propose.prompt, then seed.prompt).",
     ),
     restart: bool = typer.Option(
         False, "--restart", help="Discard an interrupted run instead of resuming it."
@@ -69,25 +73,28 @@ def finetune(
 
     Example: autolabel finetune ./ws --epochs 20 --lr 1e-4 --batch-size 4 --freeze text
     """
-    from autolabel.train.loop import finetune_workspace
+    from autolabel import steps
 
     with open_workspace(workspace) as ws:
-        flags = {
-            "base": base,
-            "epochs": epochs,
-            "lr": lr,
-            "batch_size": batch_size,
-            "grad_accum": grad_accum,
-            "freeze": freeze,
-            "val_split": val_split,
-            "patience": patience,
-            "device": device,
-            "max_size": max_size,
-            "max_steps": max_steps,
-            "time_budget_s": time_budget,
-            "seed": seed,
-        }
-        cfg = ws.config({f"finetune.{k}": v for k, v in flags.items()})
+        cfg = steps.load_options(
+            ws,
+            None,
+            {
+                "finetune.base": base,
+                "finetune.epochs": epochs,
+                "finetune.lr": lr,
+                "finetune.batch_size": batch_size,
+                "finetune.grad_accum": grad_accum,
+                "finetune.freeze": freeze,
+                "finetune.val_split": val_split,
+                "finetune.patience": patience,
+                "finetune.device": device,
+                "finetune.max_size": max_size,
+                "finetune.max_steps": max_steps,
+                "finetune.time_budget_s": time_budget,
+                "finetune.seed": seed,
+            },
+        )
         bar = None if quiet else progress(transient=False)
         task = None
 
@@ -130,16 +137,7 @@ def finetune(
         if bar is not None:
             bar.start()
         try:
-            result = finetune_workspace(
-                ws,
-                options=cfg.finetune,
-                default_model=cfg.detect.model,
-                default_phrase=prompt,
-                seed_prompt=cfg.seed.prompt,
-                text_threshold=cfg.detect.text_threshold,
-                restart=restart,
-                callback=on_event,
-            )
+            result = steps.finetune(ws, cfg, prompt=prompt, restart=restart, callback=on_event)
         finally:
             if bar is not None:
                 bar.stop()

@@ -167,15 +167,6 @@ class _BoxCollector:
         ]
 
 
-def _seed_phrase(ws: Any, default_phrase: str | None, seed_prompt: str | None) -> str | None:
-    """Phrase for seed boxes without one: the flag, else the first phrase of the seed prompt."""
-    if default_phrase is not None:
-        return default_phrase
-    # the seed stage's prompt: config seed.prompt, else the one `autolabel seed` derived
-    seed_prompt = seed_prompt or ws.get_setting("seed.prompt")
-    return str(seed_prompt).split(".")[0] if seed_prompt else None
-
-
 def _collect_positives(ws: Any, default_phrase: str | None, dedupe_iou: float) -> _BoxCollector:
     from autolabel.store.labels import iter_labels
     from autolabel.store.train import located_seed_boxes
@@ -219,7 +210,6 @@ def build_training_set(
     ws: Any,
     *,
     default_phrase: str | None = None,
-    seed_prompt: str | None = None,
     dedupe_iou: float = 0.9,
 ) -> TrainingSet:
     """Collect located seed boxes, reviewed boxes and "no object" images of a workspace.
@@ -232,16 +222,13 @@ def build_training_set(
 
     Args:
         ws: an open :class:`autolabel.store.Workspace`.
-        default_phrase: phrase for seed items without one (the ``--prompt`` flag).
-        seed_prompt: the config's ``seed.prompt``; when ``default_phrase`` is None its first
-            phrase is used, else the first phrase of the prompt ``autolabel seed`` stored in
-            the workspace.
+        default_phrase: phrase for seed items without one: the first phrase of the prompt
+            chosen by :func:`autolabel.steps.resolve_prompt`.
 
     Raises:
         InputError: no positive box at all, or a seed item without phrase and no default.
     """
-    phrase = _seed_phrase(ws, default_phrase, seed_prompt)
-    boxes = _collect_positives(ws, phrase, dedupe_iou)
+    boxes = _collect_positives(ws, default_phrase, dedupe_iou)
     positives = boxes.samples()
     negatives = _negative_samples(ws, boxes.per_image)
     phrase_count: dict[str, int] = {}

@@ -174,7 +174,6 @@ def finetune_workspace(
     options: FinetuneConfig,
     default_model: str,
     default_phrase: str | None = None,
-    seed_prompt: str | None = None,
     text_threshold: float = 0.25,
     restart: bool = False,
     callback: Callback | None = None,
@@ -191,15 +190,14 @@ def finetune_workspace(
             starting model (see :func:`resolve_base`).
         default_model: starting model when ``options.base`` is None and the workspace has no
             version yet (``detect.model``).
-        default_phrase: phrase for seed boxes that have none (the ``--prompt`` flag).
-        seed_prompt: the config's ``seed.prompt`` (see
-            :func:`autolabel.train.data.build_training_set`).
+        default_phrase: phrase for seed boxes that have none (first phrase of the resolved
+            prompt, see :func:`autolabel.steps.resolve_prompt`).
         text_threshold: see :func:`finetune`.
     """
     resolved = resolve_base(ws.path, options.base, default_model=default_model)
     training = None
     if resumable_partial(ws.path, restart=restart) is None:
-        training = build_training_set(ws, default_phrase=default_phrase, seed_prompt=seed_prompt)
+        training = build_training_set(ws, default_phrase=default_phrase)
     return finetune(
         ws.path,
         training,
