@@ -141,7 +141,7 @@ def _seed(
     if originals is not None:  # calibration needs seed boxes located in originals
         timer.run(
             "seed calibrate",
-            lambda: calibrate(ws, detector=detector, options=detector_options),
+            lambda: calibrate(ws, cfg=cfg.seed, detector=detector, options=detector_options),
             lambda r: (
                 f"box_threshold {r['box_threshold']} (F1 {r['f1']:.2f}, precision "
                 f"{r['precision']:.2f}, recall {r['recall']:.2f} on {r['n']} seed boxes)"
@@ -164,7 +164,7 @@ def _propose(ws: Any, timer: StageTimer, name: str, **flags: Any) -> Any:
 
 
 def _select(ws: Any, timer: StageTimer, **overrides: Any) -> dict[str, Any]:
-    from autolabel.select.core import run_select
+    from autolabel.select.run import run_select
 
     cfg = ws.config({f"select.{k}": v for k, v in overrides.items()}).select
     return timer.run(
@@ -361,7 +361,7 @@ def autocrop(
         InputError: missing/invalid folders, or ``out_dir`` inside ``in_dir``.
         ConfigError: no prompt from ``prompt``, seed captions or config.
     """
-    from autolabel.select.stats import precision_estimate
+    from autolabel.select.run import precision_estimate
     from autolabel.store import Workspace
     from autolabel.store.images import workspace_status
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autolabel.config import SeedConfig
 from autolabel.errors import InputError
 from autolabel.seed.bootstrap import add_seed_crops
 from autolabel.seed.calibrate import (
@@ -137,7 +138,7 @@ def test_calibrate_with_exemplar_detector_leaves_each_crop_out_on_its_original(
         return real_build(name, **opts)
 
     monkeypatch.setattr(detect, "build_detector", spy)
-    result = calibrate(ws, detector="exemplar")
+    result = calibrate(ws, cfg=SeedConfig(), detector="exemplar")
     stored = ws.get_setting("seed.thresholds")
     assert stored == result
     assert result["n"] == 4 and result["n_images"] == 4
@@ -152,6 +153,7 @@ def test_calibrate_with_tiny_grounding_dino(seeded, tiny_models) -> None:
     derive_prompts(ws, prompt="product")
     result = calibrate(
         ws,
+        cfg=SeedConfig(),
         detector="grounding-dino",
         options={"model": str(tiny_models["grounding-dino"]), "device": "cpu"},
     )
@@ -162,4 +164,4 @@ def test_calibrate_with_tiny_grounding_dino(seeded, tiny_models) -> None:
 
 def test_calibrate_needs_located_boxes(workspace) -> None:
     with pytest.raises(InputError, match="no located seed boxes"):
-        calibrate(workspace, detector="exemplar")
+        calibrate(workspace, cfg=SeedConfig(), detector="exemplar")

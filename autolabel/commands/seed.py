@@ -181,7 +181,6 @@ def calibrate(
     from autolabel.seed.calibrate import calibration_inputs
 
     with open_workspace(workspace) as ws:
-        calibration_inputs(ws, prompt)  # clean errors before the progress bar starts
         cfg = ws.config(
             {
                 "detect.detector": detector,
@@ -190,6 +189,7 @@ def calibrate(
                 "seed.target_recall": target_recall,
             }
         )
+        calibration_inputs(ws, prompt, cfg=cfg.seed)  # clean errors before the progress bar
         options: dict[str, Any] = {
             "scale_step": cfg.detect.exemplar_scale_step,
             "coarse_side": cfg.detect.exemplar_coarse_side,
@@ -204,6 +204,7 @@ def calibrate(
             task = bar.add_task("calibrate", total=None, rate="")
             result = run_calibrate(
                 ws,
+                cfg=cfg.seed,
                 detector=cfg.detect.detector,
                 options=options,
                 prompt=prompt,

@@ -10,13 +10,17 @@ count as false positives, so the calibrated thresholds lean conservative.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autolabel.errors import InputError
+from autolabel.geometry import box_iou
 from autolabel.store.db import Workspace
 from autolabel.types import Proposals
+
+if TYPE_CHECKING:  # pragma: no cover
+    from autolabel.config import SeedConfig
 
 #: Default grids of the sweep.
 BOX_GRID = tuple(round(float(v), 3) for v in np.arange(0.05, 0.951, 0.025))
@@ -24,20 +28,6 @@ TEXT_GRID = tuple(round(float(v), 3) for v in np.arange(0.0, 0.901, 0.05))
 #: Thresholds the detector runs with during calibration (below every grid value).
 SWEEP_BOX_THRESHOLD = 0.05
 SWEEP_TEXT_THRESHOLD = 0.0
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes -> ``(n, m)``."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clip(0)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def match_counts(
@@ -209,9 +199,14 @@ def derive_prompts(
 
 
 def calibration_inputs(
-    ws: Workspace, prompt: str | None = None
+    ws: Workspace, prompt: str | None = None, *, cfg: SeedConfig
 ) -> tuple[dict[int, list[tuple[tuple[float, float, float, float], str | None]]], str]:
     """The located seed boxes by image id and the prompt :func:`calibrate` would use.
+
+    Args:
+        ws: open workspace.
+        prompt: explicit prompt; default: setting ``seed.prompt``, else ``cfg.prompt``.
+        cfg: the ``seed`` config section.
 
     Raises:
         InputError: no located seed boxes, or no prompt.
@@ -224,7 +219,7 @@ def calibration_inputs(
             f"{ws.path}: no located seed boxes to calibrate on (run `autolabel seed add` with "
             "--originals first)"
         )
-    prompt = prompt or ws.get_setting("seed.prompt") or ws.config().seed.prompt
+    prompt = prompt or ws.get_setting("seed.prompt") or cfg.prompt
     if not prompt:
         raise InputError(
             "no prompt: run `autolabel seed prompts` first or pass --prompt 'white sneaker'"
@@ -235,6 +230,7 @@ def calibration_inputs(
 def calibrate(
     ws: Workspace,
     *,
+    cfg: SeedConfig,
     detector: str = "grounding-dino",
     options: Mapping[str, Any] | None = None,
     prompt: str | None = None,
@@ -247,11 +243,11 @@ def calibrate(
 
     Args:
         ws: open workspace with located seed items.
+        cfg: the ``seed`` config section (supplies the prompt fallback).
         detector: registry name (``grounding-dino``, ``exemplar``).
         options: builder options (model, device, dtype...; for ``exemplar`` the located seed
             crops are used as exemplars when ``exemplars`` is not given).
-        prompt: detector prompt; default: setting ``seed.prompt``, else config
-            ``seed.prompt``.
+        prompt: detector prompt; default: setting ``seed.prompt``, else ``cfg.prompt``.
         iou: IoU for a true positive.
         target_recall: see :func:`choose_thresholds`.
         batch_size: images per ``detect`` call.
@@ -269,7 +265,7 @@ def calibrate(
     from autolabel.seed.bootstrap import seed_exemplars
     from autolabel.store.images import get_image
 
-    by_image, prompt = calibration_inputs(ws, prompt)
+    by_image, prompt = calibration_inputs(ws, prompt, cfg=cfg)
     opts = dict(options or {})
     opts["box_threshold"] = SWEEP_BOX_THRESHOLD
     if detector != "exemplar":

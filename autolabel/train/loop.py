@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from autolabel.errors import ConflictError, InputError
+from autolabel.geometry import cxcywh_norm_to_xyxy
 from autolabel.train import versions
 from autolabel.train.data import (
     TrainingSet,
@@ -35,7 +36,6 @@ from autolabel.train.data import (
     augment,
     build_prompt,
     build_training_set,
-    cxcywh_norm_to_xyxy,
     make_target,
     phrase_class_indices,
     resize_longest,
