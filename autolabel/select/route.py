@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autolabel.constants import ROUTES
 from autolabel.errors import InputError, ShapeError
 from autolabel.select.diversity import diverse_priority
 
-ROUTES = ("pending", "auto", "review", "audit", "rejected")
 AUTO_FLOOR = 0.5
 """A box more likely wrong than right is never auto-accepted, whatever the target."""
 MISSING_VALUE = 0.5
