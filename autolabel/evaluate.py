@@ -38,6 +38,7 @@ import numpy as np
 
 from autolabel.constants import ROUTE_AUDIT, ROUTE_AUTO
 from autolabel.errors import InputError
+from autolabel.geometry import box_iou
 
 if TYPE_CHECKING:  # pragma: no cover
     from autolabel.store import Workspace
@@ -142,7 +143,6 @@ def load_truth(ws: Workspace, truth_path: str | Path) -> Truth:
 def match_count(pred: np.ndarray, truth: np.ndarray, *, iou: float = 0.5) -> int:
     """Greedy one-to-one matches between ``(n, 4)`` predictions (in priority order) and
     ``(k, 4)`` true boxes at IoU >= ``iou``."""
-    from autolabel.geometry import box_iou
 
     if pred.shape[0] == 0 or truth.shape[0] == 0:
         return 0
@@ -165,7 +165,6 @@ def review_outcome(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
     overlapping a still-unmatched true box (IoU > 0.1) is adjusted onto it, the rest are
     rejected.
     """
-    from autolabel.geometry import box_iou
 
     tp = match_count(pred, truth)
     if pred.shape[0] == 0 or truth.shape[0] == 0:
@@ -244,7 +243,6 @@ def evaluate(
         ``budget_fraction`` (share of truth images with review items now),
         ``audit_estimate``, ``true_auto_precision``, ``plots``.
     """
-    from autolabel.geometry import box_iou
     from autolabel.select.calibrate import reliability
     from autolabel.select.run import precision_estimate
     from autolabel.store.labels import iter_labels
