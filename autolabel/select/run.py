@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autolabel import constants as C
 from autolabel.geometry import box_iou
 from autolabel.select.calibrate import Calibrator, feature_matrix, fit_calibrator
 from autolabel.select.route import auto_accept_mask, parse_budget, plan_routes, review_value
@@ -280,11 +281,12 @@ def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[s
     rows = np.flatnonzero(~fixed)
     budget = parse_budget(cfg.budget, rows.size)
     queue = load_queue(ws)
-    open_audit_ids = queue.proposal_id[(queue.reason == "audit") & (queue.status == "open")]
-    done_audit = int(((queue.reason == "audit") & np.isin(queue.status, ["claimed", "done"])).sum())
+    is_audit = queue.reason == C.QUEUE_REASON_AUDIT
+    open_audit_ids = queue.proposal_id[is_audit & (queue.status == C.QUEUE_OPEN)]
+    done_audit = int((is_audit & np.isin(queue.status, [C.QUEUE_CLAIMED, C.QUEUE_DONE])).sum())
     keep_audit = np.isin(cur.ids[rows], open_audit_ids)
     # images that already have a human-accepted box need no "missing" item
-    accepted_ids = decisions.proposal_id[np.isin(decisions.action, ["accept", "adjust"])]
+    accepted_ids = decisions.proposal_id[np.isin(decisions.action, C.ACCEPTING_ACTIONS)]
     labelled_images = np.unique(cur.image_id[np.isin(cur.ids, accepted_ids)])
     has_label = np.isin(cur.image_id[rows], labelled_images)
 
