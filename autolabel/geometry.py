@@ -26,6 +26,7 @@ __all__ = [
     "flip_boxes",
     "input_shape",
     "iou",
+    "mask_boxes",
     "paired_iou",
     "rescale_boxes",
     "scale_boxes",
@@ -59,6 +60,26 @@ def box_area(xyxy: Any) -> np.ndarray:
     """Areas of ``(n, 4)`` boxes (0 for degenerate boxes); returns ``(n,) float64``."""
     b = as_boxes(xyxy)
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
+
+def mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """Tight ``(n, 4)`` xyxy boxes of ``(n, H, W)`` boolean masks (NaN for empty masks).
+
+    Boxes use the pixel-edge convention: a single pixel at (x, y) gives [x, y, x+1, y+1].
+    """
+    m = np.asarray(masks).astype(bool, copy=False)
+    if m.ndim != 3:
+        raise ShapeError(f"masks: expected shape (n, H, W), got {m.shape}")
+    n = m.shape[0]
+    out = np.full((n, 4), np.nan)
+    rows = m.any(axis=2)
+    cols = m.any(axis=1)
+    for i in range(n):
+        ys = np.flatnonzero(rows[i])
+        xs = np.flatnonzero(cols[i])
+        if ys.size and xs.size:
+            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return out
 
 
 def _iou_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -223,3 +223,14 @@ def test_the_scan_catches_a_copy(tmp_path):
     fn = next(_functions(ast.parse(copy)))
     names = _assigned_names(fn)
     assert any(n.startswith("inter") for n in names) and "union" in names
+
+
+def test_mask_boxes_use_pixel_edges_and_nan_for_empty_masks():
+    masks = np.zeros((3, 40, 50), bool)
+    masks[0, 10:20, 5:25] = True
+    masks[1, 7, 9] = True  # one pixel
+    got = G.mask_boxes(masks)
+    np.testing.assert_allclose(got[:2], [[5, 10, 25, 20], [9, 7, 10, 8]])
+    assert np.isnan(got[2]).all()
+    with pytest.raises(ShapeError, match=r"expected shape \(n, H, W\)"):
+        G.mask_boxes(masks[0])

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from autolabel.errors import ShapeError
-from autolabel.geometry import as_boxes, box_iou, flip_boxes, paired_iou
+from autolabel.geometry import as_boxes, box_iou, flip_boxes, mask_boxes, paired_iou
 
 SIGNALS: dict[str, str] = {
     "score": "detector box confidence; higher = more likely correct",
@@ -124,26 +124,6 @@ def group_codes(*keys: np.ndarray) -> np.ndarray:
         codes = codes.reshape(-1).astype(np.int64)
     assert codes is not None
     return codes
-
-
-def mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """Tight ``(n, 4)`` xyxy boxes of ``(n, H, W)`` boolean masks (NaN for empty masks).
-
-    Boxes use the pixel-edge convention: a single pixel at (x, y) gives [x, y, x+1, y+1].
-    """
-    m = np.asarray(masks).astype(bool, copy=False)
-    if m.ndim != 3:
-        raise ShapeError(f"masks: expected shape (n, H, W), got {m.shape}")
-    n = m.shape[0]
-    out = np.full((n, 4), np.nan)
-    rows = m.any(axis=2)
-    cols = m.any(axis=1)
-    for i in range(n):
-        ys = np.flatnonzero(rows[i])
-        xs = np.flatnonzero(cols[i])
-        if ys.size and xs.size:
-            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
-    return out
 
 
 def mask_box_iou(xyxy: np.ndarray, masks: np.ndarray) -> np.ndarray:
