@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from autolabel.constants import DEFAULT_DETECTOR, DEFAULT_MODEL, IMAGE_EXTENSIONS
 from autolabel.errors import ConfigError
 
 
@@ -24,9 +25,7 @@ class _Section(BaseModel):
 
 class IngestConfig(_Section):
     recursive: bool = True
-    extensions: list[str] = Field(
-        default_factory=lambda: ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
-    )
+    extensions: list[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS))
     batch_size: int = Field(1000, ge=1)
     hash_bytes: int = Field(0, ge=0, description="0 = hash whole file")
     follow_symlinks: bool = True
@@ -50,8 +49,8 @@ class SeedConfig(_Section):
 
 
 class DetectConfig(_Section):
-    detector: str = "grounding-dino"
-    model: str = "IDEA-Research/grounding-dino-tiny"
+    detector: str = DEFAULT_DETECTOR
+    model: str = DEFAULT_MODEL
     refiner: Literal["none", "sam", "hf-sam"] = "none"
     refiner_model: str | None = None
     device: str = "auto"

@@ -341,7 +341,7 @@ def autocrop(
         InputError: missing/invalid folders, or ``out_dir`` inside ``in_dir``.
         ConfigError: no prompt from ``prompt``, seed captions or config.
     """
-    from autolabel.select.stats import precision_estimate
+    from autolabel.select.run import precision_estimate
     from autolabel.store import Workspace
     from autolabel.store.images import workspace_status
 

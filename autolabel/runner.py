@@ -41,6 +41,7 @@ import numpy as np
 
 from autolabel.detect.base import Detector, Refiner
 from autolabel.errors import ConfigError, ImageError, ModelError, NotFoundError
+from autolabel.geometry import input_shape, rescale_boxes
 from autolabel.types import Proposals
 
 LATEST = "latest"
@@ -284,19 +285,6 @@ def exemplar_options(ws: Any, prompt: str) -> dict[str, Any]:
 
 
 # -- geometry --------------------------------------------------------------------------------
-def input_shape(width: int, height: int, max_size: int) -> tuple[int, int, float]:
-    """Shape an image is fed to the detector at: longest side capped at ``max_size``.
-
-    Returns:
-        ``(height, width, scale)`` with ``scale = fed / original`` (1.0 if not shrunk).
-    """
-    longest = max(width, height)
-    if longest <= max_size:
-        return int(height), int(width), 1.0
-    scale = max_size / longest
-    return max(1, round(height * scale)), max(1, round(width * scale)), scale
-
-
 def input_cap(detector: Any, default: int) -> int:
     """Longest side the loader shrinks images to: the detector's own input size when known.
 
@@ -330,13 +318,8 @@ def rescale(props: Proposals, scale_x: float, scale_y: float, width: int, height
         Proposals with ``xyxy (n, 4)`` in original pixels; masks are dropped when the image
         was shrunk (the store keeps boxes and signals, not masks).
     """
-    if scale_x == 1.0 and scale_y == 1.0:
-        xyxy = props.xyxy
-        mask = props.mask
-    else:
-        xyxy = props.xyxy / np.array([scale_x, scale_y, scale_x, scale_y], np.float32)
-        mask = None
-    xyxy = np.clip(xyxy, 0, np.array([width, height, width, height], np.float32))
+    mask = props.mask if scale_x == 1.0 and scale_y == 1.0 else None
+    xyxy = rescale_boxes(props.xyxy, scale_x, scale_y, width, height)
     return Proposals(xyxy, props.score, props.phrase, mask, props.data)
 
 

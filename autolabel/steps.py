@@ -261,8 +261,8 @@ def _quiet(_: str) -> None:
 
 
 def select(ws: Any, cfg: Config, *, log: Callable[[str], None] = _quiet) -> dict[str, Any]:
-    """Calibrate, route and fill the review queue (:func:`autolabel.select.core.run_select`)."""
-    from autolabel.select.core import run_select
+    """Calibrate, route and fill the review queue (:func:`autolabel.select.run.run_select`)."""
+    from autolabel.select.run import run_select
 
     return run_select(ws, cfg.select, log=log)
 

@@ -162,10 +162,10 @@ accepted boxes are exportable immediately.""",
     (
         "code",
         """from autolabel.export import ExportOptions, export_dataset
-from autolabel.select.core import run_select
-from autolabel.select.stats import format_estimate, precision_estimate
+from autolabel.select.run import precision_estimate, run_select
+from autolabel.select.stats import format_estimate
 
-sel = run_select(ws)
+sel = run_select(ws, ws.config().select)
 print("routes:", sel["routes"])
 print(format_estimate(precision_estimate(ws)))
 result = export_dataset(ws, root / "export", ExportOptions(size=224, min_size=48))

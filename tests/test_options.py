@@ -303,7 +303,7 @@ class Recorder:
         import autolabel.runner
         import autolabel.seed.bootstrap
         import autolabel.seed.calibrate
-        import autolabel.select.core
+        import autolabel.select.run
         import autolabel.store.exports
 
         self.tokens = tokens
@@ -346,7 +346,7 @@ class Recorder:
         mp.setattr(autolabel.seed.calibrate, "calibration_inputs", lambda ws, p: ({}, p))
         mp.setattr(autolabel.seed.calibrate, "calibrate", record("calibrate", calibration))
         mp.setattr(autolabel.runner, "run_propose", record("propose", self.summary))
-        mp.setattr(autolabel.select.core, "run_select", record("select", selected))
+        mp.setattr(autolabel.select.run, "run_select", record("select", selected))
         mp.setattr(autolabel.export, "export_dataset", record("export", exported, skip=2))
         mp.setattr(autolabel.store.exports, "labels_changed_since_last_export", lambda ws: True)
         mp.setattr(autolabel.review.app, "serve", record("review", None))

@@ -56,7 +56,8 @@ def select(
     Example: autolabel select ./ws --target-precision 0.99 --budget 500 --audit-rate 0.02
     """
     from autolabel import steps
-    from autolabel.select.stats import format_estimate, precision_estimate
+    from autolabel.select.run import precision_estimate
+    from autolabel.select.stats import format_estimate
 
     with open_workspace(workspace) as ws:
         cfg = steps.load_options(

@@ -146,10 +146,11 @@ def status(
 
     Example: autolabel status ./ws --json
     """
+    from autolabel.select.run import status_summary
     from autolabel.store.images import workspace_status
 
     with open_workspace(workspace) as ws:
-        payload = workspace_status(ws)
+        payload = {**workspace_status(ws), "auto_precision": status_summary(ws)}
     if as_json:
         echo_json(payload)
         return

@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.constants import DEFAULT_MODEL
 from autolabel.detect.base import load_hf, model_version_of, resolve_device, select_dtype
 from autolabel.errors import InputError, ModelError, ShapeError
+from autolabel.geometry import box_iou
 from autolabel.types import Proposals
 
 MAX_TEXT_TOKENS = 256
@@ -102,19 +104,6 @@ def chunk_phrases(
     return chunks
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU. ``a (n,4)``, ``b (m,4)`` xyxy -> ``(n, m)``."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def phrase_token_map(text: str, phrases: Sequence[str], tokenizer: Any) -> np.ndarray:
     """Which phrase each token of ``text`` belongs to (-1 for [CLS], '.', [SEP]).
 
@@ -171,7 +160,7 @@ class GroundingDinoDetector:
 
     def __init__(
         self,
-        model: str | Path = "IDEA-Research/grounding-dino-tiny",
+        model: str | Path = DEFAULT_MODEL,
         *,
         device: str = "auto",
         dtype: str = "auto",

@@ -50,10 +50,10 @@ from autolabel.export.geometry import (
     RESIZE_MODES,
     clip_box,
     expand_box,
-    iou,
     resize_plan,
     round_box,
 )
+from autolabel.geometry import iou
 from autolabel.store.db import Workspace
 from autolabel.types import Label
 

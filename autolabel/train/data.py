@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from autolabel.errors import InputError, ModelError
+from autolabel.geometry import flip_boxes, iou, scale_boxes, xyxy_to_cxcywh_norm
 
 # token ids that GroundingDino's build_label_maps treats as phrase delimiters
 DELIMITER_IDS = (101, 102, 1012, 1029, 0)
@@ -104,19 +105,6 @@ def build_prompt(phrases: Sequence[str]) -> str:
     return ". ".join(phrases) + "."
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes -> ``(n, m)``."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def is_no_object_reason(reason: str | None) -> bool:
     """True when a reject reason says the image contains no object at all."""
     if not reason:
@@ -145,7 +133,7 @@ class _BoxCollector:
             entry["image_id"] = image_id
         b = np.asarray(box, np.float32)
         for i, (ob, op) in enumerate(zip(entry["boxes"], entry["phrases"], strict=True)):
-            if op == phrase and box_iou(ob, b)[0, 0] >= self.dedupe_iou:
+            if op == phrase and iou(ob, b) >= self.dedupe_iou:
                 if src == "reviewed":  # a reviewer's box wins over the seed's
                     entry["boxes"][i] = b
                     entry["sources"][i] = src
@@ -328,35 +316,6 @@ def phrase_class_indices(
     return out
 
 
-def xyxy_to_cxcywh_norm(xyxy: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Pixel ``(n, 4)`` xyxy -> ``(n, 4)`` normalised ``(cx, cy, w, h)`` clipped to [0, 1]."""
-    b = np.asarray(xyxy, np.float32).reshape(-1, 4).copy()
-    b[:, [0, 2]] = np.clip(b[:, [0, 2]] / float(width), 0, 1)
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]] / float(height), 0, 1)
-    return np.stack(
-        [(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]],
-        axis=1,
-    ).astype(np.float32)
-
-
-def cxcywh_norm_to_xyxy(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Normalised ``(n, 4)`` cxcywh -> pixel ``(n, 4)`` xyxy (inverse of the above)."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    cx, cy, w, h = b[:, 0] * width, b[:, 1] * height, b[:, 2] * width, b[:, 3] * height
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-
-
-def hflip_xyxy(xyxy: np.ndarray, width: float) -> np.ndarray:
-    """Boxes ``(n, 4)`` of an image of ``width`` pixels after a horizontal flip."""
-    b = np.asarray(xyxy, np.float32).reshape(-1, 4)
-    return np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], axis=1)
-
-
-def scale_xyxy(xyxy: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Boxes ``(n, 4)`` after resizing the image by ``(sx, sy)``."""
-    return np.asarray(xyxy, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
-
-
 def resize_longest(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float]:
     """Resize ``(H, W, 3)`` so its longest side is ``size``; returns image, ``sx``, ``sy``."""
     from PIL import Image
@@ -393,11 +352,11 @@ def augment(
     boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
     if hflip and rng.random() < 0.5:
         image = image[:, ::-1].copy()
-        boxes = hflip_xyxy(boxes, image.shape[1])
+        boxes = flip_boxes(boxes, image.shape[1])
     factor = 1.0 + (rng.uniform(-scale_jitter, scale_jitter) if scale_jitter > 0 else 0.0)
     size = max(16, round(max_size * factor))
     image, sx, sy = resize_longest(image, size)
-    return image, scale_xyxy(boxes, sx, sy)
+    return image, scale_boxes(boxes, sx, sy)
 
 
 def make_target(

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from autolabel.errors import ConflictError
-from autolabel.train.data import cxcywh_norm_to_xyxy, resize_longest, token_groups
+from autolabel.geometry import cxcywh_norm_to_xyxy
+from autolabel.train.data import resize_longest, token_groups
 
 
 def apply_freeze(model: Any, freeze: str) -> dict[str, int]:

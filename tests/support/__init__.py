@@ -1,0 +1,1 @@
+"""Test and benchmark support code (simulated detector and reviewer)."""
