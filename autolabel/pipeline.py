@@ -150,14 +150,14 @@ def _seed(
 
 
 def _propose(ws: Any, timer: StageTimer, name: str, **flags: Any) -> Any:
-    from autolabel.runner import resolve_settings, run_propose
+    from autolabel.propose import resolve_settings, run_propose
 
     settings = resolve_settings(ws, **flags)
     return timer.run(
         name,
         lambda: run_propose(ws, settings),
         lambda s: (
-            f"{s.images} images -> {s.proposals} proposals with {settings.detector} "
+            f"{s.images} images -> {s.proposals} proposals with {settings.detect.detector} "
             f"({s.errors} errors, {s.images_per_second:.1f} images/s)"
         ),
     )

@@ -19,7 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from autolabel.errors import ConflictError
-from autolabel.train import versions
+from autolabel.detect import versions
 from autolabel.train.data import TrainingSet, TrainSample
 from autolabel.train.loop import FinetuneOptions, finetune
 

@@ -65,7 +65,7 @@ def propose(
     """
     import threading
 
-    from autolabel.runner import graceful_interrupt, resolve_settings, run_propose
+    from autolabel.propose import graceful_interrupt, resolve_settings, run_propose
 
     with open_workspace(workspace) as ws:
         settings = resolve_settings(

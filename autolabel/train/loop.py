@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.detect import versions
 from autolabel.errors import ConflictError, InputError
-from autolabel.train import versions
 from autolabel.train.data import (
     TrainingSet,
     TrainSample,
@@ -806,9 +806,7 @@ def resolve_base(ws: Any, base: str | None = None) -> str:
     if chosen is None:
         latest = versions.latest_version_dir(ws.path)
         return str(latest) if latest is not None else cfg.detect.model
-    if chosen == "latest" or versions.looks_like_version(chosen):
-        return str(versions.resolve_version(ws.path, chosen))
-    return str(chosen)
+    return versions.resolve_model(chosen, workspace=ws.path)
 
 
 def finetune_workspace(
