@@ -233,6 +233,7 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
     """Measure (a), (b) and (c) and print them with the two ratios."""
     from autolabel.detect import build_detector
     from autolabel.propose import ProposeSettings, run_propose
+    from autolabel.propose.threads import limit_torch_threads, torch_threads_beside
     from autolabel.store import runs as store_runs
 
     model_dir = make_bench_model(tmp / "model", args.image_size)
@@ -273,7 +274,11 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
         text_threshold=0.25,
     )
     rows = [dict(r) for r in store_runs.iter_pending_images(ws_b, run.key)]
-    a = pure_model_seconds(detector, paths, settings, rows)
+    # (a) and (c) get the torch thread count run_propose gives the model beside its loaders,
+    # so the ratios compare the pipelines, not thread settings
+    pinned = torch_threads_beside(settings.propose.workers)
+    with limit_torch_threads(pinned):
+        a = pure_model_seconds(detector, paths, settings, rows)
     print(f"(a) pure model time   {a:8.2f} s  ({len(rows) / a:.2f} img/s)", flush=True)
 
     t0 = time.perf_counter()
@@ -287,7 +292,8 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
     )
 
     ws_c = new_workspace(tmp / "ws_c", folder)
-    c, n_naive = naive_seconds(detector, paths, ws_c)
+    with limit_torch_threads(pinned):
+        c, n_naive = naive_seconds(detector, paths, ws_c)
     print(f"(c) naive loop        {c:8.2f} s  ({args.images / c:.2f} img/s, {n_naive} boxes)")
     print(f"ratio (b)/(a) = {b / a:.3f}   (target <= 1.10)")
     print(f"ratio (c)/(b) = {c / b:.2f}    (target >= 3; {len(PHRASES)} phrases)")
