@@ -113,3 +113,15 @@ def test_bad_settings_are_config_errors(options, match):
 
     with pytest.raises(ConfigError, match=match):
         ProposeSettings.of("cup", **options)
+
+
+def test_cli_propose_model_v2_names_the_workspace_version(workspace):
+    from typer.testing import CliRunner
+
+    from autolabel.cli import app
+    from autolabel.errors import InputError
+
+    _version(workspace, "gdino-v1", {})
+    res = CliRunner().invoke(app, ["propose", str(workspace.path), "-p", "cup", "--model", "v2"])
+    assert isinstance(res.exception, InputError), res.output  # the CLI prints it on one line
+    assert str(res.exception) == "model version 'v2': expected one of ['gdino-v1']"
