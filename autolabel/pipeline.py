@@ -134,7 +134,7 @@ def _propose(
     box_threshold: float | None = None,
     text_threshold: float | None = None,
 ) -> Any:
-    from autolabel.runner import run_propose
+    from autolabel.propose import run_propose
 
     settings = steps.propose_settings(
         ws, cfg, prompt=prompt, box_threshold=box_threshold, text_threshold=text_threshold
@@ -143,7 +143,7 @@ def _propose(
         name,
         lambda: run_propose(ws, settings),
         lambda s: (
-            f"{s.images} images -> {s.proposals} proposals with {settings.detector} "
+            f"{s.images} images -> {s.proposals} proposals with {settings.detect.detector} "
             f"({s.errors} errors, {s.images_per_second:.1f} images/s)"
         ),
     )

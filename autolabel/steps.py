@@ -221,7 +221,7 @@ def propose_settings(
     box_threshold: float | None = None,
     text_threshold: float | None = None,
 ) -> Any:
-    """Settings of a propose run (:func:`autolabel.runner.resolve_settings`).
+    """Settings of a propose run (:func:`autolabel.propose.resolve_settings`).
 
     ``box_threshold``/``text_threshold`` are the flags only: without them the thresholds
     calibrated by ``seed calibrate`` or ``finetune`` beat ``detect.*`` (the runner decides).
@@ -231,25 +231,11 @@ def propose_settings(
         EmptyPromptError: no prompt (see :func:`resolve_prompt`).
         ConfigError: an invalid value (named).
     """
-    from autolabel.runner import resolve_settings
+    from autolabel.propose import resolve_settings
 
     chosen = resolve_prompt(ws, cfg, prompt)
-    dc, pc = cfg.detect, cfg.propose
     settings = resolve_settings(
-        ws,
-        prompt=str(chosen),
-        detector=dc.detector,
-        model=dc.model,
-        refiner=dc.refiner,
-        refiner_model=dc.refiner_model,
-        device=dc.device,
-        batch_size=pc.batch_size,
-        limit=pc.limit,
-        engine=pc.engine,
-        ray_address=pc.ray_address,
-        workers=pc.workers,
-        box_threshold=box_threshold,
-        text_threshold=text_threshold,
+        ws, cfg, prompt=chosen, box_threshold=box_threshold, text_threshold=text_threshold
     )
     if prompt:
         remember_prompt(ws, chosen)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "autolabel"
-STAGES = ("ingest", "seed", "propose", "runner", "select", "review", "train", "export")
+STAGES = ("ingest", "seed", "propose", "select", "review", "train", "export")
 STAGES += ("evaluate", "detect", "pipeline", "commands", "cli", "report")
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autolabel.detect import versions
 from autolabel.errors import InputError
 from autolabel.store import runs as store_runs
 from autolabel.store.db import utcnow
 from autolabel.train import data as td
-from autolabel.train import versions
 from autolabel.train.metrics import average_precision, best_f1_threshold
 from tests.conftest import mock_proposals
 

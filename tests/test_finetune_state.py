@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from autolabel.config import FinetuneConfig
+from autolabel.detect import versions
 from autolabel.errors import ConfigError, ConflictError
-from autolabel.train import versions
 from autolabel.train.loop import _check_same_settings, fingerprint
 from autolabel.train.state import (
     LAST_CHECKPOINT,

@@ -19,10 +19,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from autolabel.config import FinetuneConfig
+from autolabel.detect import versions
 from autolabel.errors import ConflictError
-from autolabel.train import versions
 from autolabel.train.data import TrainingSet, TrainSample
 from autolabel.train.loop import finetune
+from tests.support import propose_settings
 
 
 def red_squares(folder: Path, n: int, *, size: int = 64, seed: int = 0) -> list[TrainSample]:
@@ -186,7 +187,7 @@ def test_restart_discards_an_interrupted_run(tmp_path, tiny_models):
 
 
 def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
-    from autolabel import runner
+    from autolabel import propose
     from autolabel.cli import app
     from autolabel.detect.base import model_version_of
     from autolabel.store import Workspace
@@ -246,11 +247,11 @@ def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
             "VALUES (?,?,?,?,?)",
             (pid, decided, "ann", "accept", utcnow()),
         )
-        settings = runner.resolve_settings(
+        settings = propose_settings(
             ws, prompt="red square", model="latest", device="cpu", workers=0
         )
-        assert settings.model == str(ws_path / "models" / "gdino-v1")
-        summary = runner.run_propose(ws, settings)
+        assert settings.detect.model == str(ws_path / "models" / "gdino-v1")
+        summary = propose.run_propose(ws, settings)
         assert summary.images == 7  # 8 images, one already decided by a person
         run = store_runs.get_run(ws, max(r["id"] for r in store_runs.list_runs(ws)))
         assert run.model_version == model_version_of(ws_path / "models" / "gdino-v1")

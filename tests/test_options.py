@@ -149,7 +149,7 @@ def _fake_summary() -> SimpleNamespace:
 def test_propose_prompt_becomes_the_workspace_prompt_and_finetune_finds_it(tmp_path, monkeypatch):
     """The bug: finetune on a workspace proposed with --prompt "product photo" failed with
     "expected a phrase ... got none" (seed boxes without captions had no phrase)."""
-    import autolabel.runner
+    import autolabel.propose
     import autolabel.train.loop
     from autolabel.cli import app
     from autolabel.store.db import utcnow
@@ -166,7 +166,7 @@ def test_propose_prompt_becomes_the_workspace_prompt_and_finetune_finds_it(tmp_p
                 ("c.png", "/x/a.jpg", image_id, 1, 1, 30, 30, 0.9, "located", None, utcnow()),
             )
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(autolabel.runner, "run_propose", lambda ws, s, **kw: _fake_summary())
+    monkeypatch.setattr(autolabel.propose, "run_propose", lambda ws, s, **kw: _fake_summary())
 
     def fake_train(path, training, **kw):
         seen["phrases"] = training.phrases
@@ -299,8 +299,8 @@ class Recorder:
     def __init__(self, monkeypatch, tokens: dict[str, str]) -> None:
         import autolabel.export
         import autolabel.ingest
+        import autolabel.propose
         import autolabel.review.app
-        import autolabel.runner
         import autolabel.seed.bootstrap
         import autolabel.seed.calibrate
         import autolabel.select.run
@@ -345,7 +345,7 @@ class Recorder:
         mp.setattr(autolabel.seed.calibrate, "derive_prompts", record("seed prompts", prompts))
         mp.setattr(autolabel.seed.calibrate, "calibration_inputs", lambda ws, p: ({}, p))
         mp.setattr(autolabel.seed.calibrate, "calibrate", record("calibrate", calibration))
-        mp.setattr(autolabel.runner, "run_propose", record("propose", self.summary))
+        mp.setattr(autolabel.propose, "run_propose", record("propose", self.summary))
         mp.setattr(autolabel.select.run, "run_select", record("select", selected))
         mp.setattr(autolabel.export, "export_dataset", record("export", exported, skip=2))
         mp.setattr(autolabel.store.exports, "labels_changed_since_last_export", lambda ws: True)

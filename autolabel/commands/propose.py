@@ -68,7 +68,7 @@ def propose(
     import threading
 
     from autolabel import steps
-    from autolabel.runner import graceful_interrupt, run_propose
+    from autolabel.propose import graceful_interrupt, run_propose
 
     with open_workspace(workspace) as ws:
         cfg = steps.load_options(

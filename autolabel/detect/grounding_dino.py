@@ -35,7 +35,7 @@ import numpy as np
 
 from autolabel.constants import DEFAULT_MODEL
 from autolabel.detect.base import load_hf, model_version_of, resolve_device, select_dtype
-from autolabel.errors import InputError, ModelError, ShapeError
+from autolabel.errors import InputError, ShapeError
 from autolabel.geometry import box_iou
 from autolabel.types import Proposals
 
@@ -169,7 +169,8 @@ class GroundingDinoDetector:
         image_size: int | None = None,
         max_batch: int | None = None,
     ) -> None:
-        from autolabel.detect.registry import load_registry, models_dir, resolve_model
+        from autolabel.detect.registry import models_dir
+        from autolabel.detect.versions import resolve_model
 
         for label, v in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
             if not 0.0 <= float(v) <= 1.0:
@@ -180,13 +181,7 @@ class GroundingDinoDetector:
         self.max_batch = max_batch
         self.device = resolve_device(device)
         self.dtype = select_dtype(dtype, self.device)
-        source = str(model)
-        try:
-            entry = load_registry().get(source)
-        except ModelError:
-            entry = None
-        if entry is not None and entry.kind == "grounding-dino-original":
-            source = resolve_model(source)
+        source = resolve_model(str(model), kind="grounding-dino")
         version = None
         if Path(source).expanduser().is_file():
             from autolabel.detect.convert import ensure_converted

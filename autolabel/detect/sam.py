@@ -248,7 +248,7 @@ class SamRefiner:
     def __init__(self, model: str | Path = "sam-vit-b", *, device: str = "auto") -> None:
         import torch
 
-        from autolabel.detect.registry import resolve_model
+        from autolabel.detect.versions import resolve_model
 
         path = Path(resolve_model(str(model), kind="sam")).expanduser()
         if not path.is_file():

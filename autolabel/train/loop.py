@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autolabel.detect import versions
 from autolabel.errors import ConflictError, InputError
-from autolabel.train import versions
 from autolabel.train.data import TrainingSet, build_training_set, split_train_val
 from autolabel.train.model import apply_freeze, predict
 from autolabel.train.state import RUN_FILE, is_resumable, read_run, resumable_partial
@@ -163,9 +163,7 @@ def resolve_base(ws_path: str | Path, base: str | None, *, default_model: str) -
     if base is None:
         latest = versions.latest_version_dir(ws_path)
         return str(latest) if latest is not None else default_model
-    if base == "latest" or versions.looks_like_version(base):
-        return str(versions.resolve_version(ws_path, base))
-    return str(base)
+    return versions.resolve_model(base, workspace=ws_path)
 
 
 def finetune_workspace(

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from autolabel.train import versions
+from autolabel.detect import versions
 
 RUN_FILE = "run.json"
 LAST_CHECKPOINT = "last.pt"

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autolabel.detect import versions
 from autolabel.errors import InputError
-from autolabel.train import versions
 from autolabel.train.data import (
     TrainSample,
     augment,
