@@ -175,20 +175,12 @@ def _select(ws: Any, timer: StageTimer, **overrides: Any) -> dict[str, Any]:
 
 
 def _export(ws: Any, timer: StageTimer, out: Path, **options: Any) -> Any:
-    from autolabel.export import ExportOptions, export_dataset
+    from autolabel.export import export_dataset
 
-    cfg = ws.config().export
-    opts = ExportOptions(
-        size=options.pop("size", cfg.size),
-        resize=cfg.resize,
-        margin=cfg.margin,
-        min_size=cfg.min_size,
-        include=cfg.include,
-        **options,
-    )
+    cfg = ws.config({f"export.{k}": v for k, v in options.items()})
     return timer.run(
         "export",
-        lambda: export_dataset(ws, out, opts),
+        lambda: export_dataset(ws, out, cfg.export, image=cfg.image),
         lambda r: (
             f"version {r.version}: {r.counts.get('crops', 0)} crops, "
             f"{r.counts.get('too_small', 0)} too small -> {r.path}"

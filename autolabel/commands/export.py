@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace, progress
+from autolabel.export.registry import formats_help
 
 
 def export(
@@ -39,8 +40,7 @@ def export(
     formats: str | None = typer.Option(
         None,
         "--formats",
-        help="Comma-separated: swift, swift-messages, swift-grounding, swift-objects, coco, "
-        "yolo, labelstudio, odvg, or all (default: export.formats).",
+        help=formats_help(),
     ),
     include: str | None = typer.Option(
         None,
@@ -74,7 +74,7 @@ def export(
     """
     import time
 
-    from autolabel.export import ExportOptions, export_dataset, parse_formats
+    from autolabel.export import export_dataset, parse_formats
 
     with open_workspace(workspace) as ws:
         cfg = ws.config(
@@ -90,23 +90,6 @@ def export(
                 "export.workers": workers,
             }
         )
-        ec = cfg.export
-        opts = ExportOptions(
-            size=ec.size,
-            resize=ec.resize,
-            margin=ec.margin,
-            min_size=ec.min_size,
-            version=ec.version,
-            formats=parse_formats(ec.formats),
-            include=ec.include,
-            absolute_paths=ec.absolute_paths,
-            since=since,
-            workers=ec.workers,
-            instruction=ec.instruction,
-            labelstudio_root=ec.labelstudio_root,
-            max_pixels=cfg.image.max_pixels,
-            max_side=cfg.image.max_side,
-        )
         bar = None if quiet else progress(transient=True)
         task: list[int] = []
         t0 = time.perf_counter()
@@ -121,7 +104,9 @@ def export(
             bar.update(task[0], completed=done, rate=f"{done / dt:.1f} img/s")
 
         try:
-            result = export_dataset(ws, out, opts, on_progress=on_progress)
+            result = export_dataset(
+                ws, out, cfg.export, since=since, image=cfg.image, on_progress=on_progress
+            )
         finally:
             if bar is not None and task:
                 bar.stop()
