@@ -440,7 +440,7 @@ def review_then_export(
     ws_path: Path, out_dir: str | Path, *, size: int = 448, log: Log = _quiet
 ) -> dict[str, Any]:
     """Serve the review app in the foreground; when it stops (Ctrl-C), export again."""
-    from autolabel.review.app import serve
+    from autolabel.review.server import serve
     from autolabel.store import Workspace
     from autolabel.store.exports import labels_changed_since_last_export
 
@@ -450,12 +450,7 @@ def review_then_export(
     finally:
         ws.close()
     try:
-        serve(
-            ws_path,
-            host=cfg.host,
-            port=cfg.port,
-            on_ready=lambda url: log(f"review app: {url}  (Ctrl-C when done)"),
-        )
+        serve(ws_path, cfg, on_ready=lambda url: log(f"review app: {url}  (Ctrl-C when done)"))
     except KeyboardInterrupt:
         pass
     ws = Workspace.open(ws_path)

@@ -32,7 +32,7 @@ def review(
 
     Example: autolabel review ./ws --port 8765
     """
-    from autolabel.review.app import serve
+    from autolabel.review.server import serve
 
     with open_workspace(workspace) as ws:
         cfg = ws.config(
@@ -43,14 +43,7 @@ def review(
     def ready(url: str) -> None:
         typer.echo(f"review app: {url}  (Ctrl-C to stop)")
 
-    serve(
-        ws_path,
-        host=cfg.host,
-        port=cfg.port,
-        lease_seconds=cfg.lease_seconds,
-        preview_max_side=cfg.preview_max_side,
-        on_ready=ready,
-    )
+    serve(ws_path, cfg, on_ready=ready)
 
 
 @reviewers_app.command("add")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +186,16 @@ def plan_export(
     )
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """What one label turned into: an item (and maybe a crop job), or a skip row."""
+
+    item: ExportItem | None = None
+    job: CropJob | None = None
+    too_small: dict[str, Any] | None = None
+    skipped: dict[str, Any] | None = None
+
+
 def _plan_image(
     image_id: int,
     name: str,
@@ -205,54 +215,15 @@ def _plan_image(
     for k, lb in enumerate(group, start=1):
         suffix = f"_{k}" if len(group) > 1 else ""
         crop_name = f"{name}_{opts.size}_{version}{suffix}.png"
-        caption, source = pick_caption(lb, seeds)
-        box = clip_box(lb.box, lb.width, lb.height)
-        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-            skipped.append(skip_row(lb, "empty-box", "box has no area inside the image"))
-            continue
-        region = expand_box(box, opts.margin, lb.width, lb.height)
-        sizing = resize_plan(region[2] - region[0], region[3] - region[1], opts.size, opts.resize)
-        status, crop = "ok", None
-        if not want_crops:
-            status = "no-crop"
-        elif sizing.deciding_side < opts.min_size:
-            status = "too-small"
-            too_small.append(
-                {
-                    "proposal_id": lb.proposal_id,
-                    "image": lb.image_path,
-                    "box": round_box(box),
-                    "side": round(sizing.deciding_side, 2),
-                    "min_size": opts.min_size,
-                    "resize": opts.resize,
-                }
-            )
-        else:
-            crop = (
-                str(where.final / "crops" / crop_name)
-                if opts.absolute_paths
-                else f"crops/{crop_name}"
-            )
-            jobs.append(
-                CropJob(
-                    out_path=str(where.crops_dir / crop_name),
-                    region=region,
-                    out_size=sizing.out_size,
-                    canvas=sizing.canvas,
-                    offset=sizing.offset,
-                )
-            )
-        items.append(
-            ExportItem(
-                label=lb,
-                caption=caption,
-                caption_source=source,
-                crop=crop,
-                crop_name=crop_name,
-                region=region,
-                status=status,
-            )
-        )
+        planned = _plan_label(lb, crop_name, seeds, opts, want_crops=want_crops, where=where)
+        if planned.skipped is not None:
+            skipped.append(planned.skipped)
+        if planned.too_small is not None:
+            too_small.append(planned.too_small)
+        if planned.job is not None:
+            jobs.append(planned.job)
+        if planned.item is not None:
+            items.append(planned.item)
     if not items:
         return None
     first = group[0]
@@ -266,3 +237,51 @@ def _plan_image(
         max_side=where.max_side,
     )
     return ImagePlan(image_id=image_id, name=name, items=tuple(items), task=task)
+
+
+def _plan_label(
+    lb: Label,
+    crop_name: str,
+    seeds: Sequence[tuple[tuple[float, float, float, float], str]],
+    opts: ExportConfig,
+    *,
+    want_crops: bool,
+    where: _Where,
+) -> _Planned:
+    """Caption, crop region, size decision and crop job of one label."""
+    box = clip_box(lb.box, lb.width, lb.height)
+    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        return _Planned(skipped=skip_row(lb, "empty-box", "box has no area inside the image"))
+    caption, source = pick_caption(lb, seeds)
+    region = expand_box(box, opts.margin, lb.width, lb.height)
+    sizing = resize_plan(region[2] - region[0], region[3] - region[1], opts.size, opts.resize)
+    item = ExportItem(
+        label=lb,
+        caption=caption,
+        caption_source=source,
+        crop=None,
+        crop_name=crop_name,
+        region=region,
+        status="ok",
+    )
+    if not want_crops:
+        return _Planned(item=replace(item, status="no-crop"))
+    if sizing.deciding_side < opts.min_size:
+        row = {
+            "proposal_id": lb.proposal_id,
+            "image": lb.image_path,
+            "box": round_box(box),
+            "side": round(sizing.deciding_side, 2),
+            "min_size": opts.min_size,
+            "resize": opts.resize,
+        }
+        return _Planned(item=replace(item, status="too-small"), too_small=row)
+    crop = str(where.final / "crops" / crop_name) if opts.absolute_paths else f"crops/{crop_name}"
+    job = CropJob(
+        out_path=str(where.crops_dir / crop_name),
+        region=region,
+        out_size=sizing.out_size,
+        canvas=sizing.canvas,
+        offset=sizing.offset,
+    )
+    return _Planned(item=replace(item, crop=crop), job=job)
