@@ -218,8 +218,11 @@ def run_tasks(
     from concurrent.futures import ProcessPoolExecutor
 
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    # Workers only run Pillow (single-threaded resize/PNG), so there is no thread pool to pin.
+    # Do not call torch/OpenMP here: in a child forked after the parent ran torch (autocrop,
+    # demo) torch.set_num_threads deadlocks (libgomp is not fork-safe).
     ctx = mp.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=pin_threads) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         for i, res in enumerate(
             pool.map(run_task, tasks, chunksize=_chunksize(len(tasks), workers))
         ):
@@ -227,24 +230,6 @@ def run_tasks(
             if on_done:
                 on_done(res)
     return results  # type: ignore[return-value]
-
-
-def pin_threads() -> None:
-    """Keep a crop worker to one thread of its own.
-
-    Pillow's resize is single-threaded, but a worker forked from a process that already
-    loaded torch or OpenCV (``autocrop`` proposes before it exports) inherits their thread
-    pools; with ``workers`` processes each running N threads on N cores they oversubscribe.
-    """
-    import os
-    import sys
-
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    if "cv2" in sys.modules:
-        sys.modules["cv2"].setNumThreads(1)
 
 
 def _chunksize(n: int, workers: int) -> int:
