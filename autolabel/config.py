@@ -123,9 +123,9 @@ class FinetuneConfig(_Section):
 
 
 def _export_formats() -> list[str]:
-    from autolabel.export.formats import FORMATS
+    from autolabel.export.registry import format_names
 
-    return list(FORMATS)
+    return list(format_names())
 
 
 class ExportConfig(_Section):

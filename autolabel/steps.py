@@ -262,26 +262,11 @@ def export(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Write a dataset version (:func:`autolabel.export.export_dataset`)."""
-    from autolabel.export import ExportOptions, export_dataset, parse_formats
+    from autolabel.export import export_dataset
 
-    ec = cfg.export
-    opts = ExportOptions(
-        size=ec.size,
-        resize=ec.resize,
-        margin=ec.margin,
-        min_size=ec.min_size,
-        version=ec.version,
-        formats=parse_formats(ec.formats),
-        include=ec.include,
-        absolute_paths=ec.absolute_paths,
-        since=since,
-        workers=ec.workers,
-        instruction=ec.instruction,
-        labelstudio_root=ec.labelstudio_root,
-        max_pixels=cfg.image.max_pixels,
-        max_side=cfg.image.max_side,
+    return export_dataset(
+        ws, out, cfg.export, since=since, image=cfg.image, on_progress=on_progress
     )
-    return export_dataset(ws, out, opts, on_progress=on_progress)
 
 
 def finetune(
@@ -314,15 +299,7 @@ def finetune(
 
 
 def review(ws_path: Path, cfg: Config, *, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve the review app in the foreground (:func:`autolabel.review.app.serve`)."""
-    from autolabel.review.app import serve
+    """Serve the review app in the foreground (:func:`autolabel.review.server.serve`)."""
+    from autolabel.review.server import serve
 
-    rc = cfg.review
-    serve(
-        ws_path,
-        host=rc.host,
-        port=rc.port,
-        lease_seconds=rc.lease_seconds,
-        preview_max_side=rc.preview_max_side,
-        on_ready=on_ready,
-    )
+    serve(ws_path, cfg.review, on_ready=on_ready)

@@ -300,7 +300,7 @@ class Recorder:
         import autolabel.export
         import autolabel.ingest
         import autolabel.propose
-        import autolabel.review.app
+        import autolabel.review.server
         import autolabel.seed.bootstrap
         import autolabel.seed.calibrate
         import autolabel.select.run
@@ -349,7 +349,7 @@ class Recorder:
         mp.setattr(autolabel.select.run, "run_select", record("select", selected))
         mp.setattr(autolabel.export, "export_dataset", record("export", exported, skip=2))
         mp.setattr(autolabel.store.exports, "labels_changed_since_last_export", lambda ws: True)
-        mp.setattr(autolabel.review.app, "serve", record("review", None))
+        mp.setattr(autolabel.review.server, "serve", record("review", None))
 
 
 def _write_config(ws_path: Path, values: dict[str, Any]) -> None:

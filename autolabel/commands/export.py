@@ -13,6 +13,7 @@ from autolabel.commands._common import (
     open_workspace,
     progress,
 )
+from autolabel.export.registry import formats_help
 
 
 def export(
@@ -45,8 +46,7 @@ def export(
     formats: str | None = typer.Option(
         None,
         "--formats",
-        help="Comma-separated: swift, swift-messages, swift-grounding, swift-objects, coco, "
-        "yolo, labelstudio, odvg, or all (default: export.formats).",
+        help=formats_help(),
     ),
     include: str | None = typer.Option(
         None,

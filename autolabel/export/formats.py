@@ -4,7 +4,7 @@ Every function takes already-resolved records (:class:`ExportItem`, :class:`Expo
 and returns plain Python rows/dicts/text; writing files is the caller's job. Boxes are in
 pixels of the EXIF-corrected original unless a format says otherwise.
 
-Formats:
+Formats (registered by name in :mod:`autolabel.export.registry`):
     ``swift``: ``{"image": crop, "text": caption}`` rows (the seed article's form).
     ``swift-messages``: ms-swift's standard ``{"messages": [...], "images": [crop]}`` rows.
     ``swift-grounding``: full image, Qwen-VL literal grounding text
@@ -26,19 +26,6 @@ from typing import Any
 
 from autolabel.export.geometry import Box, to_norm1000, to_yolo
 from autolabel.types import Label
-
-FORMATS = (
-    "swift",
-    "swift-messages",
-    "swift-grounding",
-    "swift-objects",
-    "coco",
-    "yolo",
-    "labelstudio",
-    "odvg",
-)
-CROP_FORMATS = frozenset({"swift", "swift-messages"})
-"""Formats that need the crops; without them no crop is cut."""
 
 DEFAULT_INSTRUCTION = "Describe the product in the image."
 
