@@ -15,7 +15,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autolabel.constants import DEFAULT_DETECTOR, DEFAULT_MODEL, IMAGE_EXTENSIONS
+from autolabel.constants import (
+    DEFAULT_DETECTOR,
+    DEFAULT_EXPORT_FORMATS,
+    DEFAULT_MODEL,
+    IMAGE_EXTENSIONS,
+)
 from autolabel.errors import ConfigError
 
 
@@ -122,19 +127,13 @@ class FinetuneConfig(_Section):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None = min(cores, 8)")
 
 
-def _export_formats() -> list[str]:
-    from autolabel.export.registry import format_names
-
-    return list(format_names())
-
-
 class ExportConfig(_Section):
     size: int = Field(448, ge=8)
     resize: Literal["fit", "pad", "short-side"] = "fit"
     margin: float = Field(0.0, ge=0, le=100)
     min_size: int = Field(224, ge=0)
     version: str | None = None
-    formats: list[str] = Field(default_factory=_export_formats)
+    formats: list[str] = Field(default_factory=lambda: list(DEFAULT_EXPORT_FORMATS))
     include: Literal["accepted", "auto", "reviewed", "all"] = "accepted"
     absolute_paths: bool = False
     workers: int = Field(2, ge=1)

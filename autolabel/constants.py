@@ -68,3 +68,17 @@ DEFAULT_DETECTOR = "grounding-dino"
 """Registry name of the default detector."""
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 """Hub id of the default detector checkpoint."""
+
+# -- export -----------------------------------------------------------------------------------
+DEFAULT_EXPORT_FORMATS = (
+    "swift",
+    "swift-messages",
+    "swift-grounding",
+    "swift-objects",
+    "coco",
+    "yolo",
+    "labelstudio",
+    "odvg",
+)
+"""Formats ``export.formats`` writes by default: the built-in formats of
+:mod:`autolabel.export.registry` (a test keeps the two equal)."""

@@ -142,3 +142,10 @@ def test_image_names_are_unique_and_safe():
 def test_check_version_refuses_unsafe_folder_names(version):
     with pytest.raises(InputError, match="version: expected letters"):
         check_version(version)
+
+
+def test_default_export_formats_are_the_builtin_formats():
+    from autolabel.constants import DEFAULT_EXPORT_FORMATS
+    from autolabel.export.registry import format_names
+
+    assert tuple(DEFAULT_EXPORT_FORMATS) == format_names()
