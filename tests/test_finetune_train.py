@@ -225,7 +225,7 @@ def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
             box_threshold=0.3,
             text_threshold=0.25,
         )
-        from tests.conftest import mock_proposals
+        from tests.support.proposals import mock_proposals
 
         decided = ids[samples[7].path]
         store_runs.write_batch(ws, run0, [(decided, mock_proposals([[1, 1, 9, 9]]))])

@@ -17,7 +17,7 @@ from autolabel import runner
 from autolabel.errors import ConfigError, ModelError, NotFoundError
 from autolabel.store import runs as store_runs
 from autolabel.types import Proposals
-from tests.test_propose_tiny import register
+from tests.support.propose import register
 
 
 class BrightDetector:

@@ -12,7 +12,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from autolabel.review.app import serve_in_thread  # noqa: E402
-from tests.test_review_queue import build_queue  # noqa: E402
+from tests.support.review import build_queue  # noqa: E402
 
 N_ITEMS = 2000
 N_REVIEWERS = 50
