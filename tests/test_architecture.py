@@ -400,6 +400,28 @@ def test_the_config_finder_sees_the_ways_config_is_read():
     assert sorted(line for line, _ in config_reads(tree)) == [1, 2, 3, 4]
 
 
+# ----------------------------------------------------------------------------------- tests
+
+
+def test_tests_take_shared_helpers_from_support():
+    """A test file imports helpers from ``tests.support``, never from another test file or
+    from conftest (fixtures are found by pytest; importing them runs a test module twice)."""
+    bad = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                base = ("." * node.level) + (node.module or "")
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.lstrip(".").split(".")
+                if any(p.startswith("test_") or p == "conftest" for p in parts):
+                    bad.append(f"{_rel(path)}:{node.lineno} imports {name}")
+    assert not bad, "move shared helpers to tests/support:\n" + "\n".join(bad)
+
+
 # ------------------------------------------------------------------------------ entry point
 
 
