@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.models import tiny_cache_root
 from tests.support.proposals import mock_proposals
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -53,21 +54,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_runtest_call(item: pytest.Item) -> None:
     _pin_torch_threads()  # runs after the fixtures, which may have imported torch
-
-
-def tiny_cache_root() -> Path:
-    """Where tiny models are cached, shared by every checkout and worktree.
-
-    ``$AUTOLABEL_CACHE/tiny-models`` if set, else ``$XDG_CACHE_HOME/autolabel/tiny-models``
-    (default ``~/.cache/autolabel/tiny-models``). Each model set lives in a sub-folder named
-    after the hash of the maker's source, built in a temporary folder and renamed into place,
-    so concurrent pytest runs and checkouts with different makers do not clash.
-    """
-    base = os.environ.get("AUTOLABEL_CACHE")
-    if base:
-        return Path(base).expanduser() / "tiny-models"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "autolabel" / "tiny-models"
 
 
 @pytest.fixture

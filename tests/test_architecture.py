@@ -422,6 +422,18 @@ def test_tests_take_shared_helpers_from_support():
     assert not bad, "move shared helpers to tests/support:\n" + "\n".join(bad)
 
 
+def test_tiny_model_cache_lives_outside_the_checkout(monkeypatch, tmp_path):
+    from tests.support.models import tiny_cache_root
+
+    monkeypatch.delenv("AUTOLABEL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tiny_cache_root() == tmp_path / "xdg" / "autolabel" / "tiny-models"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert not tiny_cache_root().resolve().is_relative_to(REPO)
+    monkeypatch.setenv("AUTOLABEL_CACHE", str(tmp_path / "mine"))
+    assert tiny_cache_root() == tmp_path / "mine" / "tiny-models"
+
+
 # ------------------------------------------------------------------------------ entry point
 
 

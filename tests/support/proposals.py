@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 
 def mock_proposals(
     xyxy: Sequence[Sequence[float]] = (),
@@ -21,6 +19,8 @@ def mock_proposals(
         phrase: n phrases; ``"obj"`` each when omitted.
         **data: extra ``(n,)`` per-box signals.
     """
+    import numpy as np  # lazily: conftest pins the BLAS threads before numpy loads
+
     from autolabel.types import Proposals
 
     n = len(xyxy)
