@@ -25,7 +25,7 @@ from autolabel.store import exports as store
 from autolabel.store import runs as store_runs
 from autolabel.store.db import utcnow
 from autolabel.store.labels import iter_labels
-from tests.conftest import mock_proposals
+from tests.support.proposals import mock_proposals
 
 RED = (230, 20, 20)
 

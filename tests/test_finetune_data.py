@@ -16,7 +16,7 @@ from autolabel.store import runs as store_runs
 from autolabel.store.db import utcnow
 from autolabel.train import data as td
 from autolabel.train.metrics import average_precision, best_f1_threshold
-from tests.conftest import mock_proposals
+from tests.support.proposals import mock_proposals
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from autolabel.detect import versions
 from autolabel.errors import ConflictError
 from autolabel.train.data import TrainingSet, TrainSample
 from autolabel.train.loop import finetune
-from tests.support import propose_settings
+from tests.support.propose import propose_settings
 
 
 def red_squares(folder: Path, n: int, *, size: int = 64, seed: int = 0) -> list[TrainSample]:
@@ -237,7 +237,7 @@ def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
             box_threshold=0.3,
             text_threshold=0.25,
         )
-        from tests.conftest import mock_proposals
+        from tests.support.proposals import mock_proposals
 
         decided = ids[samples[7].path]
         store_runs.write_batch(ws, run0, [(decided, mock_proposals([[1, 1, 9, 9]]))])

@@ -12,7 +12,7 @@ import pytest
 from autolabel import propose
 from autolabel.store import Workspace
 from autolabel.store import runs as store_runs
-from tests.test_propose_tiny import assert_same, by_path, make_images, register, settings
+from tests.support.propose import assert_same, by_path, make_images, register, settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -17,8 +17,7 @@ from autolabel import propose
 from autolabel.errors import ConfigError, InputError, ModelError
 from autolabel.store import runs as store_runs
 from autolabel.types import Proposals
-from tests.support import propose_settings
-from tests.test_propose_tiny import register
+from tests.support.propose import make_bright_images, propose_settings, register
 
 
 class BrightDetector:
@@ -64,29 +63,6 @@ class BrightDetector:
                 )
             )
         return out
-
-
-def make_images(folder: Path, n: int, *, seed: int = 0, big_every: int = 0) -> list[Path]:
-    """n PNGs of a few sizes, each with one bright square at a random place."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    shapes = [(64, 96), (96, 64), (80, 80)]
-    paths = []
-    for i in range(n):
-        h, w = shapes[i % len(shapes)]
-        side = 16
-        if big_every and i % big_every == 0:
-            h, w, side = h * 4, w * 4, side * 4
-        arr = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
-        y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
-        arr[y : y + side, x : x + side] = 250
-        arr[0, 0, :] = 40 + (i % 7)
-        p = folder / f"img_{i:04d}.png"
-        Image.fromarray(arr).save(p)
-        paths.append(p)
-    return paths
 
 
 def settings(**kw) -> propose.ProposeSettings:
@@ -211,7 +187,7 @@ def test_resolve_model_latest(tmp_path):
 
 # -- runs with a deterministic detector -----------------------------------------------------
 def test_run_stores_every_image_in_original_pixels(workspace, tmp_path):
-    paths = make_images(tmp_path / "imgs", 30, big_every=10)  # some images get shrunk
+    paths = make_bright_images(tmp_path / "imgs", 30, big_every=10)  # some images get shrunk
     register(workspace, paths)
     det = BrightDetector()
     summary = propose.run_propose(workspace, settings(), detector=det)
@@ -245,7 +221,7 @@ def test_run_stores_every_image_in_original_pixels(workspace, tmp_path):
 def test_batch_size_and_workers_do_not_change_results(tmp_path):
     from autolabel.store import Workspace
 
-    paths = make_images(tmp_path / "imgs", 25, big_every=6)
+    paths = make_bright_images(tmp_path / "imgs", 25, big_every=6)
     results = []
     for i, (bs, workers) in enumerate([(1, 0), (8, 2), (5, 1)]):
         with Workspace.create(tmp_path / f"ws{i}") as ws:
@@ -265,7 +241,7 @@ def _by_path(ws, res):
 
 
 def test_bad_files_are_recorded_and_the_run_goes_on(workspace, tmp_path):
-    paths = make_images(tmp_path / "imgs", 10)
+    paths = make_bright_images(tmp_path / "imgs", 10)
     bad = tmp_path / "imgs"
     (bad / "not_image.png").write_text("hello, not a png")
     trunc = bad / "truncated.png"
@@ -283,7 +259,7 @@ def test_bad_files_are_recorded_and_the_run_goes_on(workspace, tmp_path):
 
 
 def test_model_error_on_one_image_is_isolated(workspace, tmp_path):
-    paths = make_images(tmp_path / "imgs", 21)  # marker values 40..46; fail on 43
+    paths = make_bright_images(tmp_path / "imgs", 21)  # marker values 40..46; fail on 43
     register(workspace, paths)
     det = BrightDetector(fail_value=43)
     summary = propose.run_propose(workspace, settings(batch_size=4), detector=det)
@@ -296,7 +272,7 @@ def test_model_error_on_one_image_is_isolated(workspace, tmp_path):
 
 
 def test_model_failing_everywhere_stops_with_model_error(workspace, tmp_path):
-    register(workspace, make_images(tmp_path / "imgs", 12))
+    register(workspace, make_bright_images(tmp_path / "imgs", 12))
     with pytest.raises(ModelError, match="every image of the first batch"):
         propose.run_propose(
             workspace, settings(batch_size=4), detector=BrightDetector(fail_all=True)
@@ -304,7 +280,7 @@ def test_model_failing_everywhere_stops_with_model_error(workspace, tmp_path):
 
 
 def test_stop_event_finishes_the_batch_in_flight_then_resumes(workspace, tmp_path):
-    register(workspace, make_images(tmp_path / "imgs", 24))
+    register(workspace, make_bright_images(tmp_path / "imgs", 24))
     stop = threading.Event()
     done = []
 
@@ -324,7 +300,7 @@ def test_stop_event_finishes_the_batch_in_flight_then_resumes(workspace, tmp_pat
 
 
 def test_limit_and_different_prompt_make_a_new_key(workspace, tmp_path):
-    register(workspace, make_images(tmp_path / "imgs", 10))
+    register(workspace, make_bright_images(tmp_path / "imgs", 10))
     s1 = propose.run_propose(workspace, settings(limit=3), detector=BrightDetector())
     assert s1.images == 3
     s2 = propose.run_propose(workspace, settings(prompt="other"), detector=BrightDetector())
@@ -338,7 +314,7 @@ def test_ctrl_c_stops_after_the_batch_in_flight_and_twice_aborts(workspace, tmp_
     import os
     import signal
 
-    register(workspace, make_images(tmp_path / "imgs", 24))
+    register(workspace, make_bright_images(tmp_path / "imgs", 24))
     stop = threading.Event()
     notices = []
     sent = []

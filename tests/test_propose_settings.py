@@ -9,7 +9,7 @@ import pytest
 from autolabel.errors import ConfigError
 from autolabel.propose import EXEMPLAR_DEFAULT_THRESHOLD
 from autolabel.store.db import utcnow
-from tests.support import propose_settings as resolve_settings
+from tests.support.propose import propose_settings as resolve_settings
 
 
 def _version(ws, name: str, thresholds: dict) -> None:

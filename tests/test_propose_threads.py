@@ -9,8 +9,7 @@ import pytest
 
 from autolabel.propose.threads import limit_torch_threads, torch_threads_beside
 from autolabel.types import Proposals
-from tests.test_propose_runner import make_images
-from tests.test_propose_tiny import register
+from tests.support.propose import make_bright_images, register
 
 
 @pytest.mark.parametrize(
@@ -73,7 +72,7 @@ def test_local_run_pins_torch_threads_beside_its_loaders(workspace, tmp_path, mo
     torch = pytest.importorskip("torch")
     from autolabel.propose import ProposeSettings, run_propose
 
-    register(workspace, make_images(tmp_path / "imgs", 6))
+    register(workspace, make_bright_images(tmp_path / "imgs", 6))
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
     before = torch.get_num_threads()
     try:

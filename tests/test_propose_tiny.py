@@ -22,70 +22,7 @@ import pytest
 from autolabel import propose
 from autolabel.store import Workspace
 from autolabel.store import runs as store_runs
-
-PROMPT = "red square. blue circle"
-SHAPES = [(64, 96), (96, 64), (128, 128), (80, 112)]
-
-
-def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    """n small PNGs (64-128 px, a few shapes) with a coloured square and disc."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        h, w = SHAPES[i % len(SHAPES)]
-        arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-        im = Image.fromarray(arr)
-        d = ImageDraw.Draw(im)
-        x, y = int(rng.integers(0, w - 24)), int(rng.integers(0, h - 24))
-        d.rectangle([x, y, x + 20, y + 20], fill=(220, 20, 20))
-        x, y = int(rng.integers(0, w - 24)), int(rng.integers(0, h - 24))
-        d.ellipse([x, y, x + 18, y + 18], fill=(20, 20, 220))
-        p = folder / f"im_{i:04d}.png"
-        im.save(p)
-        out.append(p)
-    return out
-
-
-def register(ws: Workspace, paths: list[Path]) -> None:
-    from PIL import Image
-
-    from autolabel.store.images import ScannedFile, write_scanned
-
-    files = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                w, h = im.size
-        except Exception:
-            w, h = 64, 64
-        files.append(ScannedFile(path=str(p), size=p.stat().st_size, mtime_ns=0, width=w, height=h))
-    write_scanned(ws, files)
-
-
-def by_path(ws: Workspace, key: str) -> dict[str, list[tuple]]:
-    from autolabel.store.images import get_image
-
-    return {get_image(ws, i).path: v for i, v in store_runs.run_results(ws, key).items()}
-
-
-def assert_same(a: dict[str, list[tuple]], b: dict[str, list[tuple]], atol: float = 1e-3) -> None:
-    """Same images, same number of boxes, boxes/scores equal up to float noise, same phrases.
-
-    At least one box is required: two empty results would prove nothing.
-    """
-    assert sum(map(len, a.values())) > 0, "no proposals to compare: lower the threshold"
-    assert sorted(a) == sorted(b)
-    for path in a:
-        ra, rb = a[path], b[path]
-        assert len(ra) == len(rb), (path, ra, rb)
-        if ra:
-            na = np.array([r[:5] for r in ra], np.float64)
-            nb = np.array([r[:5] for r in rb], np.float64)
-            np.testing.assert_allclose(na, nb, atol=atol, err_msg=path)
-            assert [r[5] for r in ra] == [r[5] for r in rb]
+from tests.support.propose import PROMPT, assert_same, by_path, make_images, register, settings
 
 
 @pytest.fixture(scope="module")
@@ -104,20 +41,6 @@ def tiny_detector(tiny_models):
         box_threshold=0.3,
         text_threshold=0.25,
     )
-
-
-def settings(tiny_models, **kw) -> propose.ProposeSettings:
-    base = dict(
-        prompt=PROMPT,
-        model=str(tiny_models["grounding-dino"]),
-        device="cpu",
-        box_threshold=0.3,
-        text_threshold=0.25,
-        batch_size=8,
-        workers=2,
-    )
-    base.update(kw)
-    return propose.ProposeSettings.of(**base)
 
 
 def test_tiny_run_finds_boxes_with_signals(tmp_path, tiny_models, tiny_detector):

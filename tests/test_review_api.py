@@ -19,7 +19,7 @@ from autolabel.errors import AuthError
 from autolabel.review.app import STATIC_DIR, create_app
 from autolabel.store import queue as sq
 from autolabel.store.labels import iter_labels
-from tests.test_review_queue import build_queue
+from tests.support.review import build_queue
 
 ANN = {"X-Reviewer": "ann"}
 BOB = {"X-Reviewer": "bob"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autolabel.store.labels import iter_labels
-from tests.test_review_queue import build_queue
+from tests.support.review import build_queue
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -13,7 +13,7 @@ pytest.importorskip("uvicorn")
 
 from autolabel.config import ReviewConfig  # noqa: E402
 from autolabel.review.server import serve_in_thread  # noqa: E402
-from tests.test_review_queue import build_queue  # noqa: E402
+from tests.support.review import build_queue  # noqa: E402
 
 N_ITEMS = 2000
 N_REVIEWERS = 50

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -96,44 +98,7 @@ def finetune(
             },
         )
         bar = None if quiet else progress(transient=False)
-        task = None
-
-        def on_event(event: dict) -> None:
-            nonlocal task
-            kind = event["event"]
-            if kind == "start":
-                if not quiet:
-                    typer.echo(
-                        f"{event['version']}: {event['train_images']} train / "
-                        f"{event['val_images']} val images from {event['base']} on "
-                        f"{event['device']} ({event['trainable_params']:,} trainable params"
-                        + (
-                            f", resuming at step {event['resumed_from_step']}"
-                            if event["resumed_from_step"]
-                            else ""
-                        )
-                        + ")",
-                        err=True,
-                    )
-                if bar is not None:
-                    task = bar.add_task(
-                        "finetune",
-                        total=event["total_steps"],
-                        completed=event["resumed_from_step"],
-                        rate="",
-                    )
-            elif kind == "step" and bar is not None and task is not None:
-                bar.update(
-                    task,
-                    completed=event["step"],
-                    rate=f"epoch {event['epoch']} loss {event['loss']:.3f}",
-                )
-            elif kind == "eval" and not quiet:
-                ap = event["ap50"]
-                shown = "n/a (no validation images)" if ap is None else f"{ap:.3f}"
-                msg = f"epoch {event['epoch']}: val AP50 {shown}"
-                (bar.console.print(msg) if bar is not None else typer.echo(msg, err=True))
-
+        on_event = _progress_printer(bar, quiet)
         if bar is not None:
             bar.start()
         try:
@@ -141,10 +106,55 @@ def finetune(
         finally:
             if bar is not None:
                 bar.stop()
-    meta = result.metadata
     if as_json:
-        echo_json({"version": result.version, "path": str(result.path), **meta})
+        echo_json({"version": result.version, "path": str(result.path), **result.metadata})
         return
+    typer.echo(_summary(result, workspace))
+
+
+def _progress_printer(bar: Any, quiet: bool) -> Callable[[dict], None]:
+    """The trainer's event callback: a start line, a step bar, one line per evaluation."""
+    task = None
+
+    def on_event(event: dict) -> None:
+        nonlocal task
+        kind = event["event"]
+        if kind == "start":
+            if not quiet:
+                resumed = event["resumed_from_step"]
+                typer.echo(
+                    f"{event['version']}: {event['train_images']} train / "
+                    f"{event['val_images']} val images from {event['base']} on "
+                    f"{event['device']} ({event['trainable_params']:,} trainable params"
+                    + (f", resuming at step {resumed}" if resumed else "")
+                    + ")",
+                    err=True,
+                )
+            if bar is not None:
+                task = bar.add_task(
+                    "finetune",
+                    total=event["total_steps"],
+                    completed=event["resumed_from_step"],
+                    rate="",
+                )
+        elif kind == "step" and bar is not None and task is not None:
+            bar.update(
+                task,
+                completed=event["step"],
+                rate=f"epoch {event['epoch']} loss {event['loss']:.3f}",
+            )
+        elif kind == "eval" and not quiet:
+            ap = event["ap50"]
+            shown = "n/a (no validation images)" if ap is None else f"{ap:.3f}"
+            msg = f"epoch {event['epoch']}: val AP50 {shown}"
+            (bar.console.print(msg) if bar is not None else typer.echo(msg, err=True))
+
+    return on_event
+
+
+def _summary(result: Any, workspace: Path) -> str:
+    """What a finished run printed: version, validation AP50, thresholds, how to use it."""
+    meta = result.metadata
     val = meta["validation"]
 
     def fmt(v: float | None) -> str:
@@ -169,7 +179,7 @@ def finetune(
         if th["box_threshold"] is not None
         else f"  use it: autolabel propose {workspace} --model latest"
     )
-    typer.echo("\n".join(lines))
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
