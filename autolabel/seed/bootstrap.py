@@ -34,6 +34,7 @@ from autolabel.seed.pair import (
     stem_index,
 )
 from autolabel.store.db import Workspace
+from autolabel.types import Prompt
 
 #: A search stops early once a shortlisted original matches at least this well.
 EARLY_STOP_SCORE = 0.95
@@ -288,7 +289,7 @@ def seed_exemplars(ws: Workspace, prompt: str) -> tuple[list[str], list[str], li
     from autolabel.store.seed import list_seed_items
 
     items = list_seed_items(ws, status="located") or list_seed_items(ws)
-    first = next((p.strip() for p in prompt.split(".") if p.strip()), "object")
+    first = Prompt.parse(prompt).first if prompt and prompt.strip() else "object"
     return (
         [it.crop_path for it in items],
         [it.phrase or first for it in items],

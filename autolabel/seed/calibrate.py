@@ -17,7 +17,7 @@ import numpy as np
 from autolabel.errors import InputError
 from autolabel.geometry import box_iou
 from autolabel.store.db import Workspace
-from autolabel.types import Proposals
+from autolabel.types import Prompt, Proposals
 
 #: Default grids of the sweep.
 BOX_GRID = tuple(round(float(v), 3) for v in np.arange(0.05, 0.951, 0.025))
@@ -167,10 +167,8 @@ def derive_prompts(
         raise InputError(f"{ws.path}: no seed items yet (run `autolabel seed add` first)")
     phrases = {it.id: phrase_from_caption(it.caption, prompt_map) for it in items}
     if prompt is not None:
-        manual = [" ".join(p.lower().split()) for p in prompt.split(".") if p.strip()]
-        if not manual:
-            raise InputError(f"--prompt: expected phrases separated by '. ', got {prompt!r}")
-        final_prompt = ". ".join(manual)
+        manual = list(Prompt.parse(prompt).phrases)
+        final_prompt = str(Prompt(tuple(manual)))
         phrases = {k: (v if v in manual else manual[0]) for k, v in phrases.items()}
     else:
         final_prompt = build_prompt(phrases.values(), max_phrases=max_phrases)
@@ -179,7 +177,7 @@ def derive_prompts(
                 "no captions to derive a prompt from: add captions (--captions or .txt "
                 "sidecars) or pass --prompt 'white sneaker. handbag'"
             )
-        top = final_prompt.split(". ")
+        top = list(Prompt.parse(final_prompt).phrases)
         phrases = {k: (v if v in top else (v or None)) for k, v in phrases.items()}
     set_phrases(ws, {k: (v or None) for k, v in phrases.items()})
     ws.set_setting("seed.prompt", final_prompt)

@@ -617,8 +617,7 @@ def calibrate(
         box_threshold=SWEEP_BOX_THRESHOLD,
         text_threshold=SWEEP_TEXT_THRESHOLD,
     )
-    # NOTE: the detector's own prompt form (no trailing "."), unlike build_prompt's
-    prompt = ". ".join(phrases)
+    prompt = build_prompt(phrases)
     preds, truths = [], []
     for start in range(0, len(val), 4):
         chunk = val[start : start + 4]
