@@ -184,8 +184,6 @@ def encode(model: Path, template_type: str, datasets: list[str], out: Path) -> N
     template = get_template(processor, template_type=template_type)
     template.set_mode("train")
     tokenizer = template.tokenizer
-    train, _ = load_dataset(datasets, load_from_cache_file=False, strict=True)
-
     seen: list[list] = []
     original = template._pre_tokenize_images
 
@@ -195,29 +193,33 @@ def encode(model: Path, template_type: str, datasets: list[str], out: Path) -> N
         return res
 
     template._pre_tokenize_images = spy
+    n = 0
     with open(out / "rows.jsonl", "w", encoding="utf-8") as fh:
-        for i, row in enumerate(train):
-            seen.clear()
-            enc = template.encode(dict(row))
-            ids = list(enc["input_ids"])
-            labels = list(enc["labels"])
-            trained = [t for t, lab in zip(ids, labels, strict=True) if lab != -100]
-            grids = enc.get("image_grid_thw")
-            images = []
-            for k, im in enumerate(seen[-1] if seen else []):
-                p = out / f"img_{i}_{k}.png"
-                im.save(p)
-                images.append(str(p))
-            rec = {
-                "row": i,
-                "source": {k: row[k] for k in ("images", "messages", "objects") if k in row},
-                "text": tokenizer.decode(ids, skip_special_tokens=False),
-                "trained": tokenizer.decode(trained, skip_special_tokens=False),
-                "n_image_tokens": ids.count(151655),
-                "grids": [] if grids is None else [list(map(int, g)) for g in grids],
-                "images": images,
-            }
-            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+        for dataset in datasets:
+            train, _ = load_dataset([dataset], load_from_cache_file=False, strict=True)
+            for row in train:
+                seen.clear()
+                enc = template.encode(dict(row))
+                ids = list(enc["input_ids"])
+                labels = list(enc["labels"])
+                trained = [t for t, lab in zip(ids, labels, strict=True) if lab != -100]
+                grids = enc.get("image_grid_thw")
+                images = []
+                for k, im in enumerate(seen[-1] if seen else []):
+                    p = out / f"img_{n}_{k}.png"
+                    im.save(p)
+                    images.append(str(p))
+                rec = {
+                    "dataset": dataset,
+                    "source": {k: row[k] for k in ("images", "messages", "objects") if k in row},
+                    "text": tokenizer.decode(ids, skip_special_tokens=False),
+                    "trained": tokenizer.decode(trained, skip_special_tokens=False),
+                    "n_image_tokens": ids.count(151655),
+                    "grids": [] if grids is None else [list(map(int, g)) for g in grids],
+                    "images": images,
+                }
+                fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+                n += 1
 
 
 def main(argv: list[str] | None = None) -> None:
