@@ -1,0 +1,90 @@
+"""A version folder is a self-contained bundle: copy it elsewhere, move the originals away,
+and every file any format references still resolves, inside the copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.consumers import fixture_data as fd
+
+
+def _inside(root: Path, ref: str, base: Path | None = None) -> tuple[bool, Path]:
+    """Resolve ``ref`` (absolute, or relative to ``base``/``root``); ``(inside root, path)``."""
+    p = Path(ref)
+    p = p if p.is_absolute() else (base or root) / p
+    real = Path(os.path.realpath(p))
+    return real.is_file() and real.is_relative_to(root.resolve()), p
+
+
+def _refs(bundle: Path) -> Iterator[tuple[str, str, Path | None]]:
+    """``(what, reference, base folder)`` for every file reference of every format."""
+    for p in sorted(bundle.rglob("*.jsonl")):
+        for row in fd.read_jsonl(p):
+            if "images" in row:  # ms-swift: relative to ROOT_IMAGE_DIR = the bundle
+                for im in row["images"]:
+                    yield p.name, im, None
+            elif "image" in row and "text" in row:
+                yield p.name, row["image"], None
+            elif "filename" in row:  # ODVG: relative to the dataset config's root
+                yield p.name, row["filename"], None
+            elif row.get("crop"):  # manifest
+                yield p.name, row["crop"], None
+    for p in sorted(bundle.rglob("*.json")):
+        data = json.loads(p.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "images" in data and "annotations" in data:  # COCO
+            for im in data["images"]:
+                yield p.name, im["file_name"], None
+        elif isinstance(data, list) and data and "predictions" in data[0]:  # Label Studio
+            for task in data:
+                yield p.name, fd.local_files_path(task["data"]["image"]), None
+    for p in sorted(bundle.rglob("*.txt")):  # YOLO labels need their image next door
+        if p.parent.name == "labels":
+            images = p.parent.parent / "images"
+            [img] = [q for q in images.iterdir() if q.stem == p.stem]
+            yield f"yolo {p.name}", str(img), None
+
+
+@pytest.fixture
+def bundle(exported, tmp_path) -> Iterator[Path]:
+    copy = tmp_path / "elsewhere" / exported.version.name
+    shutil.copytree(exported.version, copy, symlinks=True)  # like cp -a / rsync -a
+    moved = exported.photos.with_name("photos-moved-away")
+    exported.photos.rename(moved)
+    try:
+        yield copy
+    finally:
+        moved.rename(exported.photos)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 defect 4: absolute paths of the originals")
+def test_bundle_copied_elsewhere_without_originals_resolves_every_reference(exported, bundle):
+    refs = list(_refs(bundle))
+    kinds = {what.split()[0].split(".")[0].split("_")[0] for what, _r, _b in refs}
+    assert {"swift", "coco", "labelstudio", "odvg", "yolo", "manifest"} <= kinds, kinds
+    broken = []
+    for what, ref, base in refs:
+        ok, path = _inside(bundle, ref, base)
+        if not ok:
+            broken.append(f"{what}: {ref}")
+    assert not broken, f"{len(broken)} of {len(refs)} references broken, e.g. {broken[:5]}"
+    # and no text file names the old locations
+    for p in bundle.rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".yaml", ".txt", ".xml", ".md", ".sh"):
+            text = p.read_text(encoding="utf-8")
+            assert str(exported.photos) not in text, f"{p.name} names the originals' folder"
+            assert str(exported.version) not in text, f"{p.name} names the export folder"
+
+
+def test_bundle_yolo_dataset_loads_from_the_copy(exported, bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
+    from ultralytics.data.utils import check_det_dataset
+
+    [yaml_path] = sorted(bundle.rglob("data.yaml"))
+    data = check_det_dataset(str(yaml_path), autodownload=False)
+    assert Path(data["path"]).resolve().is_relative_to(bundle.resolve())
