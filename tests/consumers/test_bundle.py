@@ -69,7 +69,7 @@ def test_bundle_copied_elsewhere_without_originals_resolves_every_reference(expo
     assert {"swift", "coco", "labelstudio", "odvg", "yolo", "manifest"} <= kinds, kinds
     broken = []
     for what, ref, base in refs:
-        ok, path = _inside(bundle, ref, base)
+        ok, _path = _inside(bundle, ref, base)
         if not ok:
             broken.append(f"{what}: {ref}")
     assert not broken, f"{len(broken)} of {len(refs)} references broken, e.g. {broken[:5]}"
@@ -81,10 +81,21 @@ def test_bundle_copied_elsewhere_without_originals_resolves_every_reference(expo
             assert str(exported.version) not in text, f"{p.name} names the export folder"
 
 
+@pytest.mark.xfail(strict=True, reason="issue 16 defect 4: YOLO images link to the originals")
 def test_bundle_yolo_dataset_loads_from_the_copy(exported, bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
-    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.data.utils import check_det_dataset, verify_image_label
+
+    from tests.consumers.test_coco_yolo import _split_images
 
     [yaml_path] = sorted(bundle.rglob("data.yaml"))
     data = check_det_dataset(str(yaml_path), autodownload=False)
     assert Path(data["path"]).resolve().is_relative_to(bundle.resolve())
+    images = _split_images(data, "train") + _split_images(data, "val")
+    assert len(set(images)) == len(fd.ORIGINALS)
+    from ultralytics.data.utils import img2label_paths
+
+    for im, lb in zip(images, img2label_paths(images), strict=True):
+        assert Path(os.path.realpath(im)).is_relative_to(bundle.resolve()), im
+        res = verify_image_label((im, lb, "", False, data["nc"], 0, 0, False))
+        assert res[0] is not None, f"{im}: {res[-1]}"
