@@ -27,6 +27,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.consumers)
 
 
+def _skip_or_fail(msg: str) -> None:
+    if os.environ.get("AUTOLABEL_REQUIRE_CONSUMERS") == "1":
+        pytest.fail(msg + "; AUTOLABEL_REQUIRE_CONSUMERS=1 makes this a failure")
+    pytest.skip(msg)
+
+
+def require(module: str, extra: str = "dev") -> None:
+    """Skip (fail under AUTOLABEL_REQUIRE_CONSUMERS=1) when a consumer package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        _skip_or_fail(f"{module} is not installed (pip install -e '.[{extra}]')")
+
+
 def venv_python(name: str) -> Path:
     """The python of consumer venv ``name`` (``swift`` or ``labelstudio``), or skip/fail."""
     env = f"AUTOLABEL_{name.upper()}_VENV"
@@ -38,9 +52,7 @@ def venv_python(name: str) -> Path:
             f"{name} venv missing at {venv}: build it with "
             f"`tests/consumers/setup_venvs.sh {name}` (or set {env})"
         )
-        if os.environ.get("AUTOLABEL_REQUIRE_CONSUMERS") == "1":
-            pytest.fail(msg + "; AUTOLABEL_REQUIRE_CONSUMERS=1 makes this a failure")
-        pytest.skip(msg)
+        _skip_or_fail(msg)
     return py
 
 

@@ -76,12 +76,14 @@ class Exported:
 
     Attributes:
         photos: folder of the originals.
+        workspace: the workspace folder.
         version: the version folder ``OUT/vN``.
         stdout: what ``autolabel export`` printed.
         by_path: absolute original path -> :class:`Original`.
     """
 
     photos: Path
+    workspace: Path
     version: Path
     stdout: str
     by_path: dict[str, Original] = field(default_factory=dict)
@@ -188,7 +190,13 @@ def build_and_export(root: Path, run_cli: Callable[..., Any]) -> Exported:
         raise AssertionError(f"autolabel export failed:\n{res.stdout}\n{res.stderr}")
     version = out / (out / "LATEST").read_text().strip()
     by_path = {str((photos / o.rel).resolve()): o for o in ORIGINALS}
-    return Exported(photos=photos, version=version, stdout=res.stdout + res.stderr, by_path=by_path)
+    return Exported(
+        photos=photos,
+        workspace=root / "ws",
+        version=version,
+        stdout=res.stdout + res.stderr,
+        by_path=by_path,
+    )
 
 
 # -- reading helpers -----------------------------------------------------------------------

@@ -15,7 +15,7 @@
 # Locations: $AUTOLABEL_SWIFT_VENV, $AUTOLABEL_LABELSTUDIO_VENV, defaulting to
 # ~/.cache/autolabel/{swift,labelstudio}-venv (outside the checkout).
 # Idempotent: a stamp file records the requirement set; a venv whose stamp matches and whose
-# check passes is left alone, so a second run takes about a second.
+# check passes is left alone, so a second run only imports each venv's packages once.
 set -euo pipefail
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/autolabel"

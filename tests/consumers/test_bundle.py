@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.consumers import fixture_data as fd
+from tests.consumers.conftest import require
 
 
 def _inside(root: Path, ref: str, base: Path | None = None) -> tuple[bool, Path]:
@@ -83,6 +84,7 @@ def test_bundle_copied_elsewhere_without_originals_resolves_every_reference(expo
 
 @pytest.mark.xfail(strict=True, reason="issue 16 defect 4: YOLO images link to the originals")
 def test_bundle_yolo_dataset_loads_from_the_copy(exported, bundle, tmp_path, monkeypatch):
+    require("ultralytics")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
     from ultralytics.data.utils import check_det_dataset, verify_image_label
 

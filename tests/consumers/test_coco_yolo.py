@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.consumers import fixture_data as fd
+from tests.consumers.conftest import require
 
 N_OBJECTS = sum(len(o.objects) for o in fd.ORIGINALS)
 
@@ -27,6 +28,7 @@ def _resolve(file_name: str, root: Path) -> Path:
 
 
 def test_pycocotools_cocoeval_of_the_labels_against_themselves_is_ap_1(exported):
+    require("pycocotools", "eval")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -55,6 +57,7 @@ def test_pycocotools_cocoeval_of_the_labels_against_themselves_is_ap_1(exported)
 def test_coco_boxes_on_the_pixels_loaded_without_exif(exported, loader):
     """torchvision ``CocoDetection`` / Open-GroundingDino open COCO images with PIL and no
     ``exif_transpose``; cv2 users pass IMREAD_IGNORE_ORIENTATION or decode raw buffers."""
+    require("pycocotools", "eval")
     import cv2
     from pycocotools.coco import COCO
 
@@ -82,6 +85,7 @@ def test_coco_boxes_on_the_pixels_loaded_without_exif(exported, loader):
 
 @pytest.fixture
 def yolo_data(exported, tmp_path, monkeypatch) -> dict:
+    require("ultralytics")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     from ultralytics.data.utils import check_det_dataset
