@@ -1,7 +1,8 @@
 """Thin command-line layer: parse, call the library, turn library errors into clean messages.
 
-Commands live in ``autolabel/commands/<area>.py``; each module has ``register(app)``. Keep
-those modules free of heavy imports (torch, transformers, cv2, ray) at import time.
+Commands live in ``autolabel/commands/<group>.py`` (named after the command group); each
+module has ``register(app)``. Keep those modules free of heavy imports (torch, transformers,
+cv2, ray) at import time.
 """
 
 from __future__ import annotations

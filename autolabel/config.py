@@ -1,29 +1,36 @@
 """Typed configuration. ``configs/default.yaml`` documents every key; this module validates.
 
-Precedence: built-in defaults < a YAML file (``--config`` or the workspace's
-``config.yaml``) < CLI flags. Unknown keys and wrong types are :class:`ConfigError` naming
+The sections are the option objects of the stages: frozen pydantic models that a command
+builds once and passes down. Precedence: built-in defaults < a preset (``autocrop``'s) < a
+YAML file (``--config`` or the workspace's ``config.yaml``) < CLI flags
+(:meth:`Config.with_flags`). Unknown keys and wrong types are :class:`ConfigError` naming
 the key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from autolabel.constants import (
+    DEFAULT_DETECTOR,
+    DEFAULT_EXPORT_FORMATS,
+    DEFAULT_MODEL,
+    IMAGE_EXTENSIONS,
+)
 from autolabel.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class IngestConfig(_Section):
     recursive: bool = True
-    extensions: list[str] = Field(
-        default_factory=lambda: ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
-    )
+    extensions: list[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS))
     batch_size: int = Field(1000, ge=1)
     hash_bytes: int = Field(0, ge=0, description="0 = hash whole file")
     follow_symlinks: bool = True
@@ -47,8 +54,8 @@ class SeedConfig(_Section):
 
 
 class DetectConfig(_Section):
-    detector: str = "grounding-dino"
-    model: str = "IDEA-Research/grounding-dino-tiny"
+    detector: str = DEFAULT_DETECTOR
+    model: str = DEFAULT_MODEL
     refiner: Literal["none", "sam", "hf-sam"] = "none"
     refiner_model: str | None = None
     device: str = "auto"
@@ -93,6 +100,10 @@ class ReviewConfig(_Section):
 
 
 class FinetuneConfig(_Section):
+    """The fine-tuning options (frozen: the option object handed to ``autolabel.train``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     base: str | None = None
     epochs: int = Field(10, ge=1)
     lr: float = Field(1e-4, gt=0)
@@ -106,16 +117,14 @@ class FinetuneConfig(_Section):
     max_size: int = Field(800, ge=32)
     hflip: bool = True
     scale_jitter: float = Field(0.2, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    clip_grad: float = Field(0.1, ge=0, description="0 = no gradient clipping")
     warmup_steps: int = Field(10, ge=0)
     checkpoint_every: int = Field(50, ge=0)
+    eval_top_k: int = Field(100, ge=1)
     max_steps: int | None = Field(None, ge=1)
     time_budget_s: float | None = Field(None, gt=0)
-
-
-def _export_formats() -> list[str]:
-    from autolabel.export.formats import FORMATS
-
-    return list(FORMATS)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = min(cores, 8)")
 
 
 class ExportConfig(_Section):
@@ -124,7 +133,7 @@ class ExportConfig(_Section):
     margin: float = Field(0.0, ge=0, le=100)
     min_size: int = Field(224, ge=0)
     version: str | None = None
-    formats: list[str] = Field(default_factory=_export_formats)
+    formats: list[str] = Field(default_factory=lambda: list(DEFAULT_EXPORT_FORMATS))
     include: Literal["accepted", "auto", "reviewed", "all"] = "accepted"
     absolute_paths: bool = False
     workers: int = Field(2, ge=1)
@@ -144,6 +153,29 @@ class Config(_Section):
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+
+    def with_flags(self, flags: Mapping[str, Any] | None = None) -> Config:
+        """A validated copy with the CLI flags that were given applied on top.
+
+        Args:
+            flags: ``{"section.key": value}``; ``None`` values mean "flag not given" and are
+                skipped.
+
+        Raises:
+            ConfigError: an unknown key or a value of the wrong type (the message names it).
+        """
+        given = {k: v for k, v in (flags or {}).items() if v is not None}
+        if not given:
+            return self
+        data = self.model_dump()
+        for dotted, value in given.items():
+            _set_dotted(data, dotted, value)
+        return _validate(data, "flags")
+
+    @property
+    def prompt(self) -> str | None:
+        """The prompt the config names: ``propose.prompt``, else ``seed.prompt``."""
+        return self.propose.prompt or self.seed.prompt
 
 
 def _format_validation(exc: ValidationError, source: str) -> str:
@@ -168,12 +200,36 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+def _validate(data: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    preset: Mapping[str, Any] | None = None,
+) -> Config:
     """Load and validate a config.
 
     Args:
         path: a YAML file, or None for the defaults.
         overrides: ``{"section.key": value}``; ``None`` values are ignored (flag not given).
+        preset: ``{"section.key": value}`` defaults of one command (``autocrop``) that the
+            file may override.
 
     Raises:
         ConfigError: unreadable YAML, unknown keys or wrong types (the message names the key).
@@ -197,10 +253,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top, got {type(loaded).__name__}")
         data = loaded
+    if preset:
+        base: dict[str, Any] = {}
+        for dotted, value in preset.items():
+            _set_dotted(base, dotted, value)
+        data = _merge(base, data)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, dotted, value)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, source)) from None
+    return _validate(data, source)

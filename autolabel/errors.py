@@ -15,6 +15,10 @@ class ConfigError(AutolabelError):
     """A configuration file or option is invalid."""
 
 
+class EmptyPromptError(ConfigError):
+    """A prompt has no phrase, or no prompt was given anywhere."""
+
+
 class ShapeError(AutolabelError, ValueError):
     """An array has the wrong shape or length."""
 

@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autolabel.constants import ROUTE_AUDIT, ROUTE_AUTO
 from autolabel.errors import InputError
+from autolabel.geometry import box_iou
 
 if TYPE_CHECKING:  # pragma: no cover
     from autolabel.store import Workspace
@@ -141,11 +143,10 @@ def load_truth(ws: Workspace, truth_path: str | Path) -> Truth:
 def match_count(pred: np.ndarray, truth: np.ndarray, *, iou: float = 0.5) -> int:
     """Greedy one-to-one matches between ``(n, 4)`` predictions (in priority order) and
     ``(k, 4)`` true boxes at IoU >= ``iou``."""
-    from autolabel.select.signals import pairwise_iou
 
     if pred.shape[0] == 0 or truth.shape[0] == 0:
         return 0
-    m = pairwise_iou(pred, truth)
+    m = box_iou(pred, truth)
     used = np.zeros(truth.shape[0], bool)
     hits = 0
     for i in range(pred.shape[0]):
@@ -164,12 +165,11 @@ def review_outcome(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
     overlapping a still-unmatched true box (IoU > 0.1) is adjusted onto it, the rest are
     rejected.
     """
-    from autolabel.select.signals import pairwise_iou
 
     tp = match_count(pred, truth)
     if pred.shape[0] == 0 or truth.shape[0] == 0:
         return tp, 0
-    m = pairwise_iou(pred, truth)
+    m = box_iou(pred, truth)
     used = np.zeros(truth.shape[0], bool)
     kept = 0
     for thr in (0.5, 0.1):
@@ -244,8 +244,7 @@ def evaluate(
         ``audit_estimate``, ``true_auto_precision``, ``plots``.
     """
     from autolabel.select.calibrate import reliability
-    from autolabel.select.signals import pairwise_iou
-    from autolabel.select.stats import precision_estimate
+    from autolabel.select.run import precision_estimate
     from autolabel.store.labels import iter_labels
     from autolabel.store.select import load_current, load_queue
 
@@ -287,7 +286,7 @@ def evaluate(
         exp_err[j] = float(np.sum(1.0 - p))
         min_score[j] = float(c_score[rows].min())
         if t.shape[0]:
-            iou = pairwise_iou(pred, t)
+            iou = box_iou(pred, t)
             top_iou[j] = float(iou[0].max())
             correct[rows] = iou.max(axis=1) >= 0.5
 
@@ -319,11 +318,11 @@ def evaluate(
     # true precision of the auto-accepted set as the audit sees it: auto / audit routes, audit
     # boxes only while the last select would still auto-accept them (see precision_estimate)
     cutoff = (ws.get_setting("select.last", {}) or {}).get("auto_cutoff")
-    auto_rows = c_route == "auto"
+    auto_rows = c_route == ROUTE_AUTO
     if cutoff is not None:
-        auto_rows |= (c_route == "audit") & ~(c_p < cutoff)
+        auto_rows |= (c_route == ROUTE_AUDIT) & ~(c_p < cutoff)
     else:
-        auto_rows |= c_route == "audit"
+        auto_rows |= c_route == ROUTE_AUDIT
     res["true_auto_precision"] = (
         round(float(correct[auto_rows].mean()), 5) if auto_rows.any() else None
     )

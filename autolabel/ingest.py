@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from autolabel import imageio
+from autolabel.constants import IMAGE_EXTENSIONS
 from autolabel.errors import ImageError, InputError
 from autolabel.store.db import Workspace
 from autolabel.store.images import ScannedFile, files_to_scan, write_scanned
@@ -33,7 +34,7 @@ from autolabel.store.images import ScannedFile, files_to_scan, write_scanned
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Executor
 
-DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
+DEFAULT_EXTENSIONS = IMAGE_EXTENSIONS
 
 REASON_NON_UTF8 = "non-utf8-name"
 REASON_SYMLINK_LOOP = "symlink-loop"

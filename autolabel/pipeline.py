@@ -1,8 +1,8 @@
 """Whole-loop compositions: ``autolabel demo`` and ``autolabel autocrop``.
 
-Nothing here implements a stage: every step calls the same library function as the stage
-command (ingest, seed, propose, select, export, report), so the stage commands stay the one
-implementation.
+Nothing here implements a stage: every step is the :mod:`autolabel.steps` function the stage
+command calls (ingest, seed, propose, select, export, review), with the same config, so a
+config key means the same here as in the stage command.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autolabel import steps
+from autolabel.config import Config
 from autolabel.errors import InputError
 
 Log = Callable[[str], None]
@@ -88,46 +90,19 @@ def _check_out_not_inside(in_dir: Path, out_dir: Path) -> None:
 
 
 # -- shared steps -----------------------------------------------------------------------------
-def _ingest(ws: Any, folder: Path, cfg: Any) -> Any:
-    from autolabel.ingest import ingest
-
-    return ingest(
-        ws,
-        [folder],
-        recursive=cfg.ingest.recursive,
-        extensions=cfg.ingest.extensions,
-        batch_size=cfg.ingest.batch_size,
-        hash_bytes=cfg.ingest.hash_bytes,
-        max_pixels=cfg.image.max_pixels,
-        max_side=cfg.image.max_side,
-    )
-
-
 def _seed(
     ws: Any,
+    cfg: Config,
     timer: StageTimer,
     *,
     crops: Path,
     originals: Path | None,
     captions: Path | None,
     prompt: str | None,
-    detector: str,
-    detector_options: dict[str, Any],
 ) -> None:
-    from autolabel.seed.bootstrap import add_seed_crops
-    from autolabel.seed.calibrate import calibrate, derive_prompts
-
-    cfg = ws.config()
     timer.run(
         "seed add",
-        lambda: add_seed_crops(
-            ws,
-            crops,
-            originals_dir=originals,
-            captions=captions,
-            min_score=cfg.seed.min_match_score,
-            prompt_map=cfg.seed.prompt_map,
-        ),
+        lambda: steps.seed_add(ws, cfg, crops, originals=originals, captions=captions),
         lambda r: (
             f"{r.crops} hand crops: {r.located} located in their originals, "
             f"{r.not_found} not found, {r.no_original} without original"
@@ -135,13 +110,13 @@ def _seed(
     )
     timer.run(
         "seed prompts",
-        lambda: derive_prompts(ws, prompt=prompt, prompt_map=cfg.seed.prompt_map),
+        lambda: steps.seed_prompts(ws, cfg, prompt=prompt),
         lambda r: f"prompt {r['prompt']!r} from {r['items']} seed items",
     )
     if originals is not None:  # calibration needs seed boxes located in originals
         timer.run(
             "seed calibrate",
-            lambda: calibrate(ws, detector=detector, options=detector_options),
+            lambda: steps.seed_calibrate(ws, cfg, prompt=prompt),
             lambda r: (
                 f"box_threshold {r['box_threshold']} (F1 {r['f1']:.2f}, precision "
                 f"{r['precision']:.2f}, recall {r['recall']:.2f} on {r['n']} seed boxes)"
@@ -149,46 +124,43 @@ def _seed(
         )
 
 
-def _propose(ws: Any, timer: StageTimer, name: str, **flags: Any) -> Any:
-    from autolabel.runner import resolve_settings, run_propose
+def _propose(
+    ws: Any,
+    cfg: Config,
+    timer: StageTimer,
+    name: str,
+    *,
+    prompt: str | None = None,
+    box_threshold: float | None = None,
+    text_threshold: float | None = None,
+) -> Any:
+    from autolabel.propose import run_propose
 
-    settings = resolve_settings(ws, **flags)
+    settings = steps.propose_settings(
+        ws, cfg, prompt=prompt, box_threshold=box_threshold, text_threshold=text_threshold
+    )
     return timer.run(
         name,
         lambda: run_propose(ws, settings),
         lambda s: (
-            f"{s.images} images -> {s.proposals} proposals with {settings.detector} "
+            f"{s.images} images -> {s.proposals} proposals with {settings.detect.detector} "
             f"({s.errors} errors, {s.images_per_second:.1f} images/s)"
         ),
     )
 
 
-def _select(ws: Any, timer: StageTimer, **overrides: Any) -> dict[str, Any]:
-    from autolabel.select.core import run_select
-
-    cfg = ws.config({f"select.{k}": v for k, v in overrides.items()}).select
+def _select(ws: Any, cfg: Config, timer: StageTimer) -> dict[str, Any]:
     return timer.run(
         "select",
-        lambda: run_select(ws, cfg),
+        lambda: steps.select(ws, cfg),
         lambda r: "routes " + ", ".join(f"{k} {v}" for k, v in r["routes"].items()),
     )
 
 
-def _export(ws: Any, timer: StageTimer, out: Path, **options: Any) -> Any:
-    from autolabel.export import ExportOptions, export_dataset
-
-    cfg = ws.config().export
-    opts = ExportOptions(
-        size=options.pop("size", cfg.size),
-        resize=cfg.resize,
-        margin=cfg.margin,
-        min_size=cfg.min_size,
-        include=cfg.include,
-        **options,
-    )
+def _export(ws: Any, cfg: Config, timer: StageTimer, out: Path) -> Any:
     return timer.run(
         "export",
-        lambda: export_dataset(ws, out, opts),
+        lambda: steps.export(ws, cfg, out),
         lambda r: (
             f"version {r.version}: {r.counts.get('crops', 0)} crops, "
             f"{r.counts.get('too_small', 0)} too small -> {r.path}"
@@ -256,45 +228,47 @@ def run_demo(
     ws = Workspace.create(root / "workspace")
     ws.config_path.write_text(DEMO_CONFIG, encoding="utf-8")
     try:
-        cfg = ws.config()
+        cfg = steps.load_options(ws)
+        exemplar = cfg.with_flags({"detect.detector": "exemplar"})
         timer.run(
             "ingest",
-            lambda: _ingest(ws, paths["screenshots"], cfg),
+            lambda: steps.ingest(ws, cfg, [paths["screenshots"]]),
             lambda r: f"{r.added} images added ({r.errors} errors)",
         )
         _seed(
             ws,
+            exemplar,
             timer,
             crops=paths["seed_crops"],
             originals=paths["seed_originals"],
             captions=paths["captions"],
             prompt=None,
-            detector="exemplar",
-            detector_options={
-                "scale_step": cfg.detect.exemplar_scale_step,
-                "coarse_side": cfg.detect.exemplar_coarse_side,
-            },
         )
         tiny = timer.run(
             "models make-tiny",
             lambda: make_tiny_models(root / "models" / "tiny"),
             lambda t: f"tiny random-init models in {root / 'models' / 'tiny'}",
         )
+        tiny_cfg = cfg.with_flags(
+            {
+                "detect.detector": "grounding-dino",
+                "detect.model": str(tiny["grounding-dino"]),
+                "detect.refiner": "sam",
+                "detect.refiner_model": str(tiny["sam"]),
+                "detect.device": "cpu",
+                "propose.limit": tiny_images,
+            }
+        )
         _propose(
             ws,
+            tiny_cfg,
             timer,
             "propose (tiny grounding-dino + sam)",
-            detector="grounding-dino",
-            model=str(tiny["grounding-dino"]),
-            refiner="sam",
-            refiner_model=str(tiny["sam"]),
-            limit=tiny_images,
             box_threshold=0.05,
             text_threshold=0.05,
-            device="cpu",
         )
-        _propose(ws, timer, "propose (exemplar)", detector="exemplar")
-        _select(ws, timer)
+        _propose(ws, exemplar, timer, "propose (exemplar)")
+        _select(ws, cfg, timer)
         report_eval = timer.run(
             "eval",
             lambda: evaluate(ws, paths["truth"]),
@@ -303,7 +277,7 @@ def run_demo(
                 f"{_fmt(e.get('auto_precision'))} over {e.get('n_auto', 0)} boxes"
             ),
         )
-        export = _export(ws, timer, root / "export")
+        export = _export(ws, cfg, timer, root / "export")
         html_path, _ = timer.run(
             "report",
             lambda: write_report(ws),
@@ -334,8 +308,8 @@ def autocrop(
     seed_crops: str | Path | None = None,
     originals: str | Path | None = None,
     captions: str | Path | None = None,
-    size: int = 448,
-    target_precision: float = 0.98,
+    size: int | None = None,
+    target_precision: float | None = None,
     workspace: str | Path | None = None,
     detector: str | None = None,
     model: str | None = None,
@@ -352,6 +326,12 @@ def autocrop(
     a crash resumes. Seed crops (with ``originals``/``captions``) bootstrap the prompt and
     thresholds; with the ``exemplar`` detector they are the exemplars.
 
+    Options: the workspace's ``config.yaml`` over :data:`autolabel.steps.AUTOCROP_PRESET`
+    (target precision 0.98, swift JSONL only), then the arguments that are not None
+    (``size`` = ``export.size``, ``target_precision`` = ``select.target_precision``,
+    ``detector``/``model``/``refiner``/``device`` = ``detect.*``, ``engine``/``batch_size`` =
+    ``propose.*``). Every step is the one the stage command runs.
+
     Returns:
         Summary: ``images``, ``new_images``, ``proposed``, ``crops``, ``export`` (version
         path or None), ``review_waiting``, ``precision`` (estimate dict), ``errors`` (by
@@ -361,7 +341,7 @@ def autocrop(
         InputError: missing/invalid folders, or ``out_dir`` inside ``in_dir``.
         ConfigError: no prompt from ``prompt``, seed captions or config.
     """
-    from autolabel.select.stats import precision_estimate
+    from autolabel.select.run import precision_estimate
     from autolabel.store import Workspace
     from autolabel.store.images import workspace_status
 
@@ -379,46 +359,44 @@ def autocrop(
     timer = StageTimer(log)
     ws = Workspace.create(ws_path)
     try:
-        cfg = ws.config()
+        cfg = steps.load_options(
+            ws,
+            None,
+            {
+                "detect.detector": detector,
+                "detect.model": model,
+                "detect.refiner": refiner,
+                "detect.device": device,
+                "propose.engine": engine,
+                "propose.batch_size": batch_size,
+                "select.target_precision": target_precision,
+                "export.size": size,
+            },
+            preset=steps.AUTOCROP_PRESET,
+        )
         before = workspace_status(ws)["images"].get("ok", 0)
         ing = timer.run(
             "ingest",
-            lambda: _ingest(ws, in_path, cfg),
+            lambda: steps.ingest(ws, cfg, [in_path]),
             lambda r: f"{r.added} new images ({r.errors} errors)",
         )
-        det_name = detector or cfg.detect.detector
         if seed_crops is not None:
-            opts: dict[str, Any] = {}
-            if det_name != "exemplar":
-                opts = {"model": model or cfg.detect.model, "device": device or "auto"}
             _seed(
                 ws,
+                cfg,
                 timer,
                 crops=Path(seed_crops),
                 originals=Path(originals) if originals else None,
                 captions=Path(captions) if captions else None,
                 prompt=prompt,
-                detector=det_name,
-                detector_options=opts,
             )
-        summary = _propose(
-            ws,
-            timer,
-            "propose",
-            prompt=prompt,
-            detector=det_name,
-            model=model,
-            refiner=refiner,
-            engine=engine,
-            device=device,
-            batch_size=batch_size,
-        )
-        _select(ws, timer, target_precision=target_precision)
+        summary = _propose(ws, cfg, timer, "propose", prompt=prompt)
+        _select(ws, cfg, timer)
         from autolabel.store.exports import labels_changed_since_last_export
 
         export_path, crops = None, 0
         if labels_changed_since_last_export(ws):
-            export = _export(ws, timer, out_path, size=size, formats=("swift",))
+            export = _export(ws, cfg, timer, out_path)
             export_path, crops = str(export.path), int(export.counts.get("crops", 0))
         else:
             log("[export] nothing new since the last export; kept the latest version")
@@ -445,24 +423,23 @@ def autocrop(
 
 
 def review_then_export(
-    ws_path: Path, out_dir: str | Path, *, size: int = 448, log: Log = _quiet
+    ws_path: Path, out_dir: str | Path, *, size: int | None = None, log: Log = _quiet
 ) -> dict[str, Any]:
-    """Serve the review app in the foreground; when it stops (Ctrl-C), export again."""
-    from autolabel.review.app import serve
+    """Serve the review app in the foreground; when it stops (Ctrl-C), export again.
+
+    Same options as :func:`autocrop` (``size`` = ``export.size``).
+    """
     from autolabel.store import Workspace
     from autolabel.store.exports import labels_changed_since_last_export
 
     ws = Workspace.open(ws_path)
     try:
-        cfg = ws.config().review
+        cfg = steps.load_options(ws, None, {"export.size": size}, preset=steps.AUTOCROP_PRESET)
     finally:
         ws.close()
     try:
-        serve(
-            ws_path,
-            host=cfg.host,
-            port=cfg.port,
-            on_ready=lambda url: log(f"review app: {url}  (Ctrl-C when done)"),
+        steps.review(
+            ws_path, cfg, on_ready=lambda url: log(f"review app: {url}  (Ctrl-C when done)")
         )
     except KeyboardInterrupt:
         pass
@@ -471,7 +448,7 @@ def review_then_export(
         if not labels_changed_since_last_export(ws):
             return {"export": None}
         timer = StageTimer(log)
-        export = _export(ws, timer, Path(out_dir), size=size, formats=("swift",))
+        export = _export(ws, cfg, timer, Path(out_dir))
         return {"export": str(export.path), "stages": timer.stages}
     finally:
         ws.close()

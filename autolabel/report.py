@@ -75,7 +75,7 @@ def build_report(
         ``{"status", "precision", "runs", "samples": {route: [{proposal_id, image, box,
         phrase, score, source}]}, "eval": dict | None}``.
     """
-    from autolabel.select.stats import precision_estimate
+    from autolabel.select.run import precision_estimate, status_summary
     from autolabel.store.images import workspace_status
     from autolabel.store.labels import iter_labels
     from autolabel.store.runs import list_runs
@@ -103,7 +103,7 @@ def build_report(
     eval_json = eval_dir / "eval.json"
     evaluation = json.loads(eval_json.read_text(encoding="utf-8")) if eval_json.exists() else None
     return {
-        "status": workspace_status(ws),
+        "status": {**workspace_status(ws), "auto_precision": status_summary(ws)},
         "precision": precision_estimate(ws),
         "runs": _throughput(list_runs(ws)),
         "samples": samples,

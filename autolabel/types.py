@@ -1,14 +1,101 @@
-"""Core records: :class:`Proposals` (parallel numpy arrays) and the rows the store returns."""
+"""Core records: :class:`Proposals` (parallel numpy arrays), :class:`Prompt` and the rows the
+store returns."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from autolabel.errors import ShapeError
+from autolabel.errors import EmptyPromptError, ShapeError
+
+#: Characters that end a phrase: Grounding DINO's delimiters ``.`` and ``?`` (and their
+#: full-width forms), ``;`` and line breaks.
+PROMPT_DELIMITERS = re.compile(r"[.?;\n。．？；]")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What to detect: distinct phrases in order, e.g. ``("white sneaker", "handbag")``.
+
+    Build it with :meth:`parse`; phrases are lower-case, single-spaced, free of delimiter
+    characters and never empty; duplicates keep their first position. Two prompts are equal
+    when their phrases are.
+
+    Attributes:
+        phrases: the phrases, at least one.
+    """
+
+    phrases: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.phrases:
+            raise EmptyPromptError("prompt: expected at least one phrase, got none")
+
+    @classmethod
+    def parse(cls, value: str | Prompt | Iterable[str]) -> Prompt:
+        """Parse ``"White sneaker. handbag"``, ``"白色运动鞋。手提包"`` or ``["a", "b"]``.
+
+        A string is split at ``.``, ``?``, ``;``, line breaks and their full-width forms;
+        list items are single phrases (delimiters inside them become spaces).
+
+        Raises:
+            EmptyPromptError: no phrase is left (``""``, ``" . "``, ``[]``).
+        """
+        if isinstance(value, Prompt):
+            return value
+        if isinstance(value, str):
+            parts: Iterable[str] = PROMPT_DELIMITERS.split(value)
+        else:
+            parts = [str(v) for v in value]
+        phrases: list[str] = []
+        for part in parts:
+            phrase = " ".join(PROMPT_DELIMITERS.sub(" ", part).lower().split())
+            if phrase and phrase not in phrases:
+                phrases.append(phrase)
+        if not phrases:
+            raise EmptyPromptError(
+                f"prompt: expected phrases separated by '. ' (e.g. 'white sneaker. handbag'), "
+                f"got {value!r}"
+            )
+        return cls(tuple(phrases))
+
+    @classmethod
+    def first_of(cls, *candidates: str | Prompt | Iterable[str] | None) -> Prompt:
+        """The one precedence rule: the first candidate given wins.
+
+        Callers pass ``(flag, workspace prompt, config prompt)`` in that order; see
+        ``autolabel.commands._common.resolve_prompt``.
+
+        Raises:
+            EmptyPromptError: every candidate is None or empty, or the winner has no phrase.
+        """
+        for candidate in candidates:
+            if candidate is None or (isinstance(candidate, str) and not candidate.strip()):
+                continue
+            return cls.parse(candidate)
+        raise EmptyPromptError(
+            "no prompt: expected --prompt 'white sneaker. handbag', a workspace prompt (set "
+            "by `autolabel seed prompts` or an earlier `propose --prompt`) or propose.prompt / "
+            "seed.prompt in the config, got none"
+        )
+
+    @property
+    def text(self) -> str:
+        """The text the detector reads: ``"white sneaker. handbag."``."""
+        return ". ".join(self.phrases) + "."
+
+    def __str__(self) -> str:
+        """The stored and shown form: ``"white sneaker. handbag"`` (workspace, run keys)."""
+        return ". ".join(self.phrases)
+
+    @property
+    def first(self) -> str:
+        """The first phrase (the one given to boxes that have none)."""
+        return self.phrases[0]
 
 
 def _as_array(value: Any, dtype: Any, name: str) -> np.ndarray:

@@ -113,11 +113,12 @@ def naive(items: list[tuple], out: Path, size: int) -> float:
 
 
 def ours(ws, out: Path, size: int, workers: int) -> tuple[float, dict]:
-    from autolabel.export import ExportOptions, export_dataset
+    from autolabel.config import ExportConfig
+    from autolabel.export import export_dataset
 
     t = time.perf_counter()
     res = export_dataset(
-        ws, out, ExportOptions(size=size, min_size=0, formats=("swift",), workers=workers)
+        ws, out, ExportConfig(size=size, min_size=0, formats=["swift"], workers=workers)
     )
     return time.perf_counter() - t, res.counts
 

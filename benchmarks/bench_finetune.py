@@ -95,9 +95,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from autolabel.config import FinetuneConfig
     from autolabel.detect.tiny import make_tiny_models
     from autolabel.train.data import TrainingSet
-    from autolabel.train.loop import FinetuneOptions, finetune
+    from autolabel.train.loop import finetune
 
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as tmp:
         root = Path(tmp)
@@ -116,7 +117,7 @@ def main() -> None:
 
         before = test_ap50(base, test, args.max_size, args.device)
         samples = train + val
-        opts = FinetuneOptions(
+        opts = FinetuneConfig(
             epochs=100_000,
             lr=args.lr,
             batch_size=args.batch_size,
@@ -127,6 +128,7 @@ def main() -> None:
             time_budget_s=args.budget,
             checkpoint_every=0,
             scale_jitter=0.1,
+            threads=args.threads,
         )
         last = {"t": time.perf_counter()}
 

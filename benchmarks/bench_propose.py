@@ -8,6 +8,10 @@ All measured in one run, on the same images and the same model instance:
 (c) a naive loop in the style of autodistill: open each image, one forward per prompt
     phrase, batch size 1, keep every result until the end; target (c)/(b) >= 3;
 
+(d) with ``--contended``: (b) again while one competing CPU-bound process runs; torch's
+    threads are pinned beside the loader threads (``autolabel.propose.threads``), so
+    oversubscription does not multiply the wall time; target (d)/(b) <= 2.5;
+
 plus the peak RSS of the real CLI (`autolabel propose` in a subprocess, tiny model, tiny
 images) for two folder sizes (must not grow with the folder size).
 
@@ -18,6 +22,7 @@ Usage:
     python benchmarks/bench_propose.py                 # ~2-3 min on 2 cores
     python benchmarks/bench_propose.py --full          # 1k and 10k images for the RSS part
     python benchmarks/bench_propose.py --images 128 --batch-size 8 --device cuda
+    python benchmarks/bench_propose.py --contended --skip-rss   # idle vs one busy process
 """
 
 from __future__ import annotations
@@ -106,25 +111,25 @@ def new_workspace(path: Path, folder: Path):
 
 
 def pure_model_seconds(detector, paths, settings, rows) -> float:
-    """(a): detector time over pre-decoded images, batched exactly as the runner batches."""
-    from autolabel.runner import group_by_shape, load_for_detector
+    """(a): detector time over pre-decoded images, batched exactly as propose batches."""
+    from autolabel.propose import group_by_shape, load_for_detector
 
     decoded = {
         int(r["id"]): load_for_detector(
             int(r["id"]),
             r["path"],
-            max_size=settings.max_size,
-            max_pixels=settings.max_pixels,
-            max_side=settings.max_side,
+            max_size=settings.detect.max_size,
+            max_pixels=settings.image.max_pixels,
+            max_side=settings.image.max_side,
         ).image
         for r in rows
     }
     batches = list(
         group_by_shape(
             iter(rows),
-            batch_size=settings.batch_size,
-            max_size=settings.max_size,
-            window=settings.batch_size * 8,
+            batch_size=settings.propose.batch_size,
+            max_size=settings.detect.max_size,
+            window=settings.propose.batch_size * 8,
         )
     )
     t = 0.0
@@ -227,7 +232,8 @@ def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> dict[str, float
 def speed(args: argparse.Namespace, tmp: Path) -> None:
     """Measure (a), (b) and (c) and print them with the two ratios."""
     from autolabel.detect import build_detector
-    from autolabel.runner import ProposeSettings, run_propose
+    from autolabel.propose import ProposeSettings, run_propose
+    from autolabel.propose.threads import limit_torch_threads, torch_threads_beside
     from autolabel.store import runs as store_runs
 
     model_dir = make_bench_model(tmp / "model", args.image_size)
@@ -241,8 +247,8 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
         box_threshold=0.3,
         text_threshold=0.25,
     )
-    settings = ProposeSettings(
-        prompt=prompt,
+    settings = ProposeSettings.of(
+        prompt,
         model=str(model_dir),
         device=args.device,
         box_threshold=0.3,
@@ -268,7 +274,11 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
         text_threshold=0.25,
     )
     rows = [dict(r) for r in store_runs.iter_pending_images(ws_b, run.key)]
-    a = pure_model_seconds(detector, paths, settings, rows)
+    # (a) and (c) get the torch thread count run_propose gives the model beside its loaders,
+    # so the ratios compare the pipelines, not thread settings
+    pinned = torch_threads_beside(settings.propose.workers)
+    with limit_torch_threads(pinned):
+        a = pure_model_seconds(detector, paths, settings, rows)
     print(f"(a) pure model time   {a:8.2f} s  ({len(rows) / a:.2f} img/s)", flush=True)
 
     t0 = time.perf_counter()
@@ -282,12 +292,27 @@ def speed(args: argparse.Namespace, tmp: Path) -> None:
     )
 
     ws_c = new_workspace(tmp / "ws_c", folder)
-    c, n_naive = naive_seconds(detector, paths, ws_c)
+    with limit_torch_threads(pinned):
+        c, n_naive = naive_seconds(detector, paths, ws_c)
     print(f"(c) naive loop        {c:8.2f} s  ({args.images / c:.2f} img/s, {n_naive} boxes)")
     print(f"ratio (b)/(a) = {b / a:.3f}   (target <= 1.10)")
     print(f"ratio (c)/(b) = {c / b:.2f}    (target >= 3; {len(PHRASES)} phrases)")
     ws_b.close()
     ws_c.close()
+    if args.contended:
+        ws_d = new_workspace(tmp / "ws_d", folder)
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(0.5)  # let the competitor reach full speed
+            t0 = time.perf_counter()
+            run_propose(ws_d, settings, detector=detector)
+            d = time.perf_counter() - t0
+        finally:
+            busy.kill()
+            busy.wait()
+            ws_d.close()
+        print(f"(d) beside a busy CPU {d:8.2f} s  ({args.images / d:.2f} img/s)")
+        print(f"ratio (d)/(b) = {d / b:.2f}    (target <= 2.5)")
 
 
 def main() -> None:
@@ -302,6 +327,9 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="RSS for 1k and 10k images")
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--only-rss", action="store_true", help="skip (a), (b), (c)")
+    ap.add_argument(
+        "--contended", action="store_true", help="also (d): (b) beside one busy CPU process"
+    )
     args = ap.parse_args()
     if args.full:
         args.rss_sizes = [1000, 10000]

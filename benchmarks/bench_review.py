@@ -146,10 +146,11 @@ def bench_library(ws: Workspace, ops: int, reviewers: int) -> dict[str, list[flo
 def bench_http(ws: Workspace, ops: int) -> dict[str, list[float]]:
     import httpx
 
-    from autolabel.review.app import serve_in_thread
+    from autolabel.config import ReviewConfig
+    from autolabel.review.server import serve_in_thread
 
     out: dict[str, list[float]] = {"next": [], "decide": []}
-    with serve_in_thread(ws.path, lease_seconds=120) as server:
+    with serve_in_thread(ws.path, ReviewConfig(port=0, lease_seconds=120)) as server:
         # browsers disable Nagle; so does this client (else ~40 ms delayed-ACK stalls)
         transport = httpx.HTTPTransport(
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]

@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
 
+    from autolabel.geometry import iou
     from autolabel.imageio import load_rgb
     from autolabel.seed.bootstrap import _locate_best
-    from autolabel.seed.locate import _iou, locate
+    from autolabel.seed.locate import locate
     from autolabel.seed.pair import SearchIndex
     from autolabel.synth import make_crop, make_screenshot
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(n_loc):
             crop, cbox = crops[i]
             m = locate(crop, load_rgb(originals[i]))
-            good += m.status == "located" and _iou(m.box, cbox) >= 0.95
+            good += m.status == "located" and iou(m.box, cbox) >= 0.95
         loc_s = time.perf_counter() - t
 
         # 2. pairing by search
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             t_short += time.perf_counter() - t1
             in_shortlist += i in shortlist
             m, hit, _ = _locate_best(crop, shortlist, index.originals, load_rgb, 0.7)
-            paired += hit == i and m.box is not None and _iou(m.box, cbox) >= 0.95
+            paired += hit == i and m.box is not None and iou(m.box, cbox) >= 0.95
             same_photo += hit is not None and photos[hit] == photos[i]
         search_s = time.perf_counter() - t
 

@@ -30,7 +30,7 @@ import numpy as np
 
 _CHILD = r"""
 import json, resource, sys, time
-from autolabel.select.core import run_select
+from autolabel.select.run import run_select
 from autolabel.store import Workspace
 ws_path, budget = sys.argv[1], sys.argv[2]
 with Workspace.open(ws_path) as ws:
@@ -49,12 +49,13 @@ print(json.dumps({"seconds": sec, "cpu_s": ru.ru_utime + ru.ru_stime,
 
 
 def build(ws_path: Path, n: int, per_image: int, seed: int) -> float:
-    from autolabel.select.simulate import review_proposal
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support
     from autolabel.store import Workspace
     from autolabel.store.images import ScannedFile, write_scanned
     from autolabel.store.queue import enqueue
     from autolabel.store.runs import create_run, finish_run, write_batch
     from autolabel.types import Proposals
+    from tests.support.simulate import review_proposal
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)

@@ -161,14 +161,15 @@ accepted boxes are exportable immediately.""",
     ),
     (
         "code",
-        """from autolabel.export import ExportOptions, export_dataset
-from autolabel.select.core import run_select
-from autolabel.select.stats import format_estimate, precision_estimate
+        """from autolabel.config import ExportConfig
+from autolabel.export import export_dataset
+from autolabel.select.run import precision_estimate, run_select
+from autolabel.select.stats import format_estimate
 
-sel = run_select(ws)
+sel = run_select(ws, ws.config().select)
 print("routes:", sel["routes"])
 print(format_estimate(precision_estimate(ws)))
-result = export_dataset(ws, root / "export", ExportOptions(size=224, min_size=48))
+result = export_dataset(ws, root / "export", ExportConfig(size=224, min_size=48))
 print(result.version, result.counts)
 rows = [json.loads(x) for x in (result.path / "swift.jsonl").read_text().splitlines()]
 rows[:3]""",

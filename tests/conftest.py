@@ -1,19 +1,59 @@
-"""Shared fixtures: offline hub, temporary workspaces, synthetic images, proposal builders."""
+"""Shared fixtures: offline hub, pinned threads, temporary workspaces, proposal builders,
+tiny models cached outside the checkout.
+
+Helpers that tests import live in :mod:`tests.support`; this file only holds fixtures and
+process-wide settings.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from tests.support.models import tiny_cache_root
+from tests.support.proposals import mock_proposals
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# One thread per math library, set before torch/numpy's BLAS start their pools: with other
+# CPU-heavy jobs on the machine, torch's default (one thread per core, spinning at barriers)
+# makes a 1.5 s test take minutes. Subprocesses (CLI tests) inherit these.
+# AUTOLABEL_TEST_THREADS overrides the count.
+TEST_THREADS = int(os.environ.get("AUTOLABEL_TEST_THREADS", "1"))
+for _var in (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+):
+    os.environ[_var] = str(TEST_THREADS)
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _pin_torch_threads() -> None:
+    """``torch.set_num_threads(TEST_THREADS)`` once torch has been imported by someone
+    (conftest itself never imports torch, so tests without it stay fast)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "get_num_threads"):
+        return  # not imported yet, or half-way through its own import
+    if torch.get_num_threads() != TEST_THREADS:
+        torch.set_num_threads(TEST_THREADS)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _pin_torch_threads()
+
+
+def pytest_runtest_call(item: pytest.Item) -> None:
+    _pin_torch_threads()  # runs after the fixtures, which may have imported torch
 
 
 @pytest.fixture
@@ -26,26 +66,9 @@ def workspace(tmp_path: Path) -> Iterator:
     ws.close()
 
 
-def mock_proposals(
-    xyxy: Sequence[Sequence[float]] = (),
-    score: Sequence[float] | None = None,
-    phrase: Sequence[str] | None = None,
-    **data: Sequence[float],
-):
-    """Build a ``Proposals`` from plain lists (scores default to 0.9, phrases to 'obj')."""
-    from autolabel.types import Proposals
-
-    n = len(xyxy)
-    return Proposals(
-        xyxy=np.asarray(xyxy, np.float32).reshape(n, 4),
-        score=np.full(n, 0.9, np.float32) if score is None else np.asarray(score, np.float32),
-        phrase=["obj"] * n if phrase is None else list(phrase),
-        data={k: np.asarray(v, np.float32) for k, v in data.items()},
-    )
-
-
 @pytest.fixture(name="mock_proposals")
 def mock_proposals_fixture():
+    """:func:`tests.support.proposals.mock_proposals`, as a fixture."""
     return mock_proposals
 
 
@@ -54,8 +77,9 @@ def tiny_models() -> dict[str, Path]:
     """Tiny random-init models: keys grounding-dino (HF folder), grounding-dino-original
     (.pth in the IDEA layout), sam (.pth), hf-sam (HF folder).
 
-    Cached under models/.tiny-cache/<hash of the maker's source> (rebuilt when it changes).
+    Cached under :func:`tiny_cache_root` ``/<hash of the maker's source>``, outside the
+    checkout (rebuilt when the maker changes).
     """
     from autolabel.detect.tiny import cached_tiny_models
 
-    return cached_tiny_models(REPO / "models" / ".tiny-cache")
+    return cached_tiny_models(tiny_cache_root())

@@ -84,6 +84,23 @@ def test_import_cli_and_every_help_do_not_import_heavy_libraries():
     assert out.stdout.split("\n")[:2] == ["[]", "[]"]
 
 
+def test_python_m_autolabel_help_works():
+    out = subprocess.run(
+        [sys.executable, "-m", "autolabel", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Usage: autolabel" in out.stdout and "autocrop" in out.stdout
+
+
+def test_command_modules_are_named_after_their_commands():
+    from autolabel.commands import COMMAND_MODULES
+
+    names = {m.__name__.rsplit(".", 1)[1] for m in COMMAND_MODULES}
+    groups = {p[0] for p, c in COMMANDS if len(p) == 1 and _is_group(c)}
+    assert groups - {"reviewers"} <= names  # `reviewers` lives beside `review`
+    assert "detect" not in names
+
+
 def test_init_ingest_status_end_to_end(tmp_path, capsys):
     folder = tmp_path / "shots"
     folder.mkdir()

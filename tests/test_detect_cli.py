@@ -18,7 +18,8 @@ runner = CliRunner()
 
 
 def test_models_list_json_has_the_registry_and_presence(tmp_path, monkeypatch):
-    from autolabel.detect.registry import REPO_MODELS, load_registry, resolve_model
+    from autolabel.detect.registry import REPO_MODELS, load_registry
+    from autolabel.detect.versions import resolve_model
 
     root = tmp_path / "models"
     root.mkdir()

@@ -42,7 +42,7 @@ def _scene(seed: int):
 
 def test_finds_seed_product_in_new_screenshots_and_nothing_when_absent():
     from autolabel.detect import build_detector
-    from autolabel.detect.grounding_dino import box_iou
+    from autolabel.geometry import box_iou
 
     hits, ious, n = 0, [], 6
     for seed in range(n):
@@ -64,7 +64,7 @@ def test_finds_seed_product_in_new_screenshots_and_nothing_when_absent():
 
 def test_several_exemplars_keep_their_phrases():
     from autolabel.detect import build_detector
-    from autolabel.detect.grounding_dino import box_iou
+    from autolabel.geometry import box_iou
 
     crop_a, with_a, _, box_a, _ = _scene(0)  # astronaut
     crop_b, _, _, _, _ = _scene(1)  # coffee

@@ -16,15 +16,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autolabel.errors import ConflictError, InputError, NotFoundError
-from autolabel.export import ExportOptions, export_dataset, read_latest
+from autolabel.config import ExportConfig, load_config
+from autolabel.errors import ConfigError, ConflictError, InputError, NotFoundError
+from autolabel.export import export_dataset, read_latest
 from autolabel.export.geometry import ORIENTATION_OP, from_norm1000, from_yolo
 from autolabel.imageio import open_image
 from autolabel.store import exports as store
 from autolabel.store import runs as store_runs
 from autolabel.store.db import utcnow
 from autolabel.store.labels import iter_labels
-from tests.conftest import mock_proposals
+from tests.support.proposals import mock_proposals
 
 RED = (230, 20, 20)
 
@@ -180,7 +181,7 @@ def test_export_all_formats_round_trip(built, tmp_path):
     ws, info = built
     photos = info["photos"]
     originals = {p: _sha(p) for p in photos.rglob("*.*")}
-    res = export_dataset(ws, tmp_path / "out", ExportOptions(workers=2))
+    res = export_dataset(ws, tmp_path / "out", ExportConfig(workers=2))
     v = res.path
     assert res.version == "v1" and read_latest(tmp_path / "out") == "v1"
     assert res.counts == {"images": 4, "labels": 5, "crops": 4, "too_small": 1, "skipped": 0}
@@ -338,9 +339,9 @@ def test_export_all_formats_round_trip(built, tmp_path):
 
 def test_two_exports_are_byte_identical_and_versions_never_overwritten(built, tmp_path):
     ws, _ = built
-    opts = ExportOptions(version="v1", workers=1, resize="pad", margin=5)
+    opts = ExportConfig(version="v1", workers=1, resize="pad", margin=5)
     r1 = export_dataset(ws, tmp_path / "one", opts)
-    r2 = export_dataset(ws, tmp_path / "two", ExportOptions(**{**opts.__dict__, "workers": 2}))
+    r2 = export_dataset(ws, tmp_path / "two", opts.model_copy(update={"workers": 2}))
     t1, t2 = _tree(r1.path), _tree(r2.path)
     assert t1 == t2 and len(t1) > 10
     for m in _read_jsonl(r1.path / "manifest.jsonl"):
@@ -353,7 +354,7 @@ def test_two_exports_are_byte_identical_and_versions_never_overwritten(built, tm
     with pytest.raises(ConflictError, match="already exists"):
         export_dataset(ws, tmp_path / "one", opts)
     # default version continues after the recorded ones
-    r3 = export_dataset(ws, tmp_path / "one", ExportOptions(formats=("coco",)))
+    r3 = export_dataset(ws, tmp_path / "one", ExportConfig(formats=["coco"]))
     assert r3.version == "v2" and not (r3.path / "crops").exists()
     assert read_latest(tmp_path / "one") == "v2"
     assert (r1.path / "coco.json").read_bytes() == t1["coco.json"]  # v1 untouched
@@ -363,23 +364,23 @@ def test_include_filters_and_since_last_exports_only_new_items(built, tmp_path):
     ws, info = built
     pids = info["pids"]
     out = tmp_path / "out"
-    first = export_dataset(ws, out, ExportOptions(include="auto", formats=("swift", "coco")))
+    first = export_dataset(ws, out, ExportConfig(include="auto", formats=["swift", "coco"]))
     assert first.counts["labels"] == 4  # a[1] was reviewed, so not auto
-    reviewed = export_dataset(ws, out, ExportOptions(include="reviewed", formats=("coco",)))
+    reviewed = export_dataset(ws, out, ExportConfig(include="reviewed", formats=["coco"]))
     assert reviewed.counts["labels"] == 1
     # nothing new yet
-    empty = export_dataset(ws, out, ExportOptions(since="last", formats=("swift",)))
+    empty = export_dataset(ws, out, ExportConfig(formats=["swift"]), since="last")
     assert empty.counts["labels"] == 0 and _read_jsonl(empty.path / "swift.jsonl") == []
     # a reviewer rejects a box and accepts a changed one; a new run adds nothing else
     store.add_decision(ws, pids["sub_a"][0], "reject", reviewer="bob")
     store.add_decision(ws, pids["rot"][0], "caption", reviewer="bob", caption="tall red")
-    inc = export_dataset(ws, out, ExportOptions(since="last", formats=("swift",)))
+    inc = export_dataset(ws, out, ExportConfig(formats=["swift"]), since="last")
     rows = _read_jsonl(inc.path / "swift.jsonl")
     assert [r["text"] for r in rows] == ["tall red"] and inc.version == "v4"
-    full = export_dataset(ws, out, ExportOptions(formats=("swift",)))
+    full = export_dataset(ws, out, ExportConfig(formats=["swift"]))
     assert full.counts["labels"] == 4  # the rejected box is gone
     with pytest.raises(NotFoundError):
-        export_dataset(ws, out, ExportOptions(since="v99"))
+        export_dataset(ws, out, ExportConfig(), since="v99")
 
 
 def test_missing_and_changed_originals_are_skipped_and_listed(built, tmp_path):
@@ -387,7 +388,7 @@ def test_missing_and_changed_originals_are_skipped_and_listed(built, tmp_path):
     photos = info["photos"]
     (photos / "sub" / "a.jpg").unlink()
     Image.fromarray(_background(480, 640, 9)).save(photos / "rot.jpg", quality=80)
-    res = export_dataset(ws, tmp_path / "out", ExportOptions(formats=("swift", "coco")))
+    res = export_dataset(ws, tmp_path / "out", ExportConfig(formats=["swift", "coco"]))
     skipped = _read_jsonl(res.path / "skipped.jsonl")
     assert sorted(s["reason"] for s in skipped) == ["changed", "not-found"]
     assert res.counts["labels"] == 3 and res.counts["skipped"] == 2
@@ -404,7 +405,7 @@ def test_missing_and_changed_originals_are_skipped_and_listed(built, tmp_path):
     ],
 )
 def test_caption_priority(caption, seeds, want):
-    from autolabel.export.core import pick_caption
+    from autolabel.export.plan import pick_caption
     from autolabel.types import Label
 
     label = Label(1, 1, "/x.jpg", None, 20, 20, (0, 0, 10, 10), "phrase", caption, 0.9,
@@ -413,17 +414,21 @@ def test_caption_priority(caption, seeds, want):
 
 
 @pytest.mark.parametrize(
-    "opts, match",
+    "opts, error, match",
     [
-        ({"resize": "stretch"}, "resize: expected one of fit, pad, short-side"),
-        ({"formats": ("coco", "voc")}, "formats: expected names from"),
-        ({"version": "../x"}, "version: expected letters"),
-        ({"include": "maybe"}, "include: expected one of"),
+        ({"resize": "stretch"}, ConfigError, "export.resize: .*'fit', 'pad' or 'short-side'"),
+        ({"include": "maybe"}, ConfigError, "export.include: .*'accepted'"),
+        ({"size": 4}, ConfigError, "export.size: .*greater than or equal to 8"),
+        ({"formats": ["coco", "voc"]}, InputError, "formats: expected names from .* got voc"),
+        ({"version": "../x"}, InputError, "version: expected letters"),
     ],
 )
-def test_bad_options_raise_named_errors(workspace, tmp_path, opts, match):
-    with pytest.raises(InputError, match=match):
-        export_dataset(workspace, tmp_path / "o", ExportOptions(**opts))
+def test_bad_options_raise_named_errors(workspace, tmp_path, opts, error, match):
+    # the config section validates types and ranges; export checks names the section cannot
+    with pytest.raises(error, match=match):
+        cfg = load_config(overrides={f"export.{k}": v for k, v in opts.items()})
+        export_dataset(workspace, tmp_path / "o", cfg.export)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
 def test_cli_export_and_clean_user_errors(built, tmp_path):
@@ -452,7 +457,7 @@ def test_cli_export_and_clean_user_errors(built, tmp_path):
 def test_kill_during_export_leaves_previous_export_intact(tmp_path):
     ws, _ = _build(tmp_path, n_extra=30, extra_size=(1024, 768))
     out = tmp_path / "out"
-    first = export_dataset(ws, out, ExportOptions(formats=("swift",), workers=1))
+    first = export_dataset(ws, out, ExportConfig(formats=["swift"], workers=1))
     before = _tree(first.path)
     ws.close()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -493,7 +498,7 @@ def test_kill_during_export_leaves_previous_export_intact(tmp_path):
     from autolabel.store import Workspace
 
     with Workspace.open(tmp_path / "ws") as ws2:
-        again = export_dataset(ws2, out, ExportOptions(formats=("swift",), workers=2))
+        again = export_dataset(ws2, out, ExportConfig(formats=["swift"], workers=2))
     assert again.version == "v2" and read_latest(out) == "v2"
     assert not list(out.glob(".tmp-*"))
     assert again.counts["crops"] == first.counts["crops"] == 33  # a[1] is not accepted

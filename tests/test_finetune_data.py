@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autolabel.detect import versions
 from autolabel.errors import InputError
 from autolabel.store import runs as store_runs
 from autolabel.store.db import utcnow
 from autolabel.train import data as td
-from autolabel.train import versions
 from autolabel.train.metrics import average_precision, best_f1_threshold
-from tests.conftest import mock_proposals
+from tests.support.proposals import mock_proposals
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +74,6 @@ def test_normalize_phrase_removes_delimiters():
 
 
 # -- geometry and augmentation ---------------------------------------------------------------
-def test_box_conversions_round_trip():
-    rng = np.random.default_rng(0)
-    xy = np.sort(rng.uniform(0, 90, (20, 2, 2)), axis=1).reshape(20, 4)[:, [0, 2, 1, 3]]
-    norm = td.xyxy_to_cxcywh_norm(xy, 100, 90)
-    np.testing.assert_allclose(td.cxcywh_norm_to_xyxy(norm, 100, 90), xy, atol=1e-3)
-    np.testing.assert_allclose(td.hflip_xyxy(td.hflip_xyxy(xy, 100), 100), xy, atol=1e-4)
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_augment_moves_boxes_with_the_pixels(seed):
     img = np.zeros((60, 80, 3), np.uint8)

@@ -18,10 +18,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from autolabel.config import FinetuneConfig
+from autolabel.detect import versions
 from autolabel.errors import ConflictError
-from autolabel.train import versions
 from autolabel.train.data import TrainingSet, TrainSample
-from autolabel.train.loop import FinetuneOptions, finetune
+from autolabel.train.loop import finetune
+from tests.support.propose import propose_settings
 
 
 def red_squares(folder: Path, n: int, *, size: int = 64, seed: int = 0) -> list[TrainSample]:
@@ -44,6 +46,38 @@ def training_set(samples: list[TrainSample]) -> TrainingSet:
     return TrainingSet(samples, ["red square"], {"images": len(samples)})
 
 
+def seeded_workspace(ws_path: Path, samples: list[TrainSample], *, n_seed: int) -> dict[str, int]:
+    """A workspace with ``samples`` ingested and the first ``n_seed`` as located seed boxes
+    without a phrase; returns ``{path: image id}``."""
+    from autolabel.store import Workspace
+    from autolabel.store.db import utcnow
+    from autolabel.store.images import ScannedFile, write_scanned
+
+    with Workspace.create(ws_path) as ws:
+        write_scanned(
+            ws,
+            [ScannedFile(path=s.path, size=1, mtime_ns=0, width=64, height=64) for s in samples],
+        )
+        ids = {r["path"]: r["id"] for r in ws.conn.execute("SELECT id, path FROM images")}
+        with ws.transaction() as c:
+            for i, s in enumerate(samples[:n_seed]):
+                c.execute(
+                    "INSERT INTO seed_items(crop_path, original_path, image_id, x0, y0, x1, y1, "
+                    "score, status, phrase, added_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        f"c{i}.png",
+                        s.path,
+                        ids[s.path],
+                        *s.boxes[0].tolist(),
+                        0.9,
+                        "located",
+                        None,
+                        utcnow(),
+                    ),
+                )
+    return ids
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     import torch
@@ -57,7 +91,7 @@ def _one_thread():
 @pytest.mark.slow
 def test_easy_task_loss_falls_and_val_ap50_rises(tmp_path, tiny_models):
     samples = red_squares(tmp_path / "imgs", 40)
-    opts = FinetuneOptions(
+    opts = FinetuneConfig(
         epochs=8,
         lr=2e-3,
         batch_size=4,
@@ -105,7 +139,7 @@ def test_easy_task_loss_falls_and_val_ap50_rises(tmp_path, tiny_models):
 def test_interrupted_run_resumes_where_it_stopped(tmp_path, tiny_models):
     samples = red_squares(tmp_path / "imgs", 10, seed=1)
     base = str(tiny_models["grounding-dino"])
-    opts = FinetuneOptions(
+    opts = FinetuneConfig(
         epochs=2,
         lr=1e-3,
         batch_size=2,
@@ -127,7 +161,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, tiny_models):
             tmp_path / "b",
             None,
             base=base,
-            options=FinetuneOptions(**{**opts.__dict__, "lr": 5e-4}),
+            options=opts.model_copy(update={"lr": 5e-4}),
         )
     second = finetune(tmp_path / "b", None, base=base, options=opts)
     assert second.resumed_from_step == 3 and second.steps == 8
@@ -143,7 +177,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, tiny_models):
 def test_restart_discards_an_interrupted_run(tmp_path, tiny_models):
     samples = red_squares(tmp_path / "imgs", 6, seed=2)
     base = str(tiny_models["grounding-dino"])
-    opts = FinetuneOptions(epochs=1, batch_size=2, max_size=64, val_split=0.0, device="cpu")
+    opts = FinetuneConfig(epochs=1, batch_size=2, max_size=64, val_split=0.0, device="cpu")
     first = finetune(tmp_path, training_set(samples), base=base, options=opts, stop_at_step=1)
     assert first.interrupted
     res = finetune(tmp_path, training_set(samples), base=base, options=opts, restart=True)
@@ -153,38 +187,16 @@ def test_restart_discards_an_interrupted_run(tmp_path, tiny_models):
 
 
 def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
-    from autolabel import runner
+    from autolabel import propose
     from autolabel.cli import app
     from autolabel.detect.base import model_version_of
     from autolabel.store import Workspace
     from autolabel.store import runs as store_runs
     from autolabel.store.db import utcnow
-    from autolabel.store.images import ScannedFile, write_scanned
 
     samples = red_squares(tmp_path / "imgs", 8, seed=4)
     ws_path = tmp_path / "ws"
-    with Workspace.create(ws_path) as ws:
-        write_scanned(
-            ws,
-            [ScannedFile(path=s.path, size=1, mtime_ns=0, width=64, height=64) for s in samples],
-        )
-        ids = {r["path"]: r["id"] for r in ws.conn.execute("SELECT id, path FROM images")}
-        with ws.transaction() as c:
-            for i, s in enumerate(samples[:6]):
-                c.execute(
-                    "INSERT INTO seed_items(crop_path, original_path, image_id, x0, y0, x1, y1, "
-                    "score, status, phrase, added_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        f"c{i}.png",
-                        s.path,
-                        ids[s.path],
-                        *s.boxes[0].tolist(),
-                        0.9,
-                        "located",
-                        None,
-                        utcnow(),
-                    ),
-                )
+    ids = seeded_workspace(ws_path, samples, n_seed=6)
     cli = CliRunner()
     args = [
         "finetune",
@@ -225,7 +237,7 @@ def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
             box_threshold=0.3,
             text_threshold=0.25,
         )
-        from tests.conftest import mock_proposals
+        from tests.support.proposals import mock_proposals
 
         decided = ids[samples[7].path]
         store_runs.write_batch(ws, run0, [(decided, mock_proposals([[1, 1, 9, 9]]))])
@@ -235,11 +247,11 @@ def test_cli_finetune_then_propose_latest(tmp_path, tiny_models):
             "VALUES (?,?,?,?,?)",
             (pid, decided, "ann", "accept", utcnow()),
         )
-        settings = runner.resolve_settings(
+        settings = propose_settings(
             ws, prompt="red square", model="latest", device="cpu", workers=0
         )
-        assert settings.model == str(ws_path / "models" / "gdino-v1")
-        summary = runner.run_propose(ws, settings)
+        assert settings.detect.model == str(ws_path / "models" / "gdino-v1")
+        summary = propose.run_propose(ws, settings)
         assert summary.images == 7  # 8 images, one already decided by a person
         run = store_runs.get_run(ws, max(r["id"] for r in store_runs.list_runs(ws)))
         assert run.model_version == model_version_of(ws_path / "models" / "gdino-v1")
@@ -249,7 +261,7 @@ def test_a_run_that_fails_before_training_leaves_nothing_to_resume(tmp_path):
     from autolabel.errors import ModelError
 
     samples = red_squares(tmp_path / "imgs", 3)
-    opts = FinetuneOptions(epochs=1, max_size=64, device="cpu")
+    opts = FinetuneConfig(epochs=1, max_size=64, device="cpu")
     with pytest.raises(ModelError, match="does not exist"):
         finetune(tmp_path, training_set(samples), base=str(tmp_path / "nope"), options=opts)
     assert versions.find_partial(tmp_path) is None and versions.list_versions(tmp_path) == []
@@ -261,7 +273,7 @@ def test_grad_accumulation_early_stopping_and_freezing(tmp_path, tiny_models):
     # 8 train images, batch 2 = 4 batches, 2 accumulated per update = 2 updates per epoch;
     # a learning rate too small to change anything: no epoch beats the start, so training
     # stops after `patience` epochs and the version keeps the starting weights
-    opts = FinetuneOptions(
+    opts = FinetuneConfig(
         epochs=5,
         lr=1e-12,
         batch_size=2,
@@ -296,3 +308,36 @@ def test_freeze_options(tiny_models):
         assert all(image) == (freeze != "backbone")
         assert all(p.requires_grad for p in model.bbox_embed.parameters())  # heads always train
     assert counts["none"] > counts["text"] > counts["backbone"] > 0
+
+
+def test_a_partial_run_without_a_checkpoint_is_restarted_from_the_workspace(tmp_path, tiny_models):
+    """A run killed before its first checkpoint leaves ``run.json`` only: nothing to resume.
+
+    The next ``finetune`` must start a fresh run from the workspace's data (it used to skip
+    collecting the data because ``run.json`` existed, then discard the folder and fail with
+    "expected training samples").
+    """
+    from autolabel.store import Workspace
+    from autolabel.train.loop import finetune_workspace
+
+    samples = red_squares(tmp_path / "imgs", 4, seed=6)
+    ws_path = tmp_path / "ws"
+    seeded_workspace(ws_path, samples, n_seed=4)
+    partial = versions.models_dir(ws_path) / "gdino-v1.partial"
+    partial.mkdir(parents=True)
+    (partial / "run.json").write_text(json.dumps({"base": "x", "options": {}}))
+    opts = FinetuneConfig(
+        base=str(tiny_models["grounding-dino"]),
+        max_steps=1,
+        max_size=64,
+        batch_size=2,
+        val_split=0.0,
+        device="cpu",
+    )
+    with Workspace.open(ws_path) as ws:
+        res = finetune_workspace(
+            ws, options=opts, default_model="unused", default_phrase="red square"
+        )
+    assert res.resumed_from_step == 0 and res.steps == 1
+    assert [v.name for v in versions.list_versions(ws_path)] == ["gdino-v1"]
+    assert versions.find_partial(ws_path) is None

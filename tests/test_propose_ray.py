@@ -5,15 +5,14 @@ One module on purpose: Ray start-up is slow on 2 cores.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from autolabel import runner
+from autolabel import propose
 from autolabel.store import Workspace
 from autolabel.store import runs as store_runs
-from tests.test_propose_tiny import assert_same, by_path, make_images, register, settings
+from tests.support.propose import assert_same, by_path, make_images, register, settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -42,7 +41,7 @@ def test_ray_engine_equals_local_engine_and_resumes(tmp_path: Path, tiny_models,
 
     with Workspace.create(tmp_path / "local") as ws:
         register(ws, all_paths)
-        s = runner.run_propose(ws, settings(tiny_models, batch_size=4))
+        s = propose.run_propose(ws, settings(tiny_models, batch_size=4))
         assert (s.images, s.errors) == (36, 1)
         local = by_path(ws, s.key)
 
@@ -53,9 +52,9 @@ def test_ray_engine_equals_local_engine_and_resumes(tmp_path: Path, tiny_models,
         register(ws, all_paths)
         # the local engine stops early (--limit), Ray finishes: one run key across engines,
         # so the resume semantics are the same (one Ray job: actor start-up is slow here)
-        first = runner.run_propose(ws, replace(ray_settings, engine="local", limit=12))
+        first = propose.run_propose(ws, ray_settings.replace(engine="local", limit=12))
         assert first.images + first.errors == 12
-        second = runner.run_propose(ws, ray_settings)
+        second = propose.run_propose(ws, ray_settings)
         assert second.key == first.key and second.pending == 25
         assert first.images + second.images == 36
         assert first.errors + second.errors == 1

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autolabel import runner
-from autolabel.errors import ConfigError, ModelError, NotFoundError
+from autolabel import propose
+from autolabel.errors import ConfigError, InputError, ModelError
 from autolabel.store import runs as store_runs
 from autolabel.types import Proposals
-from tests.test_propose_tiny import register
+from tests.support.propose import make_bright_images, propose_settings, register
 
 
 class BrightDetector:
@@ -65,33 +65,10 @@ class BrightDetector:
         return out
 
 
-def make_images(folder: Path, n: int, *, seed: int = 0, big_every: int = 0) -> list[Path]:
-    """n PNGs of a few sizes, each with one bright square at a random place."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    shapes = [(64, 96), (96, 64), (80, 80)]
-    paths = []
-    for i in range(n):
-        h, w = shapes[i % len(shapes)]
-        side = 16
-        if big_every and i % big_every == 0:
-            h, w, side = h * 4, w * 4, side * 4
-        arr = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
-        y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
-        arr[y : y + side, x : x + side] = 250
-        arr[0, 0, :] = 40 + (i % 7)
-        p = folder / f"img_{i:04d}.png"
-        Image.fromarray(arr).save(p)
-        paths.append(p)
-    return paths
-
-
-def settings(**kw) -> runner.ProposeSettings:
+def settings(**kw) -> propose.ProposeSettings:
     base = dict(prompt="bright square. dark", batch_size=4, workers=2, prefetch=2, max_size=128)
     base.update(kw)
-    return runner.ProposeSettings(**base)
+    return propose.ProposeSettings.of(**base)
 
 
 # -- pure functions ----------------------------------------------------------------------------
@@ -105,12 +82,14 @@ def settings(**kw) -> runner.ProposeSettings:
         ("", ConfigError),
     ],
 )
-def test_normalize_prompt(text, expected):
+def test_prompt_text_in_run_keys(text, expected):
+    from autolabel.types import Prompt
+
     if isinstance(expected, type):
-        with pytest.raises(expected, match="expected phrases"):
-            runner.normalize_prompt(text)
+        with pytest.raises(expected):
+            Prompt.parse(text)
     else:
-        assert runner.normalize_prompt(text) == expected
+        assert str(Prompt.parse(text)) == expected
 
 
 @pytest.mark.parametrize(
@@ -123,14 +102,14 @@ def test_normalize_prompt(text, expected):
     ],
 )
 def test_input_shape(w, h, max_size, expected):
-    fh, fw, scale = runner.input_shape(w, h, max_size)
+    fh, fw, scale = propose.input_shape(w, h, max_size)
     assert (fh, fw) == expected[:2]
     assert scale == pytest.approx(expected[2])
 
 
 def test_rescale_maps_back_and_clips(mock_proposals):
     p = mock_proposals([[10, 20, 50, 40], [0, 0, 200, 200]], logit_margin=[0.1, 0.2])
-    out = runner.rescale(p, 0.5, 0.25, width=300, height=500)
+    out = propose.rescale(p, 0.5, 0.25, width=300, height=500)
     np.testing.assert_allclose(out.xyxy[0], [20, 80, 100, 160])
     np.testing.assert_allclose(out.xyxy[1], [0, 0, 300, 500])  # clipped to the image
     np.testing.assert_allclose(out.data["logit_margin"], [0.1, 0.2])
@@ -144,7 +123,7 @@ def test_group_by_shape_batches_share_a_shape_and_keep_every_row():
         w, h = sizes[int(rng.integers(0, len(sizes)))]
         rows.append({"id": i, "width": w, "height": h})
     rows.append({"id": 999, "width": None, "height": None})
-    batches = list(runner.group_by_shape(iter(rows), batch_size=8, max_size=800, window=32))
+    batches = list(propose.group_by_shape(iter(rows), batch_size=8, max_size=800, window=32))
     ids = sorted(r["id"] for b in batches for r in b)
     assert ids == sorted(r["id"] for r in rows)
     for b in batches:
@@ -165,7 +144,7 @@ def test_group_by_shape_holds_a_bounded_window():
             yield {"id": i, "width": 10 + i % 50, "height": 10}  # 50 shapes, never a full batch
 
     emitted = 0
-    for b in runner.group_by_shape(rows(), batch_size=64, max_size=800, window=100):
+    for b in propose.group_by_shape(rows(), batch_size=64, max_size=800, window=100):
         emitted += len(b)
         held_max = max(held_max, seen - emitted)
     assert emitted == 10_000
@@ -175,40 +154,43 @@ def test_group_by_shape_holds_a_bounded_window():
 # -- settings ---------------------------------------------------------------------------------
 def test_resolve_settings_precedence(workspace):
     with pytest.raises(ConfigError, match="--prompt"):
-        runner.resolve_settings(workspace)
+        propose_settings(workspace)
     workspace.set_setting("seed.prompt", "red dress")
     workspace.set_setting("seed.thresholds", {"box_threshold": 0.2, "text_threshold": 0.15})
-    s = runner.resolve_settings(workspace)
+    s = propose_settings(workspace)
     assert s.prompt == "red dress"
-    assert (s.box_threshold, s.text_threshold) == (0.2, 0.15)
-    s = runner.resolve_settings(workspace, prompt="shoe.bag", box_threshold=0.5, batch_size=3)
+    assert (s.detect.box_threshold, s.detect.text_threshold) == (0.2, 0.15)
+    s = propose_settings(workspace, prompt="shoe.bag", box_threshold=0.5, batch_size=3)
     assert s.prompt == "shoe. bag"
-    assert (s.box_threshold, s.text_threshold, s.batch_size) == (0.5, 0.15, 3)
+    assert (s.detect.box_threshold, s.detect.text_threshold, s.propose.batch_size) == (0.5, 0.15, 3)
     workspace.config_path.write_text("propose:\n  prompt: hat\n  workers: 0\n")
-    s = runner.resolve_settings(workspace)
-    assert (s.prompt, s.workers) == ("hat", 0)
+    s = propose_settings(workspace)
+    # one precedence rule: flag > the workspace's prompt (the last --prompt) > config
+    assert (s.prompt, s.propose.workers) == ("shoe. bag", 0)
     with pytest.raises(ConfigError, match="engine"):
-        runner.resolve_settings(workspace, engine="spark")
+        propose_settings(workspace, engine="spark")
 
 
 def test_resolve_model_latest(tmp_path):
-    assert runner.resolve_model("some/hub-id", tmp_path) == "some/hub-id"
-    with pytest.raises(NotFoundError, match="fine-tuned version"):
-        runner.resolve_model("latest", tmp_path)
+    from autolabel.detect.versions import resolve_model
+
+    assert resolve_model("some/hub-id", workspace=tmp_path) == "some/hub-id"
+    with pytest.raises(InputError, match="fine-tuned version"):
+        resolve_model("latest", workspace=tmp_path)
     for v in (1, 2, 10):
         d = tmp_path / "models" / f"gdino-v{v}"
         d.mkdir(parents=True)
         (d / "metadata.json").write_text("{}")
-    assert Path(runner.resolve_model("latest", tmp_path)).name == "gdino-v10"
-    assert Path(runner.resolve_model("gdino-v2", tmp_path)) == tmp_path / "models" / "gdino-v2"
+    assert Path(resolve_model("latest", workspace=tmp_path)).name == "gdino-v10"
+    assert Path(resolve_model("gdino-v2", workspace=tmp_path)) == tmp_path / "models" / "gdino-v2"
 
 
 # -- runs with a deterministic detector -----------------------------------------------------
 def test_run_stores_every_image_in_original_pixels(workspace, tmp_path):
-    paths = make_images(tmp_path / "imgs", 30, big_every=10)  # some images get shrunk
+    paths = make_bright_images(tmp_path / "imgs", 30, big_every=10)  # some images get shrunk
     register(workspace, paths)
     det = BrightDetector()
-    summary = runner.run_propose(workspace, settings(), detector=det)
+    summary = propose.run_propose(workspace, settings(), detector=det)
     assert (summary.images, summary.errors, summary.proposals) == (30, 0, 30)
     assert not summary.interrupted
     res = store_runs.run_results(workspace, summary.key)
@@ -223,7 +205,7 @@ def test_run_stores_every_image_in_original_pixels(workspace, tmp_path):
         assert crop.mean() > 200, (p, boxes)  # the box lies on the bright square
     assert max(det.calls) == 4
     # a second run with the same key has nothing left to do
-    again = runner.run_propose(workspace, settings(), detector=BrightDetector())
+    again = propose.run_propose(workspace, settings(), detector=BrightDetector())
     assert again.pending == 0 and again.images == 0
     # the run row records model, prompt, thresholds, counts and its end
     row = store_runs.list_runs(workspace)[0]
@@ -239,12 +221,12 @@ def test_run_stores_every_image_in_original_pixels(workspace, tmp_path):
 def test_batch_size_and_workers_do_not_change_results(tmp_path):
     from autolabel.store import Workspace
 
-    paths = make_images(tmp_path / "imgs", 25, big_every=6)
+    paths = make_bright_images(tmp_path / "imgs", 25, big_every=6)
     results = []
     for i, (bs, workers) in enumerate([(1, 0), (8, 2), (5, 1)]):
         with Workspace.create(tmp_path / f"ws{i}") as ws:
             register(ws, paths)
-            s = runner.run_propose(
+            s = propose.run_propose(
                 ws, settings(batch_size=bs, workers=workers), detector=BrightDetector()
             )
             res = store_runs.run_results(ws, s.key)
@@ -259,7 +241,7 @@ def _by_path(ws, res):
 
 
 def test_bad_files_are_recorded_and_the_run_goes_on(workspace, tmp_path):
-    paths = make_images(tmp_path / "imgs", 10)
+    paths = make_bright_images(tmp_path / "imgs", 10)
     bad = tmp_path / "imgs"
     (bad / "not_image.png").write_text("hello, not a png")
     trunc = bad / "truncated.png"
@@ -268,7 +250,7 @@ def test_bad_files_are_recorded_and_the_run_goes_on(workspace, tmp_path):
     missing.write_bytes(paths[1].read_bytes())
     register(workspace, [*paths, bad / "not_image.png", trunc, missing])
     missing.unlink()
-    summary = runner.run_propose(workspace, settings(), detector=BrightDetector())
+    summary = propose.run_propose(workspace, settings(), detector=BrightDetector())
     assert (summary.images, summary.errors) == (10, 3)
     rows = store_runs.run_errors(workspace, summary.key)
     reasons = sorted(v.split(":")[0] for v in rows.values())
@@ -277,10 +259,10 @@ def test_bad_files_are_recorded_and_the_run_goes_on(workspace, tmp_path):
 
 
 def test_model_error_on_one_image_is_isolated(workspace, tmp_path):
-    paths = make_images(tmp_path / "imgs", 21)  # marker values 40..46; fail on 43
+    paths = make_bright_images(tmp_path / "imgs", 21)  # marker values 40..46; fail on 43
     register(workspace, paths)
     det = BrightDetector(fail_value=43)
-    summary = runner.run_propose(workspace, settings(batch_size=4), detector=det)
+    summary = propose.run_propose(workspace, settings(batch_size=4), detector=det)
     assert summary.errors == 3  # images 3, 10, 17
     assert summary.images == 18
     errs = list(store_runs.run_errors(workspace, summary.key).values())
@@ -290,15 +272,15 @@ def test_model_error_on_one_image_is_isolated(workspace, tmp_path):
 
 
 def test_model_failing_everywhere_stops_with_model_error(workspace, tmp_path):
-    register(workspace, make_images(tmp_path / "imgs", 12))
+    register(workspace, make_bright_images(tmp_path / "imgs", 12))
     with pytest.raises(ModelError, match="every image of the first batch"):
-        runner.run_propose(
+        propose.run_propose(
             workspace, settings(batch_size=4), detector=BrightDetector(fail_all=True)
         )
 
 
 def test_stop_event_finishes_the_batch_in_flight_then_resumes(workspace, tmp_path):
-    register(workspace, make_images(tmp_path / "imgs", 24))
+    register(workspace, make_bright_images(tmp_path / "imgs", 24))
     stop = threading.Event()
     done = []
 
@@ -307,21 +289,21 @@ def test_stop_event_finishes_the_batch_in_flight_then_resumes(workspace, tmp_pat
         if len(done) == 2:
             stop.set()
 
-    s1 = runner.run_propose(
+    s1 = propose.run_propose(
         workspace, settings(batch_size=4), detector=BrightDetector(), progress=progress, stop=stop
     )
     assert s1.interrupted and s1.images == 8
     assert store_runs.list_runs(workspace)[0]["finished_at"] is None
-    s2 = runner.run_propose(workspace, settings(batch_size=4), detector=BrightDetector())
+    s2 = propose.run_propose(workspace, settings(batch_size=4), detector=BrightDetector())
     assert s2.pending == 16 and s2.images == 16 and s2.key == s1.key
     assert len(store_runs.run_results(workspace, s1.key)) == 24
 
 
 def test_limit_and_different_prompt_make_a_new_key(workspace, tmp_path):
-    register(workspace, make_images(tmp_path / "imgs", 10))
-    s1 = runner.run_propose(workspace, settings(limit=3), detector=BrightDetector())
+    register(workspace, make_bright_images(tmp_path / "imgs", 10))
+    s1 = propose.run_propose(workspace, settings(limit=3), detector=BrightDetector())
     assert s1.images == 3
-    s2 = runner.run_propose(workspace, settings(prompt="other"), detector=BrightDetector())
+    s2 = propose.run_propose(workspace, settings(prompt="other"), detector=BrightDetector())
     assert s2.key != s1.key and s2.images == 10
     # current_proposals: the latest run that finished an image wins
     n = workspace.conn.execute("SELECT COUNT(*) FROM current_proposals").fetchone()[0]
@@ -332,7 +314,7 @@ def test_ctrl_c_stops_after_the_batch_in_flight_and_twice_aborts(workspace, tmp_
     import os
     import signal
 
-    register(workspace, make_images(tmp_path / "imgs", 24))
+    register(workspace, make_bright_images(tmp_path / "imgs", 24))
     stop = threading.Event()
     notices = []
     sent = []
@@ -342,8 +324,8 @@ def test_ctrl_c_stops_after_the_batch_in_flight_and_twice_aborts(workspace, tmp_
             sent.append(n)
             os.kill(os.getpid(), signal.SIGINT)  # handled: sets stop, no exception
 
-    with runner.graceful_interrupt(stop, lambda: notices.append(1)):
-        s = runner.run_propose(
+    with propose.graceful_interrupt(stop, lambda: notices.append(1)):
+        s = propose.run_propose(
             workspace, settings(batch_size=4), detector=BrightDetector(), progress=progress,
             stop=stop,
         )  # fmt: skip

@@ -19,69 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autolabel import runner
+from autolabel import propose
 from autolabel.store import Workspace
 from autolabel.store import runs as store_runs
-
-PROMPT = "red square. blue circle"
-SHAPES = [(64, 96), (96, 64), (128, 128), (80, 112)]
-
-
-def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    """n small PNGs (64-128 px, a few shapes) with a coloured square and disc."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        h, w = SHAPES[i % len(SHAPES)]
-        arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-        im = Image.fromarray(arr)
-        d = ImageDraw.Draw(im)
-        x, y = int(rng.integers(0, w - 24)), int(rng.integers(0, h - 24))
-        d.rectangle([x, y, x + 20, y + 20], fill=(220, 20, 20))
-        x, y = int(rng.integers(0, w - 24)), int(rng.integers(0, h - 24))
-        d.ellipse([x, y, x + 18, y + 18], fill=(20, 20, 220))
-        p = folder / f"im_{i:04d}.png"
-        im.save(p)
-        out.append(p)
-    return out
-
-
-def register(ws: Workspace, paths: list[Path]) -> None:
-    from PIL import Image
-
-    from autolabel.store.images import ScannedFile, write_scanned
-
-    files = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                w, h = im.size
-        except Exception:
-            w, h = 64, 64
-        files.append(ScannedFile(path=str(p), size=p.stat().st_size, mtime_ns=0, width=w, height=h))
-    write_scanned(ws, files)
-
-
-def by_path(ws: Workspace, key: str) -> dict[str, list[tuple]]:
-    from autolabel.store.images import get_image
-
-    return {get_image(ws, i).path: v for i, v in store_runs.run_results(ws, key).items()}
-
-
-def assert_same(a: dict[str, list[tuple]], b: dict[str, list[tuple]], atol: float = 1e-3) -> None:
-    """Same images, same number of boxes, boxes/scores equal up to float noise, same phrases."""
-    assert sorted(a) == sorted(b)
-    for path in a:
-        ra, rb = a[path], b[path]
-        assert len(ra) == len(rb), (path, ra, rb)
-        if ra:
-            na = np.array([r[:5] for r in ra], np.float64)
-            nb = np.array([r[:5] for r in rb], np.float64)
-            np.testing.assert_allclose(na, nb, atol=atol, err_msg=path)
-            assert [r[5] for r in ra] == [r[5] for r in rb]
+from tests.support.propose import PROMPT, assert_same, by_path, make_images, register, settings
 
 
 @pytest.fixture(scope="module")
@@ -102,24 +43,10 @@ def tiny_detector(tiny_models):
     )
 
 
-def settings(tiny_models, **kw) -> runner.ProposeSettings:
-    base = dict(
-        prompt=PROMPT,
-        model=str(tiny_models["grounding-dino"]),
-        device="cpu",
-        box_threshold=0.3,
-        text_threshold=0.25,
-        batch_size=8,
-        workers=2,
-    )
-    base.update(kw)
-    return runner.ProposeSettings(**base)
-
-
 def test_tiny_run_finds_boxes_with_signals(tmp_path, tiny_models, tiny_detector):
     with Workspace.create(tmp_path / "ws") as ws:
         register(ws, make_images(tmp_path / "imgs", 16))
-        s = runner.run_propose(ws, settings(tiny_models), detector=tiny_detector)
+        s = propose.run_propose(ws, settings(tiny_models), detector=tiny_detector)
         assert (s.images, s.errors) == (16, 0)
         assert s.proposals > 0, "the tiny model at threshold 0.3 should propose something"
         res = store_runs.run_results(ws, s.key)
@@ -137,7 +64,9 @@ def test_batch_size_1_and_8_give_the_same_proposals(tmp_path, tiny_models, tiny_
     for bs in (1, 8):
         with Workspace.create(tmp_path / f"ws{bs}") as ws:
             register(ws, paths)
-            s = runner.run_propose(ws, settings(tiny_models, batch_size=bs), detector=tiny_detector)
+            s = propose.run_propose(
+                ws, settings(tiny_models, batch_size=bs), detector=tiny_detector
+            )
             assert s.images == 40
             results.append(by_path(ws, s.key))
     assert sum(len(v) for v in results[0].values()) > 0
@@ -172,7 +101,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
     # uninterrupted reference (in-process, same model files and settings)
     with Workspace.create(tmp_path / "ref") as ws:
         register(ws, images200)
-        s = runner.run_propose(ws, settings(tiny_models), detector=tiny_detector)
+        s = propose.run_propose(ws, settings(tiny_models), detector=tiny_detector)
         assert s.images == 200
         reference = by_path(ws, s.key)
         ref_rows = ws.conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]
@@ -264,9 +193,9 @@ def test_cli_without_prompt_is_a_clean_error(tmp_path):
 def test_refiner_adds_mask_signals(tmp_path, tiny_models, tiny_detector):
     with Workspace.create(tmp_path / "ws") as ws:
         register(ws, make_images(tmp_path / "imgs", 4))
-        base = runner.run_propose(ws, settings(tiny_models), detector=tiny_detector)
+        base = propose.run_propose(ws, settings(tiny_models), detector=tiny_detector)
         s = settings(tiny_models, refiner="sam", refiner_model=str(tiny_models["sam"]))
-        refined = runner.run_propose(ws, s, detector=tiny_detector)
+        refined = propose.run_propose(ws, s, detector=tiny_detector)
         assert refined.key != base.key and refined.images == 4
         a, b = store_runs.run_results(ws, base.key), store_runs.run_results(ws, refined.key)
         assert sum(map(len, a.values())) == sum(map(len, b.values())) > 0

@@ -14,11 +14,12 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient
 
+from autolabel.config import ReviewConfig
 from autolabel.errors import AuthError
 from autolabel.review.app import STATIC_DIR, create_app
 from autolabel.store import queue as sq
 from autolabel.store.labels import iter_labels
-from tests.test_review_queue import build_queue
+from tests.support.review import build_queue
 
 ANN = {"X-Reviewer": "ann"}
 BOB = {"X-Reviewer": "bob"}
@@ -32,7 +33,7 @@ def local(app) -> TestClient:
 @pytest.fixture
 def client(workspace, tmp_path):
     build_queue(workspace, 4, image_dir=tmp_path / "images", priorities=[4, 3, 2, 1])
-    app = create_app(workspace.path, lease_seconds=60)
+    app = create_app(workspace.path, ReviewConfig(lease_seconds=60))
     with local(app) as c:
         yield c
 
@@ -114,7 +115,7 @@ def test_image_served_by_id_with_preview_and_cache_headers(workspace, tmp_path):
     from PIL import Image
 
     build_queue(workspace, 1, image_dir=tmp_path / "img", size=(2000, 1000))
-    app = create_app(workspace.path, preview_max_side=500)
+    app = create_app(workspace.path, ReviewConfig(preview_max_side=500))
     with local(app) as c:
         r = c.get("/api/images/1")
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
@@ -172,9 +173,9 @@ def test_symlinked_static_file_pointing_outside_is_404(workspace, tmp_path):
 def test_non_loopback_needs_tokens_and_then_every_request_needs_one(workspace):
     build_queue(workspace, 2)
     with pytest.raises(AuthError, match="needs reviewer tokens"):
-        create_app(workspace.path, host="0.0.0.0")
+        create_app(workspace.path, ReviewConfig(host="0.0.0.0"))
     token = sq.add_reviewer(workspace, "ann")
-    with local(create_app(workspace.path, host="0.0.0.0")) as c:
+    with local(create_app(workspace.path, ReviewConfig(host="0.0.0.0"))) as c:
         for method, path in [
             ("GET", "/"),
             ("GET", "/static/app.js"),
@@ -279,7 +280,7 @@ def test_lease_expiry_and_renewal_over_http(workspace):
     import time
 
     build_queue(workspace, 2, priorities=[2, 1])
-    with local(create_app(workspace.path, lease_seconds=2.0)) as c:
+    with local(create_app(workspace.path, ReviewConfig(lease_seconds=2.0))) as c:
         first = c.post("/api/next", headers=ANN).json()["item"]
         time.sleep(1.2)
         assert c.post("/api/renew", headers=ANN, json={}).json()["renewed"] == 1
@@ -315,3 +316,29 @@ def test_loopback_server_refuses_foreign_host_and_cross_site_posts(client, works
         ).fetchone()[0]
         == 0
     )
+
+
+def test_app_takes_the_review_section_and_never_reads_the_workspace_config(workspace):
+    (workspace.path / "config.yaml").write_text("review:\n  lease_seconds: 999\n")
+    with local(create_app(workspace.path)) as c:  # no section: the section's defaults
+        assert c.get("/api/config", headers=ANN).json()["lease_seconds"] == 120.0
+    section = ReviewConfig(lease_seconds=7, preview_max_side=300)
+    with local(create_app(workspace.path, section)) as c:
+        cfg = c.get("/api/config", headers=ANN).json()
+    assert (cfg["lease_seconds"], cfg["preview_max_side"]) == (7.0, 300)
+
+
+def test_routes_and_auth_reach_the_store_only_through_the_review_queue():
+    import ast
+
+    for name in ("routes.py", "auth.py", "app.py", "server.py"):
+        tree = ast.parse((STATIC_DIR.parent / name).read_text())
+        imported = {
+            node.module if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
+        store = {m for m in imported if m and m.startswith("autolabel.store")}
+        allowed = {"autolabel.store", "autolabel.store.db"} if name == "app.py" else set()
+        assert store <= allowed, f"{name} imports {store - allowed}"

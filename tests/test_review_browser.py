@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autolabel.store.labels import iter_labels
-from tests.test_review_queue import build_queue
+from tests.support.review import build_queue
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -54,7 +54,8 @@ def test_review_page_keyboard_drag_caption_undo(workspace, tmp_path):
     _need_browser()
     from playwright.sync_api import expect, sync_playwright
 
-    from autolabel.review.app import serve_in_thread
+    from autolabel.config import ReviewConfig
+    from autolabel.review.server import serve_in_thread
 
     build_queue(
         workspace,
@@ -64,7 +65,10 @@ def test_review_page_keyboard_drag_caption_undo(workspace, tmp_path):
         priorities=[5, 4, 3, 2, 1],
     )
     shot = tmp_path / "review_page.png"
-    with serve_in_thread(workspace.path, lease_seconds=60) as server, sync_playwright() as p:
+    with (
+        serve_in_thread(workspace.path, ReviewConfig(port=0, lease_seconds=60)) as server,
+        sync_playwright() as p,
+    ):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 800})

@@ -11,8 +11,9 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from autolabel.review.app import serve_in_thread  # noqa: E402
-from tests.test_review_queue import build_queue  # noqa: E402
+from autolabel.config import ReviewConfig  # noqa: E402
+from autolabel.review.server import serve_in_thread  # noqa: E402
+from tests.support.review import build_queue  # noqa: E402
 
 N_ITEMS = 2000
 N_REVIEWERS = 50
@@ -57,7 +58,7 @@ def test_fifty_reviewers_decide_every_item_exactly_once(workspace):
         except Exception as exc:  # surfaced through ``errors`` below
             errors.append(f"{name}: {exc!r}")
 
-    with serve_in_thread(workspace.path, lease_seconds=300) as server:
+    with serve_in_thread(workspace.path, ReviewConfig(port=0, lease_seconds=300)) as server:
         threads = [
             threading.Thread(target=reviewer, args=(f"r{i}", server.url))
             for i in range(N_REVIEWERS)

@@ -137,7 +137,7 @@ def test_calibrate_with_exemplar_detector_leaves_each_crop_out_on_its_original(
         return real_build(name, **opts)
 
     monkeypatch.setattr(detect, "build_detector", spy)
-    result = calibrate(ws, detector="exemplar")
+    result = calibrate(ws, detector="exemplar", prompt=ws.get_setting("seed.prompt"))
     stored = ws.get_setting("seed.thresholds")
     assert stored == result
     assert result["n"] == 4 and result["n_images"] == 4
@@ -152,6 +152,7 @@ def test_calibrate_with_tiny_grounding_dino(seeded, tiny_models) -> None:
     derive_prompts(ws, prompt="product")
     result = calibrate(
         ws,
+        prompt="product",
         detector="grounding-dino",
         options={"model": str(tiny_models["grounding-dino"]), "device": "cpu"},
     )
@@ -162,4 +163,4 @@ def test_calibrate_with_tiny_grounding_dino(seeded, tiny_models) -> None:
 
 def test_calibrate_needs_located_boxes(workspace) -> None:
     with pytest.raises(InputError, match="no located seed boxes"):
-        calibrate(workspace, detector="exemplar")
+        calibrate(workspace, detector="exemplar", prompt="product")

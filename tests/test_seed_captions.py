@@ -15,6 +15,7 @@ from autolabel.seed.captions import (
     read_captions,
     sidecar_caption,
 )
+from autolabel.types import Prompt
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,9 @@ def test_build_prompt_orders_by_frequency() -> None:
     phrases = ["handbag", "white sneaker", "white sneaker", "", "hat", "handbag", "white sneaker"]
     assert build_prompt(phrases) == "white sneaker. handbag. hat"
     assert build_prompt(phrases, max_phrases=2) == "white sneaker. handbag"
+    assert build_prompt(["", ""]) == ""
+    # the stored form of a Prompt: parsing it back gives the same phrases
+    assert Prompt.parse(build_prompt(phrases)).phrases == ("white sneaker", "handbag", "hat")
 
 
 def test_read_captions_formats(tmp_path: Path) -> None:

@@ -10,20 +10,11 @@ import numpy as np
 import pytest
 
 from autolabel.errors import InputError
+from autolabel.geometry import iou
 from autolabel.seed.bootstrap import add_seed_crops
 from autolabel.seed.pair import match_stem, read_mapping, resolve_mapping, stem_index
 from autolabel.store.seed import list_seed_items
 from autolabel.synth import make_seed_set
-
-
-def _iou(a, b) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
 
 ORIGINALS = ["shot_0007", "shot_00071", "product_A", "product_A_448", "IMG 12"]
 
@@ -107,7 +98,7 @@ def test_pairing_by_search(renamed_set, workspace) -> None:
         else:
             assert it.status == "located"
             assert Path(it.original_path).name == Path(t.original).name
-            assert _iou(it.box, t.crop_box) >= 0.95
+            assert iou(it.box, t.crop_box) >= 0.95
             assert it.image_id is not None
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from autolabel.cli import app
+from autolabel.errors import AutolabelError
 from autolabel.store.images import ScannedFile, find_image, write_scanned
 from autolabel.store.runs import create_run, finish_run, write_batch
 
@@ -63,20 +65,27 @@ def test_select_cli_text_and_json(workspace, mock_proposals):
     assert data["precision_estimate"]["n_audit"] == 2
 
 
-def test_select_cli_user_errors(workspace, tmp_path):
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["select", "{ws}", "--budget", "lots"], "budget: expected"),
+        (["select", "{ws}", "--target-precision", "2"], "target_precision"),
+        (["select", "{tmp}/nope"], "no such workspace"),
+        (["eval", "{ws}", "--truth", "{tmp}/t.jsonl"], "cannot read"),
+    ],
+)
+def test_select_cli_user_errors(workspace, tmp_path, capsys, args, needle):
+    """A user error is one ``error: ...`` line on stderr, exit code 2, no traceback."""
     from autolabel.cli import main
 
-    runner = CliRunner()
-    for args, needle in [
-        (["select", str(workspace.path), "--budget", "lots"], "budget: expected"),
-        (["select", str(workspace.path), "--target-precision", "2"], "target_precision"),
-        (["select", str(tmp_path / "nope")], "no such workspace"),
-        (["eval", str(workspace.path), "--truth", str(tmp_path / "t.jsonl")], "cannot read"),
-    ]:
-        r = runner.invoke(app, args)
-        assert r.exit_code != 0
-        try:
-            main(args)
-        except SystemExit as exc:
-            assert exc.code == 2
-        assert isinstance(r.exception, Exception) and needle in str(r.exception), r.exception
+    args = [a.format(ws=workspace.path, tmp=tmp_path) for a in args]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code != 0
+    assert isinstance(r.exception, AutolabelError) and needle in str(r.exception), r.exception
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err  # progress lines may come first
+    assert err.splitlines()[-1].startswith("error: ") and needle in err.splitlines()[-1], err
+    assert "Traceback" not in err, err

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from autolabel.evaluate import evaluate, load_truth
-from autolabel.select.core import run_select
-from autolabel.select.simulate import (
+from autolabel.select.run import precision_estimate, run_select
+from autolabel.store.select import load_current, load_queue
+from tests.support.simulate import (
     build_simulated_workspace,
     review_proposal,
     simulated_reviewer_action,
 )
-from autolabel.select.stats import precision_estimate
-from autolabel.store.select import load_current, load_queue
 
 
 def _review(ws, truth, reasons) -> int:

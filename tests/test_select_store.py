@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autolabel.select.core import labelled_examples, run_select
-from autolabel.select.simulate import review_proposal
+from autolabel.select.run import labelled_examples, run_select
 from autolabel.store.images import ScannedFile, find_image, write_scanned
 from autolabel.store.labels import iter_labels
 from autolabel.store.queue import claim_next
@@ -18,6 +17,7 @@ from autolabel.store.select import (
     load_decisions,
     load_queue,
 )
+from tests.support.simulate import review_proposal
 
 
 def _add_images(ws, n):
@@ -180,7 +180,7 @@ def test_audit_outcomes_count_decided_audit_items(workspace, mock_proposals):
     out = audit_outcomes(workspace)
     # the two rejected audit boxes left the auto-accepted set
     assert out == {"n_auto": 38, "n_audit": 10, "n_audited": 6, "n_correct": 4}
-    from autolabel.select.stats import precision_estimate
+    from autolabel.select.run import precision_estimate
 
     est = precision_estimate(workspace)
     assert est["precision"] == pytest.approx(4 / 6)

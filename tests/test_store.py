@@ -12,7 +12,7 @@ from autolabel.store import images as store_images
 from autolabel.store import runs as store_runs
 from autolabel.store.db import DB_NAME, utcnow
 from autolabel.store.images import ScannedFile, write_scanned
-from tests.conftest import mock_proposals
+from tests.support.proposals import mock_proposals
 
 
 def test_new_workspace_has_latest_schema_wal_and_foreign_keys(tmp_path):

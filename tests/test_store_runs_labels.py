@@ -8,7 +8,7 @@ from autolabel.errors import InputError
 from autolabel.store import runs as store_runs
 from autolabel.store.db import utcnow
 from autolabel.store.labels import iter_labels
-from tests.conftest import mock_proposals
+from tests.support.proposals import mock_proposals
 
 
 def _add_images(ws, n: int) -> list[int]:

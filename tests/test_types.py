@@ -7,7 +7,7 @@ import pytest
 
 from autolabel.errors import ShapeError
 from autolabel.types import Proposals
-from tests.conftest import mock_proposals
+from tests.support.proposals import mock_proposals
 
 ONE = dict(xyxy=[[0, 0, 1, 1]], score=[0.5], phrase=["a"])
 

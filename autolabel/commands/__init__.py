@@ -1,29 +1,34 @@
-"""CLI command modules, one per area; each exposes ``register(app)``."""
+"""CLI command modules, one per command group and named after it; each has ``register(app)``.
+
+``workspace`` (init, ingest, status), ``seed``, ``models``, ``propose``, ``select``,
+``evaluate`` (eval), ``review`` (review, reviewers), ``finetune``, ``export`` and ``loop``
+(demo, autocrop, report).
+"""
 
 from __future__ import annotations
 
 from autolabel.commands import (
-    core,
-    detect,
     evaluate,
     export,
     finetune,
-    pipeline,
+    loop,
+    models,
     propose,
     review,
     seed,
     select,
+    workspace,
 )
 
 COMMAND_MODULES = [
-    core,
+    workspace,
     seed,
-    detect,
+    models,
     propose,
     select,
     evaluate,
     review,
     finetune,
     export,
-    pipeline,
+    loop,
 ]

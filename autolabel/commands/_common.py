@@ -10,6 +10,14 @@ import typer
 
 WORKSPACE_ARG = typer.Argument(..., help="Workspace folder (created by `autolabel init`).")
 
+CONFIG_OPT = typer.Option(
+    None,
+    "--config",
+    help="YAML config file (defaults < this file < flags); default: the workspace's "
+    "config.yaml if present.",
+    dir_okay=False,
+)
+
 
 def open_workspace(path: Path):  # -> autolabel.store.Workspace
     """Open an existing workspace (clean error if missing or too new)."""

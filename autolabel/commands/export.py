@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace, progress
+from autolabel.commands._common import (
+    CONFIG_OPT,
+    WORKSPACE_ARG,
+    echo_json,
+    open_workspace,
+    progress,
+)
+from autolabel.export.registry import formats_help
 
 
 def export(
@@ -39,8 +46,7 @@ def export(
     formats: str | None = typer.Option(
         None,
         "--formats",
-        help="Comma-separated: swift, swift-messages, swift-grounding, swift-objects, coco, "
-        "yolo, labelstudio, odvg, or all (default: export.formats).",
+        help=formats_help(),
     ),
     include: str | None = typer.Option(
         None,
@@ -60,6 +66,7 @@ def export(
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Crop-writing processes (default: export.workers)."
     ),
+    config: Path | None = CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -74,10 +81,13 @@ def export(
     """
     import time
 
-    from autolabel.export import ExportOptions, export_dataset, parse_formats
+    from autolabel import steps
+    from autolabel.export import parse_formats
 
     with open_workspace(workspace) as ws:
-        cfg = ws.config(
+        cfg = steps.load_options(
+            ws,
+            config,
             {
                 "export.size": size,
                 "export.resize": resize,
@@ -88,24 +98,7 @@ def export(
                 "export.include": include,
                 "export.absolute_paths": absolute_paths,
                 "export.workers": workers,
-            }
-        )
-        ec = cfg.export
-        opts = ExportOptions(
-            size=ec.size,
-            resize=ec.resize,
-            margin=ec.margin,
-            min_size=ec.min_size,
-            version=ec.version,
-            formats=parse_formats(ec.formats),
-            include=ec.include,
-            absolute_paths=ec.absolute_paths,
-            since=since,
-            workers=ec.workers,
-            instruction=ec.instruction,
-            labelstudio_root=ec.labelstudio_root,
-            max_pixels=cfg.image.max_pixels,
-            max_side=cfg.image.max_side,
+            },
         )
         bar = None if quiet else progress(transient=True)
         task: list[int] = []
@@ -121,7 +114,7 @@ def export(
             bar.update(task[0], completed=done, rate=f"{done / dt:.1f} img/s")
 
         try:
-            result = export_dataset(ws, out, opts, on_progress=on_progress)
+            result = steps.export(ws, cfg, out, since=since, on_progress=on_progress)
         finally:
             if bar is not None and task:
                 bar.stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -50,7 +52,11 @@ def finetune(
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (split, order, aug)."),
     prompt: str | None = typer.Option(
-        None, "--prompt", help="Phrase for seed boxes that have none (default: seed.prompt)."
+        None,
+        "--prompt",
+        help="Prompt whose first phrase is given to seed boxes that have none (default: the "
+        "workspace's prompt from `seed prompts` or the last `propose --prompt`, then "
+        "propose.prompt, then seed.prompt).",
     ),
     restart: bool = typer.Option(
         False, "--restart", help="Discard an interrupted run instead of resuming it."
@@ -69,83 +75,86 @@ def finetune(
 
     Example: autolabel finetune ./ws --epochs 20 --lr 1e-4 --batch-size 4 --freeze text
     """
-    from autolabel.train.loop import FinetuneOptions, finetune_workspace
+    from autolabel import steps
 
     with open_workspace(workspace) as ws:
-        cfg = ws.config()
-        options = FinetuneOptions.from_config(
-            cfg.finetune,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            freeze=freeze,
-            val_split=val_split,
-            patience=patience,
-            device=device,
-            max_size=max_size,
-            max_steps=max_steps,
-            time_budget_s=time_budget,
-            seed=seed,
-            text_threshold=cfg.detect.text_threshold,
+        cfg = steps.load_options(
+            ws,
+            None,
+            {
+                "finetune.base": base,
+                "finetune.epochs": epochs,
+                "finetune.lr": lr,
+                "finetune.batch_size": batch_size,
+                "finetune.grad_accum": grad_accum,
+                "finetune.freeze": freeze,
+                "finetune.val_split": val_split,
+                "finetune.patience": patience,
+                "finetune.device": device,
+                "finetune.max_size": max_size,
+                "finetune.max_steps": max_steps,
+                "finetune.time_budget_s": time_budget,
+                "finetune.seed": seed,
+            },
         )
         bar = None if quiet else progress(transient=False)
-        task = None
-
-        def on_event(event: dict) -> None:
-            nonlocal task
-            kind = event["event"]
-            if kind == "start":
-                if not quiet:
-                    typer.echo(
-                        f"{event['version']}: {event['train_images']} train / "
-                        f"{event['val_images']} val images from {event['base']} on "
-                        f"{event['device']} ({event['trainable_params']:,} trainable params"
-                        + (
-                            f", resuming at step {event['resumed_from_step']}"
-                            if event["resumed_from_step"]
-                            else ""
-                        )
-                        + ")",
-                        err=True,
-                    )
-                if bar is not None:
-                    task = bar.add_task(
-                        "finetune",
-                        total=event["total_steps"],
-                        completed=event["resumed_from_step"],
-                        rate="",
-                    )
-            elif kind == "step" and bar is not None and task is not None:
-                bar.update(
-                    task,
-                    completed=event["step"],
-                    rate=f"epoch {event['epoch']} loss {event['loss']:.3f}",
-                )
-            elif kind == "eval" and not quiet:
-                ap = event["ap50"]
-                shown = "n/a (no validation images)" if ap is None else f"{ap:.3f}"
-                msg = f"epoch {event['epoch']}: val AP50 {shown}"
-                (bar.console.print(msg) if bar is not None else typer.echo(msg, err=True))
-
+        on_event = _progress_printer(bar, quiet)
         if bar is not None:
             bar.start()
         try:
-            result = finetune_workspace(
-                ws,
-                base=base,
-                options=options,
-                default_phrase=prompt,
-                restart=restart,
-                callback=on_event,
-            )
+            result = steps.finetune(ws, cfg, prompt=prompt, restart=restart, callback=on_event)
         finally:
             if bar is not None:
                 bar.stop()
-    meta = result.metadata
     if as_json:
-        echo_json({"version": result.version, "path": str(result.path), **meta})
+        echo_json({"version": result.version, "path": str(result.path), **result.metadata})
         return
+    typer.echo(_summary(result, workspace))
+
+
+def _progress_printer(bar: Any, quiet: bool) -> Callable[[dict], None]:
+    """The trainer's event callback: a start line, a step bar, one line per evaluation."""
+    task = None
+
+    def on_event(event: dict) -> None:
+        nonlocal task
+        kind = event["event"]
+        if kind == "start":
+            if not quiet:
+                resumed = event["resumed_from_step"]
+                typer.echo(
+                    f"{event['version']}: {event['train_images']} train / "
+                    f"{event['val_images']} val images from {event['base']} on "
+                    f"{event['device']} ({event['trainable_params']:,} trainable params"
+                    + (f", resuming at step {resumed}" if resumed else "")
+                    + ")",
+                    err=True,
+                )
+            if bar is not None:
+                task = bar.add_task(
+                    "finetune",
+                    total=event["total_steps"],
+                    completed=event["resumed_from_step"],
+                    rate="",
+                )
+        elif kind == "step" and bar is not None and task is not None:
+            bar.update(
+                task,
+                completed=event["step"],
+                rate=f"epoch {event['epoch']} loss {event['loss']:.3f}",
+            )
+        elif kind == "eval" and not quiet:
+            ap = event["ap50"]
+            shown = "n/a (no validation images)" if ap is None else f"{ap:.3f}"
+            msg = f"epoch {event['epoch']}: val AP50 {shown}"
+            (bar.console.print(msg) if bar is not None else typer.echo(msg, err=True))
+
+    return on_event
+
+
+def _summary(result: Any, workspace: Path) -> str:
+    """What a finished run printed: version, validation AP50, thresholds, how to use it."""
+    meta = result.metadata
     val = meta["validation"]
 
     def fmt(v: float | None) -> str:
@@ -170,7 +179,7 @@ def finetune(
         if th["box_threshold"] is not None
         else f"  use it: autolabel propose {workspace} --model latest"
     )
-    typer.echo("\n".join(lines))
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

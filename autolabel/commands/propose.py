@@ -15,7 +15,9 @@ def propose(
         None,
         "--prompt",
         "-p",
-        help="Phrases separated by '. ' (default: propose.prompt, then the seed prompt).",
+        help="Phrases separated by '. '; becomes the workspace's prompt (default: the "
+        "workspace's prompt from `seed prompts` or the last --prompt, then propose.prompt, "
+        "then seed.prompt).",
     ),
     detector: str | None = typer.Option(
         None, "--detector", help="Detector backend (default: detect.detector)."
@@ -65,23 +67,33 @@ def propose(
     """
     import threading
 
-    from autolabel.runner import graceful_interrupt, resolve_settings, run_propose
+    from autolabel import steps
+    from autolabel.propose import graceful_interrupt, run_propose
 
     with open_workspace(workspace) as ws:
-        settings = resolve_settings(
+        cfg = steps.load_options(
             ws,
+            None,
+            {
+                "detect.detector": detector,
+                "detect.model": model,
+                "detect.refiner": refiner,
+                "detect.device": device,
+                "detect.box_threshold": box_threshold,
+                "detect.text_threshold": text_threshold,
+                "propose.batch_size": batch_size,
+                "propose.limit": limit,
+                "propose.engine": engine,
+                "propose.ray_address": ray_address,
+                "propose.workers": workers,
+            },
+        )
+        settings = steps.propose_settings(
+            ws,
+            cfg,
             prompt=prompt,
-            detector=detector,
-            model=model,
-            refiner=refiner,
-            batch_size=batch_size,
-            device=device,
-            limit=limit,
-            engine=engine,
-            ray_address=ray_address,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
-            workers=workers,
         )
         stop = threading.Event()
         bar = None if quiet else progress(transient=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace
+from autolabel.commands._common import CONFIG_OPT, WORKSPACE_ARG, echo_json, open_workspace
 
 reviewers_app = typer.Typer(
     help="Manage reviewer accounts (name + access token) of a workspace.",
@@ -23,6 +23,7 @@ def review(
     lease_seconds: float = typer.Option(
         None, help="Seconds a claimed item stays reserved (default review.lease_seconds)."
     ),
+    config: Path | None = CONFIG_OPT,
 ) -> None:
     """Start the review web app and print its URL (Ctrl-C stops it).
 
@@ -32,25 +33,20 @@ def review(
 
     Example: autolabel review ./ws --port 8765
     """
-    from autolabel.review.app import serve
+    from autolabel import steps
 
     with open_workspace(workspace) as ws:
-        cfg = ws.config(
-            {"review.host": host, "review.port": port, "review.lease_seconds": lease_seconds}
-        ).review
+        cfg = steps.load_options(
+            ws,
+            config,
+            {"review.host": host, "review.port": port, "review.lease_seconds": lease_seconds},
+        )
         ws_path = ws.path
 
     def ready(url: str) -> None:
         typer.echo(f"review app: {url}  (Ctrl-C to stop)")
 
-    serve(
-        ws_path,
-        host=cfg.host,
-        port=cfg.port,
-        lease_seconds=cfg.lease_seconds,
-        preview_max_side=cfg.preview_max_side,
-        on_ready=ready,
-    )
+    steps.review(ws_path, cfg, on_ready=ready)
 
 
 @reviewers_app.command("add")
@@ -64,11 +60,12 @@ def reviewers_add(
 
     Example: autolabel reviewers add ./ws alice
     """
+    from autolabel import steps
     from autolabel.store import queue as sq
 
     with open_workspace(workspace) as ws:
         token = sq.add_reviewer(ws, name)
-        cfg = ws.config().review
+        cfg = steps.load_options(ws).review
     typer.echo(f"reviewer {name} added; token (shown once): {token}")
     typer.echo(f"link: http://{cfg.host}:{cfg.port}/?token={token}")
 

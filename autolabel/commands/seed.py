@@ -7,7 +7,13 @@ from typing import Any
 
 import typer
 
-from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace, progress
+from autolabel.commands._common import (
+    CONFIG_OPT,
+    WORKSPACE_ARG,
+    echo_json,
+    open_workspace,
+    progress,
+)
 
 seed_app = typer.Typer(
     help="Bootstrap from hand crops: locate them in their originals, derive prompts from "
@@ -57,6 +63,7 @@ def add(
     redo: bool = typer.Option(
         False, "--redo", help="Re-locate crops already in the workspace with the same content."
     ),
+    config: Path | None = CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Import hand crops and find each one's original and box.
@@ -67,33 +74,32 @@ def add(
 
     Example: autolabel seed add ./ws --crops crops/ --originals shots/ --captions c.jsonl
     """
+    from autolabel import steps
     from autolabel.errors import InputError
-    from autolabel.seed.bootstrap import add_seed_crops
 
     for label, folder in (("--crops", crops), ("--originals", originals)):
         if folder is not None and not folder.is_dir():
             raise InputError(f"{label} {folder}: expected a folder of images, got no such folder")
     with open_workspace(workspace) as ws:
-        cfg = ws.config(
+        cfg = steps.load_options(
+            ws,
+            config,
             {
                 "seed.min_match_score": min_score,
                 "seed.search_top_k": search_top_k,
                 "seed.workers": workers,
-            }
-        ).seed
+            },
+        )
         with progress(transient=as_json) as bar:
             task = bar.add_task("seed add", total=None, rate="")
-            report = add_seed_crops(
+            report = steps.seed_add(
                 ws,
+                cfg,
                 crops,
-                originals_dir=originals,
+                originals=originals,
                 captions=captions,
                 mapping=mapping,
-                min_score=cfg.min_match_score,
-                search_top_k=cfg.search_top_k,
-                prompt_map=cfg.prompt_map,
                 redo=redo,
-                workers=cfg.workers,
                 on_progress=_bar_callback(bar, task),
             )
     if as_json:
@@ -116,26 +122,23 @@ def prompts(
     max_phrases: int | None = typer.Option(
         None, "--max-phrases", help="Most distinct phrases in a derived prompt [config: 8]."
     ),
+    config: Path | None = CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Derive detector prompt phrases from the seed captions (Chinese or English).
 
-    Sets each seed item's phrase and the workspace setting seed.prompt; config
-    seed.prompt_map ({caption word: phrase}) overrides the heuristics, and config
-    seed.prompt is used when --prompt is not given.
+    Sets each seed item's phrase and the workspace's prompt (what propose, calibrate and
+    finetune use without --prompt); config seed.prompt_map ({caption word: phrase})
+    overrides the heuristics, and the config's prompt (propose.prompt, else seed.prompt) is
+    used when --prompt is not given.
 
     Example: autolabel seed prompts ./ws --prompt "white sneaker. handbag"
     """
-    from autolabel.seed.calibrate import derive_prompts
+    from autolabel import steps
 
     with open_workspace(workspace) as ws:
-        cfg = ws.config({"seed.max_phrases": max_phrases}).seed
-        result = derive_prompts(
-            ws,
-            prompt=prompt or cfg.prompt,
-            prompt_map=cfg.prompt_map,
-            max_phrases=cfg.max_phrases,
-        )
+        cfg = steps.load_options(ws, config, {"seed.max_phrases": max_phrases})
+        result = steps.seed_prompts(ws, cfg, prompt=prompt)
     if as_json:
         echo_json(result)
         return
@@ -157,7 +160,9 @@ def calibrate(
     ),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps."),
     prompt: str | None = typer.Option(
-        None, "--prompt", help="Prompt to calibrate (default: setting seed.prompt)."
+        None,
+        "--prompt",
+        help="Prompt to calibrate (default: the workspace's prompt, then the config's).",
     ),
     target_recall: float | None = typer.Option(
         None,
@@ -167,6 +172,7 @@ def calibrate(
     ),
     iou: float = typer.Option(0.5, "--iou", help="IoU for a detection to match a seed box."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per detector call."),
+    config: Path | None = CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run the detector on the seed originals and pick box/text thresholds.
@@ -177,38 +183,28 @@ def calibrate(
 
     Example: autolabel seed calibrate ./ws --model models/grounding-dino-tiny --target-recall 0.9
     """
-    from autolabel.seed.calibrate import calibrate as run_calibrate
-    from autolabel.seed.calibrate import calibration_inputs
+    from autolabel import steps
 
     with open_workspace(workspace) as ws:
-        calibration_inputs(ws, prompt)  # clean errors before the progress bar starts
-        cfg = ws.config(
+        cfg = steps.load_options(
+            ws,
+            config,
             {
                 "detect.detector": detector,
                 "detect.model": model,
                 "detect.device": device,
                 "seed.target_recall": target_recall,
-            }
+            },
         )
-        options: dict[str, Any] = {
-            "scale_step": cfg.detect.exemplar_scale_step,
-            "coarse_side": cfg.detect.exemplar_coarse_side,
-        }
-        if cfg.detect.detector != "exemplar":
-            options = {
-                "model": cfg.detect.model,
-                "device": cfg.detect.device,
-                "dtype": cfg.detect.dtype,
-            }
+        # clean errors (no seed boxes, no prompt) before the progress bar starts
+        chosen = steps.calibration_prompt(ws, cfg, prompt)
         with progress(transient=as_json) as bar:
             task = bar.add_task("calibrate", total=None, rate="")
-            result = run_calibrate(
+            result = steps.seed_calibrate(
                 ws,
-                detector=cfg.detect.detector,
-                options=options,
-                prompt=prompt,
+                cfg,
+                prompt=chosen,
                 iou=iou,
-                target_recall=cfg.seed.target_recall,
                 batch_size=batch_size,
                 on_progress=_bar_callback(bar, task),
             )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace
+from autolabel.commands._common import CONFIG_OPT, WORKSPACE_ARG, echo_json, open_workspace
 
 
 def select(
@@ -41,6 +41,7 @@ def select(
         help="0..<1: discount for each further near-duplicate image in the queue (default 0.3).",
     ),
     seed: int = typer.Option(None, "--seed", help="Random seed of the audit sample."),
+    config: Path | None = CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Route every undecided proposal: auto-accept, review queue, audit sample or reject.
@@ -54,11 +55,14 @@ def select(
 
     Example: autolabel select ./ws --target-precision 0.99 --budget 500 --audit-rate 0.02
     """
-    from autolabel.select.core import run_select
-    from autolabel.select.stats import format_estimate, precision_estimate
+    from autolabel import steps
+    from autolabel.select.run import precision_estimate
+    from autolabel.select.stats import format_estimate
 
     with open_workspace(workspace) as ws:
-        cfg = ws.config(
+        cfg = steps.load_options(
+            ws,
+            config,
             {
                 "select.target_precision": target_precision,
                 "select.budget": budget,
@@ -67,10 +71,10 @@ def select(
                 "select.method": method,
                 "select.diversity": diversity,
                 "select.seed": seed,
-            }
-        ).select
+            },
+        )
         log = (lambda _: None) if as_json else (lambda m: typer.echo(m, err=True))
-        summary = run_select(ws, cfg, log=log)
+        summary = steps.select(ws, cfg, log=log)
         est = precision_estimate(ws)
     if as_json:
         echo_json({**summary, "precision_estimate": est})

@@ -1,7 +1,8 @@
-"""Protocols, the backend registry, and model loading helpers shared by the backends.
+"""Protocols and the model loading helpers shared by the backends.
 
 Building (weights, device, dtype) is separate from calling: ``build_detector(name, **opts)``
-returns an object whose ``detect(images, prompts)`` may be called many times.
+(:mod:`autolabel.detect.backends`) returns an object whose ``detect(images, prompts)`` may
+be called many times. This module imports no backend, so backends may import it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,70 +49,6 @@ class Refiner(Protocol):
     def refine(self, image: np.ndarray, proposals: Proposals) -> Proposals:
         """Refine all boxes of one ``(H, W, 3) uint8`` image."""
         ...
-
-
-DETECTORS: dict[str, Callable[..., Detector]] = {}
-REFINERS: dict[str, Callable[..., Refiner]] = {}
-
-
-def _lazy_detectors() -> None:
-    if DETECTORS:
-        return
-
-    def grounding_dino(**options: Any) -> Detector:
-        from autolabel.detect.grounding_dino import GroundingDinoDetector
-
-        return GroundingDinoDetector(**options)
-
-    def exemplar(**options: Any) -> Detector:
-        from autolabel.detect.exemplar import ExemplarDetector
-
-        return ExemplarDetector(**options)
-
-    DETECTORS["grounding-dino"] = grounding_dino
-    DETECTORS["exemplar"] = exemplar
-
-
-def _lazy_refiners() -> None:
-    if REFINERS:
-        return
-
-    def sam(**options: Any) -> Refiner:
-        from autolabel.detect.sam import SamRefiner
-
-        return SamRefiner(**options)
-
-    def hf_sam(**options: Any) -> Refiner:
-        from autolabel.detect.sam import HfSamRefiner
-
-        return HfSamRefiner(**options)
-
-    REFINERS["sam"] = sam
-    REFINERS["hf-sam"] = hf_sam
-
-
-def build_detector(name: str, **options: Any) -> Detector:
-    """Build a detector by registry name.
-
-    Args:
-        name: ``"grounding-dino"`` or ``"exemplar"``.
-        **options: backend options (see each backend's class docstring).
-
-    Raises:
-        ModelError: unknown name, or the model cannot be loaded.
-    """
-    _lazy_detectors()
-    if name not in DETECTORS:
-        raise ModelError(f"unknown detector {name!r}: expected one of {sorted(DETECTORS)}")
-    return DETECTORS[name](**options)
-
-
-def build_refiner(name: str, **options: Any) -> Refiner:
-    """Build a refiner by registry name (``"sam"`` or ``"hf-sam"``)."""
-    _lazy_refiners()
-    if name not in REFINERS:
-        raise ModelError(f"unknown refiner {name!r}: expected one of {sorted(REFINERS)}")
-    return REFINERS[name](**options)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -213,7 +150,7 @@ def load_hf(model: str | Path, *, kind: str, device: str, dtype: Any):
         ModelError: missing folder, not a model folder, wrong model type, or a hub id that
             is not cached while offline.
     """
-    from autolabel.detect.registry import resolve_model
+    from autolabel.detect.versions import resolve_model
 
     model = resolve_model(str(model), kind="hf-sam" if kind == "sam" else kind)
     p = Path(model).expanduser()

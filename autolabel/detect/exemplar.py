@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from autolabel.detect.grounding_dino import box_iou, normalize_phrases
+from autolabel.detect.grounding_dino import normalize_phrases
 from autolabel.errors import InputError, ShapeError
+from autolabel.geometry import box_iou
 from autolabel.types import Proposals
 
 SIGNALS = ("match_score", "grad_score", "coarse_score", "second_score", "exemplar_index", "scale")

@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.constants import DEFAULT_MODEL
 from autolabel.detect.base import load_hf, model_version_of, resolve_device, select_dtype
-from autolabel.errors import InputError, ModelError, ShapeError
+from autolabel.errors import InputError, ShapeError
+from autolabel.geometry import box_iou
 from autolabel.types import Proposals
 
 MAX_TEXT_TOKENS = 256
@@ -102,19 +104,6 @@ def chunk_phrases(
     return chunks
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU. ``a (n,4)``, ``b (m,4)`` xyxy -> ``(n, m)``."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def phrase_token_map(text: str, phrases: Sequence[str], tokenizer: Any) -> np.ndarray:
     """Which phrase each token of ``text`` belongs to (-1 for [CLS], '.', [SEP]).
 
@@ -171,7 +160,7 @@ class GroundingDinoDetector:
 
     def __init__(
         self,
-        model: str | Path = "IDEA-Research/grounding-dino-tiny",
+        model: str | Path = DEFAULT_MODEL,
         *,
         device: str = "auto",
         dtype: str = "auto",
@@ -180,7 +169,8 @@ class GroundingDinoDetector:
         image_size: int | None = None,
         max_batch: int | None = None,
     ) -> None:
-        from autolabel.detect.registry import load_registry, models_dir, resolve_model
+        from autolabel.detect.registry import models_dir
+        from autolabel.detect.versions import resolve_model
 
         for label, v in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
             if not 0.0 <= float(v) <= 1.0:
@@ -191,13 +181,7 @@ class GroundingDinoDetector:
         self.max_batch = max_batch
         self.device = resolve_device(device)
         self.dtype = select_dtype(dtype, self.device)
-        source = str(model)
-        try:
-            entry = load_registry().get(source)
-        except ModelError:
-            entry = None
-        if entry is not None and entry.kind == "grounding-dino-original":
-            source = resolve_model(source)
+        source = resolve_model(str(model), kind="grounding-dino")
         version = None
         if Path(source).expanduser().is_file():
             from autolabel.detect.convert import ensure_converted

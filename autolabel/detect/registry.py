@@ -1,7 +1,8 @@
 """The model registry (``models/registry.yaml``): known checkpoints, local lookup, pulling.
 
-``resolve_model(name)`` turns a registry name into a local path when the files have been
-placed under ``models/<dir>``, else into its hub id; paths and hub ids pass through.
+A registry name is turned into a local path (when its files have been placed under
+``models/<dir>``) or its hub id by the one model-name resolver,
+:func:`autolabel.detect.versions.resolve_model`.
 """
 
 from __future__ import annotations
@@ -93,29 +94,6 @@ def load_registry(path: Path | None = None) -> dict[str, ModelEntry]:
             extra={k: v for k, v in item.items() if k not in known},
         )
     return out
-
-
-def resolve_model(model: str, *, kind: str | None = None) -> str:
-    """Registry name -> local path if present, else hub id; anything else unchanged.
-
-    Raises:
-        ModelError: a registry name whose kind does not fit ``kind``, or a file-only
-            model (no hub id) whose file has not been placed.
-    """
-    try:
-        registry = load_registry()
-    except ModelError:
-        return model
-    entry = registry.get(model)
-    if entry is None:
-        return model
-    if kind is not None and not (entry.kind == kind or entry.kind.startswith(kind + "-")):
-        raise ModelError(f"model {model!r} is a {entry.kind} checkpoint, expected a {kind} one")
-    if entry.is_present():
-        return str(entry.local_path())
-    if entry.hub:
-        return entry.hub
-    raise ModelError(missing_message(entry))
 
 
 def missing_message(entry: ModelEntry) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 
 from autolabel.detect.base import model_version_of, resolve_device, select_dtype
 from autolabel.errors import ModelError
+from autolabel.geometry import mask_boxes
 from autolabel.types import Proposals
 
 SAM_ARCHS = {
@@ -176,13 +177,9 @@ def tight_boxes(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     Returns:
         ``(n, 4) float32``; ``x1``/``y1`` are exclusive pixel edges (``<= W``/``<= H``).
     """
-    out = np.asarray(fallback, np.float32).copy()
-    for i, m in enumerate(masks):
-        ys = np.flatnonzero(m.any(axis=1))
-        xs = np.flatnonzero(m.any(axis=0))
-        if len(xs) and len(ys):
-            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
-    return out
+    tight = mask_boxes(masks)
+    fb = np.asarray(fallback, np.float32).reshape(-1, 4)
+    return np.where(np.isnan(tight), fb, tight).astype(np.float32)
 
 
 def stability_scores(logits: np.ndarray, *, threshold: float = 0.0, offset: float = 1.0):
@@ -251,7 +248,7 @@ class SamRefiner:
     def __init__(self, model: str | Path = "sam-vit-b", *, device: str = "auto") -> None:
         import torch
 
-        from autolabel.detect.registry import resolve_model
+        from autolabel.detect.versions import resolve_model
 
         path = Path(resolve_model(str(model), kind="sam")).expanduser()
         if not path.is_file():

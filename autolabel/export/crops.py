@@ -288,7 +288,11 @@ def run_tasks(
     from concurrent.futures import ProcessPoolExecutor
 
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+    # Workers only run Pillow (single-threaded resize/PNG), so there is no thread pool to pin.
+    # Do not call torch/OpenMP here: in a child forked after the parent ran torch (autocrop,
+    # demo) torch.set_num_threads deadlocks (libgomp is not fork-safe).
+    ctx = mp.get_context(method)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         for i, res in enumerate(
             pool.map(run_task, tasks, chunksize=_chunksize(len(tasks), workers))
         ):

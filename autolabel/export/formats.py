@@ -6,7 +6,7 @@ pixels of the EXIF-corrected original unless a format says otherwise; full-image
 reference the image's bundle file (:attr:`ExportImage.file`), whose stored pixels are upright,
 so loaders that ignore EXIF orientation see the pixels the boxes refer to.
 
-Formats:
+Formats (registered by name in :mod:`autolabel.export.registry`):
     ``swift``: ``{"image": crop, "text": caption}`` rows (the seed article's form).
     ``swift-messages``: ms-swift's standard ``{"messages": [...], "images": [crop]}`` rows.
     ``swift-grounding``: full image, ms-swift's grounding rows with ``<ref-object>``/
@@ -30,19 +30,6 @@ from typing import Any
 
 from autolabel.export.geometry import Box, to_norm1000, to_yolo
 from autolabel.types import Label
-
-FORMATS = (
-    "swift",
-    "swift-messages",
-    "swift-grounding",
-    "swift-objects",
-    "coco",
-    "yolo",
-    "labelstudio",
-    "odvg",
-)
-CROP_FORMATS = frozenset({"swift", "swift-messages"})
-"""Formats that need the crops; without them no crop is cut."""
 
 DEFAULT_INSTRUCTION = "Describe the product in the image."
 

@@ -194,15 +194,6 @@ def from_yolo(v: tuple[float, float, float, float], width: int, height: int) -> 
     )
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes (0 when either is empty)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / area if area > 0 else 0.0
-
-
 def round_box(box: Box, ndigits: int = 2) -> list[float]:
     """Box as a JSON-friendly list rounded to ``ndigits`` (stable text across runs)."""
     return [float(round(v, ndigits)) for v in box]

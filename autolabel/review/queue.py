@@ -121,7 +121,31 @@ class ReviewQueue:
         return [self.item(i) for i in sq.held_items(self.ws, reviewer, conn=self.conn)]
 
     def stats(self, reviewer: str | None = None) -> dict[str, int]:
+        """Item counts by status (``open``, ``claimed``, ``done``, ``remaining``, ``total``...);
+        with a reviewer also ``mine`` (their standing decisions)."""
         return sq.queue_stats(self.ws, reviewer, conn=self.conn)
+
+    def reviewer_done(self, reviewer: str) -> int:
+        """How many of ``reviewer``'s accept/adjust/reject decisions stand (cheap)."""
+        return sq.reviewer_done(self.ws, reviewer, conn=self.conn)
+
+    def image_file(self, image_id: int) -> dict[str, Any]:
+        """``id``, ``path``, ``sha256``, ``mtime_ns``, size of an image (NotFoundError if none)."""
+        return sq.image_file(self.ws, image_id, conn=self.conn)
+
+    # -- reviewers -------------------------------------------------------------------------
+    def has_reviewers(self) -> bool:
+        """True once any reviewer (token) exists: then every request needs a token."""
+        return sq.count_reviewers(self.ws, conn=self.conn) > 0
+
+    def reviewer_for_token(self, token: str) -> str | None:
+        """The reviewer owning ``token`` (None for an unknown or revoked token)."""
+        return sq.reviewer_for_token(self.ws, token, conn=self.conn)
+
+    @staticmethod
+    def check_reviewer_name(name: str) -> str:
+        """Raise :class:`InputError` unless ``name`` is a valid reviewer name."""
+        return sq.check_reviewer_name(name)
 
     # -- writing ---------------------------------------------------------------------------
     def next(self, reviewer: str, *, details: bool = True) -> dict[str, Any] | None:

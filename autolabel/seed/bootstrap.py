@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.constants import IMAGE_SUFFIXES
 from autolabel.errors import ImageError, InputError
 from autolabel.seed.captions import (
     match_captions,
@@ -34,7 +35,6 @@ from autolabel.seed.pair import (
 )
 from autolabel.store.db import Workspace
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 #: A search stops early once a shortlisted original matches at least this well.
 EARLY_STOP_SCORE = 0.95
 
@@ -77,7 +77,7 @@ def list_images(folder: Path, *, recursive: bool = True) -> list[Path]:
     if not folder.is_dir():
         raise InputError(f"{folder}: expected a folder of images, got no such folder")
     it = folder.rglob("*") if recursive else folder.glob("*")
-    return sorted(p.resolve() for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p.resolve() for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _sha256(path: Path) -> str:
@@ -170,7 +170,7 @@ def add_seed_crops(
     crops = list_images(Path(crops_dir))
     if not crops:
         raise InputError(
-            f"{crops_dir}: expected crop images ({', '.join(IMAGE_EXTENSIONS)}), found none"
+            f"{crops_dir}: expected crop images ({', '.join(IMAGE_SUFFIXES)}), found none"
         )
     originals = list_images(Path(originals_dir)) if originals_dir is not None else []
     crop_set = set(crops)

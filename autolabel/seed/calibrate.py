@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from autolabel.errors import InputError
+from autolabel.geometry import box_iou
 from autolabel.store.db import Workspace
 from autolabel.types import Proposals
 
@@ -24,20 +25,6 @@ TEXT_GRID = tuple(round(float(v), 3) for v in np.arange(0.0, 0.901, 0.05))
 #: Thresholds the detector runs with during calibration (below every grid value).
 SWEEP_BOX_THRESHOLD = 0.05
 SWEEP_TEXT_THRESHOLD = 0.0
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes -> ``(n, m)``."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clip(0)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def match_counts(
@@ -209,9 +196,14 @@ def derive_prompts(
 
 
 def calibration_inputs(
-    ws: Workspace, prompt: str | None = None
+    ws: Workspace, prompt: str | None
 ) -> tuple[dict[int, list[tuple[tuple[float, float, float, float], str | None]]], str]:
     """The located seed boxes by image id and the prompt :func:`calibrate` would use.
+
+    Args:
+        ws: open workspace.
+        prompt: the prompt chosen by :func:`autolabel.steps.resolve_prompt` (the one
+            precedence rule); None or empty is an error.
 
     Raises:
         InputError: no located seed boxes, or no prompt.
@@ -224,7 +216,6 @@ def calibration_inputs(
             f"{ws.path}: no located seed boxes to calibrate on (run `autolabel seed add` with "
             "--originals first)"
         )
-    prompt = prompt or ws.get_setting("seed.prompt") or ws.config().seed.prompt
     if not prompt:
         raise InputError(
             "no prompt: run `autolabel seed prompts` first or pass --prompt 'white sneaker'"
@@ -250,8 +241,7 @@ def calibrate(
         detector: registry name (``grounding-dino``, ``exemplar``).
         options: builder options (model, device, dtype...; for ``exemplar`` the located seed
             crops are used as exemplars when ``exemplars`` is not given).
-        prompt: detector prompt; default: setting ``seed.prompt``, else config
-            ``seed.prompt``.
+        prompt: detector prompt, chosen by :func:`autolabel.steps.resolve_prompt`.
         iou: IoU for a true positive.
         target_recall: see :func:`choose_thresholds`.
         batch_size: images per ``detect`` call.

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from autolabel.errors import InputError
+from autolabel.types import Prompt
 
 MAX_PHRASE_WORDS = 4
 
@@ -158,13 +159,14 @@ def phrase_from_caption(caption: str | None, prompt_map: Mapping[str, str] | Non
 
 
 def build_prompt(phrases: Iterable[str], *, max_phrases: int = 8) -> str:
-    """Join the most frequent distinct phrases as a detector prompt (``"a. b"``).
+    """The most frequent distinct phrases as a prompt, in its stored form (``"a. b"``).
 
-    Ties keep first-seen order; empty phrases are skipped.
+    Ties keep first-seen order; empty phrases are skipped; ``""`` when none is left. The
+    form is ``str(Prompt)`` (:class:`autolabel.types.Prompt`).
     """
     counts = Counter(p for p in phrases if p)
     top = [p for p, _ in counts.most_common(max_phrases)]
-    return ". ".join(top)
+    return str(Prompt.parse(top)) if top else ""
 
 
 # -- reading captions --------------------------------------------------------------------

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.geometry import iou
+
 #: Default acceptance threshold on the verification score (mirrors ``seed.min_match_score``).
 DEFAULT_MIN_SCORE = 0.7
 #: Relative size changes tried around a box during verification.
@@ -96,16 +98,6 @@ def _grad(img: np.ndarray, blur: float = 0.0) -> np.ndarray:
     gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
     return cv2.magnitude(gx, gy)
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / ua
 
 
 def verify_score(
@@ -242,7 +234,7 @@ def _coarse(
     peaks.sort(key=lambda p: -p[0])
     kept: list[tuple[float, float, float, float, float]] = []
     for p in peaks:
-        if all(_iou(p[1:], k[1:]) < 0.5 for k in kept):
+        if all(iou(p[1:], k[1:]) < 0.5 for k in kept):
             kept.append(p)
         if len(kept) >= top_k:
             break

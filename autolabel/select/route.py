@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autolabel import constants as C
 from autolabel.errors import InputError, ShapeError
 from autolabel.select.diversity import diverse_priority
 
-ROUTES = ("pending", "auto", "review", "audit", "rejected")
 AUTO_FLOOR = 0.5
 """A box more likely wrong than right is never auto-accepted, whatever the target."""
 MISSING_VALUE = 0.5
@@ -90,7 +90,7 @@ class RoutePlan:
     """The outcome of :func:`plan_routes` for ``n`` routable proposals.
 
     Attributes:
-        route: ``(n,)`` object array of route names (:data:`ROUTES`).
+        route: ``(n,)`` object array of route names (:data:`autolabel.constants.ROUTES`).
         reason: ``(n,)`` object array: queue reason (uncertain / missing / audit) or "".
         priority: ``(n,)`` queue priority (higher = reviewed first), 0 when not queued.
         expected_precision: mean P(correct) of the auto-accepted set (None when empty).
@@ -104,7 +104,7 @@ class RoutePlan:
     auto_cutoff: float | None = None
 
     def counts(self) -> dict[str, int]:
-        out = {r: int((self.route == r).sum()) for r in ROUTES}
+        out = {r: int((self.route == r).sum()) for r in C.ROUTES}
         for reason in ("uncertain", "missing", "audit"):
             out[f"queue_{reason}"] = int((self.reason == reason).sum())
         return out
@@ -160,7 +160,7 @@ def plan_routes(
         raise InputError(f"audit rate: expected a value in [0, 1], got {audit_rate}")
     if not 0 <= reject_below <= 1:
         raise InputError(f"reject-below: expected a value in [0, 1], got {reject_below}")
-    route = np.full(n, "pending", dtype=object)
+    route = np.full(n, C.ROUTE_PENDING, dtype=object)
     reason = np.full(n, "", dtype=object)
     priority = np.zeros(n)
     if n == 0:
@@ -201,11 +201,11 @@ def plan_routes(
     if budget is not None:
         qi = qi[: max(int(budget), 0)]
 
-    route[auto] = "auto"
-    route[rejected] = "rejected"
-    route[uncertain] = "pending"
-    route[qi] = "review"
-    reason[qi] = np.where(missing[qi], "missing", "uncertain")
+    route[auto] = C.ROUTE_AUTO
+    route[rejected] = C.ROUTE_REJECTED
+    route[uncertain] = C.ROUTE_PENDING
+    route[qi] = C.ROUTE_REVIEW
+    reason[qi] = np.where(missing[qi], C.QUEUE_REASON_MISSING, C.QUEUE_REASON_UNCERTAIN)
     # rank-based priorities in (0, 1]: the order above, robust to the value scale
     if qi.size:
         priority[qi] = 1.0 - np.arange(qi.size) / (qi.size + 1.0)
@@ -221,8 +221,8 @@ def plan_routes(
         audit = keep.copy()
         audit[np.asarray(new, dtype=np.int64)] = True
         ai = np.flatnonzero(audit)
-        route[ai] = "audit"
-        reason[ai] = "audit"
+        route[ai] = C.ROUTE_AUDIT
+        reason[ai] = C.QUEUE_REASON_AUDIT
         priority[ai] = rng.uniform(0.0, 1.0, size=ai.size)
     expected = float(p[auto].mean()) if auto.any() else None
     cutoff = float(p[auto].min()) if auto.any() else None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from autolabel.errors import ShapeError
+from autolabel.geometry import as_boxes, box_iou, flip_boxes, mask_boxes, paired_iou
 
 SIGNALS: dict[str, str] = {
     "score": "detector box confidence; higher = more likely correct",
@@ -64,51 +65,6 @@ SIGNALS: dict[str, str] = {
 EMBED_SIZE = 8
 EMBED_DIM = EMBED_SIZE * EMBED_SIZE + 24
 """Length of :func:`image_embedding` / :func:`crop_embedding` rows at the default size."""
-
-
-def _boxes(xyxy: Any, name: str = "xyxy") -> np.ndarray:
-    arr = np.asarray(xyxy, dtype=np.float64)
-    if arr.size == 0:
-        return arr.reshape(0, 4)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ShapeError(f"{name}: expected shape (n, 4), got {arr.shape}")
-    return arr
-
-
-def box_area(xyxy: np.ndarray) -> np.ndarray:
-    """Areas of ``(n, 4)`` boxes (0 for degenerate boxes); returns ``(n,)``."""
-    b = _boxes(xyxy)
-    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-
-
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a (n, 4)`` with every box in ``b (m, 4)``; returns ``(n, m)``."""
-    a = _boxes(a, "a")
-    b = _boxes(b, "b")
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
-def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of ``a (n, 4)`` and ``b (n, 4)``; NaN where either box has NaN."""
-    a = _boxes(a, "a")
-    b = _boxes(b, "b")
-    if a.shape != b.shape:
-        raise ShapeError(f"paired_iou: expected equal shapes, got {a.shape} and {b.shape}")
-    lt = np.maximum(a[:, :2], b[:, :2])
-    rb = np.minimum(a[:, 2:], b[:, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[:, 0] * wh[:, 1]
-    union = box_area(a) + box_area(b) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(union > 0, inter / union, 0.0)
-    out[np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1)] = np.nan
-    return out
 
 
 def group_competition(score: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,26 +126,6 @@ def group_codes(*keys: np.ndarray) -> np.ndarray:
     return codes
 
 
-def mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """Tight ``(n, 4)`` xyxy boxes of ``(n, H, W)`` boolean masks (NaN for empty masks).
-
-    Boxes use the pixel-edge convention: a single pixel at (x, y) gives [x, y, x+1, y+1].
-    """
-    m = np.asarray(masks).astype(bool, copy=False)
-    if m.ndim != 3:
-        raise ShapeError(f"masks: expected shape (n, H, W), got {m.shape}")
-    n = m.shape[0]
-    out = np.full((n, 4), np.nan)
-    rows = m.any(axis=2)
-    cols = m.any(axis=1)
-    for i in range(n):
-        ys = np.flatnonzero(rows[i])
-        xs = np.flatnonzero(cols[i])
-        if ys.size and xs.size:
-            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
-    return out
-
-
 def mask_box_iou(xyxy: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """IoU of each detector box ``(n, 4)`` with the box of its mask ``(n, H, W)``.
 
@@ -197,18 +133,9 @@ def mask_box_iou(xyxy: np.ndarray, masks: np.ndarray) -> np.ndarray:
     with the box).
     """
     mb = mask_boxes(masks)
-    iou = paired_iou(_boxes(xyxy), np.nan_to_num(mb, nan=0.0))
+    iou = paired_iou(as_boxes(xyxy), np.nan_to_num(mb, nan=0.0))
     iou[np.isnan(mb).any(axis=1)] = 0.0
     return iou
-
-
-def flip_boxes(xyxy: np.ndarray, width: float) -> np.ndarray:
-    """Mirror ``(n, 4)`` boxes horizontally in an image of ``width`` pixels."""
-    b = _boxes(xyxy).copy()
-    x0 = width - b[:, 2]
-    x1 = width - b[:, 0]
-    b[:, 0], b[:, 2] = x0, x1
-    return b
 
 
 def tta_agreement(
@@ -229,13 +156,13 @@ def tta_agreement(
         ``(n,)`` IoU with the best matching same-phrase box (0 if none). Higher = more
         likely correct.
     """
-    a = _boxes(xyxy)
-    b = _boxes(aug_xyxy, "aug_xyxy")
+    a = as_boxes(xyxy)
+    b = as_boxes(aug_xyxy, "aug_xyxy")
     if a.shape[0] == 0:
         return np.zeros(0)
     if b.shape[0] == 0:
         return np.zeros(a.shape[0])
-    iou = pairwise_iou(a, b)
+    iou = box_iou(a, b)
     same = (
         np.asarray(list(phrase), dtype=object)[:, None]
         == np.asarray(list(aug_phrase), dtype=object)[None, :]
@@ -279,7 +206,7 @@ def crop_embedding(image: np.ndarray, xyxy: np.ndarray, *, size: int = 8) -> np.
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ShapeError(f"image: expected shape (H, W, 3), got {img.shape}")
-    b = _boxes(xyxy)
+    b = as_boxes(xyxy)
     h, w = img.shape[:2]
     out = np.zeros((b.shape[0], size * size + 24), np.float32)
     for i, (x0, y0, x1, y1) in enumerate(b):
@@ -364,8 +291,8 @@ def size_aspect_outliers(
     Returns:
         ``size_outlier (n,)`` and ``aspect_outlier (n,)``, >= 0. Higher = less likely correct.
     """
-    b = _boxes(xyxy)
-    s = _boxes(seed_xyxy, "seed_xyxy")
+    b = as_boxes(xyxy)
+    s = as_boxes(seed_xyxy, "seed_xyxy")
     wh = np.asarray(image_wh, np.float64).reshape(-1, 2)
     swh = np.asarray(seed_wh, np.float64).reshape(-1, 2)
     if wh.shape[0] != b.shape[0]:

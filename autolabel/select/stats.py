@@ -1,14 +1,13 @@
-"""Audit statistics: Wilson score interval and the precision estimate of the auto-accepted set."""
+"""Audit statistics (pure): Wilson score interval and the precision estimate of the
+auto-accepted set from counted audit outcomes."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from autolabel.errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from autolabel.store import Workspace
 
 Z95 = 1.959963984540054
 
@@ -38,13 +37,13 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
     return low, high
 
 
-def precision_estimate(ws: Workspace) -> dict[str, Any]:
-    """Estimated precision of the auto-accepted set, from the audit sample's outcomes.
+def estimate_from_outcomes(outcomes: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, Any]:
+    """Precision estimate of the auto-accepted set from audit outcomes (pure).
 
-    An audited box counts as correct when the reviewer accepted it or adjusted it by a little
-    (IoU >= 0.5 with the adjusted box); a reject or a large adjustment counts as wrong. Only
-    audited boxes the last ``select`` would still auto-accept (``p_correct`` >= its cutoff)
-    count, so audits from earlier rounds describe the current auto-accepted set.
+    Args:
+        outcomes: ``{"n_auto", "n_audit", "n_audited", "n_correct"}`` as counted by
+            :func:`autolabel.store.select.audit_outcomes`.
+        last: the summary of the last ``select`` (``expected_precision``), or ``{}``.
 
     Returns:
         ``{"n_auto", "n_audit", "n_audited", "n_correct", "precision", "low", "high",
@@ -52,15 +51,11 @@ def precision_estimate(ws: Workspace) -> dict[str, Any]:
         the Wilson 95% interval; ``expected`` the calibrated mean P(correct) of the
         auto-accepted set at the last ``select`` (None before the first).
     """
-    from autolabel.store.select import audit_outcomes
-
-    last = ws.get_setting("select.last", {}) or {}
-    out = audit_outcomes(ws, min_p=last.get("auto_cutoff"))
-    k, n = out["n_correct"], out["n_audited"]
+    k, n = outcomes["n_correct"], outcomes["n_audited"]
     low, high = wilson_interval(k, n)
     return {
-        "n_auto": out["n_auto"],
-        "n_audit": out["n_audit"],
+        "n_auto": outcomes["n_auto"],
+        "n_audit": outcomes["n_audit"],
         "n_audited": n,
         "n_correct": k,
         "precision": (k / n) if n else None,
@@ -86,11 +81,10 @@ def format_estimate(est: dict[str, Any]) -> str:
     )
 
 
-def status_summary(ws: Workspace) -> dict[str, Any]:
+def compact_estimate(est: Mapping[str, Any]) -> dict[str, Any]:
     """Compact estimate for ``autolabel status``: ``{"estimate", "low", "high", "audited",
     "audit_items", "auto", "expected"}`` rounded to 3 decimals (estimate None before any
     audit item is reviewed)."""
-    est = precision_estimate(ws)
 
     def r(v: Any) -> Any:
         return None if v is None else round(float(v), 3)

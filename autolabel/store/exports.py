@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from autolabel.constants import ROUTES
 from autolabel.errors import InputError, NotFoundError
 from autolabel.store.db import Workspace, utcnow
 
@@ -145,9 +146,8 @@ def seed_captions(ws: Workspace) -> dict[int, list[tuple[tuple[float, float, flo
 # -- small setters (used by tests, scripts and the demo) ------------------------------------
 def set_routes(ws: Workspace, proposal_ids: Iterable[int], route: str) -> int:
     """Set the route of proposals; returns how many rows changed."""
-    routes = ("pending", "auto", "review", "audit", "rejected")
-    if route not in routes:
-        raise InputError(f"route: expected one of {', '.join(routes)}, got {route!r}")
+    if route not in ROUTES:
+        raise InputError(f"route: expected one of {', '.join(ROUTES)}, got {route!r}")
     ids = [int(i) for i in proposal_ids]
     with ws.transaction() as c:
         c.executemany("UPDATE proposals SET route = ? WHERE id = ?", [(route, i) for i in ids])

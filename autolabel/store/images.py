@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autolabel.constants import ACTIONS, QUEUE_STATUSES, ROUTES, SEED_STATUSES
 from autolabel.errors import NotFoundError
 from autolabel.store.db import Workspace, utcnow
 from autolabel.types import ImageRecord
@@ -242,8 +243,9 @@ def _group_count(ws: Workspace, sql: str, keys: Sequence[str] = ()) -> dict[str,
 def workspace_status(ws: Workspace) -> dict[str, Any]:
     """Counts per stage, for ``autolabel status`` (text and ``--json``).
 
-    Other stages may add their own top-level key here (a small edit; keep it cheap: one
-    aggregate query per key).
+    The store's own counts only (one aggregate query per key); the status command adds
+    the stages' summaries, e.g. ``auto_precision`` from
+    :func:`autolabel.select.run.status_summary`.
 
     Returns:
         ``{"workspace", "schema_version", "images", "image_errors", "seed_items", "runs",
@@ -257,7 +259,7 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
     proposals = _group_count(
         ws,
         "SELECT route, COUNT(*) FROM current_proposals GROUP BY route",
-        ("pending", "auto", "review", "audit", "rejected"),
+        ROUTES,
     )
     proposals = {
         "current": sum(proposals.values()),
@@ -267,17 +269,17 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
     seed = _group_count(
         ws,
         "SELECT status, COUNT(*) FROM seed_items GROUP BY status",
-        ("located", "not_found", "no_original"),
+        SEED_STATUSES,
     )
     queue = _group_count(
         ws,
         "SELECT status, COUNT(*) FROM queue_items GROUP BY status",
-        ("open", "claimed", "done", "withdrawn"),
+        QUEUE_STATUSES,
     )
     decisions = _group_count(
         ws,
         "SELECT action, COUNT(*) FROM decisions GROUP BY action",
-        ("accept", "adjust", "reject", "caption", "skip", "undo"),
+        ACTIONS,
     )
     latest = conn.execute("SELECT version FROM exports ORDER BY id DESC LIMIT 1").fetchone()
     return {
@@ -299,12 +301,4 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
             "total": int(conn.execute("SELECT COUNT(*) FROM exports").fetchone()[0]),
             "latest": None if latest is None else latest[0],
         },
-        "auto_precision": _auto_precision(ws),
     }
-
-
-def _auto_precision(ws: Workspace) -> dict[str, Any]:
-    """Audit estimate of the auto-accepted set's precision (select area, Wilson 95%)."""
-    from autolabel.select.stats import status_summary
-
-    return status_summary(ws)

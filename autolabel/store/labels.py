@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from autolabel.constants import AUTO_ROUTES
 from autolabel.errors import InputError
 from autolabel.store.db import Workspace
 from autolabel.types import Label
@@ -63,7 +64,7 @@ def iter_labels(
         if action == "reject":
             continue
         reviewed = action in ("accept", "adjust")
-        auto = action is None and r["route"] in ("auto", "audit")
+        auto = action is None and r["route"] in AUTO_ROUTES
         if include == "accepted" and not (reviewed or auto):
             continue
         if include == "auto" and not auto:

@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from autolabel.constants import QUEUE_REASONS
 from autolabel.errors import ConflictError, InputError, NotFoundError
 from autolabel.store.db import Workspace, utcnow
 
-REASONS = ("uncertain", "audit", "missing")
 FINAL_ACTIONS = ("accept", "adjust", "reject")
 ACTIONS = (*FINAL_ACTIONS, "caption", "skip")
 REVIEWER_NAME_RE = re.compile(r"^[\w.@-]{1,64}$")
@@ -156,8 +156,10 @@ def enqueue(
         InputError: unknown reason or a priority list of the wrong length.
         NotFoundError: some proposal ids do not exist.
     """
-    if reason not in REASONS:
-        raise InputError(f"queue reason: expected one of {', '.join(REASONS)}, got {reason!r}")
+    if reason not in QUEUE_REASONS:
+        raise InputError(
+            f"queue reason: expected one of {', '.join(QUEUE_REASONS)}, got {reason!r}"
+        )
     ids = [int(p) for p in proposal_ids]
     if isinstance(priority, (int, float)):
         prios = [float(priority)] * len(ids)

@@ -6,7 +6,17 @@ Add a migration by writing a new ``@migration(N)`` function; never edit a releas
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+
+from autolabel.constants import (
+    ACTIONS,
+    IMAGE_STATUSES,
+    QUEUE_REASONS,
+    QUEUE_STATUSES,
+    ROUTES,
+    RUN_IMAGE_STATUSES,
+    SEED_STATUSES,
+)
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: dict[int, Migration] = {}
@@ -40,6 +50,16 @@ def run_script(conn: sqlite3.Connection, script: str) -> None:
         raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:80]}")
 
 
+def sql_in(values: Iterable[str]) -> str:
+    """``('a', 'b')`` -> ``"'a', 'b'"``: the list of an SQL ``IN (...)`` built from constants."""
+    out = []
+    for v in values:
+        if "'" in v:
+            raise ValueError(f"sql_in: expected values without quotes, got {v!r}")
+        out.append(f"'{v}'")
+    return ", ".join(out)
+
+
 def latest_version() -> int:
     """The schema version this code writes."""
     return max(MIGRATIONS)
@@ -49,7 +69,7 @@ def latest_version() -> int:
 def _initial(conn: sqlite3.Connection) -> None:
     run_script(
         conn,
-        """
+        f"""
         CREATE TABLE settings (
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL                       -- JSON
@@ -65,7 +85,7 @@ def _initial(conn: sqlite3.Connection) -> None:
             height INTEGER,
             format TEXT,
             status TEXT NOT NULL DEFAULT 'ok'
-                CHECK (status IN ('ok', 'error', 'duplicate')),
+                CHECK (status IN ({sql_in(IMAGE_STATUSES)})),
             error TEXT,                               -- reason when status = 'error'
             duplicate_of INTEGER REFERENCES images(id),
             added_at TEXT NOT NULL
@@ -82,10 +102,10 @@ def _initial(conn: sqlite3.Connection) -> None:
             x0 REAL, y0 REAL, x1 REAL, y1 REAL,       -- box in original pixels
             score REAL,                               -- match score, higher = better
             status TEXT NOT NULL
-                CHECK (status IN ('located', 'not_found', 'no_original')),
+                CHECK (status IN ({sql_in(SEED_STATUSES)})),
             caption TEXT,
             phrase TEXT,
-            info TEXT NOT NULL DEFAULT '{}',          -- JSON: scale, method, ...
+            info TEXT NOT NULL DEFAULT '{{}}',          -- JSON: scale, method, ...
             added_at TEXT NOT NULL
         );
 
@@ -100,7 +120,7 @@ def _initial(conn: sqlite3.Connection) -> None:
             box_threshold REAL NOT NULL,
             text_threshold REAL NOT NULL,
             key TEXT NOT NULL,                        -- hash of what makes results equal
-            config TEXT NOT NULL DEFAULT '{}',        -- JSON
+            config TEXT NOT NULL DEFAULT '{{}}',        -- JSON
             started_at TEXT NOT NULL,
             finished_at TEXT,
             n_images INTEGER NOT NULL DEFAULT 0,
@@ -115,7 +135,7 @@ def _initial(conn: sqlite3.Connection) -> None:
             run_id INTEGER NOT NULL REFERENCES runs(id),
             image_id INTEGER NOT NULL REFERENCES images(id),
             run_key TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('done', 'error')),
+            status TEXT NOT NULL CHECK (status IN ({sql_in(RUN_IMAGE_STATUSES)})),
             error TEXT,
             n_proposals INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (run_key, image_id)
@@ -130,10 +150,10 @@ def _initial(conn: sqlite3.Connection) -> None:
             x0 REAL NOT NULL, y0 REAL NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL,
             score REAL NOT NULL,                      -- higher = more likely correct
             phrase TEXT NOT NULL,
-            signals TEXT NOT NULL DEFAULT '{}',       -- JSON of per-box signals
+            signals TEXT NOT NULL DEFAULT '{{}}',       -- JSON of per-box signals
             p_correct REAL,                           -- calibrated, set by select
             route TEXT NOT NULL DEFAULT 'pending'
-                CHECK (route IN ('pending', 'auto', 'review', 'audit', 'rejected'))
+                CHECK (route IN ({sql_in(ROUTES)}))
         );
         CREATE INDEX proposals_image ON proposals(image_id);
         CREATE INDEX proposals_run ON proposals(run_id);
@@ -158,10 +178,10 @@ def _initial(conn: sqlite3.Connection) -> None:
             id INTEGER PRIMARY KEY,
             proposal_id INTEGER NOT NULL UNIQUE REFERENCES proposals(id),
             image_id INTEGER NOT NULL REFERENCES images(id),
-            reason TEXT NOT NULL CHECK (reason IN ('uncertain', 'audit', 'missing')),
+            reason TEXT NOT NULL CHECK (reason IN ({sql_in(QUEUE_REASONS)})),
             priority REAL NOT NULL DEFAULT 0,         -- higher = reviewed first
             status TEXT NOT NULL DEFAULT 'open'
-                CHECK (status IN ('open', 'claimed', 'done', 'withdrawn')),
+                CHECK (status IN ({sql_in(QUEUE_STATUSES)})),
             claimed_by TEXT,
             lease_until REAL,                         -- unix time
             created_at TEXT NOT NULL
@@ -176,7 +196,7 @@ def _initial(conn: sqlite3.Connection) -> None:
             image_id INTEGER REFERENCES images(id),
             reviewer TEXT NOT NULL,
             action TEXT NOT NULL
-                CHECK (action IN ('accept', 'adjust', 'reject', 'caption', 'skip', 'undo')),
+                CHECK (action IN ({sql_in(ACTIONS)})),
             x0 REAL, y0 REAL, x1 REAL, y1 REAL,
             caption TEXT,
             reason TEXT,
@@ -194,7 +214,7 @@ def _initial(conn: sqlite3.Connection) -> None:
             n_items INTEGER NOT NULL DEFAULT 0,
             max_decision_id INTEGER,                  -- for --since last
             max_proposal_id INTEGER,
-            config TEXT NOT NULL DEFAULT '{}',
+            config TEXT NOT NULL DEFAULT '{{}}',
             created_at TEXT NOT NULL
         );
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.geometry import iou
 from autolabel.store.db import Workspace, utcnow
 
 # effective decisions (undo rows cancel their target) -> the latest box decision per proposal
@@ -374,14 +375,6 @@ def apply_routes(
     return stats
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def decision_correct(action: str, proposal_box: Sequence[float], box: Sequence[float]) -> bool:
     """Outcome of a decision: accept, or adjust to a box with IoU >= 0.5, is correct."""
     if action == "accept":
@@ -389,7 +382,7 @@ def decision_correct(action: str, proposal_box: Sequence[float], box: Sequence[f
     if action == "adjust":
         if any(v is None or v != v for v in box):  # adjust without a box: cannot tell
             return False
-        return _iou(proposal_box, box) >= 0.5
+        return iou(proposal_box, box) >= 0.5
     return False
 
 

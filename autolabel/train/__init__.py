@@ -5,6 +5,6 @@ Heavy imports (torch, transformers) happen inside functions; importing this pack
 
 from __future__ import annotations
 
-from autolabel.train.versions import latest_version_dir, list_versions, resolve_version
+from autolabel.detect.versions import latest_version_dir, list_versions, resolve_version
 
 __all__ = ["latest_version_dir", "list_versions", "resolve_version"]

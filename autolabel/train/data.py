@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from autolabel.errors import InputError, ModelError
+from autolabel.geometry import flip_boxes, iou, scale_boxes, xyxy_to_cxcywh_norm
 
 # token ids that GroundingDino's build_label_maps treats as phrase delimiters
 DELIMITER_IDS = (101, 102, 1012, 1029, 0)
@@ -104,19 +105,6 @@ def build_prompt(phrases: Sequence[str]) -> str:
     return ". ".join(phrases) + "."
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes -> ``(n, m)``."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def is_no_object_reason(reason: str | None) -> bool:
     """True when a reject reason says the image contains no object at all."""
     if not reason:
@@ -125,8 +113,92 @@ def is_no_object_reason(reason: str | None) -> bool:
     return norm in NO_OBJECT_REASONS
 
 
+class _BoxCollector:
+    """Positive boxes per image path; same-phrase boxes overlapping by ``dedupe_iou`` merge."""
+
+    def __init__(self, dedupe_iou: float) -> None:
+        self.dedupe_iou = dedupe_iou
+        self.per_image: dict[str, dict[str, Any]] = {}
+        self.added = {"seed": 0, "reviewed": 0}
+
+    def add(
+        self, path: str, image_id: int | None, box: Sequence[float], phrase: str, src: str
+    ) -> None:
+        """Add one ``[x0, y0, x1, y1]`` box from ``src`` (``seed`` or ``reviewed``)."""
+        self.added[src] += 1
+        entry = self.per_image.setdefault(
+            path, {"image_id": image_id, "boxes": [], "phrases": [], "sources": []}
+        )
+        if entry["image_id"] is None:
+            entry["image_id"] = image_id
+        b = np.asarray(box, np.float32)
+        for i, (ob, op) in enumerate(zip(entry["boxes"], entry["phrases"], strict=True)):
+            if op == phrase and iou(ob, b) >= self.dedupe_iou:
+                if src == "reviewed":  # a reviewer's box wins over the seed's
+                    entry["boxes"][i] = b
+                    entry["sources"][i] = src
+                return
+        entry["boxes"].append(b)
+        entry["phrases"].append(phrase)
+        entry["sources"].append(src)
+
+    def samples(self) -> list[TrainSample]:
+        return [
+            TrainSample(
+                path=path,
+                boxes=np.stack(e["boxes"]),
+                phrases=tuple(e["phrases"]),
+                image_id=e["image_id"],
+                sources=tuple(e["sources"]),
+            )
+            for path, e in self.per_image.items()
+        ]
+
+
+def _collect_positives(ws: Any, default_phrase: str | None, dedupe_iou: float) -> _BoxCollector:
+    from autolabel.store.labels import iter_labels
+    from autolabel.store.train import located_seed_boxes
+
+    boxes = _BoxCollector(dedupe_iou)
+    for item in located_seed_boxes(ws):
+        phrase = item["phrase"] or default_phrase
+        if not phrase:
+            raise InputError(
+                f"seed item {item['id']}: expected a phrase (from seed captions, "
+                "`seed.prompt` in the config or --prompt), got none"
+            )
+        boxes.add(item["path"], item["image_id"], item["box"], normalize_phrase(phrase), "seed")
+    for label in iter_labels(ws, include="reviewed"):
+        phrase = normalize_phrase(label.phrase)
+        boxes.add(label.image_path, label.image_id, label.box, phrase, "reviewed")
+    if not boxes.per_image:
+        raise InputError(
+            "finetune: expected located seed boxes or reviewed boxes in the workspace, got "
+            "none (run `autolabel seed` and review some proposals first)"
+        )
+    return boxes
+
+
+def _negative_samples(ws: Any, positive_paths: Iterable[str]) -> list[TrainSample]:
+    """Images rejected as "no object" that have no positive box."""
+    from autolabel.store.train import rejected_images
+
+    skip = set(positive_paths)
+    negatives: dict[str, int] = {}
+    for rej in rejected_images(ws):
+        if is_no_object_reason(rej["reason"]) and rej["path"] not in skip:
+            negatives[rej["path"]] = rej["image_id"]
+    return [
+        TrainSample(path=path, boxes=np.zeros((0, 4)), phrases=(), image_id=image_id)
+        for path, image_id in negatives.items()
+    ]
+
+
 def build_training_set(
-    ws: Any, *, default_phrase: str | None = None, dedupe_iou: float = 0.9
+    ws: Any,
+    *,
+    default_phrase: str | None = None,
+    dedupe_iou: float = 0.9,
 ) -> TrainingSet:
     """Collect located seed boxes, reviewed boxes and "no object" images of a workspace.
 
@@ -138,86 +210,29 @@ def build_training_set(
 
     Args:
         ws: an open :class:`autolabel.store.Workspace`.
-        default_phrase: phrase for seed items without one (else the workspace's seed prompt).
+        default_phrase: phrase for seed items without one: the first phrase of the prompt
+            chosen by :func:`autolabel.steps.resolve_prompt`.
 
     Raises:
         InputError: no positive box at all, or a seed item without phrase and no default.
     """
-    from autolabel.store.labels import iter_labels
-    from autolabel.store.train import located_seed_boxes, rejected_images
-
-    if default_phrase is None:
-        # the seed stage's prompt: config seed.prompt, else the one `autolabel seed` derived
-        seed_prompt = ws.config().seed.prompt or ws.get_setting("seed.prompt")
-        default_phrase = str(seed_prompt).split(".")[0] if seed_prompt else None
-    per_image: dict[str, dict[str, Any]] = {}
-
-    def add(path: str, image_id: int | None, box: Sequence[float], phrase: str, src: str) -> None:
-        entry = per_image.setdefault(
-            path, {"image_id": image_id, "boxes": [], "phrases": [], "sources": []}
-        )
-        if entry["image_id"] is None:
-            entry["image_id"] = image_id
-        b = np.asarray(box, np.float32)
-        for i, (ob, op) in enumerate(zip(entry["boxes"], entry["phrases"], strict=True)):
-            if op == phrase and box_iou(ob, b)[0, 0] >= dedupe_iou:
-                if src == "reviewed":  # a reviewer's box wins over the seed's
-                    entry["boxes"][i] = b
-                    entry["sources"][i] = src
-                return
-        entry["boxes"].append(b)
-        entry["phrases"].append(phrase)
-        entry["sources"].append(src)
-
-    n_seed = n_rev = 0
-    for item in located_seed_boxes(ws):
-        phrase = item["phrase"] or default_phrase
-        if not phrase:
-            raise InputError(
-                f"seed item {item['id']}: expected a phrase (from seed captions, "
-                "`seed.prompt` in the config or --prompt), got none"
-            )
-        add(item["path"], item["image_id"], item["box"], normalize_phrase(phrase), "seed")
-        n_seed += 1
-    for label in iter_labels(ws, include="reviewed"):
-        add(label.image_path, label.image_id, label.box, normalize_phrase(label.phrase), "reviewed")
-        n_rev += 1
-    if not per_image:
-        raise InputError(
-            "finetune: expected located seed boxes or reviewed boxes in the workspace, got "
-            "none (run `autolabel seed` and review some proposals first)"
-        )
-    negatives: dict[str, int] = {}
-    for rej in rejected_images(ws):
-        if is_no_object_reason(rej["reason"]) and rej["path"] not in per_image:
-            negatives[rej["path"]] = rej["image_id"]
-    samples: list[TrainSample] = []
+    boxes = _collect_positives(ws, default_phrase, dedupe_iou)
+    positives = boxes.samples()
+    negatives = _negative_samples(ws, boxes.per_image)
     phrase_count: dict[str, int] = {}
-    for path, e in per_image.items():
-        samples.append(
-            TrainSample(
-                path=path,
-                boxes=np.stack(e["boxes"]),
-                phrases=tuple(e["phrases"]),
-                image_id=e["image_id"],
-                sources=tuple(e["sources"]),
-            )
-        )
-        for p in e["phrases"]:
+    for s in positives:
+        for p in s.phrases:
             phrase_count[p] = phrase_count.get(p, 0) + 1
-    for path, image_id in negatives.items():
-        samples.append(
-            TrainSample(path=path, boxes=np.zeros((0, 4)), phrases=(), image_id=image_id)
-        )
     # most frequent phrase first, ties by name: a stable prompt for the same data
     phrases = sorted(phrase_count, key=lambda p: (-phrase_count[p], p))
+    samples = positives + negatives
     counts = {
         "images": len(samples),
-        "positive_images": len(per_image),
+        "positive_images": len(positives),
         "negative_images": len(negatives),
         "boxes": sum(len(s.boxes) for s in samples),
-        "seed_boxes": n_seed,
-        "reviewed_boxes": n_rev,
+        "seed_boxes": boxes.added["seed"],
+        "reviewed_boxes": boxes.added["reviewed"],
     }
     return TrainingSet(samples=samples, phrases=phrases, counts=counts)
 
@@ -301,35 +316,6 @@ def phrase_class_indices(
     return out
 
 
-def xyxy_to_cxcywh_norm(xyxy: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Pixel ``(n, 4)`` xyxy -> ``(n, 4)`` normalised ``(cx, cy, w, h)`` clipped to [0, 1]."""
-    b = np.asarray(xyxy, np.float32).reshape(-1, 4).copy()
-    b[:, [0, 2]] = np.clip(b[:, [0, 2]] / float(width), 0, 1)
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]] / float(height), 0, 1)
-    return np.stack(
-        [(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]],
-        axis=1,
-    ).astype(np.float32)
-
-
-def cxcywh_norm_to_xyxy(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Normalised ``(n, 4)`` cxcywh -> pixel ``(n, 4)`` xyxy (inverse of the above)."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    cx, cy, w, h = b[:, 0] * width, b[:, 1] * height, b[:, 2] * width, b[:, 3] * height
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-
-
-def hflip_xyxy(xyxy: np.ndarray, width: float) -> np.ndarray:
-    """Boxes ``(n, 4)`` of an image of ``width`` pixels after a horizontal flip."""
-    b = np.asarray(xyxy, np.float32).reshape(-1, 4)
-    return np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], axis=1)
-
-
-def scale_xyxy(xyxy: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Boxes ``(n, 4)`` after resizing the image by ``(sx, sy)``."""
-    return np.asarray(xyxy, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
-
-
 def resize_longest(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float]:
     """Resize ``(H, W, 3)`` so its longest side is ``size``; returns image, ``sx``, ``sy``."""
     from PIL import Image
@@ -366,11 +352,11 @@ def augment(
     boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
     if hflip and rng.random() < 0.5:
         image = image[:, ::-1].copy()
-        boxes = hflip_xyxy(boxes, image.shape[1])
+        boxes = flip_boxes(boxes, image.shape[1])
     factor = 1.0 + (rng.uniform(-scale_jitter, scale_jitter) if scale_jitter > 0 else 0.0)
     size = max(16, round(max_size * factor))
     image, sx, sy = resize_longest(image, size)
-    return image, scale_xyxy(boxes, sx, sy)
+    return image, scale_boxes(boxes, sx, sy)
 
 
 def make_target(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from autolabel.train.data import box_iou
+from autolabel.geometry import box_iou
 
 Pred = tuple[np.ndarray, np.ndarray, np.ndarray]
 Truth = tuple[np.ndarray, np.ndarray]

@@ -37,7 +37,7 @@ def list_cmd(
 
         open_workspace(workspace).close()  # clean error if not a workspace
         try:
-            from autolabel.train.versions import version_rows
+            from autolabel.detect.versions import version_rows
         except ImportError:  # pragma: no cover - finetune area absent
             version_rows = None
         if version_rows is not None:

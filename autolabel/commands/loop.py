@@ -72,13 +72,16 @@ def autocrop(
     captions: Path | None = typer.Option(
         None, "--captions", help="Captions of the seed crops (JSONL/CSV)."
     ),
-    size: int = typer.Option(448, "--size", min=8, help="Long side of the exported crops."),
-    target_precision: float = typer.Option(
-        0.98,
+    size: int | None = typer.Option(
+        None, "--size", min=8, help="Long side of the exported crops [config: export.size, 448]."
+    ),
+    target_precision: float | None = typer.Option(
+        None,
         "--target-precision",
         min=0.0,
         max=1.0,
-        help="Precision the auto-accepted set must reach.",
+        help="Precision the auto-accepted set must reach [config: select.target_precision; "
+        "autocrop's default 0.98].",
     ),
     review: bool = typer.Option(
         False, "--review", help="Start the review app afterwards; export again when it stops."
@@ -100,7 +103,9 @@ def autocrop(
 
     Creates (or reuses) a workspace, ingests IN_DIR, bootstraps from seed crops if given,
     proposes, selects and exports the auto-accepted crops + ms-swift JSONL + manifest into
-    OUT_DIR/vN. Re-running processes only new images; after a crash it resumes.
+    OUT_DIR/vN. Re-running processes only new images; after a crash it resumes. Every step
+    reads the workspace's config.yaml exactly as the stage command does (autocrop's own
+    defaults: select.target_precision 0.98, export.formats [swift]).
 
     Example: autolabel autocrop ./shots ./crops --prompt "product photo"
     """

@@ -7,23 +7,13 @@ from typing import Any
 
 import typer
 
-from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace, progress
-
-CONFIG_OPT = typer.Option(
-    None,
-    "--config",
-    help="YAML config file (defaults < this file < flags); default: the workspace's "
-    "config.yaml if present.",
-    dir_okay=False,
+from autolabel.commands._common import (
+    CONFIG_OPT,
+    WORKSPACE_ARG,
+    echo_json,
+    open_workspace,
+    progress,
 )
-
-
-def _load_config(ws: Any, config: Path | None, overrides: dict[str, Any]) -> Any:
-    from autolabel.config import load_config
-
-    if config is not None:
-        return load_config(config, overrides)
-    return ws.config(overrides)
 
 
 def init(
@@ -100,14 +90,14 @@ def ingest(
 
     Example: autolabel ingest ./ws ./screenshots --recursive --glob "2024-*/*"
     """
+    from autolabel import steps
     from autolabel.errors import InputError
-    from autolabel.ingest import ingest as run_ingest
 
     for folder in folders:  # before the progress bar starts
         if not folder.exists():
             raise InputError(f"{folder}: expected an existing folder or image file, got nothing")
     with open_workspace(workspace) as ws:
-        cfg = _load_config(
+        cfg = steps.load_options(
             ws,
             config,
             {
@@ -120,7 +110,6 @@ def ingest(
                 "ingest.retry_errors": retry_errors,
             },
         )
-        ic = cfg.ingest
         with progress(transient=as_json) as bar:
             task = bar.add_task("ingest", total=None, rate="")
 
@@ -131,21 +120,7 @@ def ingest(
                     rate=f"{report.files_per_second:,.0f} files/s",
                 )
 
-            report = run_ingest(
-                ws,
-                folders,
-                recursive=ic.recursive,
-                globs=list(glob or []),
-                extensions=ic.extensions,
-                batch_size=ic.batch_size,
-                hash_bytes=ic.hash_bytes,
-                follow_symlinks=ic.follow_symlinks,
-                max_pixels=cfg.image.max_pixels,
-                max_side=cfg.image.max_side,
-                workers=ic.workers,
-                retry_errors=ic.retry_errors,
-                on_progress=update,
-            )
+            report = steps.ingest(ws, cfg, folders, globs=glob or (), on_progress=update)
     if as_json:
         echo_json(report.as_dict())
         return
@@ -171,10 +146,11 @@ def status(
 
     Example: autolabel status ./ws --json
     """
+    from autolabel.select.run import status_summary
     from autolabel.store.images import workspace_status
 
     with open_workspace(workspace) as ws:
-        payload = workspace_status(ws)
+        payload = {**workspace_status(ws), "auto_precision": status_summary(ws)}
     if as_json:
         echo_json(payload)
         return

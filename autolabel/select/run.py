@@ -1,6 +1,7 @@
 """``autolabel select``: signals -> calibrated P(correct) -> routes, queue and audit sample.
 
-Reads everything from the workspace, so it can be re-run after every review round: it
+The one module of the select stage that talks to the store; the others are pure. Reads
+everything from the workspace, so it can be re-run after every review round: it
 refits the calibration on the decisions made so far and re-routes every proposal that no
 person has decided or claimed.
 """
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autolabel import constants as C
+from autolabel.geometry import box_iou
 from autolabel.select.calibrate import Calibrator, feature_matrix, fit_calibrator
 from autolabel.select.route import auto_accept_mask, parse_budget, plan_routes, review_value
 from autolabel.select.signals import (
@@ -21,9 +24,9 @@ from autolabel.select.signals import (
     exemplar_similarity,
     group_codes,
     group_competition,
-    pairwise_iou,
     size_aspect_outliers,
 )
+from autolabel.select.stats import compact_estimate, estimate_from_outcomes
 
 if TYPE_CHECKING:  # pragma: no cover
     from autolabel.config import SelectConfig
@@ -117,7 +120,7 @@ def labelled_examples(
             for img in np.unique(cur.image_id[on_seed]):
                 rows = on_seed[cur.image_id[on_seed] == img]
                 boxes = seed["xyxy"][seed["image_id"] == img]
-                iou = pairwise_iou(cur.xyxy[rows], boxes).max(axis=1)
+                iou = box_iou(cur.xyxy[rows], boxes).max(axis=1)
                 ys[np.searchsorted(on_seed, rows)] = (iou >= 0.5).astype(np.int64)
             idx_parts.append(on_seed)
             y_parts.append(ys)
@@ -227,14 +230,12 @@ def _clusters(
     return labels
 
 
-def run_select(
-    ws: Workspace, cfg: SelectConfig | None = None, *, log: Log = _quiet
-) -> dict[str, Any]:
+def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[str, Any]:
     """Calibrate, route and (re)fill the review queue; returns a summary dict.
 
     Args:
         ws: the workspace.
-        cfg: the ``select`` config section (defaults: the workspace's config).
+        cfg: the ``select`` config section (the caller applies its flags).
         log: receives human-readable progress lines.
 
     Returns:
@@ -252,8 +253,6 @@ def run_select(
     )
 
     t0 = time.perf_counter()
-    if cfg is None:
-        cfg = ws.config().select
     # scikit-learn takes seconds to import; do it while SQLite reads (which frees the GIL)
     threading.Thread(target=_preload_sklearn, daemon=True).start()
     cur = load_current(ws)
@@ -282,11 +281,12 @@ def run_select(
     rows = np.flatnonzero(~fixed)
     budget = parse_budget(cfg.budget, rows.size)
     queue = load_queue(ws)
-    open_audit_ids = queue.proposal_id[(queue.reason == "audit") & (queue.status == "open")]
-    done_audit = int(((queue.reason == "audit") & np.isin(queue.status, ["claimed", "done"])).sum())
+    is_audit = queue.reason == C.QUEUE_REASON_AUDIT
+    open_audit_ids = queue.proposal_id[is_audit & (queue.status == C.QUEUE_OPEN)]
+    done_audit = int((is_audit & np.isin(queue.status, [C.QUEUE_CLAIMED, C.QUEUE_DONE])).sum())
     keep_audit = np.isin(cur.ids[rows], open_audit_ids)
     # images that already have a human-accepted box need no "missing" item
-    accepted_ids = decisions.proposal_id[np.isin(decisions.action, ["accept", "adjust"])]
+    accepted_ids = decisions.proposal_id[np.isin(decisions.action, C.ACCEPTING_ACTIONS)]
     labelled_images = np.unique(cur.image_id[np.isin(cur.ids, accepted_ids)])
     has_label = np.isin(cur.image_id[rows], labelled_images)
 
@@ -345,3 +345,26 @@ def run_select(
     }
     ws.set_setting("select.last", summary)
     return summary
+
+
+def precision_estimate(ws: Workspace) -> dict[str, Any]:
+    """Estimated precision of the auto-accepted set, from the audit sample's outcomes.
+
+    An audited box counts as correct when the reviewer accepted it or adjusted it by a little
+    (IoU >= 0.5 with the adjusted box); a reject or a large adjustment counts as wrong. Only
+    audited boxes the last ``select`` would still auto-accept (``p_correct`` >= its cutoff)
+    count, so audits from earlier rounds describe the current auto-accepted set.
+
+    Returns:
+        See :func:`autolabel.select.stats.estimate_from_outcomes`.
+    """
+    from autolabel.store.select import audit_outcomes
+
+    last = ws.get_setting("select.last", {}) or {}
+    return estimate_from_outcomes(audit_outcomes(ws, min_p=last.get("auto_cutoff")), last)
+
+
+def status_summary(ws: Workspace) -> dict[str, Any]:
+    """The ``auto_precision`` entry of ``autolabel status`` (see
+    :func:`autolabel.select.stats.compact_estimate`)."""
+    return compact_estimate(precision_estimate(ws))

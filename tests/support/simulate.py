@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from autolabel.geometry import box_iou
 from autolabel.types import Proposals
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,8 +61,6 @@ def simulate_proposals(
     Returns:
         ``(proposals, correct)``: ``correct (n,)`` bool, IoU >= 0.5 with a true box.
     """
-    from autolabel.select.signals import pairwise_iou
-
     W, H = size
     truth = np.asarray(truth, np.float64).reshape(-1, 4)
     boxes: list[np.ndarray] = []
@@ -96,7 +95,7 @@ def simulate_proposals(
     xyxy[:, 3] = np.maximum(xyxy[:, 3], xyxy[:, 1] + 1)
     n = xyxy.shape[0]
     if truth.shape[0]:
-        correct = pairwise_iou(xyxy, truth).max(axis=1) >= 0.5
+        correct = box_iou(xyxy, truth).max(axis=1) >= 0.5
     else:
         correct = np.zeros(n, bool)
     good = _beta_between(rng, 5.0 - 3.0 * hardness, 2.0, threshold, n)
@@ -124,12 +123,10 @@ def simulated_reviewer_action(
     Returns ``("accept", None)`` when IoU >= 0.5 with a true box, ``("adjust", true_box)``
     when it overlaps one (IoU > 0.1), else ``("reject", None)``.
     """
-    from autolabel.select.signals import pairwise_iou
-
     t = np.asarray(truth, np.float64).reshape(-1, 4)
     if t.shape[0] == 0:
         return "reject", None
-    iou = pairwise_iou(np.asarray(box, np.float64).reshape(1, 4), t)[0]
+    iou = box_iou(np.asarray(box, np.float64).reshape(1, 4), t)[0]
     j = int(np.argmax(iou))
     if iou[j] >= 0.5:
         return "accept", None

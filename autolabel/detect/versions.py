@@ -1,9 +1,20 @@
-"""Versioned fine-tuned detectors inside a workspace: ``WORKSPACE/models/gdino-vN/``.
+"""Model names, resolved in one place; versioned fine-tuned detectors in a workspace.
 
-Each finished version is a ``save_pretrained`` folder (model + processor) with a
-``metadata.json`` (base model, data counts, prompt, thresholds, validation metrics, time).
-A run in progress lives in ``gdino-vN.partial/`` (checkpoints, the data snapshot) and is
-renamed into place only when it finishes, so a listed version is always complete.
+:func:`resolve_model` is the one model-name resolver (propose, finetune and the backends use
+it). A name may be:
+
+- ``latest``: the newest fine-tuned version of the workspace;
+- a workspace version: ``gdino-v2``, ``v2`` -> ``WORKSPACE/models/gdino-v2/``;
+- a name from ``models/registry.yaml`` -> its local path once placed, else its hub id;
+- anything else (a hub id, a local transformers folder, an original IDEA ``.pth``) is
+  returned unchanged; the backend reads it.
+
+Version layout: each finished version is a ``save_pretrained`` folder (model + processor)
+with a ``metadata.json`` (base model, data counts, prompt, thresholds, validation metrics,
+time). A run in progress lives in ``gdino-vN.partial/`` (checkpoints, the data snapshot) and
+is renamed into place only when it finishes, so a listed version is always complete.
+``autolabel finetune`` writes versions through these helpers. Version families are keyed by
+prefix (:data:`FAMILIES`), so another trainable backend (e.g. ``regions-vN``) only adds one.
 """
 
 from __future__ import annotations
@@ -14,11 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autolabel.errors import InputError
+from autolabel.errors import InputError, ModelError
 
 MODELS_DIR = "models"
 PREFIX = "gdino-v"
 METADATA = "metadata.json"
+LATEST = "latest"
+"""``--model latest``: the newest fine-tuned version under ``WORKSPACE/models/``."""
+FAMILIES: dict[str, str] = {PREFIX: "grounding-dino"}
+"""Version-name prefix -> the detector kind its versions are (``gdino-v`` -> grounding-dino)."""
 _VERSION_RE = re.compile(rf"^{re.escape(PREFIX)}(\d+)$")
 _PARTIAL_RE = re.compile(rf"^{re.escape(PREFIX)}(\d+)\.partial$")
 
@@ -73,10 +88,10 @@ def resolve_version(ws_path: str | Path, name: str) -> Path:
     """
     versions = list_versions(ws_path)
     names = [v.name for v in versions]
-    if name == "latest":
+    if name == LATEST:
         if not versions:
             raise InputError(
-                f"{ws_path}: expected a fine-tuned model for 'latest', got none "
+                f"{ws_path}: expected a fine-tuned version for 'latest', got none "
                 "(run `autolabel finetune` first)"
             )
         return versions[-1].path
@@ -89,7 +104,80 @@ def resolve_version(ws_path: str | Path, name: str) -> Path:
 
 def looks_like_version(name: str) -> bool:
     """``gdino-v2`` or ``v2`` (a workspace version name rather than a path or hub id)."""
-    return bool(re.fullmatch(rf"(?:{re.escape(PREFIX)}|v)\d+", name))
+    prefixes = "|".join(re.escape(p) for p in FAMILIES)
+    return bool(re.fullmatch(rf"(?:{prefixes}|v)\d+", name))
+
+
+def resolve_model(
+    model: str | Path, *, workspace: str | Path | None = None, kind: str | None = None
+) -> str:
+    """The one model-name resolver: turn what a user typed into what a backend loads.
+
+    Args:
+        model: ``latest``, a workspace version (``gdino-v2``, ``v2``), a registry name, a hub
+            id, a local folder or a ``.pth`` file.
+        workspace: the workspace whose versions ``latest`` / ``vN`` name (None: no
+            workspace, so those names are an error).
+        kind: the kind of checkpoint the caller needs (``grounding-dino``, ``sam``,
+            ``hf-sam``); a registry name of another kind is an error.
+
+    Returns:
+        A version folder, a registry model's local path or hub id, or ``model`` unchanged.
+
+    Raises:
+        InputError: ``latest`` / a version name that the workspace does not have (and no
+            folder of that name exists), or either one without a workspace.
+        ModelError: a registry name of another kind, or a file-only registry model whose
+            file has not been placed.
+    """
+    name = str(model)
+    if name == LATEST or looks_like_version(name):
+        local = name != LATEST and Path(name).expanduser().exists()
+        if workspace is None:
+            if local:
+                return name
+            raise InputError(
+                f"model {name!r}: expected a workspace to look the version up in, got none"
+            )
+        try:
+            return str(resolve_version(workspace, name))
+        except InputError:
+            if local:  # a plain folder that happens to be named like a version
+                return name
+            raise
+    return _resolve_registry_name(name, kind)
+
+
+def _resolve_registry_name(name: str, kind: str | None) -> str:
+    from autolabel.detect.registry import load_registry, missing_message
+
+    try:
+        registry = load_registry()
+    except ModelError:
+        return name
+    entry = registry.get(name)
+    if entry is None:
+        return name
+    if kind is not None and not (entry.kind == kind or entry.kind.startswith(kind + "-")):
+        raise ModelError(f"model {name!r} is a {entry.kind} checkpoint, expected a {kind} one")
+    if entry.is_present():
+        return str(entry.local_path())
+    if entry.hub:
+        return entry.hub
+    raise ModelError(missing_message(entry))
+
+
+def version_thresholds(model: str | Path) -> dict[str, float]:
+    """Thresholds a fine-tuned version re-calibrated on its validation split (else ``{}``).
+
+    ``autolabel finetune`` stores them in ``gdino-vN/metadata.json``; they beat the seed
+    stage's thresholds, which were chosen for the base model.
+    """
+    path = Path(model)
+    if not (path / METADATA).is_file():
+        return {}
+    found = read_metadata(path).get("thresholds") or {}
+    return {k: float(found[k]) for k in ("box_threshold", "text_threshold") if k in found}
 
 
 def find_partial(ws_path: str | Path) -> Path | None:
@@ -118,6 +206,7 @@ def next_version_number(ws_path: str | Path) -> int:
 
 
 def version_name(number: int) -> str:
+    """``3`` -> ``gdino-v3``."""
     return f"{PREFIX}{number}"
 
 

@@ -1,0 +1,305 @@
+"""One function per stage step: config sections in, the stage's library call out.
+
+The stage commands (``autolabel ingest``, ``seed ...``, ``propose``, ``select``, ``export``,
+``review``, ``finetune``) and the whole-loop compositions (``demo``, ``autocrop`` in
+:mod:`autolabel.pipeline`) both call these, so a config key means the same thing whichever
+command runs the stage. Each command builds its :class:`~autolabel.config.Config` once with
+:func:`load_options` (file + flags) and resolves its prompt with :func:`resolve_prompt`.
+
+No heavy imports at module level: every library import happens inside the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from autolabel.config import Config, load_config
+from autolabel.types import Prompt
+
+WORKSPACE_PROMPT = "seed.prompt"
+"""Workspace setting holding the workspace's prompt (``seed prompts``, ``propose --prompt``)."""
+
+AUTOCROP_PRESET: dict[str, Any] = {
+    "select.target_precision": 0.98,
+    "export.formats": ["swift"],
+}
+"""``autocrop``'s own defaults; a config file or a flag overrides them."""
+
+
+# -- options ------------------------------------------------------------------------------------
+def load_options(
+    ws: Any,
+    config: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    *,
+    preset: Mapping[str, Any] | None = None,
+) -> Config:
+    """The config a command runs with: defaults < ``preset`` < file < flags.
+
+    Args:
+        ws: an open workspace (its ``config.yaml`` is the file when ``config`` is None).
+        config: a YAML file given with ``--config``.
+        flags: ``{"section.key": value}``; None = flag not given.
+        preset: a command's own defaults (see :data:`AUTOCROP_PRESET`).
+
+    Raises:
+        ConfigError: unreadable file, unknown key or wrong type (named).
+    """
+    if config is None and ws.config_path.exists():
+        config = ws.config_path
+    return load_config(config, preset=preset).with_flags(flags)
+
+
+def workspace_prompt(ws: Any) -> str | None:
+    """The workspace's prompt (set by ``seed prompts`` or the last ``propose --prompt``)."""
+    value = ws.get_setting(WORKSPACE_PROMPT)
+    return str(value) if value else None
+
+
+def resolve_prompt(ws: Any, cfg: Config, flag: str | None, *, required: bool = True) -> Any:
+    """THE prompt rule: ``--prompt`` > the workspace's prompt > config (``propose.prompt``,
+    else ``seed.prompt``).
+
+    Args:
+        ws: an open workspace.
+        cfg: the command's config.
+        flag: the ``--prompt`` value, or None.
+        required: when False, return None instead of raising if there is no prompt.
+
+    Returns:
+        A :class:`~autolabel.types.Prompt` (or None, see ``required``).
+
+    Raises:
+        EmptyPromptError: no prompt anywhere (when required), or the winner has no phrase.
+    """
+    candidates = (flag, workspace_prompt(ws), cfg.prompt)
+    if not required and not any(c and c.strip() for c in candidates):
+        return None
+    return Prompt.first_of(*candidates)
+
+
+def remember_prompt(ws: Any, prompt: Prompt) -> None:
+    """Make ``prompt`` the workspace's prompt (what later commands without --prompt use)."""
+    ws.set_setting(WORKSPACE_PROMPT, str(prompt))
+
+
+# -- steps --------------------------------------------------------------------------------------
+def ingest(
+    ws: Any,
+    cfg: Config,
+    folders: Sequence[Path],
+    *,
+    globs: Sequence[str] = (),
+    on_progress: Callable[[Any], None] | None = None,
+) -> Any:
+    """Scan ``folders`` into the images table (:func:`autolabel.ingest.ingest`)."""
+    from autolabel.ingest import ingest as run_ingest
+
+    ic = cfg.ingest
+    return run_ingest(
+        ws,
+        list(folders),
+        recursive=ic.recursive,
+        globs=list(globs),
+        extensions=ic.extensions,
+        batch_size=ic.batch_size,
+        hash_bytes=ic.hash_bytes,
+        follow_symlinks=ic.follow_symlinks,
+        max_pixels=cfg.image.max_pixels,
+        max_side=cfg.image.max_side,
+        workers=ic.workers,
+        retry_errors=ic.retry_errors,
+        on_progress=on_progress,
+    )
+
+
+def seed_add(
+    ws: Any,
+    cfg: Config,
+    crops: Path,
+    *,
+    originals: Path | None = None,
+    captions: Path | None = None,
+    mapping: Path | None = None,
+    redo: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Import hand crops and locate them (:func:`autolabel.seed.bootstrap.add_seed_crops`)."""
+    from autolabel.seed.bootstrap import add_seed_crops
+
+    sc = cfg.seed
+    return add_seed_crops(
+        ws,
+        crops,
+        originals_dir=originals,
+        captions=captions,
+        mapping=mapping,
+        min_score=sc.min_match_score,
+        search_top_k=sc.search_top_k,
+        prompt_map=sc.prompt_map,
+        redo=redo,
+        workers=sc.workers,
+        on_progress=on_progress,
+    )
+
+
+def seed_prompts(ws: Any, cfg: Config, *, prompt: str | None = None) -> dict[str, Any]:
+    """Derive the workspace's prompt from the seed captions, or set it by hand.
+
+    A manual prompt is ``--prompt``, else the config's (``propose.prompt``/``seed.prompt``);
+    without one the prompt is derived from the captions. The workspace's current prompt is
+    not an input here: this step is what sets it.
+    """
+    from autolabel.seed.calibrate import derive_prompts
+
+    manual = Prompt.first_of(prompt, cfg.prompt) if (prompt or cfg.prompt) else None
+    return derive_prompts(
+        ws,
+        prompt=None if manual is None else str(manual),
+        prompt_map=cfg.seed.prompt_map,
+        max_phrases=cfg.seed.max_phrases,
+    )
+
+
+def detector_options(cfg: Config) -> dict[str, Any]:
+    """Build options of ``cfg.detect.detector`` for calibration (model, device, dtype...)."""
+    dc = cfg.detect
+    if dc.detector == "exemplar":
+        return {"scale_step": dc.exemplar_scale_step, "coarse_side": dc.exemplar_coarse_side}
+    return {"model": dc.model, "device": dc.device, "dtype": dc.dtype}
+
+
+def calibration_prompt(ws: Any, cfg: Config, prompt: str | None = None) -> str:
+    """The prompt ``seed calibrate`` uses (:func:`resolve_prompt`), after checking its inputs.
+
+    Raises:
+        InputError: no located seed boxes, or no prompt anywhere (in that order).
+        EmptyPromptError: the chosen prompt has no phrase.
+    """
+    from autolabel.seed.calibrate import calibration_inputs
+
+    chosen = resolve_prompt(ws, cfg, prompt, required=False)
+    _, text = calibration_inputs(ws, None if chosen is None else str(chosen))
+    return str(text)
+
+
+def seed_calibrate(
+    ws: Any,
+    cfg: Config,
+    *,
+    prompt: str | None = None,
+    iou: float = 0.5,
+    batch_size: int = 4,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`).
+
+    Raises:
+        InputError: no located seed boxes, or no prompt (see :func:`calibration_prompt`).
+    """
+    from autolabel.seed.calibrate import calibrate
+
+    return calibrate(
+        ws,
+        detector=cfg.detect.detector,
+        options=detector_options(cfg),
+        prompt=calibration_prompt(ws, cfg, prompt),
+        iou=iou,
+        target_recall=cfg.seed.target_recall,
+        batch_size=batch_size,
+        on_progress=on_progress,
+    )
+
+
+def propose_settings(
+    ws: Any,
+    cfg: Config,
+    *,
+    prompt: str | None = None,
+    box_threshold: float | None = None,
+    text_threshold: float | None = None,
+) -> Any:
+    """Settings of a propose run (:func:`autolabel.propose.resolve_settings`).
+
+    ``box_threshold``/``text_threshold`` are the flags only: without them the thresholds
+    calibrated by ``seed calibrate`` or ``finetune`` beat ``detect.*`` (the runner decides).
+    A ``--prompt`` becomes the workspace's prompt.
+
+    Raises:
+        EmptyPromptError: no prompt (see :func:`resolve_prompt`).
+        ConfigError: an invalid value (named).
+    """
+    from autolabel.propose import resolve_settings
+
+    chosen = resolve_prompt(ws, cfg, prompt)
+    settings = resolve_settings(
+        ws, cfg, prompt=chosen, box_threshold=box_threshold, text_threshold=text_threshold
+    )
+    if prompt:
+        remember_prompt(ws, chosen)
+    return settings
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def select(ws: Any, cfg: Config, *, log: Callable[[str], None] = _quiet) -> dict[str, Any]:
+    """Calibrate, route and fill the review queue (:func:`autolabel.select.run.run_select`)."""
+    from autolabel.select.run import run_select
+
+    return run_select(ws, cfg.select, log=log)
+
+
+def export(
+    ws: Any,
+    cfg: Config,
+    out: Path,
+    *,
+    since: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Write a dataset version (:func:`autolabel.export.export_dataset`)."""
+    from autolabel.export import export_dataset
+
+    return export_dataset(
+        ws, out, cfg.export, since=since, image=cfg.image, on_progress=on_progress
+    )
+
+
+def finetune(
+    ws: Any,
+    cfg: Config,
+    *,
+    prompt: str | None = None,
+    restart: bool = False,
+    callback: Callable[[dict], None] | None = None,
+) -> Any:
+    """Fine-tune on seed + reviewed boxes (:func:`autolabel.train.loop.finetune_workspace`).
+
+    The starting model is ``finetune.base`` (the runner resolves None, ``latest`` and
+    versions). Seed boxes without a phrase get the first phrase of the prompt
+    (:func:`resolve_prompt`); with no prompt anywhere they are an error of the training-set
+    builder.
+    """
+    from autolabel.train.loop import finetune_workspace
+
+    chosen = resolve_prompt(ws, cfg, prompt, required=False)
+    return finetune_workspace(
+        ws,
+        options=cfg.finetune,
+        default_model=cfg.detect.model,
+        default_phrase=None if chosen is None else chosen.first,
+        text_threshold=cfg.detect.text_threshold,
+        restart=restart,
+        callback=callback,
+    )
+
+
+def review(ws_path: Path, cfg: Config, *, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the review app in the foreground (:func:`autolabel.review.server.serve`)."""
+    from autolabel.review.server import serve
+
+    serve(ws_path, cfg.review, on_ready=on_ready)
