@@ -25,10 +25,11 @@ def dhash(image: Any) -> str:
     Args:
         image: a PIL image (any mode, any size).
     """
+    import numpy as np
     from PIL import Image
 
     small = image.convert("L").resize((DHASH_SIZE + 1, DHASH_SIZE), Image.Resampling.BILINEAR)
-    px = list(small.getdata())
+    px = np.asarray(small, dtype=np.int16).reshape(-1).tolist()
     bits = 0
     for y in range(DHASH_SIZE):
         row = px[y * (DHASH_SIZE + 1) : (y + 1) * (DHASH_SIZE + 1)]

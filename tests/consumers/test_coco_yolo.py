@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.consumers import fixture_data as fd
-from tests.consumers.conftest import require
+from tests.support import consumers as fd
 
 N_OBJECTS = sum(len(o.objects) for o in fd.ORIGINALS)
 
 
 def _coco_files(version: Path) -> list[Path]:
-    """The COCO detection files of the export (one file, or one per split)."""
-    files = sorted(version.glob("coco*.json")) + sorted(version.glob("coco/*.json"))
+    """The COCO detection files of the export: ``coco.json`` (train) and ``val/coco.json``."""
+    files = sorted(version.glob("coco*.json")) + sorted(version.glob("val/coco*.json"))
     assert files, f"no COCO file in {sorted(p.name for p in version.iterdir())}"
     return files
 
@@ -28,7 +27,7 @@ def _resolve(file_name: str, root: Path) -> Path:
 
 
 def test_pycocotools_cocoeval_of_the_labels_against_themselves_is_ap_1(exported):
-    require("pycocotools", "eval")
+    fd.require("pycocotools", "eval")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -53,11 +52,10 @@ def test_pycocotools_cocoeval_of_the_labels_against_themselves_is_ap_1(exported)
 
 
 @pytest.mark.parametrize("loader", ["PIL", "cv2"])
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 1: EXIF-6 original, upright boxes")
 def test_coco_boxes_on_the_pixels_loaded_without_exif(exported, loader):
     """torchvision ``CocoDetection`` / Open-GroundingDino open COCO images with PIL and no
     ``exif_transpose``; cv2 users pass IMREAD_IGNORE_ORIENTATION or decode raw buffers."""
-    require("pycocotools", "eval")
+    fd.require("pycocotools", "eval")
     import cv2
     from pycocotools.coco import COCO
 
@@ -85,7 +83,7 @@ def test_coco_boxes_on_the_pixels_loaded_without_exif(exported, loader):
 
 @pytest.fixture
 def yolo_data(exported, tmp_path, monkeypatch) -> dict:
-    require("ultralytics")
+    fd.require("ultralytics")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     from ultralytics.data.utils import check_det_dataset
@@ -94,29 +92,14 @@ def yolo_data(exported, tmp_path, monkeypatch) -> dict:
     return check_det_dataset(str(yaml_path), autodownload=False)
 
 
-def _split_images(data: dict, split: str) -> list[str]:
-    from ultralytics.data.utils import IMG_FORMATS
-
-    src = data[split]
-    paths = []
-    for entry in src if isinstance(src, list) else [src]:
-        p = Path(entry)
-        if p.is_dir():
-            paths += [str(q) for q in sorted(p.rglob("*")) if q.suffix[1:].lower() in IMG_FORMATS]
-        else:  # a txt file listing images, relative to the dataset path
-            for line in p.read_text(encoding="utf-8").splitlines():
-                q = Path(line.strip())
-                paths.append(str(q if q.is_absolute() else Path(data["path"]) / q))
-    return paths
-
-
 def test_ultralytics_check_det_dataset_and_labels_on_loaded_pixels(yolo_data):
     from ultralytics.data.utils import img2label_paths, verify_image_label
     from ultralytics.utils.patches import imread
 
     assert yolo_data["nc"] == len(fd.COLOURS)
     assert set(yolo_data["names"].values()) == set(fd.COLOURS)
-    images = sorted(set(_split_images(yolo_data, "train") + _split_images(yolo_data, "val")))
+    split = fd.yolo_split_images
+    images = sorted(set(split(yolo_data, "train") + split(yolo_data, "val")))
     assert len(images) == len(fd.ORIGINALS)
     n = 0
     for im_file, lb_file in zip(images, img2label_paths(images), strict=True):
@@ -138,9 +121,8 @@ def test_ultralytics_check_det_dataset_and_labels_on_loaded_pixels(yolo_data):
     assert n == N_OBJECTS
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 5: YOLO val is the training set")
 def test_ultralytics_val_is_not_the_training_set(yolo_data):
-    train = {os.path.realpath(p) for p in _split_images(yolo_data, "train")}
-    val = {os.path.realpath(p) for p in _split_images(yolo_data, "val")}
+    train = {os.path.realpath(p) for p in fd.yolo_split_images(yolo_data, "train")}
+    val = {os.path.realpath(p) for p in fd.yolo_split_images(yolo_data, "val")}
     assert train and val and not train & val
     assert len(train | val) == len(fd.ORIGINALS)

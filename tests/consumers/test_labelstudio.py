@@ -11,10 +11,8 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from tests.consumers import fixture_data as fd
-from tests.consumers.conftest import HERE, venv_python
+from tests.support import consumers as fd
 
 
 def _ls_files(version: Path) -> tuple[Path, Path]:
@@ -42,10 +40,10 @@ def image_file(exported, url: str) -> Path:
 
 
 def test_labelstudio_sdk_validates_config_tasks_predictions_annotations(exported):
-    py = venv_python("labelstudio")
+    py = fd.venv_python("labelstudio")
     tasks_path, config_path = _ls_files(exported.version)
     res = subprocess.run(
-        [str(py), str(HERE / "ls_driver.py"), str(config_path), str(tasks_path)],
+        [str(py), str(fd.CONSUMERS_DIR / "ls_driver.py"), str(config_path), str(tasks_path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -84,7 +82,6 @@ def test_labelstudio_boxes_on_the_image_it_shows(exported):
     assert n == sum(len(o.objects) for o in fd.ORIGINALS)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 7: partial annotation, reviewer lost")
 def test_labelstudio_no_partial_finished_task_and_reviewer_survives(exported):
     for task in _tasks(exported):
         orig = _original(exported, task)
@@ -98,7 +95,6 @@ def test_labelstudio_no_partial_finished_task_and_reviewer_survives(exported):
                 assert ob.reviewer in text, f"{orig.rel}: reviewer {ob.reviewer} lost"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 8: data.caption holds the first only")
 def test_labelstudio_task_data_has_every_caption(exported):
     for task in _tasks(exported):
         orig = _original(exported, task)
@@ -108,6 +104,6 @@ def test_labelstudio_task_data_has_every_caption(exported):
 
 
 def test_docs_describe_labelstudio_local_storage():
-    text = (HERE.parents[1] / "docs" / "export.md").read_text(encoding="utf-8")
+    text = (fd.REPO / "docs" / "export.md").read_text(encoding="utf-8")
     assert "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT" in text
     assert "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED" in text

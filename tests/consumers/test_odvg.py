@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
-from tests.consumers import fixture_data as fd
+from tests.support import consumers as fd
 
 
 class OdvgReader:
@@ -107,27 +106,31 @@ def _check(reader: OdvgReader, what: str) -> int:
     return n
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 1: EXIF-6 original, upright boxes")
+def _val_objects(version: Path) -> int:
+    """Boxes in the validation split (Open-GroundingDino evaluates them from COCO)."""
+    return sum(1 for r in fd.read_jsonl(version / "meta" / "manifest.jsonl") if r["split"] == "val")
+
+
 def test_odvg_od_rows_on_the_pixels_open_groundingdino_loads(exported):
     random.seed(0)
     [anno] = _rows_with(exported.version, "detection")
     [label_map] = sorted(exported.version.rglob("*label_map*.json"))
     reader = OdvgReader(str(exported.version), str(anno), str(label_map))
     assert sorted(reader.label_map.values()) == sorted(fd.COLOURS)
-    assert _check(reader, "ODVG OD") == sum(len(o.objects) for o in fd.ORIGINALS)
+    n = _check(reader, "ODVG OD")
+    assert n + _val_objects(exported.version) == sum(len(o.objects) for o in fd.ORIGINALS)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 6: no ODVG grounding (VG) rows")
 def test_odvg_vg_rows_on_the_pixels_open_groundingdino_loads(exported):
     random.seed(0)
     [anno] = _rows_with(exported.version, "grounding")
     reader = OdvgReader(str(exported.version), str(anno))
     for meta in reader.metas:
         assert meta["grounding"]["caption"]
-    assert _check(reader, "ODVG VG") == sum(len(o.objects) for o in fd.ORIGINALS)
+    n = _check(reader, "ODVG VG")
+    assert n + _val_objects(exported.version) == sum(len(o.objects) for o in fd.ORIGINALS)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 6: 1-based COCO vs 0-based ODVG labels")
 def test_odvg_labels_match_a_coco_validation_file_and_label_list(exported):
     [label_map_path] = sorted(exported.version.rglob("*label_map*.json"))
     label_map = {int(k): v for k, v in json.loads(label_map_path.read_text()).items()}
@@ -139,6 +142,19 @@ def test_odvg_labels_match_a_coco_validation_file_and_label_list(exported):
             if {c["id"]: c["name"] for c in data["categories"]} == label_map:
                 matching.append(p)
     assert matching, "no COCO file whose category ids are the ODVG label ids"
+    from pycocotools.coco import COCO
+
+    for p in matching:  # and its boxes sit on the pixels, like the OD rows
+        gt = COCO(str(p))
+        for img_id, img in gt.imgs.items():
+            rgb = fd.load_rgb_no_exif(exported.version / img["file_name"])
+            boxes = [
+                (label_map[a["category_id"]],
+                 (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                  a["bbox"][1] + a["bbox"][3]))
+                for a in gt.loadAnns(gt.getAnnIds(imgIds=[img_id]))
+            ]  # fmt: skip
+            fd.assert_on_object(rgb, boxes, f"{p.name} {img['file_name']}")
     [label_list] = sorted(exported.version.rglob("*label_list*"))
     names = json.loads(label_list.read_text(encoding="utf-8"))
     assert names == [label_map[i] for i in range(len(label_map))]

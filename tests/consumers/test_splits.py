@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.consumers import fixture_data as fd
-from tests.consumers.conftest import run_cli
+from tests.support import consumers as fd
 
 
 def _splits(version) -> dict[str, str]:
@@ -18,12 +15,11 @@ def _splits(version) -> dict[str, str]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 5: no train/val split")
 def test_split_is_grouped_by_image_deterministic_and_non_trivial(exported, tmp_path):
     splits = _splits(exported.version)
     assert set(splits) == set(exported.by_path)
     assert {"train", "val"} == set(splits.values())
-    res = run_cli(
+    res = fd.run_cli(
         "export", str(exported.workspace), "--out", str(tmp_path / "again"), "--formats", "all",
         "--min-size", "32", "--workers", "1", "--quiet",
     )  # fmt: skip

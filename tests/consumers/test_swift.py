@@ -17,16 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.consumers import fixture_data as fd
-from tests.consumers.conftest import HERE, venv_python
+from tests.support import consumers as fd
 
 TEMPLATES = ("qwen2_vl", "qwen2_5_vl")
-SWIFT_FILES = (
-    "swift.jsonl",
-    "swift_messages.jsonl",
-    "swift_grounding.jsonl",
-    "swift_objects.jsonl",
-)
+SWIFT_FILES = ("swift.jsonl", "swift_messages.jsonl", "swift_grounding.jsonl")
+"""The ms-swift training files; each has its val split at ``val/<name>``."""
 BOX_RE = re.compile(r"<\|box_start\|>\((\d+),(\d+)\),\((\d+),(\d+)\)<\|box_end\|>")
 REF_RE = re.compile(r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>")
 CAPTION_COLOUR = {"red box": fd.RED, "green box": fd.GREEN, fd.GREEN_CAPTION: fd.GREEN}
@@ -36,7 +31,7 @@ def _driver(py: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) 
     base = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     base.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", USE_HF="1", OMP_NUM_THREADS="1")
     res = subprocess.run(
-        [str(py), str(HERE / "swift_driver.py"), *args],
+        [str(py), str(fd.CONSUMERS_DIR / "swift_driver.py"), *args],
         cwd=cwd,
         env={**base, **(env or {})},
         capture_output=True,
@@ -50,11 +45,16 @@ def _driver(py: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) 
 @pytest.fixture(scope="module", params=TEMPLATES)
 def encoded(request, exported, tmp_path_factory) -> tuple[str, dict[str, list[dict]]]:
     """``(template, {file name: encoded rows})`` for every swift file of the export."""
-    py = venv_python("swift")
+    py = fd.venv_python("swift")
     template = request.param
     work = tmp_path_factory.mktemp(f"swift-{template}")
     _driver(py, "make-model", str(work / "model"), "--family", template, cwd=work)
-    files = [str(exported.version / f) for f in SWIFT_FILES if (exported.version / f).is_file()]
+    files = [
+        str(exported.version / sub / f)
+        for sub in ("", "val")
+        for f in SWIFT_FILES
+        if (exported.version / sub / f).is_file()
+    ]
     elsewhere = work / "cwd"  # not the version folder: paths must resolve via ROOT_IMAGE_DIR
     elsewhere.mkdir()
     _driver(
@@ -113,17 +113,9 @@ def _check_grounding(template: str, rows: list[dict]) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 1: EXIF-6 original, upright boxes")
-def test_swift_objects_boxes_land_on_objects(encoded):
-    template, rows = encoded
-    assert _check_grounding(template, rows["swift_objects.jsonl"]) == sum(
-        len(o.objects) for o in fd.ORIGINALS
-    )
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 16 defects 1+2: Qwen-VL v1 text, EXIF-6 original")
 def test_swift_grounding_boxes_land_on_objects(encoded):
+    """Qwen2-VL gets its special tokens with 0..1000 numbers, Qwen2.5-VL absolute pixels of
+    the resized image; either way the boxes cover the squares (the EXIF-6 original too)."""
     template, rows = encoded
     assert _check_grounding(template, rows["swift_grounding.jsonl"]) == sum(
         len(o.objects) for o in fd.ORIGINALS
@@ -161,25 +153,27 @@ def test_swift_jsonl_is_pretraining_form(encoded):
         _fed_image(rec)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defects 2+3: docs name no file per model family")
 def test_docs_say_which_swift_file_for_what():
-    text = (HERE.parents[1] / "docs" / "export.md").read_text(encoding="utf-8")
+    text = (fd.REPO / "docs" / "export.md").read_text(encoding="utf-8")
     assert "swift pt" in text and "ROOT_IMAGE_DIR" in text
     for family in ("Qwen2-VL", "Qwen2.5-VL"):
         assert family in text
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 4: no training command with ROOT_IMAGE_DIR")
 def test_export_prints_and_writes_the_training_command(exported):
-    assert f"ROOT_IMAGE_DIR={exported.version}" in exported.stdout.replace("'", "")
+    printed = exported.stdout.replace("'", "").replace('"', "")
+    assert f"ROOT_IMAGE_DIR={exported.version} swift sft" in printed
     written = [
         p for p in exported.version.rglob("*") if p.is_file() and p.suffix in (".md", ".sh", ".txt")
     ]
     assert any("ROOT_IMAGE_DIR" in p.read_text(encoding="utf-8") for p in written)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 defect 8: vN/*.jsonl takes non-training files")
 def test_jsonl_glob_takes_only_swift_training_files(exported):
+    """``swift sft --dataset vN/*.jsonl`` takes ms-swift rows only (no manifest, ODVG, lists,
+    no Qwen-VL v1 text, no val rows)."""
+    names = sorted(p.name for p in exported.version.glob("*.jsonl"))
+    assert names == sorted(SWIFT_FILES)
     for path in sorted(exported.version.glob("*.jsonl")):
         for row in fd.read_jsonl(path):
             assert "messages" in row or set(row) == {"image", "text"}, (

@@ -1,4 +1,5 @@
-"""The consumer-test workspace: originals with coloured squares where the boxes are.
+"""Consumer tests (tests/consumers): the workspace with coloured squares where the boxes
+are, and how to reach the consumers (their venvs, the CLI).
 
 Every object is a solid square of its phrase's colour on a grey, colour-free background, so a
 consumer's box can be checked against the pixels the consumer loads: the share of the box that
@@ -17,13 +18,21 @@ Originals (sizes are upright, i.e. after EXIF orientation)::
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONSUMERS_DIR = REPO / "tests" / "consumers"
+"""Where the consumer tests and their driver scripts live."""
 
 RED = (230, 20, 20)
 GREEN = (20, 200, 20)
@@ -125,7 +134,7 @@ def build_workspace(root: Path):
     from autolabel.store import Workspace
     from autolabel.store import exports as store
     from autolabel.store import runs as store_runs
-    from tests.conftest import mock_proposals
+    from tests.support.proposals import mock_proposals
 
     photos = root / "photos"
     for i, orig in enumerate(ORIGINALS):
@@ -263,3 +272,63 @@ def local_files_path(url: str) -> str:
     m = re.match(r"^/data/local-files/\?", url)
     assert m, f"expected a Label Studio local-files URL, got {url!r}"
     return parse_qs(urlparse(url).query)["d"][0]
+
+
+# -- reaching the consumers ----------------------------------------------------------------
+def _skip_or_fail(msg: str) -> None:
+    if os.environ.get("AUTOLABEL_REQUIRE_CONSUMERS") == "1":
+        pytest.fail(msg + "; AUTOLABEL_REQUIRE_CONSUMERS=1 makes this a failure")
+    pytest.skip(msg)
+
+
+def require(module: str, extra: str = "dev") -> None:
+    """Skip (fail under AUTOLABEL_REQUIRE_CONSUMERS=1) when a consumer package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        _skip_or_fail(f"{module} is not installed (pip install -e '.[{extra}]')")
+
+
+def venv_python(name: str) -> Path:
+    """The python of consumer venv ``name`` (``swift`` or ``labelstudio``), or skip/fail."""
+    env = f"AUTOLABEL_{name.upper()}_VENV"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "autolabel"
+    venv = Path(os.environ.get(env) or cache / f"{name}-venv")
+    py = venv / "bin" / "python"
+    if not py.is_file():
+        _skip_or_fail(
+            f"{name} venv missing at {venv}: build it with "
+            f"`tests/consumers/setup_venvs.sh {name}` (or set {env})"
+        )
+    return py
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``autolabel ARGS`` in a subprocess, with this checkout's package first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", "from autolabel.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+
+
+def yolo_split_images(data: dict, split: str) -> list[str]:
+    """Image paths of a split of an ultralytics ``check_det_dataset`` dict (folder or list)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    src = data[split]
+    paths = []
+    for entry in src if isinstance(src, list) else [src]:
+        p = Path(entry)
+        if p.is_dir():
+            paths += [str(q) for q in sorted(p.rglob("*")) if q.suffix[1:].lower() in IMG_FORMATS]
+        else:  # a txt file listing images, relative to the dataset path
+            for line in p.read_text(encoding="utf-8").splitlines():
+                q = Path(line.strip())
+                paths.append(str(q if q.is_absolute() else Path(data["path"]) / q))
+    return paths
