@@ -525,3 +525,18 @@ def test_kill_during_export_leaves_previous_export_intact(tmp_path):
     assert again.version == "v2" and read_latest(out) == "v2"
     assert not list(out.glob(".tmp-*"))
     assert again.counts["crops"] == first.counts["crops"] == 33  # a[1] is not accepted
+
+
+def test_absolute_paths_point_inside_the_version_folder(built, tmp_path):
+    ws, _ = built
+    opts = ExportConfig(absolute_paths=True, formats=["swift", "swift-grounding", "coco"])
+    res = export_dataset(ws, tmp_path / "out", opts)
+    refs = [r["image"] for r in _read_jsonl(res.path / "swift.jsonl")]
+    for name in ("swift_grounding.jsonl", "val/swift_grounding.jsonl"):
+        if (res.path / name).exists():
+            refs += [im for r in _read_jsonl(res.path / name) for im in r["images"]]
+    refs += [im["file_name"] for im in json.loads((res.path / "coco.json").read_text())["images"]]
+    assert refs
+    for ref in refs:
+        p = Path(ref)
+        assert p.is_absolute() and p.is_file() and p.is_relative_to(res.path), ref

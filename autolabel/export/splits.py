@@ -57,7 +57,7 @@ def assign_splits(
         val_fraction: share of groups for validation, in [0, 1). A group goes to ``val``
             when the hash of its key is below it; if that leaves ``val`` empty while there
             are at least two groups, the group with the smallest hash goes there, so a
-            small export still has a validation set.
+            small export still has a validation set; ``train`` is never left empty.
 
     Returns:
         image id -> ``"train"`` or ``"val"`` for every id of ``content``.
@@ -91,6 +91,8 @@ def assign_splits(
     val_roots = {r for r, s in score.items() if s < val_fraction}
     if val_fraction > 0 and not val_roots and len(groups) >= 2:
         val_roots = {min(score, key=lambda r: (score[r], r))}
+    if val_roots and len(val_roots) == len(groups):  # never an empty training set
+        val_roots.discard(max(score, key=lambda r: (score[r], r)))
     return {i: (VAL if find(i) in val_roots else TRAIN) for i in content}
 
 
