@@ -138,7 +138,8 @@ class ExportConfig(_Section):
     absolute_paths: bool = False
     workers: int = Field(2, ge=1)
     instruction: str = "Describe the product in the image."
-    labelstudio_root: str = "/"
+    labelstudio_root: str = ""
+    val_fraction: float = Field(0.1, ge=0, lt=1)
 
 
 class Config(_Section):

@@ -74,7 +74,7 @@ DEFAULT_EXPORT_FORMATS = (
     "swift",
     "swift-messages",
     "swift-grounding",
-    "swift-objects",
+    "qwen-vl-grounding",
     "coco",
     "yolo",
     "labelstudio",

@@ -250,6 +250,7 @@ NON_DEFAULT: dict[str, Any] = {
     "export.workers": 1,
     "export.instruction": "Name the product.",
     "export.labelstudio_root": "/data",
+    "export.val_fraction": 0.25,
 }
 """A valid non-default value for every key of the sections autocrop runs."""
 

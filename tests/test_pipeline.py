@@ -46,6 +46,12 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+def _swift_rows(version: Path) -> list[dict]:
+    """swift.jsonl rows of both splits (train at the top, val in val/)."""
+    val = version / "val" / "swift.jsonl"
+    return _jsonl(version / "swift.jsonl") + (_jsonl(val) if val.exists() else [])
+
+
 def _prepare_workspace(path: Path, config: str) -> None:
     ws = Workspace.create(path)
     ws.config_path.write_text(config, encoding="utf-8")
@@ -72,10 +78,10 @@ def test_demo_builds_a_consistent_workspace_export_and_report(tmp_path: Path):
     assert n_images >= 5 and n_seed == 4
     assert [r[0] for r in runs] == ["grounding-dino", "exemplar"]
     # export: every swift row points at a crop that exists; manifest has one row per label
-    rows = _jsonl(export / "swift.jsonl")
+    rows = _swift_rows(export)
     for row in rows:
         assert (export / row["image"]).is_file() and row["text"]
-    manifest = _jsonl(export / "manifest.jsonl")
+    manifest = _jsonl(export / "meta" / "manifest.jsonl")
     assert len({m["proposal_id"] for m in manifest}) == len(manifest)
     assert len([m for m in manifest if m["crop"]]) == len(rows)
     crops = list((export / "crops").iterdir()) if (export / "crops").exists() else []
@@ -116,10 +122,11 @@ def test_autocrop_with_seed_exemplars_then_only_new_images(tmp_path: Path):
     assert first["images"] == 5
     assert first["export"] is not None and first["crops"] > 0
     v1 = Path(first["export"])
-    rows = _jsonl(v1 / "swift.jsonl")
+    rows = _swift_rows(v1)
     assert len(rows) == first["crops"] == len(list((v1 / "crops").iterdir()))
-    manifest = _jsonl(v1 / "manifest.jsonl")
-    too_small = _jsonl(v1 / "too_small.jsonl") if (v1 / "too_small.jsonl").exists() else []
+    manifest = _jsonl(v1 / "meta" / "manifest.jsonl")
+    small = v1 / "meta" / "too_small.jsonl"
+    too_small = _jsonl(small) if small.exists() else []
     assert len([m for m in manifest if m["crop"]]) == len(rows)
     assert len(manifest) == len(rows) + len(too_small)
     # the seed originals' products were found again in their copies
@@ -291,10 +298,10 @@ def test_autocrop_review_serves_then_exports_the_reviewed_boxes(tmp_path: Path):
     # v1: what autocrop accepted on its own (nothing at this precision target); v2: after review
     versions = sorted(p.name for p in out_dir.iterdir() if p.name.startswith("v"))
     assert versions == ["v1", "v2"]
-    assert _jsonl(out_dir / "v1" / "manifest.jsonl") == []
+    assert _jsonl(out_dir / "v1" / "meta" / "manifest.jsonl") == []
     latest = out_dir / (out_dir / "LATEST").read_text().strip()
     assert latest.name == "v2"
-    manifest = _jsonl(latest / "manifest.jsonl")
+    manifest = _jsonl(latest / "meta" / "manifest.jsonl")
     reviewed = [m for m in manifest if m["source"] == "reviewed"]
     assert [m["proposal_id"] for m in reviewed] == [item["proposal_id"]]
     assert reviewed[0]["reviewer"] == "ann"

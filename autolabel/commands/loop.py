@@ -46,7 +46,7 @@ def demo(
     ws = result["workspace"]
     typer.echo("")
     typer.echo(f"workspace : {ws}")
-    typer.echo(f"export    : {result['export']}  (crops/, swift.jsonl, coco.json, manifest.jsonl)")
+    typer.echo(f"export    : {result['export']}  (crops/, swift.jsonl, meta/manifest.jsonl)")
     typer.echo(f"report    : {result['report']}")
     typer.echo(f"review UI : autolabel review {ws}   (then open the printed URL)")
     typer.echo(

@@ -3,14 +3,19 @@
 Layout of an export folder ``OUT``::
 
     OUT/LATEST              name of the newest complete version (replaced atomically)
-    OUT/v1/                 one complete version (never modified after it is renamed in)
-        export.json         options, counts and the list of files
-        manifest.jsonl      one row per label: source, sha256, box, run, route, reviewer ...
+    OUT/v1/                 one complete, self-contained version (a bundle: every path in it
+                            is relative to it; never modified after it is renamed in)
+        export.json  TRAINING.md   options, counts, files; training commands
+        images/<stem>.<ext>        the originals: hard links (copies across file systems),
+                                   upright re-encoded copies of EXIF-rotated ones
         crops/<stem>_<size>_<version>[_<k>].png
-        swift.jsonl  swift_messages.jsonl  swift_grounding.jsonl  swift_objects.jsonl
-        coco.json  yolo/  labelstudio.json  labelstudio_config.xml  odvg.jsonl ...
-        too_small.jsonl     boxes not cropped because they are below --min-size
-        skipped.jsonl       labels left out (original missing, changed or unreadable)
+        swift.jsonl  swift_messages.jsonl  swift_grounding.jsonl   (train split)
+        val/...                    the same files for the val split
+        coco.json  labelstudio.json  labelstudio_config.xml
+        yolo/  odvg/  qwen_vl/     other tools' files, out of reach of ``vN/*.jsonl``
+        meta/manifest.jsonl        one row per label: source, sha256, box, split, reviewer ...
+        meta/too_small.jsonl       boxes not cropped because they are below --min-size
+        meta/skipped.jsonl         labels left out (original missing, changed or unreadable)
 
 A version is built in ``OUT/.tmp-<version>-<pid>`` and renamed into place only when
 complete, so a crash (even ``kill -9``) leaves every earlier version and ``LATEST`` intact.
@@ -56,7 +61,8 @@ class ExportResult:
     Attributes:
         version: the version written.
         path: the version folder.
-        counts: ``labels``, ``crops``, ``too_small``, ``skipped``, ``images``.
+        counts: ``labels``, ``crops``, ``too_small``, ``skipped``, ``images``,
+            ``train_images``, ``val_images``.
         files: files written, relative to ``path``.
     """
 
@@ -64,6 +70,12 @@ class ExportResult:
     path: Path
     counts: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+
+    def training_commands(self) -> list[tuple[str, str]]:
+        """``[(what for, command)]``: ms-swift commands for this version, ROOT_IMAGE_DIR set."""
+        from autolabel.export.training import swift_commands
+
+        return swift_commands(str(self.path), self.files)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -173,15 +185,16 @@ def export_dataset(
     tmp = out / f".tmp-{version}-{os.getpid()}"
     crops_dir = tmp / "crops"
     crops_dir.mkdir(parents=True)
+    (tmp / "images").mkdir()
     try:
         plan = plan_export(
             labels, store.seed_captions(ws), opts,
             formats=formats, want_crops=needs_crops(formats), version=version,
             crops_dir=crops_dir, final=final,
-            max_pixels=guards.max_pixels, max_side=guards.max_side,
+            max_pixels=guards.max_pixels, max_side=guards.max_side, bundle_dir=tmp / "images",
         )  # fmt: skip
-        images, skipped = _cut(plan, workers=opts.workers, on_progress=on_progress)
-        summary = _write(ws, tmp, plan, images, skipped, opts, since_info)
+        images, skipped = _cut(plan, opts, final=final, on_progress=on_progress)
+        summary = _write(ws, tmp, final, plan, images, skipped, opts, since_info)
         _rename_into_place(tmp, final, version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -219,12 +232,15 @@ def _existing_versions(out: Path) -> list[str]:
 
 def _cut(
     plan: ExportPlan,
+    opts: ExportConfig,
     *,
-    workers: int,
+    final: Path,
     on_progress: Callable[[int, int], None] | None,
 ) -> tuple[list[ExportImage], list[dict[str, Any]]]:
-    """Cut the crops (and hash every original); returns the usable images and all skips."""
+    """Cut the crops, hash every original and put it into the bundle, split the images;
+    returns the usable images and all skips."""
     from autolabel.export.crops import run_tasks
+    from autolabel.export.splits import assign_splits
 
     total = len(plan.images)
     done = 0
@@ -235,8 +251,8 @@ def _cut(
         if on_progress is not None:
             on_progress(done, total)
 
-    results = run_tasks([p.task for p in plan.images], workers=workers, on_done=tick)
-    images: list[ExportImage] = []
+    results = run_tasks([p.task for p in plan.images], workers=opts.workers, on_done=tick)
+    usable = []
     skipped = list(plan.skipped)
     for p, res in zip(plan.images, results, strict=True):
         if res.error is not None:
@@ -245,6 +261,15 @@ def _cut(
             reason, _, detail = res.error.partition(": ")
             skipped.extend(skip_row(it.label, reason, detail) for it in p.items)
             continue
+        usable.append((p, res))
+    splits = assign_splits(
+        {p.image_id: str(res.sha256) for p, res in usable},
+        {p.image_id: res.dhash for p, res in usable},
+        val_fraction=opts.val_fraction,
+    )
+    images: list[ExportImage] = []
+    for p, res in usable:
+        rel = f"images/{res.bundle_file}"
         images.append(
             ExportImage(
                 image_id=p.image_id,
@@ -254,6 +279,8 @@ def _cut(
                 height=p.task.height,
                 sha256=str(res.sha256),
                 items=p.items,
+                file=str(final / rel) if opts.absolute_paths else rel,
+                split=splits[p.image_id],
             )
         )
     return images, skipped
@@ -262,6 +289,7 @@ def _cut(
 def _write(
     ws: Workspace,
     tmp: Path,
+    final: Path,
     plan: ExportPlan,
     images: list[ExportImage],
     skipped: list[dict[str, Any]],
@@ -269,6 +297,7 @@ def _write(
     since_info: dict[str, Any],
 ) -> dict[str, Any]:
     """Write the formats, manifest, too_small/skipped lists and export.json; returns it."""
+    from autolabel.export.training import training_markdown
     from autolabel.store.runs import get_run
 
     items = [it for im in images for it in im.items]
@@ -280,19 +309,23 @@ def _write(
         instruction=opts.instruction,
         labelstudio_root=opts.labelstudio_root,
         model_versions={rid: r.model_version for rid, r in runs.items()},
+        final=final,
     )
     sink = FileSink(tmp)
     write_formats(ctx, plan.formats, sink)
     manifest = [_manifest_row(im, it, runs, plan.version) for im in images for it in im.items]
-    sink.text("manifest.jsonl", jsonl(manifest))
+    sink.text("meta/manifest.jsonl", jsonl(manifest))
     if plan.too_small:
-        sink.text("too_small.jsonl", jsonl(plan.too_small))
+        sink.text("meta/too_small.jsonl", jsonl(plan.too_small))
     if skipped:
-        sink.text("skipped.jsonl", jsonl(sorted(skipped, key=lambda r: r["proposal_id"])))
+        sink.text("meta/skipped.jsonl", jsonl(sorted(skipped, key=lambda r: r["proposal_id"])))
     if not plan.want_crops:
         (tmp / "crops").rmdir()
     crops = sorted((it for it in items if it.crop), key=lambda i: i.crop_name)
-    files = sorted([*sink.files, *(f"crops/{it.crop_name}" for it in crops)])
+    bundle = sorted(f"images/{Path(im.file).name}" for im in images)
+    files = sorted([*sink.files, *bundle, *(f"crops/{it.crop_name}" for it in crops)])
+    sink.text("TRAINING.md", training_markdown(files))
+    files = sorted([*files, "TRAINING.md"])
     summary = {
         "version": plan.version,
         "formats": list(plan.formats),
@@ -304,10 +337,13 @@ def _write(
             "include": opts.include,
             "absolute_paths": opts.absolute_paths,
             "instruction": opts.instruction,
+            "val_fraction": opts.val_fraction,
             **since_info,
         },
         "counts": {
             "images": len(images),
+            "train_images": sum(1 for im in images if im.split == "train"),
+            "val_images": sum(1 for im in images if im.split == "val"),
             "labels": len(items),
             "crops": sum(1 for it in items if it.crop is not None),
             "too_small": len(plan.too_small),
@@ -343,6 +379,8 @@ def _manifest_row(
         "status": it.status,
         "source_path": im.path,
         "source_sha256": im.sha256,
+        "file": im.file,
+        "split": im.split,
         "image_id": im.image_id,
         "width": im.width,
         "height": im.height,

@@ -8,6 +8,11 @@ and resizing). Boxes are given in EXIF-corrected pixels; they are mapped into th
 (raw) pixel grid, the region is resized there, and the EXIF transpose is applied to the small
 result only.
 
+The same task puts the original into the export bundle (``bundle_dir``): a hard link (or a
+copy) of the file when its stored pixels are upright, otherwise an upright re-encoded copy, so
+that full-image formats reference pixels that match their boxes whatever loader reads them.
+It also computes a difference hash of the upright pixels for the train/val grouping.
+
 This module only imports Pillow (inside functions) so worker processes start quickly.
 """
 
@@ -65,6 +70,8 @@ class ImageTask:
             hashes are not compared).
         max_pixels: decompression-bomb guard passed to the image reader.
         max_side: longest-side guard.
+        bundle_dir: folder to put the bundle copy of the original in (None: no copy).
+        bundle_stem: file stem of that copy (the extension follows the file written).
     """
 
     path: str
@@ -74,6 +81,8 @@ class ImageTask:
     expected_sha256: str | None = None
     max_pixels: int = 200_000_000
     max_side: int = 30_000
+    bundle_dir: str | None = None
+    bundle_stem: str = "image"
 
 
 @dataclass
@@ -86,6 +95,8 @@ class TaskResult:
         error: ``"<reason>: <detail>"`` when the image could not be used, else None.
         written: number of crops written.
         draft: the JPEG draft reduction used (1 = full decode).
+        dhash: difference hash of the upright pixels (see :func:`autolabel.export.splits.dhash`).
+        bundle_file: file name written in ``bundle_dir`` (None when no copy was asked for).
     """
 
     path: str
@@ -93,6 +104,8 @@ class TaskResult:
     error: str | None = None
     written: int = 0
     draft: int = 1
+    dhash: str | None = None
+    bundle_file: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,11 +174,13 @@ def _cut(im: Any, orient: int, s: float, task: ImageTask, job: CropJob) -> Any:
 
 
 def run_task(task: ImageTask) -> TaskResult:
-    """Hash the original and write all its crops (never raises for a bad image).
+    """Hash the original, write all its crops and its bundle copy (never raises for a bad
+    image).
 
     The crops are written to ``job.out_path`` (the parent folder must exist).
     """
     from autolabel.errors import ImageError
+    from autolabel.export.splits import dhash
 
     result = TaskResult(path=task.path)
     try:
@@ -182,12 +197,12 @@ def run_task(task: ImageTask) -> TaskResult:
     if expected and ":" not in expected and expected != result.sha256:
         result.error = "changed: the original's sha256 differs from the one recorded at ingest"
         return result
-    if not task.jobs:
-        return result
     reduce = 8
     for job in task.jobs:
         x0, y0, x1, y1 = job.region
         reduce = min(reduce, draft_factor(x1 - x0, y1 - y0, *job.out_size))
+    if task.bundle_dir is not None and _peek_orientation(data) != 1:
+        reduce = 1  # the upright copy needs every pixel
     try:
         im, orient, s = _decode(data, task, reduce)
         result.draft = round(1 / s)
@@ -195,9 +210,64 @@ def run_task(task: ImageTask) -> TaskResult:
             out = _cut(im, orient, s, task, job)
             out.save(job.out_path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
             result.written += 1
+        result.dhash = dhash(_upright(im, orient))
+        if task.bundle_dir is not None:
+            result.bundle_file = _bundle(task, data, im, orient)
     except ImageError as exc:
         result.error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
     return result
+
+
+def _peek_orientation(data: bytes) -> int:
+    """EXIF orientation from the header (1 when the header cannot be read: decode reports it)."""
+    from autolabel import imageio
+
+    Image = imageio._pil()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return imageio._orientation(im)
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return 1
+
+
+def _upright(im: Any, orient: int) -> Any:
+    from PIL import Image
+
+    op = ORIENTATION_OP.get(orient)
+    return im if op is None else im.transpose(getattr(Image.Transpose, op))
+
+
+UPRIGHT_JPEG_QUALITY = 95
+"""Quality of the upright re-encoded copy of an EXIF-rotated JPEG original."""
+
+
+def _bundle(task: ImageTask, data: bytes, im: Any, orient: int) -> str:
+    """Put the original into ``task.bundle_dir``; returns the file name written.
+
+    Upright stored pixels: a hard link to the original (a copy of the bytes read when the
+    folder is on another file system). Otherwise the upright pixels re-encoded (JPEG quality
+    95 for JPEGs, PNG for the rest), without an orientation tag.
+    """
+    import os
+    from pathlib import Path
+
+    ext = Path(task.path).suffix.lower() or ".jpg"
+    folder = Path(task.bundle_dir or ".")
+    if ORIENTATION_OP.get(orient) is None:
+        name = f"{task.bundle_stem}{ext}"
+        try:
+            os.link(task.path, folder / name)
+        except OSError:
+            (folder / name).write_bytes(data)
+        return name
+    upright = _upright(im, orient)
+    if ext in (".jpg", ".jpeg"):
+        name = f"{task.bundle_stem}.jpg"
+        upright.save(folder / name, format="JPEG", quality=UPRIGHT_JPEG_QUALITY)
+    else:
+        name = f"{task.bundle_stem}.png"
+        upright.save(folder / name, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return name
 
 
 def run_tasks(

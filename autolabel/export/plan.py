@@ -131,6 +131,7 @@ class _Where:
     final: Path
     max_pixels: int
     max_side: int
+    bundle_dir: Path | None = None
 
 
 def plan_export(
@@ -145,6 +146,7 @@ def plan_export(
     final: Path,
     max_pixels: int,
     max_side: int,
+    bundle_dir: Path | None = None,
 ) -> ExportPlan:
     """Decide names, captions, regions, crop sizes and skips for every label.
 
@@ -159,12 +161,13 @@ def plan_export(
         final: the version folder once renamed in (for ``absolute_paths``).
         max_pixels: decompression-bomb guard for reading originals.
         max_side: longest-side guard for reading originals.
+        bundle_dir: folder the originals' bundle copies go to (None: no copies).
     """
     names = image_names(labels)
     by_image: dict[int, list[Label]] = {}
     for lb in labels:
         by_image.setdefault(lb.image_id, []).append(lb)
-    where = _Where(crops_dir, final, max_pixels, max_side)
+    where = _Where(crops_dir, final, max_pixels, max_side, bundle_dir)
     too_small: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     images: list[ImagePlan] = []
@@ -236,6 +239,8 @@ def _plan_image(
         expected_sha256=first.image_sha256,
         max_pixels=where.max_pixels,
         max_side=where.max_side,
+        bundle_dir=None if where.bundle_dir is None else str(where.bundle_dir),
+        bundle_stem=name,
     )
     return ImagePlan(image_id=image_id, name=name, items=tuple(items), task=task)
 
