@@ -68,8 +68,14 @@ def _lazy_detectors() -> None:
 
         return ExemplarDetector(**options)
 
+    def regions(**options: Any) -> Detector:
+        from autolabel.detect.regions import RegionsDetector
+
+        return RegionsDetector(**options)
+
     DETECTORS["grounding-dino"] = grounding_dino
     DETECTORS["exemplar"] = exemplar
+    DETECTORS["regions"] = regions
 
 
 def _lazy_refiners() -> None:
@@ -86,8 +92,14 @@ def _lazy_refiners() -> None:
 
         return HfSamRefiner(**options)
 
+    def snap(**options: Any) -> Refiner:
+        from autolabel.detect.snap import SnapRefiner
+
+        return SnapRefiner(**options)
+
     REFINERS["sam"] = sam
     REFINERS["hf-sam"] = hf_sam
+    REFINERS["snap"] = snap
 
 
 def build_detector(name: str, **options: Any) -> Detector:
