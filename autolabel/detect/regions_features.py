@@ -179,9 +179,17 @@ def prepare(image: np.ndarray) -> Prepared:
     H, W = image.shape[:2]
     f = min(1.0, SMALL_SHORT / min(H, W), SMALL_LONG_MAX / max(H, W))
     if f < 1:
-        small = cv2.resize(
-            image, (max(1, round(W * f)), max(1, round(H * f))), interpolation=cv2.INTER_AREA
+        # an integer factor first: OpenCV's INTER_AREA is several times faster on those
+        k = max(1, int(1 / f))
+        if k > 1:
+            image = cv2.resize(image, (W // k, H // k), interpolation=cv2.INTER_AREA)
+        tw, th = max(1, round(W * f)), max(1, round(H * f))
+        small = (
+            cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)
+            if (tw, th) != (image.shape[1], image.shape[0])
+            else np.ascontiguousarray(image)
         )
+        f = tw / W
     else:
         small = np.ascontiguousarray(image)
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -370,8 +378,8 @@ def candidates(p: Prepared, *, min_side: int = 8) -> tuple[np.ndarray, np.ndarra
     # edge-line variants of the larger candidates: grow each side out to the nearest long
     # straight line (a picture whose background partly matches the page), or shrink it in
     # to one (a picture touching a header or banner)
-    for b in list(out):
-        if (b[2] - b[0]) * (b[3] - b[1]) < 5 * min_area:
+    for b, s_ in list(zip(out, src, strict=True)):
+        if s_ != 0 or (b[2] - b[0]) * (b[3] - b[1]) < 5 * min_area:
             continue
         g = _to_lines(p, b, outward=True, min_cov=0.5, reach=0.4)
         if g != b:

@@ -33,6 +33,10 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim == 2:
         return img.astype(np.float32)
+    if img.dtype == np.uint8 and img.shape[2] == 3:
+        import cv2
+
+        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY).astype(np.float32)
     f = img[..., :3].astype(np.float32)
     return f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
 
