@@ -205,12 +205,12 @@ class RegionModel:
 
     @property
     def version(self) -> str:
-        """Content hash of the classifier and statistics (16 hex digits)."""
-        import pickle
-
-        h = hashlib.sha256(pickle.dumps((self.classifier, self.platt), protocol=4))
-        h.update(self.stats.mean.tobytes() + self.stats.thumbs.tobytes())
-        return h.hexdigest()[:16]
+        """Content hash taken when the model was trained (16 hex digits); kept by save/load."""
+        v = self.meta.get("version")
+        if not v:
+            v = _content_hash(self)
+            self.meta["version"] = v
+        return str(v)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probability per row of features ``(n, F)`` -> ``(n,)``."""
@@ -274,6 +274,15 @@ class RegionModel:
             _Rows(**d["rows"]),
             meta,
         )
+
+
+def _content_hash(model: RegionModel) -> str:
+    import pickle
+
+    h = hashlib.sha256(pickle.dumps((model.classifier, model.platt), protocol=4))
+    h.update(model.stats.mean.tobytes() + model.stats.thumbs.tobytes())
+    h.update(model.rows.X.tobytes())
+    return h.hexdigest()[:16]
 
 
 def _fill_seed_columns(rows: _Rows, stats: rf.SeedStats) -> np.ndarray:
@@ -394,7 +403,9 @@ def train_regions(
         "train_seconds": round(time.perf_counter() - t0, 3),
         "base": base.version if base is not None else None,
     }
-    return RegionModel(clf, platt, stats, rows, meta)
+    model = RegionModel(clf, platt, stats, rows, meta)
+    meta["version"] = _content_hash(model)
+    return model
 
 
 class RegionsDetector:
