@@ -447,11 +447,11 @@ def _product_rng(product_id: int, salt: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(product_id), 7919, int(salt)])
 
 
-def _hsv_shift(rgb: tuple[int, int, int], dh: float) -> tuple[int, int, int]:
+def _hsv_shift(rgb: tuple[int, int, int], dh: float, min_sat: float = 0.0) -> tuple[int, int, int]:
     import colorsys
 
     h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
-    r, g, b = colorsys.hsv_to_rgb((h + dh) % 1.0, s, v)
+    r, g, b = colorsys.hsv_to_rgb((h + dh) % 1.0, max(s, min_sat), max(v, min_sat * 0.8))
     return round(r * 255), round(g * 255), round(b * 255)
 
 
@@ -507,7 +507,7 @@ def product_image(
     draw = ImageDraw.Draw(img, "RGBA")
     # objects, drawn in unit coordinates so that every size shows the same product
     main = _rand_color(r, 20, 230)
-    main = _hsv_shift(main, 0.23 * variant) if variant else main
+    main = _hsv_shift(main, 0.23 * variant, 0.55) if variant else main
     n_obj = 1 + int(r.random() < 0.35)
     for k in range(n_obj):
         kind = int(r.integers(0, 4))
@@ -517,6 +517,8 @@ def product_image(
         oh = r.uniform(0.35, 0.75) * (1 if k == 0 else 0.5)
         box = (W * (cx - ow / 2), H * (cy - oh / 2), W * (cx + ow / 2), H * (cy + oh / 2))
         col = main if k == 0 else _rand_color(r, 20, 230)
+        if variant and k > 0:
+            col = _hsv_shift(col, 0.23 * variant, 0.55)
         sh = (box[0] + 0.03 * W, box[3] - 0.04 * H, box[2] + 0.05 * W, box[3] + 0.03 * H)
         draw.ellipse(sh, fill=(0, 0, 0, 60))
         if kind == 0:
@@ -893,7 +895,7 @@ def make_app_screenshot(
         y = max(y, py + ph + frame + 40)
         tx, avail = left + int(0.03 * CW), CW - int(0.06 * CW)
     while y < bottom - 60 * s:
-        choice = rng.random()
+        choice = rng.random() if meta["thumbs"] else 0.0  # at least one thumbnail row
         if choice < 0.55:  # a row of thumbnails
             draw.text((tx, y), str(rng.choice(_SECTION_TEXTS)), fill=ink, font=_font(fs))
             y += int(fs * 1.6)

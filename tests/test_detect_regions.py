@@ -91,7 +91,7 @@ def test_top1_finds_main_photo_of_seen_and_unseen_products(small_set):
 def test_top1_full_size_captures():
     from autolabel.detect import build_detector
 
-    seed, test = _data(1.0, 40)
+    seed, test = _data(1.0, 60)
     det = build_detector("regions", model=_train(seed))
     rate = _check_quality(test, det)
     assert rate["seen"] >= 0.95, rate

@@ -216,7 +216,7 @@ class RegionModel:
         """Calibrated probability per row of features ``(n, F)`` -> ``(n,)``."""
         if len(X) == 0:
             return np.zeros(0, np.float64)
-        m = self.classifier.decision_function(X)
+        m = self.classifier.decision_function(np.asarray(X)[:, rf.SCORED])
         a, b = self.platt
         return 1.0 / (1.0 + np.exp(np.clip(a * m + b, -50, 50)))
 
@@ -389,11 +389,15 @@ def train_regions(
             te = np.isin(rows.group, test_g)
             if y[~te].sum() == 0 or (y[~te] == 0).sum() == 0:
                 continue
-            clf = _fit_classifier(X[~te], y[~te], seed, max_iter)
-            margin[te] = clf.decision_function(X[te])
-    clf = _fit_classifier(X, y, seed, max_iter)
+            clf = _fit_classifier(X[~te][:, rf.SCORED], y[~te], seed, max_iter)
+            margin[te] = clf.decision_function(X[te][:, rf.SCORED])
+    clf = _fit_classifier(X[:, rf.SCORED], y, seed, max_iter)
     ok = ~np.isnan(margin)
-    platt = _platt(margin[ok], y[ok]) if ok.sum() > 10 else _platt(clf.decision_function(X), y)
+    platt = (
+        _platt(margin[ok], y[ok])
+        if ok.sum() > 10
+        else _platt(clf.decision_function(X[:, rf.SCORED]), y)
+    )
     meta = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "n_images": len(groups),
@@ -434,7 +438,7 @@ class RegionsDetector:
         model: RegionModel | str | Path | None = None,
         phrases: str | None = None,
         *,
-        box_threshold: float = 0.05,
+        box_threshold: float = 0.01,
         max_per_image: int = 10,
         nms_iou: float = 0.6,
         snap: bool = True,

@@ -74,6 +74,13 @@ FEATURES: tuple[str, ...] = (
 )
 
 
+#: Columns computed (layout statistics, signals) but not given to the classifier: a picture's
+#: height and aspect follow its product, not the layout, so a seed of a few products would
+#: teach the scorer the wrong thing.
+NOT_SCORED: tuple[str, ...] = ("h", "y1", "log_aspect", "area", "d_h", "d_aspect")
+SCORED = np.array([i for i, f in enumerate(FEATURES) if f not in NOT_SCORED], np.int64)
+
+
 @dataclass
 class Prepared:
     """Maps of one downscaled image shared by candidates and features."""
@@ -348,7 +355,7 @@ def candidates(p: Prepared, *, min_side: int = 8) -> tuple[np.ndarray, np.ndarra
     for mi, m in enumerate(masks):
         m8 = m.astype(np.uint8)
         m8 = cv2.morphologyEx(m8, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-        for k in (1, 5) if mi == 0 else (5,):
+        for k in (1, 3) if mi == 0 else (3,):
             mk = m8 if k == 1 else cv2.morphologyEx(m8, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
             n, lab, stats, _ = cv2.connectedComponentsWithStats(mk, connectivity=4)
             for i in range(1, n):
@@ -638,7 +645,8 @@ def seed_features(
     z = (X[:, idx].astype(np.float64) - stats.mean) / stats.std
     for k, name in enumerate(("d_w", "d_h", "d_cx", "d_cy", "d_aspect", "d_px")):
         X[:, FEATURES.index(name)] = np.abs(z[:, k])
-    X[:, FEATURES.index("layout")] = -0.5 * (z[:, :5] ** 2).sum(axis=1)
+    # width and place only (see NOT_SCORED)
+    X[:, FEATURES.index("layout")] = -0.5 * (z[:, [0, 2, 3]] ** 2).sum(axis=1)
     keep = np.ones(len(stats.thumbs), bool)
     if exclude_origin is not None:
         keep &= stats.origin != exclude_origin
