@@ -101,13 +101,21 @@ def _gradients(rgb: np.ndarray) -> np.ndarray:
 
 def _grad_ncc(exemplar: np.ndarray, image: np.ndarray, box: np.ndarray) -> float:
     """Normalised correlation (no mean removal) of the gradient fields of the exemplar
-    resized to ``box`` and the image inside ``box``; in [-1, 1]."""
+    resized to ``box`` and the image inside ``box``; in [-1, 1]. A box larger than the
+    exemplar is compared at the exemplar's resolution (the detail it lacks adds nothing)."""
     import cv2
 
     x0, y0, x1, y1 = (round(float(v)) for v in box)
     patch = image[max(0, y0) : y1, max(0, x0) : x1]
     if patch.shape[0] < 4 or patch.shape[1] < 4:
         return 0.0
+    g = min(1.0, max(exemplar.shape[:2]) / max(patch.shape[:2]))
+    if g < 1:
+        patch = cv2.resize(
+            patch,
+            (max(4, round(patch.shape[1] * g)), max(4, round(patch.shape[0] * g))),
+            interpolation=cv2.INTER_AREA,
+        )
     tmpl = cv2.resize(exemplar, (patch.shape[1], patch.shape[0]), interpolation=cv2.INTER_AREA)
     a = _gradients(tmpl).astype(np.float64).ravel()
     b = _gradients(patch).astype(np.float64).ravel()

@@ -184,21 +184,22 @@ def prepare(image: np.ndarray) -> Prepared:
     import cv2
 
     H, W = image.shape[:2]
-    f = min(1.0, SMALL_SHORT / min(H, W), SMALL_LONG_MAX / max(H, W))
-    if f < 1:
-        # an integer factor first: OpenCV's INTER_AREA is several times faster on those
-        k = max(1, int(1 / f))
-        if k > 1:
-            image = cv2.resize(image, (W // k, H // k), interpolation=cv2.INTER_AREA)
-        tw, th = max(1, round(W * f)), max(1, round(H * f))
-        small = (
-            cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)
-            if (tw, th) != (image.shape[1], image.shape[0])
-            else np.ascontiguousarray(image)
+    # an integer factor (OpenCV's INTER_AREA is several times faster on those), then a
+    # cap on the long side for long scroll captures
+    k = max(1, round(min(H, W) / SMALL_SHORT))
+    small = (
+        cv2.resize(image, (max(1, W // k), max(1, H // k)), interpolation=cv2.INTER_AREA)
+        if k > 1
+        else np.ascontiguousarray(image)
+    )
+    if max(small.shape[:2]) > SMALL_LONG_MAX:
+        g = SMALL_LONG_MAX / max(small.shape[:2])
+        small = cv2.resize(
+            small,
+            (max(1, round(small.shape[1] * g)), max(1, round(small.shape[0] * g))),
+            interpolation=cv2.INTER_AREA,
         )
-        f = tw / W
-    else:
-        small = np.ascontiguousarray(image)
+    f = small.shape[1] / W
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
     key = _color_key(small)
     cols = ui_colors(small, key)

@@ -1,0 +1,148 @@
+"""Regions vs exemplar detector: speed at 1080x2340, training time, peak RSS, top-1 quality.
+
+Generated phone captures (``synth.make_app_samples``): seed captures with hand crops of a few
+products, test captures of other layouts where half the products are not in the seed. Each
+detector runs in a fresh subprocess so its peak RSS is its own; the parent prints one table
+and the ratios regions / exemplar.
+
+- regions: ``train_regions`` on ``--train-seeds`` seed crops (time and CPU time), then
+  ``detect`` on the test captures;
+- exemplar: built from ``--seeds`` seed crops (it has no training), ``detect`` on the same
+  captures (its speed grows with the number of crops; 100 would take minutes per image).
+
+Top-1 "hit" = the best box has IoU >= 0.9 with the main picture (QUALITY.md match IoU),
+reported separately for seed products and unseen products.
+
+    python benchmarks/bench_regions.py                  # ~3-4 min on 2 cores
+    python benchmarks/bench_regions.py --train-seeds 40 --images 6   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _generate(args: argparse.Namespace, path: str) -> None:
+    from autolabel import synth
+
+    products = list(range(100, 100 + max(1, args.train_seeds // 2)))
+    seed = synth.make_app_samples(
+        args.train_seeds, 11, products=products, with_crops=True, sizes=((1080, 2340),)
+    )
+    n = args.images
+    seen = synth.make_app_samples(n // 2, 12, products=products[::-1], sizes=((1080, 2340),))
+    new = synth.make_app_samples(
+        n - n // 2, 13, products=list(range(5000, 5000 + n)), sizes=((1080, 2340),)
+    )
+    with open(path, "wb") as f:
+        pickle.dump({"seed": seed, "test": seen + new, "products": products}, f)
+
+
+def child(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from autolabel.detect import build_detector
+    from autolabel.seed.calibrate import box_iou
+
+    with open(args.data, "rb") as f:
+        data = pickle.load(f)
+    seed, test, products = data["seed"], data["test"], set(data["products"])
+    t0, c0 = time.perf_counter(), time.process_time()
+    if args.mode == "regions":
+        from autolabel.detect.regions import RegionSample, train_regions
+
+        model = train_regions([RegionSample(s.image, [s.box], crops=[s.crop]) for s in seed])
+        det = build_detector("regions", model=model)
+        n_seed = len(seed)
+    else:
+        # one crop per product first, so the seed products are all represented
+        by_product: dict[int, list] = {}
+        for s in seed:
+            by_product.setdefault(s.product_id, []).append(s)
+        picked = [v[0] for v in by_product.values()] + [
+            v[1] for v in by_product.values() if len(v) > 1
+        ]
+        picked = picked[: args.seeds]
+        det = build_detector("exemplar", exemplars=[s.crop for s in picked])
+        n_seed = len(picked)
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    det.detect([test[0].image], [""])  # warm-up (imports, caches)
+    hits: dict[str, list[bool]] = {"seen": [], "new": []}
+    t0, c0 = time.perf_counter(), time.process_time()
+    for s in test:
+        got = det.detect([s.image], [""])[0]
+        ok = bool(len(got)) and box_iou(got.xyxy[:1], np.asarray([s.box]))[0, 0] >= 0.9
+        hits["seen" if s.product_id in products else "new"].append(ok)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "mode": args.mode,
+                "seed_crops": n_seed,
+                "train_s": round(train_s, 2),
+                "train_cpu_s": round(train_cpu, 2),
+                "img_per_s": round(len(test) / wall, 2),
+                "img_per_cpu_s": round(len(test) / cpu, 2),
+                "peak_rss_mb": round(rss),
+                "hit_seen": round(float(np.mean(hits["seen"])), 3) if hits["seen"] else None,
+                "hit_new": round(float(np.mean(hits["new"])), 3) if hits["new"] else None,
+            }
+        )
+    )
+
+
+def run(mode: str, args: argparse.Namespace, data: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--mode", mode, "--data", data]
+    cmd += ["--seeds", str(args.seeds)]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-seeds", type=int, default=100, help="seed crops regions trains on")
+    ap.add_argument("--seeds", type=int, default=20, help="seed crops the exemplar detector uses")
+    ap.add_argument("--images", type=int, default=10, help="test captures (1080x2340)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="regions", help=argparse.SUPPRESS)
+    ap.add_argument("--data", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data.pkl")
+        t0 = time.perf_counter()
+        _generate(args, data)
+        print(
+            f"generated {args.train_seeds} seed + {args.images} test captures at 1080x2340 "
+            f"in {time.perf_counter() - t0:.0f} s (cpus: {os.cpu_count()})"
+        )
+        rows = [run("regions", args, data), run("exemplar", args, data)]
+    cols = list(rows[0])
+    print(" | ".join(f"{c:>13}" for c in cols))
+    for r in rows:
+        print(" | ".join(f"{r[c]!s:>13}" for c in cols))
+    reg, ex = rows
+    print(
+        f"regions/exemplar: {reg['img_per_s'] / ex['img_per_s']:.1f}x images/s (wall), "
+        f"{reg['img_per_cpu_s'] / ex['img_per_cpu_s']:.1f}x images per CPU-second, "
+        f"{reg['peak_rss_mb'] / ex['peak_rss_mb']:.2f}x peak RSS; regions trains on "
+        f"{reg['seed_crops']} crops in {reg['train_s']} s ({reg['train_cpu_s']} CPU-s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
