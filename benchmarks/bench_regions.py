@@ -33,6 +33,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 
 def _generate(args: argparse.Namespace, path: str) -> None:
     from autolabel import synth
@@ -46,21 +48,34 @@ def _generate(args: argparse.Namespace, path: str) -> None:
     new = synth.make_app_samples(
         n - n // 2, 13, products=list(range(5000, 5000 + n)), sizes=((1080, 2340),)
     )
-    # separate files, so the exemplar child loads no seed originals
-    parts = {
-        "crops": [(s.crop, s.product_id) for s in seed],
-        "originals": [(s.image, s.box) for s in seed],
-        "test": [(s.image, s.box, s.product_id) for s in seen + new],
+    # separate files, so the exemplar child loads no seed originals; images as .npy (no
+    # unpickling transient in the peak RSS)
+    test = seen + new
+    meta = {
+        "crops": [s.product_id for s in seed],
+        "originals": [s.box for s in seed],
+        "test": [(s.box, s.product_id) for s in test],
         "products": products,
     }
-    for name, obj in parts.items():
-        with open(f"{path}.{name}", "wb") as f:
-            pickle.dump(obj, f)
+    with open(f"{path}.meta", "wb") as f:
+        pickle.dump(meta, f)
+    for kind, items in (("crop", [s.crop for s in seed]), ("orig", [s.image for s in seed])):
+        for i, a in enumerate(items):
+            np.save(f"{path}.{kind}{i}.npy", a)
+    for i, s in enumerate(test):
+        np.save(f"{path}.test{i}.npy", s.image)
 
 
 def _load(path: str, name: str):
-    with open(f"{path}.{name}", "rb") as f:
-        return pickle.load(f)
+    with open(f"{path}.meta", "rb") as f:
+        meta = pickle.load(f)[name]
+    if name == "crops":
+        return [(np.load(f"{path}.crop{i}.npy"), pid) for i, pid in enumerate(meta)]
+    if name == "originals":
+        return [(np.load(f"{path}.orig{i}.npy"), box) for i, box in enumerate(meta)]
+    if name == "test":
+        return [(np.load(f"{path}.test{i}.npy"), b, pid) for i, (b, pid) in enumerate(meta)]
+    return meta
 
 
 def _rss_now_mb() -> float:
@@ -72,8 +87,6 @@ def _rss_now_mb() -> float:
 
 
 def child(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from autolabel.detect import build_detector
     from autolabel.seed.calibrate import box_iou
 

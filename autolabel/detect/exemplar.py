@@ -35,6 +35,10 @@ from autolabel.types import Proposals
 
 #: Template long side (px) of the reduced-resolution step of the refinement.
 REFINE_SIDE = 96
+#: Resized templates kept for reuse: at most this many, each at most this many pixels
+#: (coarse and reduced-resolution templates; full-resolution ones are not kept).
+CACHE_MAX_ITEMS = 2048
+CACHE_MAX_PIXELS = 128 * 128
 #: Smallest template side (px) on a coarse pyramid level.
 COARSE_MIN = 20
 
@@ -213,9 +217,10 @@ class ExemplarDetector:
                 src = _grey(self.exemplars[k], full=True)
             interp = cv2.INTER_AREA if tw < src.shape[1] else cv2.INTER_LINEAR
             t = cv2.resize(src, (tw, th), interpolation=interp)
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            self._cache[key] = t
+            if tw * th <= CACHE_MAX_PIXELS:  # small (coarse / reduced) templates only
+                if len(self._cache) >= CACHE_MAX_ITEMS:
+                    self._cache.clear()
+                self._cache[key] = t
         return t
 
     # -- public ----------------------------------------------------------------------------

@@ -477,8 +477,9 @@ def base_features(
         p: prepared maps; boxes: ``(n, 4)`` int small-image boxes; source: ``(n,)``.
 
     Returns:
-        ``(X (n, k) float32 for FEATURES[:-10] ..., thumbs, hists)`` -- the seed-dependent
-        columns are filled by :func:`seed_features`.
+        ``(X (n, len(FEATURES)) float32, thumbs (n, THUMB*THUMB), hists (n, 64))``; the
+        seed-dependent columns (``seed_*``, ``d_*``, ``layout``) are zero until
+        :func:`seed_features` fills them.
     """
     h, w = p.bg.shape
     b = np.asarray(boxes, np.int64).reshape(-1, 4)
