@@ -13,8 +13,8 @@ predictions, grouped by image): higher = more likely a correct (IoU >= 0.9) box.
 
 Signals in ``Proposals.data`` (direction given):
 
-- ``layout``: log-likelihood of the box's position/size/aspect under the seed boxes'
-  distribution (higher = where the seed's pictures sit).
+- ``layout``: minus half the squared distance (in seed-spread units) of the box's width and
+  place to the nearest seed box (higher = where the seed's pictures sit).
 - ``seed_sim``: best grey-thumbnail correlation with a seed crop in [-1, 1] (higher = looks
   like a seed picture; high on seed products, thumbnails of them included).
 - ``edge_min``: weakest of the four borders' edge coverage in [0, 1] (higher = a sharp
@@ -53,7 +53,7 @@ SIGNALS = ("layout", "seed_sim", "edge_min", "bg_inside", "snap_shift", "snap_ed
 POS_IOU = 0.9
 #: IoU below which a candidate is a negative (in between: left out of training).
 NEG_IOU = 0.85
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -406,6 +406,7 @@ def train_regions(
         np.concatenate(crop_t).astype(np.float32),
         np.concatenate(crop_h).astype(np.float32),
         np.concatenate(crop_o),
+        rows.group[rows.truth],
     )
     X = _fill_seed_columns(rows, stats)
     y = rows.y

@@ -608,26 +608,43 @@ def _inner_lines(p: Prepared, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SeedStats:
-    """Seed distribution of positive boxes (means/stds of layout columns) and seed crops."""
+    """Seed boxes' layout (each box, and the spread used as the distance scale) and crops.
+
+    Layout distances are to the *nearest* seed box, not to the mean: a seed mixing phone and
+    desktop captures has two clusters, and a mean sits between them.
+    """
 
     mean: np.ndarray  #: (6,) of w, h, cx, cy, log_aspect, log_px
     std: np.ndarray
     thumbs: np.ndarray  #: (m, THUMB*THUMB)
     hists: np.ndarray  #: (m, 64)
     origin: np.ndarray  #: (m,) int: training image index of each crop (-1 unknown)
+    layout: np.ndarray  #: (k, 6) layout columns of each seed box
+    layout_origin: np.ndarray  #: (k,) training image index of each seed box
 
 
 _LAYOUT_COLS = ("w", "h", "cx", "cy", "log_aspect", "log_px")
 _STD_FLOOR = np.array([0.05, 0.04, 0.05, 0.04, 0.1, 0.1])
 
 
-def seed_stats(X_pos: np.ndarray, thumbs_: np.ndarray, hists: np.ndarray, origin) -> SeedStats:
-    """Layout statistics from the base features of the positive (seed) boxes."""
+def seed_stats(
+    X_pos: np.ndarray, thumbs_: np.ndarray, hists: np.ndarray, origin, pos_origin
+) -> SeedStats:
+    """Layout statistics from the base features of the positive (seed) boxes ``X_pos``
+    (cut from training images ``pos_origin``) and the crops' descriptors."""
     idx = [FEATURES.index(c) for c in _LAYOUT_COLS]
     v = X_pos[:, idx].astype(np.float64)
     mean = v.mean(axis=0) if len(v) else np.zeros(len(idx))
     std = np.maximum(v.std(axis=0) if len(v) > 1 else _STD_FLOOR, _STD_FLOOR)
-    return SeedStats(mean, std, thumbs_, hists, np.asarray(origin, np.int64))
+    return SeedStats(
+        mean,
+        std,
+        thumbs_,
+        hists,
+        np.asarray(origin, np.int64),
+        v,
+        np.asarray(pos_origin, np.int64),
+    )
 
 
 def seed_features(
@@ -644,11 +661,21 @@ def seed_features(
     that training positives do not find themselves).
     """
     idx = [FEATURES.index(c) for c in _LAYOUT_COLS]
-    z = (X[:, idx].astype(np.float64) - stats.mean) / stats.std
+    v = X[:, idx].astype(np.float64)
+    ref = stats.layout
+    if exclude_origin is not None:
+        ref = ref[stats.layout_origin != exclude_origin]
+    if not len(ref):
+        ref = stats.mean[None]
+    # per-column distance to each seed box, in units of the seed spread; the nearest box
+    # by width and place (see NOT_SCORED) gives every column
+    z = (v[:, None, :] - ref[None]) / stats.std  # (n, k, 6)
+    d2 = (z[:, :, [0, 2, 3]] ** 2).sum(axis=2)
+    j = d2.argmin(axis=1) if len(X) else np.zeros(0, np.int64)
+    zn = np.abs(z[np.arange(len(X)), j])
     for k, name in enumerate(("d_w", "d_h", "d_cx", "d_cy", "d_aspect", "d_px")):
-        X[:, FEATURES.index(name)] = np.abs(z[:, k])
-    # width and place only (see NOT_SCORED)
-    X[:, FEATURES.index("layout")] = -0.5 * (z[:, [0, 2, 3]] ** 2).sum(axis=1)
+        X[:, FEATURES.index(name)] = zn[:, k]
+    X[:, FEATURES.index("layout")] = -0.5 * (d2.min(axis=1) if len(X) else 0.0)
     keep = np.ones(len(stats.thumbs), bool)
     if exclude_origin is not None:
         keep &= stats.origin != exclude_origin
