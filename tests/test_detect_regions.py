@@ -179,3 +179,17 @@ def test_flat_image_gives_nothing(small_set):
     det = build_detector("regions", model=small_set[2], box_threshold=0.2)
     got = det.detect([np.full((400, 200, 3), 250, np.uint8)], [""])[0]
     assert len(got) == 0 and "layout" in got.data
+
+
+def test_exemplar_matches_can_join_the_candidates(small_set):
+    from autolabel.detect import build_detector
+
+    seed, test, model = small_set
+    plain = build_detector("regions", model=model)
+    det = build_detector(
+        "regions", model=model, exemplars=[s.crop for s in seed[:2]], exemplar_candidates=True
+    )
+    assert det.model_version != plain.model_version
+    s = test[0]
+    got = det.detect([s.image], [""])[0]
+    assert len(got) and _iou(got.xyxy[:1], s.box)[0, 0] >= 0.9

@@ -540,7 +540,7 @@ class RegionsDetector:
             if len(ex):
                 eb = np.round(ex.xyxy.astype(np.float64) * p.f).astype(np.int64)
                 cand = np.concatenate([cand, eb])
-                src = np.concatenate([src, np.full(len(eb), 4, np.int64)])
+                src = np.concatenate([src, np.full(len(eb), 6, np.int64)])
         if len(cand) == 0:
             return Proposals.empty(SIGNALS)
         X, t, hist = rf.base_features(p, cand, src)

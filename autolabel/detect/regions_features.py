@@ -335,7 +335,8 @@ def candidates(p: Prepared, *, min_side: int = 8) -> tuple[np.ndarray, np.ndarra
 
     Returns:
         ``(boxes (n, 4) int64, source (n,) int64)``; source: 0 bbox, 1 trimmed, 2 peeled,
-        3 colour region, 4 grown to lines, 5 shrunk to lines (an id, no direction).
+        3 colour region, 4 grown to lines, 5 shrunk to lines (6: an exemplar match, added
+        by the detector) (an id, no direction).
     """
     import cv2
 
