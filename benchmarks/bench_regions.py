@@ -78,12 +78,17 @@ def _load(path: str, name: str):
     return meta
 
 
-def _rss_now_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+def _status_mb(key: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MiB. The peak is read here and
+    not from ``getrusage``: a child's ``ru_maxrss`` starts at its forking parent's."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(args: argparse.Namespace) -> None:
@@ -94,7 +99,7 @@ def child(args: argparse.Namespace) -> None:
     test = _load(args.data, "test")
     products = set(_load(args.data, "products"))
     originals = _load(args.data, "originals") if args.mode == "regions" else []
-    rss_data = _rss_now_mb()
+    rss_data = _status_mb("VmRSS")
     t0, c0 = time.perf_counter(), time.process_time()
     if args.mode == "regions":
         from autolabel.detect.regions import RegionSample, train_regions
@@ -124,7 +129,7 @@ def child(args: argparse.Namespace) -> None:
         ok = bool(len(got)) and box_iou(got.xyxy[:1], np.asarray([box]))[0, 0] >= 0.9
         hits["seen" if pid in products else "new"].append(ok)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = _status_mb("VmHWM")
     print(
         json.dumps(
             {
