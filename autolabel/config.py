@@ -56,7 +56,7 @@ class SeedConfig(_Section):
 class DetectConfig(_Section):
     detector: str = DEFAULT_DETECTOR
     model: str = DEFAULT_MODEL
-    refiner: Literal["none", "sam", "hf-sam"] = "none"
+    refiner: Literal["none", "sam", "hf-sam", "snap"] = "none"
     refiner_model: str | None = None
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"

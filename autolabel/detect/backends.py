@@ -1,8 +1,8 @@
 """The backend registry: detector and refiner builders by name.
 
-The built-in backends (``grounding-dino``, ``exemplar``; ``sam``, ``hf-sam``) are always
-present; :func:`register_detector` / :func:`register_refiner` add a backend or replace one
-of the same name, never hide the others. Builders import their backend (and torch,
+The built-in backends (``grounding-dino``, ``exemplar``, ``regions``; ``sam``, ``hf-sam``,
+``snap``) are always present; :func:`register_detector` / :func:`register_refiner` add
+a backend or replace one of the same name, never hide the others. Builders import their backend (and torch,
 transformers, OpenCV) only when called, so importing this module is cheap.
 
 Example::
@@ -31,6 +31,18 @@ def _grounding_dino(**options: Any) -> Detector:
     return GroundingDinoDetector(**options)
 
 
+def _regions(**options: Any) -> Detector:
+    from autolabel.detect.regions import RegionsDetector
+
+    return RegionsDetector(**options)
+
+
+def _snap(**options: Any) -> Refiner:
+    from autolabel.detect.snap import SnapRefiner
+
+    return SnapRefiner(**options)
+
+
 def _exemplar(**options: Any) -> Detector:
     from autolabel.detect.exemplar import ExemplarDetector
 
@@ -52,8 +64,9 @@ def _hf_sam(**options: Any) -> Refiner:
 BUILTIN_DETECTORS: dict[str, DetectorBuilder] = {
     "grounding-dino": _grounding_dino,
     "exemplar": _exemplar,
+    "regions": _regions,
 }
-BUILTIN_REFINERS: dict[str, RefinerBuilder] = {"sam": _sam, "hf-sam": _hf_sam}
+BUILTIN_REFINERS: dict[str, RefinerBuilder] = {"sam": _sam, "hf-sam": _hf_sam, "snap": _snap}
 
 _user_detectors: dict[str, DetectorBuilder] = {}
 _user_refiners: dict[str, RefinerBuilder] = {}
