@@ -2,8 +2,9 @@
 
 The built-in backends (``grounding-dino``, ``exemplar``, ``regions``; ``sam``, ``hf-sam``,
 ``snap``) are always present; :func:`register_detector` / :func:`register_refiner` add
-a backend or replace one of the same name, never hide the others. Builders import their backend (and torch,
-transformers, OpenCV) only when called, so importing this module is cheap.
+a backend or replace one of the same name, never hide the others. Builders import their
+backend (and torch, transformers, OpenCV) only when called, so importing this module is
+cheap.
 
 Example::
 
