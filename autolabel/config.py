@@ -129,6 +129,8 @@ class FinetuneConfig(_Section):
 
 class ExportConfig(_Section):
     size: int = Field(448, ge=8)
+    max_size: int = Field(4096, ge=8)
+    max_upscale: float = Field(8.0, gt=0)
     resize: Literal["fit", "pad", "short-side"] = "fit"
     margin: float = Field(0.0, ge=0, le=100)
     min_size: int = Field(224, ge=0)

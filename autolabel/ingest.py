@@ -29,7 +29,13 @@ from autolabel import imageio
 from autolabel.constants import IMAGE_EXTENSIONS
 from autolabel.errors import ImageError, InputError
 from autolabel.store.db import Workspace
-from autolabel.store.images import ScannedFile, files_to_scan, write_scanned
+from autolabel.store.images import (
+    ScannedFile,
+    export_dirs,
+    files_to_scan,
+    record_ingest_roots,
+    write_scanned,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Executor
@@ -438,7 +444,15 @@ def ingest(
         extensions=extensions,
         globs=globs,
         follow_symlinks=follow_symlinks,
-        skip_dirs=[ws.path],
+        skip_dirs=[ws.path, *export_dirs(ws)],
+    )
+    record_ingest_roots(
+        ws,
+        [
+            os.path.realpath(os.fsdecode(f))
+            for f in folders
+            if os.path.isdir(os.fsdecode(f)) and _safe_path(os.fsdecode(f))[1]
+        ],
     )
 
     def scan(item: WalkItem) -> ScannedFile:

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 from autolabel.errors import ConflictError, InputError
 from autolabel.export.formats import ExportImage, ExportItem
 from autolabel.export.geometry import round_box
-from autolabel.export.plan import ExportPlan, check_version, plan_export, skip_row
+from autolabel.export.plan import (
+    ExportPlan,
+    check_size,
+    check_version,
+    plan_export,
+    skip_row,
+)
 from autolabel.export.registry import (
     FileSink,
     FormatContext,
@@ -160,7 +166,8 @@ def export_dataset(
     guards = image if image is not None else ImageConfig()
     formats = parse_formats(opts.formats)
     check_version(opts.version)
-    out = _prepare_out(out)
+    check_size(opts.size, opts.max_size)
+    out = _prepare_out(out, ws)
     version = opts.version or store.next_version(ws, _existing_versions(out))
     final = out / version
     if final.exists():
@@ -203,11 +210,24 @@ def export_dataset(
     )
 
 
-def _prepare_out(out: str | Path) -> Path:
-    """Resolve and create the export folder; remove temp folders of crashed exports."""
+def _prepare_out(out: str | Path, ws: Workspace) -> Path:
+    """Resolve and create the export folder; remove temp folders of crashed exports.
+
+    Raises:
+        InputError: ``out`` is a file, or lies inside an ingested folder (its crops would be
+            ingested back as new images) or inside the workspace.
+    """
+    from autolabel.store.images import ingested_root_of
+
     path = Path(out).expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: expected a folder for --out, got a file")
+    root = ingested_root_of(ws, str(path))
+    if root is not None:
+        raise InputError(
+            f"--out {path} is inside the ingested folder {root}: expected an export folder "
+            "outside every ingested folder (its crops would be ingested back as new images)"
+        )
     path.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
     return path

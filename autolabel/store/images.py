@@ -154,6 +154,46 @@ def write_scanned(
     return counts
 
 
+INGEST_ROOTS_KEY = "ingest.roots"
+"""settings key: the folders ingest has scanned (absolute), so exports can stay out of them."""
+
+
+def record_ingest_roots(ws: Workspace, roots: Iterable[str]) -> None:
+    """Remember folders that were ingested (merged with the ones already recorded)."""
+    known = set(ws.get_setting(INGEST_ROOTS_KEY, []) or [])
+    new = known | {str(r) for r in roots}
+    if new != known:
+        ws.set_setting(INGEST_ROOTS_KEY, sorted(new))
+
+
+def _inside(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/") or "/"
+    return path == folder or path.startswith(folder if folder == "/" else folder + "/")
+
+
+def ingested_root_of(ws: Workspace, path: str) -> str | None:
+    """The ingested folder that contains (or is) ``path``, else None.
+
+    Checks the recorded ingest roots, and (for workspaces ingested before they were
+    recorded) whether any image row lies under ``path``.
+    """
+    for root in sorted(ws.get_setting(INGEST_ROOTS_KEY, []) or []):
+        if _inside(path, root):
+            return str(root)
+    prefix = path.rstrip("/") + "/"
+    row = ws.conn.execute(
+        # a range on the unique path index: every path starting with prefix
+        "SELECT path FROM images WHERE path >= ? AND path < ? LIMIT 1",
+        (prefix, prefix[:-1] + "0"),
+    ).fetchone()
+    return None if row is None else path
+
+
+def export_dirs(ws: Workspace) -> list[str]:
+    """Every folder an export was written to (ingest never enters them)."""
+    return [str(r[0]) for r in ws.conn.execute("SELECT DISTINCT out_dir FROM exports")]
+
+
 def get_image(ws: Workspace, image_id: int) -> ImageRecord:
     """One image by id.
 
