@@ -246,6 +246,11 @@ def load_config(
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: expected a UTF-8 text config, got byte {exc.object[exc.start]:#04x} "
+                f"at offset {exc.start}"
+            ) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:

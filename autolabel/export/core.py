@@ -156,6 +156,7 @@ def export_dataset(
 
     Raises:
         InputError: an unknown format or an unsafe version name.
+        DatabaseDamagedError: ``PRAGMA quick_check`` finds damage (nothing is written).
         ConflictError: ``out/<version>`` already exists.
         NotFoundError: ``since`` names no earlier export.
     """
@@ -164,6 +165,7 @@ def export_dataset(
 
     opts = options if options is not None else ExportConfig()
     guards = image if image is not None else ImageConfig()
+    ws.check_integrity()  # a damaged database must not export partially with exit 0
     formats = parse_formats(opts.formats)
     check_version(opts.version)
     check_size(opts.size, opts.max_size)
