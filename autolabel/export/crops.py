@@ -166,10 +166,11 @@ def run_task(task: ImageTask) -> TaskResult:
     The crops are written to ``job.out_path`` (the parent folder must exist).
     """
     from autolabel.errors import ImageError
+    from autolabel.imageio import fs_path
 
     result = TaskResult(path=task.path)
     try:
-        with open(task.path, "rb") as fh:
+        with open(fs_path(task.path), "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
         result.error = "not-found: the original no longer exists"

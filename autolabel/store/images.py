@@ -96,10 +96,15 @@ def write_scanned(
         replace: ids of existing rows that these files update (changed size/mtime, or a
             retried error); rows are matched by path.
 
+    A replaced row whose content changed (other sha256 or size) has its labels retired
+    (:func:`retire_labels`): they stay in the history but are no longer current, and the
+    image is proposed again.
+
     Returns:
-        Counts ``{"added", "updated", "duplicate", "error"}`` for this batch.
+        Counts ``{"added", "updated", "duplicate", "error", "stale"}`` for this batch
+        (``stale``: proposals retired because their original changed).
     """
-    counts = {"added": 0, "updated": 0, "duplicate": 0, "error": 0}
+    counts = {"added": 0, "updated": 0, "duplicate": 0, "error": 0, "stale": 0}
     replace_ids = set(replace)
     now = utcnow()
     with ws.transaction() as c:
@@ -129,8 +134,12 @@ def write_scanned(
             )
             existing = None
             if replace_ids:
-                existing = c.execute("SELECT id FROM images WHERE path = ?", (f.path,)).fetchone()
+                existing = c.execute(
+                    "SELECT id, sha256, width, height FROM images WHERE path = ?", (f.path,)
+                ).fetchone()
             if existing is not None and int(existing[0]) in replace_ids:
+                if (existing[1], existing[2], existing[3]) != (f.sha256, f.width, f.height):
+                    counts["stale"] += retire_labels(c, int(existing[0]))
                 c.execute(
                     "UPDATE images SET size=?, mtime_ns=?, sha256=?, width=?, height=?, format=?, "
                     "status=?, error=?, duplicate_of=? WHERE id = ?",
@@ -192,6 +201,34 @@ def ingested_root_of(ws: Workspace, path: str) -> str | None:
 def export_dirs(ws: Workspace) -> list[str]:
     """Every folder an export was written to (ingest never enters them)."""
     return [str(r[0]) for r in ws.conn.execute("SELECT DISTINCT out_dir FROM exports")]
+
+
+def retire_labels(c: sqlite3.Connection, image_id: int) -> int:
+    """Make an image's boxes stale because its file changed (inside the caller's transaction).
+
+    The proposals and decisions stay (history), but the image's ``run_images`` marks are
+    removed, so no proposal of it is current any more (``current_proposals``, labels,
+    export, select and the review queue skip them) and every run key proposes it again.
+    Open or claimed review items of the image are withdrawn.
+
+    Returns:
+        The number of proposals that were current and are now stale.
+    """
+    n = int(
+        c.execute(
+            "SELECT COUNT(*) FROM proposals p WHERE p.image_id = ? AND p.run_id = ("
+            "SELECT MAX(ri.run_id) FROM run_images ri WHERE ri.image_id = ? "
+            "AND ri.status = 'done')",
+            (image_id, image_id),
+        ).fetchone()[0]
+    )
+    c.execute("DELETE FROM run_images WHERE image_id = ?", (image_id,))
+    c.execute(
+        "UPDATE queue_items SET status = 'withdrawn', claimed_by = NULL, lease_until = NULL "
+        "WHERE image_id = ? AND status IN ('open', 'claimed')",
+        (image_id,),
+    )
+    return n
 
 
 def get_image(ws: Workspace, image_id: int) -> ImageRecord:

@@ -15,6 +15,14 @@ from autolabel.errors import NotFoundError
 from autolabel.store.db import Workspace, utcnow
 from autolabel.types import Proposals, Run
 
+_DECIDED = (
+    # a human decision on a current proposal of the image (decisions on boxes of a file that
+    # changed since, see store.images.retire_labels, no longer keep the image from a run)
+    "AND NOT EXISTS (SELECT 1 FROM decisions d JOIN proposals dp ON dp.id = d.proposal_id "
+    "JOIN run_images dr ON dr.image_id = dp.image_id AND dr.run_id = dp.run_id "
+    "WHERE d.image_id = i.id AND d.action IN ('accept','adjust','reject'))"
+)
+
 
 def run_key(
     *,
@@ -134,12 +142,7 @@ def iter_pending_images(
     """
     last = 0
     emitted = 0
-    decided = (
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.image_id = i.id "
-        "AND d.action IN ('accept','adjust','reject'))"
-        if skip_decided
-        else ""
-    )
+    decided = _DECIDED if skip_decided else ""
     while True:
         rows = ws.conn.execute(
             "SELECT i.id, i.path, i.width, i.height FROM images i "
@@ -159,12 +162,7 @@ def iter_pending_images(
 
 
 def count_pending_images(ws: Workspace, key: str, *, skip_decided: bool = True) -> int:
-    decided = (
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.image_id = i.id "
-        "AND d.action IN ('accept','adjust','reject'))"
-        if skip_decided
-        else ""
-    )
+    decided = _DECIDED if skip_decided else ""
     return int(
         ws.conn.execute(
             "SELECT COUNT(*) FROM images i WHERE i.status = 'ok' AND NOT EXISTS "
@@ -297,12 +295,7 @@ def pending_in_range(
     """
     from autolabel.store.db import connect
 
-    decided = (
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.image_id = i.id "
-        "AND d.action IN ('accept','adjust','reject'))"
-        if skip_decided
-        else ""
-    )
+    decided = _DECIDED if skip_decided else ""
     conn = connect(Path(db_path))
     try:
         rows = conn.execute(
