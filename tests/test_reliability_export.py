@@ -14,7 +14,7 @@ import pytest
 
 from autolabel.config import ExportConfig
 from autolabel.errors import InputError
-from autolabel.export import export_dataset
+from autolabel.export import export_dataset, read_latest
 from autolabel.export.plan import image_names
 from autolabel.types import Label
 from tests.support.labelled import labelled_workspace, write_image
@@ -154,3 +154,98 @@ def test_cli_export_huge_size_is_one_line_under_a_memory_limit(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "max_size" in lines[0], proc.stderr[-2000:]
+
+
+_BLOCKED_WORKERS = """
+import os, sys
+from autolabel.export.crops import ImageTask, run_tasks
+fifos = sys.argv[1:]
+tasks = [ImageTask(path=f, width=10, height=10) for f in fifos]
+run_tasks(tasks, workers=2)  # every worker blocks opening its FIFO: nobody writes to it
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="FIFOs and prctl: Linux")
+def test_export_workers_die_with_a_killed_parent(tmp_path):
+    import signal
+    import time
+
+    import psutil
+
+    fifos = []
+    for i in range(4):
+        f = tmp_path / f"blocked{i}.png"
+        os.mkfifo(f)
+        fifos.append(str(f))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, "-c", _BLOCKED_WORKERS, *fifos], env=env)
+    workers: list = []
+    try:
+        proc = psutil.Process(parent.pid)
+        deadline = time.time() + 30
+        while time.time() < deadline and len(workers) < 2:
+            workers = [c for c in proc.children() if c.pid != parent.pid]
+            time.sleep(0.05)
+        assert len(workers) >= 2, "the pool did not start"
+        time.sleep(0.3)  # the workers are blocked in open() now
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, f"workers outlived their parent: {[p.pid for p in alive]}"
+    finally:  # never leave a process behind, whatever failed
+        for p in [*workers, psutil.Process(parent.pid) if parent.poll() is None else None]:
+            if p is not None:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+
+
+_KILL_AT_RECORD = """
+import os, signal, sys
+from autolabel.config import ExportConfig
+from autolabel.export import export_dataset, read_latest
+from autolabel.store import Workspace
+from autolabel.store import exports as store
+store.record_export = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+with Workspace.open(sys.argv[1]) as ws:
+    export_dataset(ws, sys.argv[2], ExportConfig(min_size=16, version="v1"))
+"""
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_kill_between_rename_and_record_is_adopted_by_the_next_run(tmp_path):
+    ws, _, _ = labelled_workspace(tmp_path, ["a.png", "b.png"])
+    reference = export_dataset(ws, tmp_path / "ref", ExportConfig(min_size=16, version="v1"))
+    ws.close()
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_AT_RECORD, str(tmp_path / "ws"), str(out)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (out / "v1" / "export.json").is_file()  # renamed in, but never recorded
+    assert list(out.glob(".v1.commit.*.json"))
+    # a LATEST temp file of another killed export (dead pid) is a leftover too
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (out / f".LATEST.{dead}.tmp").write_text("v9\n")
+    from autolabel.store import Workspace
+    from autolabel.store import exports as store
+
+    with Workspace.open(tmp_path / "ws") as ws2:
+        again = export_dataset(ws2, out, ExportConfig(min_size=16, version="v1"))
+        assert again.version == "v1"  # the re-run finished the killed export
+        assert [e["version"] for e in store.list_exports(ws2) if e["out_dir"] == str(out)] == ["v1"]
+        assert sorted(p.name for p in out.iterdir()) == ["LATEST", "v1"]
+        assert _tree(out / "v1") == _tree(reference.path)
+        assert again.counts == reference.counts
+        # and the adopted version counts for --since last: nothing new since
+        nxt = export_dataset(ws2, out, ExportConfig(min_size=16), since="last")
+        assert nxt.counts["labels"] == 0 and read_latest(out) == nxt.version
