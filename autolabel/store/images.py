@@ -222,6 +222,13 @@ def retire_labels(c: sqlite3.Connection, image_id: int) -> int:
             (image_id, image_id),
         ).fetchone()[0]
     )
+    # an unfinished run that already proposed the old picture is not resumed (its old boxes
+    # would be current again next to the new ones): the next propose starts a new run
+    c.execute(
+        "UPDATE runs SET finished_at = ? WHERE finished_at IS NULL AND id IN "
+        "(SELECT run_id FROM run_images WHERE image_id = ?)",
+        (utcnow(), image_id),
+    )
     c.execute("DELETE FROM run_images WHERE image_id = ?", (image_id,))
     c.execute(
         "UPDATE queue_items SET status = 'withdrawn', claimed_by = NULL, lease_until = NULL "

@@ -80,8 +80,16 @@ def create_run(
     config: Mapping[str, Any] | None = None,
     kind: str = "propose",
     key_extra: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> Run:
-    """Insert a new run row (each invocation of propose is one run; resume shares the key)."""
+    """Insert a new run row (each invocation of propose is one run; resume shares the key).
+
+    With ``resume`` the latest *unfinished* run of the same kind and key (an interrupted or
+    killed propose) is continued instead: its row, and so the ``run_id`` of every proposal
+    and of the export manifest, is the one an uninterrupted run would have had. When no
+    image is pending for the key, the latest run of the key is returned (a re-run of a
+    finished propose records no empty run).
+    """
     key = run_key(
         detector=detector,
         model_version=model_version,
@@ -92,6 +100,19 @@ def create_run(
         extra=key_extra,
     )
     with ws.transaction() as c:
+        if resume:
+            row = c.execute(
+                "SELECT id FROM runs WHERE key = ? AND kind = ? AND finished_at IS NULL "
+                "ORDER BY id DESC LIMIT 1",
+                (key, kind),
+            ).fetchone()
+            if row is None and count_pending_images(ws, key) == 0:
+                row = c.execute(  # nothing left to do: a re-run adds no empty run
+                    "SELECT id FROM runs WHERE key = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+                    (key, kind),
+                ).fetchone()
+            if row is not None:
+                return get_run(ws, int(row[0]))
         cur = c.execute(
             "INSERT INTO runs(kind, detector, model, model_version, refiner, prompt, "
             "box_threshold, text_threshold, key, config, started_at) "
