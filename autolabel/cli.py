@@ -103,13 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     except sqlite3.DatabaseError as exc:
         if debug:
             raise
-        full = "full" in str(exc)
-        hint = (
-            "the disk is full: free space and run again"
-            if full
-            else "the workspace database is damaged or was changed outside autolabel; "
-            "restore autolabel.db from a backup"
-        )
+        text = str(exc)
+        if "full" in text:
+            hint = "the disk is full: free space and run again"
+        elif "locked" in text or "busy" in text:
+            hint = "another autolabel process is writing to this workspace; try again"
+        else:
+            hint = (
+                "the workspace database is damaged or was changed outside autolabel; "
+                "restore autolabel.db from a backup"
+            )
         typer.echo(f"error: database: {_one_line(str(exc))} ({hint})", err=True)
         sys.exit(2)
     except OSError as exc:
