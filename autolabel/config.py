@@ -129,6 +129,8 @@ class FinetuneConfig(_Section):
 
 class ExportConfig(_Section):
     size: int = Field(448, ge=8)
+    max_size: int = Field(4096, ge=8)
+    max_upscale: float = Field(8.0, gt=0)
     resize: Literal["fit", "pad", "short-side"] = "fit"
     margin: float = Field(0.0, ge=0, le=100)
     min_size: int = Field(224, ge=0)
@@ -245,6 +247,11 @@ def load_config(
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: expected a UTF-8 text config, got byte {exc.object[exc.start]:#04x} "
+                f"at offset {exc.start}"
+            ) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:

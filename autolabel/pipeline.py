@@ -353,6 +353,8 @@ def autocrop(
         raise InputError(f"--seed {seed_crops}: expected a folder of hand crops, got none")
     if originals is not None and not Path(originals).is_dir():
         raise InputError(f"--originals {originals}: expected a folder of originals, got none")
+    if out_path.exists() and not out_path.is_dir():
+        raise InputError(f"OUT_DIR {out_path}: expected a folder (or a new path), got a file")
     _check_out_not_inside(in_path, out_path)
     ws_path = Path(workspace).expanduser() if workspace else out_path / ".autolabel"
     out_path.mkdir(parents=True, exist_ok=True)

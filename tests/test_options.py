@@ -240,6 +240,8 @@ NON_DEFAULT: dict[str, Any] = {
     "review.lease_seconds": 60.0,
     "review.preview_max_side": 800,
     "export.size": 224,
+    "export.max_size": 2048,
+    "export.max_upscale": 4.0,
     "export.resize": "pad",
     "export.margin": 5.0,
     "export.min_size": 32,

@@ -18,13 +18,14 @@ Layout of an export folder ``OUT``::
         meta/skipped.jsonl         labels left out (original missing, changed or unreadable)
 
 A version is built in ``OUT/.tmp-<version>-<pid>`` and renamed into place only when
-complete, so a crash (even ``kill -9``) leaves every earlier version and ``LATEST`` intact.
+complete, so a crash (even ``kill -9``) leaves every earlier version and ``LATEST`` intact;
+the next export cleans or adopts what a killed one left (:mod:`autolabel.export.recover`).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 from autolabel.errors import ConflictError, InputError
 from autolabel.export.formats import ExportImage, ExportItem
 from autolabel.export.geometry import round_box
-from autolabel.export.plan import ExportPlan, check_version, plan_export, skip_row
+from autolabel.export.plan import (
+    ExportPlan,
+    check_size,
+    check_version,
+    plan_export,
+    skip_row,
+)
+from autolabel.export.recover import Adopted, recover, write_commit
 from autolabel.export.registry import (
     FileSink,
     FormatContext,
@@ -51,7 +59,6 @@ if TYPE_CHECKING:
     from autolabel.config import ExportConfig, ImageConfig
 
 LATEST = "LATEST"
-_TMP_RE = re.compile(r"^\.tmp-(.+)-(\d+)$")
 
 
 @dataclass
@@ -78,27 +85,11 @@ class ExportResult:
         return swift_commands(str(self.path), self.files)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale(out: Path) -> list[str]:
-    """Remove temp folders left by crashed exports (their process is gone); returns names."""
-    removed = []
-    if not out.is_dir():
-        return removed
-    for entry in sorted(out.iterdir()):
-        m = _TMP_RE.match(entry.name)
-        if m and entry.is_dir() and not _pid_alive(int(m.group(2))):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-    return removed
+    """Remove leftovers of dead exports (see :func:`autolabel.export.recover.clean_stale`)."""
+    from autolabel.export.recover import clean_stale as clean
+
+    return clean(out)
 
 
 def read_latest(out: str | Path) -> str | None:
@@ -117,6 +108,11 @@ def _write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _write_latest(out: Path, version: str) -> None:
+    if read_latest(out) != version:
+        _write_atomic(out / LATEST, version + "\n")
 
 
 def _select_labels(
@@ -162,6 +158,7 @@ def export_dataset(
 
     Raises:
         InputError: an unknown format or an unsafe version name.
+        DatabaseDamagedError: ``PRAGMA quick_check`` finds damage (nothing is written).
         ConflictError: ``out/<version>`` already exists.
         NotFoundError: ``since`` names no earlier export.
     """
@@ -170,9 +167,16 @@ def export_dataset(
 
     opts = options if options is not None else ExportConfig()
     guards = image if image is not None else ImageConfig()
+    ws.check_integrity()  # a damaged database must not export partially with exit 0
     formats = parse_formats(opts.formats)
     check_version(opts.version)
-    out = _prepare_out(out)
+    check_size(opts.size, opts.max_size)
+    out, adopted = _prepare_out(out, ws)
+    request = _request(formats, opts, since)
+    marks = store.high_water_marks(ws)
+    for done in adopted:  # a killed run of this very export: finishing it is the result
+        if done.request == request and done.marks == marks and opts.version in (None, done.version):
+            return ExportResult(done.version, out / done.version, done.counts, done.files)
     version = opts.version or store.next_version(ws, _existing_versions(out))
     final = out / version
     if final.exists():
@@ -180,7 +184,7 @@ def export_dataset(
             f"{final}: version {version!r} already exists there; choose another --version "
             "or another --out (exports are never overwritten)"
         )
-    max_decision, max_proposal = store.high_water_marks(ws)
+    max_decision, max_proposal = marks
     labels, since_info = _select_labels(ws, opts.include, since)
     tmp = out / f".tmp-{version}-{os.getpid()}"
     crops_dir = tmp / "crops"
@@ -195,12 +199,20 @@ def export_dataset(
         )  # fmt: skip
         images, skipped = _cut(plan, opts, final=final, on_progress=on_progress)
         summary = _write(ws, tmp, final, plan, images, skipped, opts, since_info)
-        _rename_into_place(tmp, final, version)
+        items = [it for im in images for it in im.items]
+        commit = write_commit(
+            out, version=version, request=request, marks=marks,
+            items=[(it.label.proposal_id, it.crop) for it in items], config=summary["options"],
+        )  # fmt: skip
+        try:
+            _rename_into_place(tmp, final, version)
+        except BaseException:
+            commit.unlink(missing_ok=True)
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_atomic(out / LATEST, version + "\n")
-    items = [it for im in images for it in im.items]
+    _write_latest(out, version)
     store.record_export(
         ws,
         version=version,
@@ -211,19 +223,40 @@ def export_dataset(
         max_proposal_id=max_proposal,
         config=summary["options"],
     )
+    commit.unlink(missing_ok=True)
     return ExportResult(
         version=version, path=final, counts=summary["counts"], files=summary["files"]
     )
 
 
-def _prepare_out(out: str | Path) -> Path:
-    """Resolve and create the export folder; remove temp folders of crashed exports."""
+def _prepare_out(out: str | Path, ws: Workspace) -> tuple[Path, list[Adopted]]:
+    """Resolve and create the export folder; clean or adopt leftovers of killed exports
+    (:func:`autolabel.export.recover.recover`).
+
+    Raises:
+        InputError: ``out`` is a file, or lies inside an ingested folder (its crops would be
+            ingested back as new images) or inside the workspace.
+    """
+    from autolabel.store.images import ingested_root_of
+
     path = Path(out).expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: expected a folder for --out, got a file")
+    root = ingested_root_of(ws, str(path))
+    if root is not None:
+        raise InputError(
+            f"--out {path} is inside the ingested folder {root}: expected an export folder "
+            "outside every ingested folder (its crops would be ingested back as new images)"
+        )
     path.mkdir(parents=True, exist_ok=True)
-    clean_stale(path)
-    return path
+    return path, recover(ws, path, _write_latest)
+
+
+def _request(formats: tuple[str, ...], opts: ExportConfig, since: str | None) -> dict[str, Any]:
+    """What an export was asked for (JSON-normalised), to recognise a re-run after a kill."""
+    body = {"formats": list(formats), "options": opts.model_dump(exclude={"workers"}),
+            "since": since}  # fmt: skip
+    return json.loads(json.dumps(body, sort_keys=True, default=str))
 
 
 def _existing_versions(out: Path) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,10 +182,11 @@ def run_task(task: ImageTask) -> TaskResult:
     """
     from autolabel.errors import ImageError
     from autolabel.export.splits import dhash
+    from autolabel.imageio import fs_path
 
     result = TaskResult(path=task.path)
     try:
-        with open(task.path, "rb") as fh:
+        with open(fs_path(task.path), "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
         result.error = "not-found: the original no longer exists"
@@ -292,7 +294,9 @@ def run_tasks(
     # Do not call torch/OpenMP here: in a child forked after the parent ran torch (autocrop,
     # demo) torch.set_num_threads deadlocks (libgomp is not fork-safe).
     ctx = mp.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         for i, res in enumerate(
             pool.map(run_task, tasks, chunksize=_chunksize(len(tasks), workers))
         ):
@@ -300,6 +304,42 @@ def run_tasks(
             if on_done:
                 on_done(res)
     return results  # type: ignore[return-value]
+
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option: the signal the kernel sends a process when its parent dies (Linux)."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the export process dies, even by ``kill -9``.
+
+    On Linux the kernel delivers SIGKILL to the worker when its parent exits
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread polls ``os.getppid()``. Either
+    way a worker never keeps writing into a temp folder the next export is cleaning.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: poll below
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _chunksize(n: int, workers: int) -> int:

@@ -79,6 +79,16 @@ def check_version(version: str | None) -> None:
         )
 
 
+def check_size(size: int, max_size: int) -> None:
+    """Refuse a crop size above ``export.max_size`` (memory grows with size squared)."""
+    if size > max_size:
+        raise InputError(
+            f"size: expected at most export.max_size = {max_size} pixels, got {size} "
+            "(crops this large take ~size^2 x 12 bytes each; raise export.max_size in the "
+            "config to allow it)"
+        )
+
+
 def pick_caption(
     label: Label, seeds: Sequence[tuple[tuple[float, float, float, float], str]]
 ) -> tuple[str, str]:
@@ -100,16 +110,31 @@ def pick_caption(
 
 
 def image_names(labels: Sequence[Label]) -> dict[int, str]:
-    """Unique, file-system-safe stems per image id (``stem-<id>`` when stems collide)."""
+    """Unique, deterministic, file-system-safe stems per image id.
+
+    A stem is the file name's stem with unsafe characters replaced. A stem that is unique
+    (compared case-insensitively, as on case-insensitive file systems) is kept; colliding
+    stems become ``<stem>-<image id>``. Such names are unique among themselves (the id after
+    the last ``-`` differs), and a kept stem that equals one of them (``x-18.png`` next to
+    ``x.png`` and ``sub/x.png`` with id 18) is disambiguated too, until no name repeats.
+    """
     stems: dict[int, str] = {}
     for lb in labels:
         if lb.image_id not in stems:
             stem = _STEM_BAD.sub("_", Path(lb.image_path).stem).strip("._") or "image"
             stems[lb.image_id] = stem
-    counts: dict[str, int] = {}
-    for s in stems.values():
-        counts[s] = counts.get(s, 0) + 1
-    return {i: (s if counts[s] == 1 else f"{s}-{i}") for i, s in stems.items()}
+    names = dict(stems)
+    plain = set(stems)  # ids still using their bare stem
+    while True:
+        counts: dict[str, int] = {}
+        for s in names.values():
+            counts[s.casefold()] = counts.get(s.casefold(), 0) + 1
+        clash = [i for i in sorted(plain) if counts[names[i].casefold()] > 1]
+        if not clash:
+            return names
+        for i in clash:
+            names[i] = f"{stems[i]}-{i}"
+            plain.discard(i)
 
 
 def skip_row(lb: Label, reason: str, detail: str) -> dict[str, Any]:
@@ -272,13 +297,15 @@ def _plan_label(
     )
     if not want_crops:
         return _Planned(item=replace(item, status="no-crop"))
-    if sizing.deciding_side < opts.min_size:
+    # upscaling is bounded too: a box is cut only if size <= max_upscale x its deciding side
+    if sizing.deciding_side < max(opts.min_size, opts.size / opts.max_upscale):
         row = {
             "proposal_id": lb.proposal_id,
             "image": lb.image_path,
             "box": round_box(box),
             "side": round(sizing.deciding_side, 2),
             "min_size": opts.min_size,
+            "max_upscale": opts.max_upscale,
             "resize": opts.resize,
         }
         return _Planned(item=replace(item, status="too-small"), too_small=row)

@@ -148,7 +148,7 @@ def run_propose(
     settings = settings.replace(max_size=input_cap(detector, settings.detect.max_size))
     p = settings.propose
     parts = run_key_parts(settings, detector, refiner)
-    run = store_runs.create_run(ws, config=settings.record(), **parts)
+    run = store_runs.create_run(ws, config=settings.record(), resume=True, **parts)
     pending = store_runs.count_pending_images(ws, run.key)
     if p.limit is not None:
         pending = min(pending, p.limit)

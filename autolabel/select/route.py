@@ -213,6 +213,9 @@ def plan_routes(
     # audit sample of the auto-accepted set
     auto_idx = np.flatnonzero(auto)
     if auto_idx.size and audit_rate > 0:
+        # the audit order comes from its own stream, one value per row: a re-run of select
+        # that keeps the sample keeps its priorities (kill -9 + re-run is byte-identical)
+        order = rng.spawn(1)[0].uniform(0.0, 1.0, size=n)
         keep = np.zeros(n, bool) if keep_audit is None else np.asarray(keep_audit, bool) & auto
         target = math.ceil(audit_rate * (auto_idx.size + audit_done))
         need = max(0, target - audit_done - int(keep.sum()))
@@ -223,7 +226,7 @@ def plan_routes(
         ai = np.flatnonzero(audit)
         route[ai] = C.ROUTE_AUDIT
         reason[ai] = C.QUEUE_REASON_AUDIT
-        priority[ai] = rng.uniform(0.0, 1.0, size=ai.size)
+        priority[ai] = order[ai]
     expected = float(p[auto].mean()) if auto.any() else None
     cutoff = float(p[auto].min()) if auto.any() else None
     return RoutePlan(route, reason, priority, expected, cutoff)
