@@ -25,17 +25,66 @@ def _quiet(_: str) -> None:
     pass
 
 
+class _NoBar:
+    """The bar of a run without progress display (library calls, ``--json``)."""
+
+    done = 0
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, done: int, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def start(self, total: int | None = None) -> _NoBar:
+        return self
+
+    def close(self) -> None:
+        pass
+
+
+Bars = Callable[[str, str], Any]
+"""``(stage, unit) -> bar``: a context manager with ``update(done, total=None)``,
+``advance(n)``, ``start(total)`` and ``close()`` (the commands pass
+:func:`autolabel.commands._common.stage_bars`, the stage commands' own bar)."""
+
+
+def _no_bars(_stage: str, _unit: str) -> _NoBar:
+    return _NoBar()
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C stopped a stage; what was done is saved and a re-run resumes."""
+
+
 @dataclass
 class StageTimer:
-    """Collects what each stage did and how long it took."""
+    """Runs the stages: a log line before and after each, its progress bar, its timing."""
 
     log: Log = _quiet
+    bars: Bars = _no_bars
     stages: list[dict[str, Any]] = field(default_factory=list)
 
-    def run(self, name: str, fn: Callable[[], Any], describe: Callable[[Any], str]) -> Any:
+    def run(
+        self,
+        name: str,
+        fn: Callable[[Any], Any],
+        describe: Callable[[Any], str],
+        *,
+        unit: str | None = None,
+    ) -> Any:
+        """Run ``fn(bar)`` (``bar`` is a progress bar counting ``unit`` when given, else a
+        no-op one), log ``describe(result)`` and record the stage."""
         t0 = time.perf_counter()
         self.log(f"[{name}] ...")
-        result = fn()
+        with self.bars(name, unit) if unit else _NoBar() as bar:
+            result = fn(bar)
         secs = time.perf_counter() - t0
         text = describe(result)
         self.stages.append({"stage": name, "seconds": round(secs, 2), "summary": text})
@@ -90,6 +139,23 @@ def _check_out_not_inside(in_dir: Path, out_dir: Path) -> None:
 
 
 # -- shared steps -----------------------------------------------------------------------------
+def _ingest(ws: Any, cfg: Config, timer: StageTimer, folder: Path, describe: Callable) -> Any:
+    return timer.run(
+        "ingest",
+        lambda bar: steps.ingest(ws, cfg, [folder], on_progress=lambda r: bar.update(r.seen)),
+        describe,
+        unit="files",
+    )
+
+
+def _describe_seed_add(r: Any) -> str:
+    text = (
+        f"{r.crops} hand crops: {r.located} located in their originals, "
+        f"{r.not_found} not found, {r.no_original} without original"
+    )
+    return text + (f", {r.skipped} unchanged (skipped)" if r.skipped else "")
+
+
 def _seed(
     ws: Any,
     cfg: Config,
@@ -100,28 +166,34 @@ def _seed(
     captions: Path | None,
     prompt: str | None,
 ) -> None:
-    timer.run(
+    added = timer.run(
         "seed add",
-        lambda: steps.seed_add(ws, cfg, crops, originals=originals, captions=captions),
-        lambda r: (
-            f"{r.crops} hand crops: {r.located} located in their originals, "
-            f"{r.not_found} not found, {r.no_original} without original"
+        lambda bar: steps.seed_add(
+            ws, cfg, crops, originals=originals, captions=captions, on_progress=bar.update
         ),
+        _describe_seed_add,
+        unit="crops",
     )
     timer.run(
         "seed prompts",
-        lambda: steps.seed_prompts(ws, cfg, prompt=prompt),
+        lambda _bar: steps.seed_prompts(ws, cfg, prompt=prompt),
         lambda r: f"prompt {r['prompt']!r} from {r['items']} seed items",
     )
-    if originals is not None:  # calibration needs seed boxes located in originals
-        timer.run(
-            "seed calibrate",
-            lambda: steps.seed_calibrate(ws, cfg, prompt=prompt),
-            lambda r: (
-                f"box_threshold {r['box_threshold']} (F1 {r['f1']:.2f}, precision "
-                f"{r['precision']:.2f}, recall {r['recall']:.2f} on {r['n']} seed boxes)"
-            ),
-        )
+    if originals is None:  # calibration needs seed boxes located in originals
+        return
+    nothing_new = added.skipped == added.crops
+    if nothing_new and steps.calibration_is_current(ws, cfg, prompt=prompt):
+        timer.log("[seed calibrate] seed, detector and prompt unchanged; kept the thresholds")
+        return
+    timer.run(
+        "seed calibrate",
+        lambda bar: steps.seed_calibrate(ws, cfg, prompt=prompt, on_progress=bar.update),
+        lambda r: (
+            f"box_threshold {r['box_threshold']} (F1 {r['f1']:.2f}, precision "
+            f"{r['precision']:.2f}, recall {r['recall']:.2f} on {r['n']} seed boxes)"
+        ),
+        unit="img",
+    )
 
 
 def _propose(
@@ -134,25 +206,49 @@ def _propose(
     box_threshold: float | None = None,
     text_threshold: float | None = None,
 ) -> Any:
-    from autolabel.propose import run_propose
+    """Run propose with its progress bar; Ctrl-C finishes the batch in flight, then raises
+    :class:`Stopped` (a re-run resumes)."""
+    import threading
+
+    from autolabel.propose import graceful_interrupt, run_propose
 
     settings = steps.propose_settings(
         ws, cfg, prompt=prompt, box_threshold=box_threshold, text_threshold=text_threshold
     )
-    return timer.run(
+    stop = threading.Event()
+
+    def notice() -> None:
+        timer.log("stopping after the current batch (Ctrl-C again to abort)")
+
+    def run(bar: Any) -> Any:
+        with graceful_interrupt(stop, notice):
+            return run_propose(
+                ws,
+                settings,
+                progress=lambda n_images, _n: bar.advance(n_images),
+                on_start=lambda summary: bar.update(0, summary.pending),
+                stop=stop,
+            )
+
+    summary = timer.run(
         name,
-        lambda: run_propose(ws, settings),
+        run,
         lambda s: (
             f"{s.images} images -> {s.proposals} proposals with {settings.detect.detector} "
             f"({s.errors} errors, {s.images_per_second:.1f} images/s)"
+            + (" (stopped)" if s.interrupted else "")
         ),
+        unit="img",
     )
+    if summary.interrupted:
+        raise Stopped
+    return summary
 
 
 def _select(ws: Any, cfg: Config, timer: StageTimer) -> dict[str, Any]:
     return timer.run(
         "select",
-        lambda: steps.select(ws, cfg),
+        lambda _bar: steps.select(ws, cfg, log=lambda m: timer.log(f"[select] {m}")),
         lambda r: "routes " + ", ".join(f"{k} {v}" for k, v in r["routes"].items()),
     )
 
@@ -160,11 +256,12 @@ def _select(ws: Any, cfg: Config, timer: StageTimer) -> dict[str, Any]:
 def _export(ws: Any, cfg: Config, timer: StageTimer, out: Path) -> Any:
     return timer.run(
         "export",
-        lambda: steps.export(ws, cfg, out),
+        lambda bar: steps.export(ws, cfg, out, on_progress=bar.update),
         lambda r: (
             f"version {r.version}: {r.counts.get('crops', 0)} crops, "
             f"{r.counts.get('too_small', 0)} too small -> {r.path}"
         ),
+        unit="img",
     )
 
 
@@ -190,6 +287,7 @@ def run_demo(
     n_seed: int = 8,
     tiny_images: int = 4,
     log: Log = _quiet,
+    bars: Bars = _no_bars,
 ) -> dict[str, Any]:
     """Build a demo workspace under ``root`` and run every stage on it, offline.
 
@@ -216,10 +314,10 @@ def run_demo(
             f"{root}: expected an empty or new folder for the demo, found an earlier demo "
             "workspace (delete it or pick another folder)"
         )
-    timer = StageTimer(log)
+    timer = StageTimer(log, bars)
     paths = timer.run(
         "generate",
-        lambda: make_demo_data(root, n_images=n_images, n_seed=n_seed),
+        lambda _bar: make_demo_data(root, n_images=n_images, n_seed=n_seed),
         lambda p: (
             f"{n_images} phone screenshots in {p['screenshots']}, {n_seed + 1} hand-crop "
             f"imitations with captions in {p['seed_crops'].parent}"
@@ -230,9 +328,11 @@ def run_demo(
     try:
         cfg = steps.load_options(ws)
         exemplar = cfg.with_flags({"detect.detector": "exemplar"})
-        timer.run(
-            "ingest",
-            lambda: steps.ingest(ws, cfg, [paths["screenshots"]]),
+        _ingest(
+            ws,
+            cfg,
+            timer,
+            paths["screenshots"],
             lambda r: f"{r.added} images added ({r.errors} errors)",
         )
         _seed(
@@ -246,7 +346,7 @@ def run_demo(
         )
         tiny = timer.run(
             "models make-tiny",
-            lambda: make_tiny_models(root / "models" / "tiny"),
+            lambda _bar: make_tiny_models(root / "models" / "tiny"),
             lambda t: f"tiny random-init models in {root / 'models' / 'tiny'}",
         )
         tiny_cfg = cfg.with_flags(
@@ -271,7 +371,7 @@ def run_demo(
         _select(ws, cfg, timer)
         report_eval = timer.run(
             "eval",
-            lambda: evaluate(ws, paths["truth"]),
+            lambda _bar: evaluate(ws, paths["truth"]),
             lambda e: (
                 f"AP50 {e['ap50']:.3f}; auto-accepted precision "
                 f"{_fmt(e.get('auto_precision'))} over {e.get('n_auto', 0)} boxes"
@@ -280,7 +380,7 @@ def run_demo(
         export = _export(ws, cfg, timer, root / "export")
         html_path, _ = timer.run(
             "report",
-            lambda: write_report(ws),
+            lambda _bar: write_report(ws),
             lambda r: f"{r[0]}",
         )
     finally:
@@ -318,6 +418,7 @@ def autocrop(
     device: str | None = None,
     batch_size: int | None = None,
     log: Log = _quiet,
+    bars: Bars = _no_bars,
 ) -> dict[str, Any]:
     """Ingest ``in_dir``, propose, select and export auto-accepted crops into ``out_dir``.
 
@@ -354,9 +455,9 @@ def autocrop(
     if originals is not None and not Path(originals).is_dir():
         raise InputError(f"--originals {originals}: expected a folder of originals, got none")
     _check_out_not_inside(in_path, out_path)
-    ws_path = Path(workspace).expanduser() if workspace else out_path / ".autolabel"
+    ws_path = Path(workspace).expanduser() if workspace else out_path / steps.AUTOCROP_WORKSPACE_DIR
     out_path.mkdir(parents=True, exist_ok=True)
-    timer = StageTimer(log)
+    timer = StageTimer(log, bars)
     ws = Workspace.create(ws_path)
     try:
         cfg = steps.load_options(
@@ -375,11 +476,14 @@ def autocrop(
             preset=steps.AUTOCROP_PRESET,
         )
         before = workspace_status(ws)["images"].get("ok", 0)
-        ing = timer.run(
-            "ingest",
-            lambda: steps.ingest(ws, cfg, [in_path]),
-            lambda r: f"{r.added} new images ({r.errors} errors)",
+        ing = _ingest(
+            ws, cfg, timer, in_path, lambda r: f"{r.added} new images ({r.errors} errors)"
         )
+        if ing.seen == 0:
+            raise InputError(
+                f"IN_DIR {in_path}: expected image files ({', '.join(cfg.ingest.extensions)}), "
+                "found none; nothing was proposed or exported"
+            )
         if seed_crops is not None:
             _seed(
                 ws,
@@ -395,7 +499,9 @@ def autocrop(
         from autolabel.store.exports import labels_changed_since_last_export
 
         export_path, crops = None, 0
-        if labels_changed_since_last_export(ws):
+        if steps.count_export_labels(ws, cfg) == 0:
+            log("[export] no auto-accepted boxes yet: nothing written (review, then re-run)")
+        elif labels_changed_since_last_export(ws):
             export = _export(ws, cfg, timer, out_path)
             export_path, crops = str(export.path), int(export.counts.get("crops", 0))
         else:
@@ -423,7 +529,12 @@ def autocrop(
 
 
 def review_then_export(
-    ws_path: Path, out_dir: str | Path, *, size: int | None = None, log: Log = _quiet
+    ws_path: Path,
+    out_dir: str | Path,
+    *,
+    size: int | None = None,
+    log: Log = _quiet,
+    bars: Bars = _no_bars,
 ) -> dict[str, Any]:
     """Serve the review app in the foreground; when it stops (Ctrl-C), export again.
 
@@ -445,9 +556,9 @@ def review_then_export(
         pass
     ws = Workspace.open(ws_path)
     try:
-        if not labels_changed_since_last_export(ws):
+        if steps.count_export_labels(ws, cfg) == 0 or not labels_changed_since_last_export(ws):
             return {"export": None}
-        timer = StageTimer(log)
+        timer = StageTimer(log, bars)
         export = _export(ws, cfg, timer, Path(out_dir))
         return {"export": str(export.path), "stages": timer.stages}
     finally:

@@ -33,8 +33,9 @@ def list_cmd(
 
     rows = list_models()
     if workspace is not None:
-        from autolabel.commands._common import open_workspace
+        from autolabel.commands._common import find_workspace, open_workspace
 
+        workspace = find_workspace(workspace)
         open_workspace(workspace).close()  # clean error if not a workspace
         try:
             from autolabel.detect.versions import version_rows

@@ -10,9 +10,9 @@ import typer
 from autolabel.commands._common import (
     CONFIG_OPT,
     WORKSPACE_ARG,
+    StageBar,
     echo_json,
     open_workspace,
-    progress,
 )
 
 
@@ -110,17 +110,10 @@ def ingest(
                 "ingest.retry_errors": retry_errors,
             },
         )
-        with progress(transient=as_json) as bar:
-            task = bar.add_task("ingest", total=None, rate="")
-
-            def update(report: Any) -> None:
-                bar.update(
-                    task,
-                    completed=report.seen,
-                    rate=f"{report.files_per_second:,.0f} files/s",
-                )
-
-            report = steps.ingest(ws, cfg, folders, globs=glob or (), on_progress=update)
+        with StageBar("ingest", unit="files", transient=as_json) as bar:
+            report = steps.ingest(
+                ws, cfg, folders, globs=glob or (), on_progress=lambda r: bar.update(r.seen)
+            )
     if as_json:
         echo_json(report.as_dict())
         return
