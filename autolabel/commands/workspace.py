@@ -152,7 +152,15 @@ def status(
         if key in ("workspace", "schema_version"):
             continue
         label = key.replace("_", " ")
-        if isinstance(value, dict):
+        if key == "auto_precision" and isinstance(value, dict):
+            # the route counts are on the proposals line; say once what "auto" covers here
+            rest = {k: v for k, v in value.items() if k != "auto"}
+            n_auto = value.get("auto")
+            typer.echo(
+                f"{label}: {_format_counts(rest)}"
+                + (f" (over {n_auto} auto-accepted boxes = auto + audit)" if n_auto else "")
+            )
+        elif isinstance(value, dict):
             typer.echo(f"{label}: {_format_counts(value) if value else 'none'}")
         else:
             typer.echo(f"{label}: {value}")

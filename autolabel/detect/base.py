@@ -126,13 +126,96 @@ def model_version_of(path_or_id: str | Path, revision: str | None = None) -> str
 
 def _how_to_place(model: str) -> str:
     return (
-        f"download it on a machine with internet (`autolabel models pull {model}` or "
+        f"download it on a machine with internet (`autolabel models pull {model}`, or "
         f"`huggingface-cli download {model} --local-dir models/{model.split('/')[-1]}`), copy "
         f"the folder here and pass its path"
     )
 
 
 EXPECTED_MODEL_TYPE = {"grounding-dino": "grounding-dino", "sam": "sam"}
+
+HUB_PROBE_TIMEOUT = 3.0
+"""Seconds the one hub probe waits before a load switches to offline mode."""
+
+_HUB_REACHABLE: dict[str, bool] = {}
+
+
+def hub_offline_env() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` asks for offline mode."""
+    return any(
+        os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face hub address in use (``HF_ENDPOINT``, else the public hub)."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """Probe the hub once per process (one HTTP HEAD, ``timeout`` seconds).
+
+    Any HTTP answer (even an error status) counts as reachable; a refused or timed-out
+    connection, or a DNS failure, does not. Without this, transformers retries for minutes
+    before it gives up on an unreachable hub.
+    """
+    import urllib.error
+    import urllib.request
+
+    endpoint = hub_endpoint()
+    if endpoint not in _HUB_REACHABLE:
+        try:
+            req = urllib.request.Request(endpoint, method="HEAD")
+            with urllib.request.urlopen(req, timeout=timeout):
+                pass
+            ok = True
+        except urllib.error.HTTPError:
+            ok = True
+        except (OSError, ValueError):  # URLError, timeout, refused, bad address
+            ok = False
+        _HUB_REACHABLE[endpoint] = ok
+    return _HUB_REACHABLE[endpoint]
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    return (
+        model.count("/") == 1
+        and not model.startswith((".", "/", "~"))
+        and not Path(model).expanduser().exists()
+    )
+
+
+def check_hub_model(model: str | Path, *, kind: str) -> None:
+    """Fail in seconds, before torch loads, when ``model`` resolves to a hub id that is not
+    in the local cache and cannot be downloaded (offline variable set, or the hub does not
+    answer :func:`hub_reachable`'s probe). Anything else passes (the loader reports it).
+
+    Raises:
+        ModelError: one line advising ``autolabel models pull <hub id>``.
+    """
+    from autolabel.detect.versions import resolve_model
+
+    try:
+        src = resolve_model(str(model), kind="hf-sam" if kind == "sam" else kind)
+    except Exception:  # version names and registry problems: the loader says it better
+        return
+    if not _looks_like_hub_id(src):
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(src, "config.json"), str):
+            return
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return
+    why = None
+    if hub_offline_env():
+        why = "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set"
+    elif not hub_reachable():
+        why = f"the hub ({hub_endpoint()}) is unreachable"
+    if why is not None:
+        raise ModelError(f"model {src!r} is not downloaded and {why}: {_how_to_place(src)}")
 
 
 def load_hf(model: str | Path, *, kind: str, device: str, dtype: Any):
@@ -199,8 +282,14 @@ def _from_pretrained(src: str, kind: str, device: str, dtype: Any, local: bool):
     else:
         model_cls, proc_cls = transformers.SamModel, transformers.SamProcessor
     kwargs: dict[str, Any] = {}
-    if not local and (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")):
-        kwargs["local_files_only"] = True
+    offline_why = None
+    if not local:
+        if hub_offline_env():
+            offline_why = "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set"
+        elif not hub_reachable():
+            offline_why = f"the hub ({hub_endpoint()}) is unreachable"
+    if offline_why is not None:
+        kwargs["local_files_only"] = True  # the cache only: no minutes of retries
     try:
         processor = proc_cls.from_pretrained(src, **kwargs)
         net = model_cls.from_pretrained(src, dtype=dtype, **kwargs)
@@ -209,8 +298,12 @@ def _from_pretrained(src: str, kind: str, device: str, dtype: Any, local: bool):
             raise ModelError(
                 f"{src}: cannot load {kind} model ({str(exc).splitlines()[0]})"
             ) from None
+        if offline_why is not None:
+            raise ModelError(
+                f"model {src!r} is not downloaded and {offline_why}: {_how_to_place(src)}"
+            ) from None
         raise ModelError(
-            f"model {src!r} is not available offline and could not be downloaded "
+            f"model {src!r} could not be downloaded "
             f"({str(exc).splitlines()[0][:160]}); {_how_to_place(src)}"
         ) from None
     net = net.to(device).eval()
