@@ -93,38 +93,99 @@ class StageTimer:
 
 
 # -- demo data --------------------------------------------------------------------------------
-def make_demo_data(root: Path, *, n_images: int = 30, n_seed: int = 16, seed: int = 0) -> dict:
-    """Generate the demo's input folders under ``root/data``.
+DEMO_CAPTIONS: tuple[str, ...] = (
+    "product photo of a ceramic coffee mug",
+    "product photo of wireless earbuds with case",
+    "product photo, cotton t-shirt",
+    "product photo of a steel water bottle",
+    "product photo of a leather crossbody bag",
+    "product photo of a scented candle gift box",
+)
+"""Seed captions of the demo (its products are procedural: the caption names the kind of
+picture, "product photo", which is what the demo crops)."""
 
-    Layout: ``data/screenshots/shot_new_0000.jpg`` (phone screenshots with one product photo
-    each, the folder to label), ``data/truth.jsonl`` (their true product boxes, for
-    ``autolabel eval``), ``data/seed/{originals,crops,captions.jsonl}`` (hand-crop
-    imitations of other screenshots, see :func:`autolabel.synth.make_seed_set`).
+
+def _write_encoded(path_stem: Path, image: Any, rng: Any) -> Path:
+    """Save ``(H, W, 3)`` pixels as a user's file would be (JPEG/PNG/WEBP, sometimes an
+    EXIF-rotated JPEG); returns the path with its suffix."""
+    from PIL import Image
+
+    from autolabel.synth import encode_image
+
+    data, suffix = encode_image(Image.fromarray(image), rng, exif_prob=0.1)
+    path = path_stem.with_suffix(suffix)
+    path.write_bytes(data)
+    return path
+
+
+def make_demo_data(
+    root: Path, *, n_images: int = 16, n_seed: int = 8, seed: int = 0, scale: float = 1.0
+) -> dict:
+    """Generate the demo's input folders under ``root/data``: what a user meets.
+
+    Phone-size shopping-app screenshots (:func:`autolabel.synth.make_app_samples`: 720x1600
+    to 1170x2532, JPEG/PNG/WEBP, some EXIF-rotated) with one main product picture each, plus
+    "you may also like" rows of thumbnails (the same product, its colour variants, others),
+    banners and stickers. Half of the screenshots to label show products of the seed set,
+    half products never seen. The seed set imitates hand crops (a few pixels off,
+    brightened, often resized to 448, names like ``product_C_448_v2.png``) with captions,
+    plus one crop of a product that is in no original.
+
+    Layout: ``data/screenshots/shot_new_0000.jpg`` (the folder to label), ``data/truth.jsonl``
+    (their main-picture boxes, for ``autolabel eval``), ``data/seed/{originals,crops,
+    captions.jsonl}``.
+
+    Args:
+        root: the demo folder.
+        n_images: screenshots to label.
+        n_seed: seed screenshots (one hand crop each).
+        seed: random seed.
+        scale: multiply every screen size (tests use 0.5 or less).
 
     Returns:
         Paths: ``screenshots``, ``truth``, ``seed_crops``, ``seed_originals``, ``captions``.
     """
     import numpy as np
+    from PIL import Image
 
-    from autolabel.synth import make_screenshot, make_seed_set
+    from autolabel.synth import make_app_samples, product_image
 
     data = root / "data"
-    shots = data / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    make_seed_set(data / "seed", n_seed, seed=seed, n_unrelated=1)
-    rng = np.random.default_rng(seed + 1)
+    shots, originals, crops = (
+        data / "screenshots",
+        data / "seed" / "originals",
+        data / "seed" / "crops",
+    )
+    for folder in (shots, originals, crops):
+        folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    seen = [int(p) for p in rng.choice(np.arange(100, 1000), size=max(1, n_seed), replace=False)]
+    captions = []
+    for i, sample in enumerate(
+        make_app_samples(n_seed, seed, products=seen, with_crops=True, scale=scale)
+    ):
+        _write_encoded(originals / f"shot_{i:04d}", sample.image, rng)
+        name = f"{Path(sample.crop_name or 'crop').stem}_{i:02d}.png"
+        Image.fromarray(sample.crop).save(crops / name)
+        captions.append({"image": f"crops/{name}", "text": DEMO_CAPTIONS[i % len(DEMO_CAPTIONS)]})
+    side = max(32, round(448 * min(1.0, scale * 2)))
+    product_image(5000 + seed, (side, side)).save(crops / "unrelated_448.png")  # in no original
+    captions.append({"image": "crops/unrelated_448.png", "text": DEMO_CAPTIONS[0]})
+    with open(data / "seed" / "captions.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(c, ensure_ascii=False) + "\n" for c in captions)
+    unseen = [int(p) for p in rng.choice(np.arange(10_000, 100_000), size=n_images, replace=False)]
+    products = [seen[i % len(seen)] if i % 2 == 0 else unseen[i] for i in range(n_images)]
+    samples = make_app_samples(n_images, seed + 1, products=products, scale=scale)
     with open(data / "truth.jsonl", "w", encoding="utf-8") as f:
-        for i in range(n_images):
-            img, box, _meta = make_screenshot(rng)
-            path = shots / f"shot_new_{i:04d}.jpg"
-            img.save(path, quality=88)
-            row = {"image": str(path.resolve()), "boxes": [[float(v) for v in box]]}
+        for i, sample in enumerate(samples):
+            path = _write_encoded(shots / f"shot_new_{i:04d}", sample.image, rng)
+            row = {"image": str(path.resolve()), "boxes": [[float(v) for v in sample.box]]}
             f.write(json.dumps(row) + "\n")
     return {
         "screenshots": shots,
         "truth": data / "truth.jsonl",
-        "seed_crops": data / "seed" / "crops",
-        "seed_originals": data / "seed" / "originals",
+        "seed_crops": crops,
+        "seed_originals": originals,
         "captions": data / "seed" / "captions.jsonl",
     }
 
@@ -268,15 +329,12 @@ def _export(ws: Any, cfg: Config, timer: StageTimer, out: Path) -> Any:
 # -- demo ---------------------------------------------------------------------------------------
 DEMO_CONFIG = """\
 # Demo workspace settings: a coarser, faster exemplar search (the demo must run in minutes
-# on 2 CPU cores), a lower precision target (no reviewer has calibrated anything yet) and
-# a smaller minimum crop size (the generated screenshots are only 360x640).
+# on 2 CPU cores) and a lower precision target (no reviewer has calibrated anything yet).
 detect:
   exemplar_scale_step: 1.15
   exemplar_coarse_side: 240
 select:
   target_precision: 0.9
-export:
-  min_size: 96
 """
 
 
