@@ -435,7 +435,11 @@ def run_demo(
                 f"{_fmt(e.get('auto_precision'))} over {e.get('n_auto', 0)} boxes"
             ),
         )
-        export = _export(ws, cfg, timer, root / "export")
+        export = None
+        if steps.count_export_labels(ws, cfg):
+            export = _export(ws, cfg, timer, root / "export")
+        else:
+            log("[export] no auto-accepted boxes: nothing to export (review them first)")
         html_path, _ = timer.run(
             "report",
             lambda _bar: write_report(ws),
@@ -446,7 +450,7 @@ def run_demo(
     return {
         "root": str(root),
         "workspace": str(root / "workspace"),
-        "export": str(export.path),
+        "export": None if export is None else str(export.path),
         "report": str(html_path),
         "stages": timer.stages,
         "eval": {k: report_eval.get(k) for k in ("ap50", "auto_precision", "n_auto")},

@@ -63,12 +63,18 @@ def demo(
     ws = result["workspace"]
     typer.echo("")
     typer.echo(f"workspace : {ws}")
-    typer.echo(f"export    : {result['export']}  (crops/, swift.jsonl, coco.json, manifest.jsonl)")
+    if result["export"]:
+        typer.echo(
+            f"export    : {result['export']}  (crops/, swift.jsonl, coco.json, manifest.jsonl)"
+        )
+    else:
+        typer.echo("export    : none (nothing was auto-accepted; review, then autolabel export)")
     typer.echo(f"report    : {result['report']}")
     typer.echo(f"review UI : autolabel review {ws}   (then open the printed URL)")
     typer.echo(
-        "note: the tiny models have random weights and the exemplar detector only finds the "
-        "seed objects again. Real quality needs real Grounding DINO / SAM weights: "
+        "note: the tiny models have random weights, and the weight-free exemplar detector finds "
+        "only the seed products again (half of the screenshots show products it never saw). "
+        "Real quality needs real Grounding DINO / SAM weights: "
         "`autolabel models list`, then `autolabel models pull grounding-dino-tiny` on a "
         "machine with internet (or place the files by hand, see docs/models.md)."
     )

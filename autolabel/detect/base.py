@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from autolabel.detect.hub import hub_endpoint, hub_offline_env, hub_reachable
 from autolabel.errors import ModelError
 from autolabel.types import Proposals
 
@@ -133,49 +133,6 @@ def _how_to_place(model: str) -> str:
 
 
 EXPECTED_MODEL_TYPE = {"grounding-dino": "grounding-dino", "sam": "sam"}
-
-HUB_PROBE_TIMEOUT = 3.0
-"""Seconds the one hub probe waits before a load switches to offline mode."""
-
-_HUB_REACHABLE: dict[str, bool] = {}
-
-
-def hub_offline_env() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` asks for offline mode."""
-    return any(
-        os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off")
-        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
-def hub_endpoint() -> str:
-    """The Hugging Face hub address in use (``HF_ENDPOINT``, else the public hub)."""
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
-    """Probe the hub once per process (one HTTP HEAD, ``timeout`` seconds).
-
-    Any HTTP answer (even an error status) counts as reachable; a refused or timed-out
-    connection, or a DNS failure, does not. Without this, transformers retries for minutes
-    before it gives up on an unreachable hub.
-    """
-    import urllib.error
-    import urllib.request
-
-    endpoint = hub_endpoint()
-    if endpoint not in _HUB_REACHABLE:
-        try:
-            req = urllib.request.Request(endpoint, method="HEAD")
-            with urllib.request.urlopen(req, timeout=timeout):
-                pass
-            ok = True
-        except urllib.error.HTTPError:
-            ok = True
-        except (OSError, ValueError):  # URLError, timeout, refused, bad address
-            ok = False
-        _HUB_REACHABLE[endpoint] = ok
-    return _HUB_REACHABLE[endpoint]
 
 
 def _looks_like_hub_id(model: str) -> bool:

@@ -143,7 +143,7 @@ def pull_model(name: str, *, root: Path | None = None, timeout: float = 10.0) ->
         ModelError: unknown name, no network (fails fast, with how to place the files by
             hand), or a checksum mismatch.
     """
-    from autolabel.detect.base import hub_endpoint, hub_offline_env, hub_reachable
+    from autolabel.detect.hub import hub_endpoint, hub_offline_env, hub_reachable
 
     registry = load_registry()
     entry = registry.get(name) or next((e for e in registry.values() if e.hub == name), None)
