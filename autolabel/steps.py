@@ -189,24 +189,6 @@ def calibration_prompt(ws: Any, cfg: Config, prompt: str | None = None) -> str:
     return str(text)
 
 
-def check_models(dc: Any) -> None:
-    """Fail in seconds (before torch loads) when the detector's or refiner's hub model is
-    neither cached nor downloadable (:func:`autolabel.detect.base.check_hub_model`).
-
-    Args:
-        dc: the ``detect`` config section.
-
-    Raises:
-        ModelError: one line advising ``autolabel models pull``.
-    """
-    from autolabel.detect.base import check_hub_model
-
-    if dc.detector == "grounding-dino" and dc.model:
-        check_hub_model(dc.model, kind="grounding-dino")
-    if dc.refiner == "hf-sam" and dc.refiner_model:
-        check_hub_model(dc.refiner_model, kind="sam")
-
-
 CALIBRATION_KEY = "seed.calibration_key"
 """Workspace setting: what the stored thresholds were calibrated with (see
 :func:`calibration_is_current`)."""
@@ -268,7 +250,6 @@ def seed_calibrate(
     from autolabel.seed.calibrate import calibrate
 
     chosen = calibration_prompt(ws, cfg, prompt)
-    check_models(cfg.detect)
     result = calibrate(
         ws,
         detector=cfg.detect.detector,
@@ -307,7 +288,6 @@ def propose_settings(
     settings = resolve_settings(
         ws, cfg, prompt=chosen, box_threshold=box_threshold, text_threshold=text_threshold
     )
-    check_models(settings.detect)
     if prompt:
         remember_prompt(ws, chosen)
     return settings
