@@ -496,7 +496,9 @@ def autocrop(
     ``propose.*``). Every step is the one the stage command runs.
 
     Returns:
-        Summary: ``images``, ``new_images``, ``proposed``, ``crops``, ``export`` (version
+        Summary: ``images`` (in the workspace, seed originals included), ``in_dir_files``
+        (image files ingest saw in ``in_dir``), ``new_images``, ``proposed``, ``crops``,
+        ``export`` (version
         path or None), ``review_waiting``, ``precision`` (estimate dict), ``errors`` (by
         reason), ``workspace``, ``review_command``, ``stages``.
 
@@ -577,6 +579,7 @@ def autocrop(
         "workspace": str(ws_path.resolve()),
         "images": status["images"].get("ok", 0),
         "new_images": status["images"].get("ok", 0) - before,
+        "in_dir_files": ing.seen,
         "ingest_errors": ing.errors,
         "proposed": summary.images,
         "proposals": summary.proposals,

@@ -292,6 +292,9 @@ def test_autocrop_on_50_images_shows_progress_for_every_stage(tmp_path: Path):
     for stage, pattern in bars.items():
         assert re.search(pattern, res.stderr), f"no {stage} bar in:\n{res.stderr}"
     assert "[select] loaded" in res.stdout
+    # the summary counts IN_DIR's images, and names the seed originals separately
+    assert "images seen: 50 in IN_DIR" in res.stdout
+    assert "also holds 3 other images" in res.stdout
     # a no-op re-run: seed crops skipped as unchanged, calibration kept, nothing exported
     again = _cli(*args, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]

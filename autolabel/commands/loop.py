@@ -167,9 +167,12 @@ def autocrop(
         return
     typer.echo("")
     typer.echo(
-        f"images seen: {result['images']} ({result['new_images']} new, "
-        f"{result['proposed']} proposed this time)"
+        f"images seen: {result['in_dir_files']} in IN_DIR ({result['new_images']} new to the "
+        f"workspace, {result['proposed']} proposed this time)"
     )
+    others = result["images"] - result["in_dir_files"]
+    if others > 0:
+        typer.echo(f"the workspace also holds {others} other images (seed originals, earlier runs)")
     typer.echo(f"crops written: {result['crops']} in {result['export'] or '(no new version)'}")
     typer.echo(f"estimated precision: {format_estimate(result['precision'])}")
     typer.echo(f"waiting for review: {result['review_waiting']}  ->  {result['review_command']}")
