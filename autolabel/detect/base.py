@@ -172,7 +172,10 @@ def check_hub_model(model: str | Path, *, kind: str) -> None:
     elif not hub_reachable():
         why = f"the hub ({hub_endpoint()}) is unreachable"
     if why is not None:
-        raise ModelError(f"model {src!r} is not downloaded and {why}: {_how_to_place(src)}")
+        raise ModelError(
+            f"model {src!r} is not available offline (not downloaded, and {why}): "
+            f"{_how_to_place(src)}"
+        )
 
 
 def load_hf(model: str | Path, *, kind: str, device: str, dtype: Any):
@@ -257,7 +260,8 @@ def _from_pretrained(src: str, kind: str, device: str, dtype: Any, local: bool):
             ) from None
         if offline_why is not None:
             raise ModelError(
-                f"model {src!r} is not downloaded and {offline_why}: {_how_to_place(src)}"
+                f"model {src!r} is not available offline (not downloaded, and {offline_why}): "
+                f"{_how_to_place(src)}"
             ) from None
         raise ModelError(
             f"model {src!r} could not be downloaded "
