@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {_os_error_message(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        typer.echo("stopped; re-run the same command to resume", err=True)
         sys.exit(130)
     except ModuleNotFoundError as exc:
         extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])

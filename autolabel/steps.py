@@ -27,6 +27,10 @@ AUTOCROP_PRESET: dict[str, Any] = {
 }
 """``autocrop``'s own defaults; a config file or a flag overrides them."""
 
+AUTOCROP_WORKSPACE_DIR = ".autolabel"
+"""``autocrop``'s workspace inside its OUT_DIR; every WORKSPACE argument also accepts the
+OUT_DIR (:func:`autolabel.commands._common.find_workspace`)."""
+
 
 # -- options ------------------------------------------------------------------------------------
 def load_options(
@@ -185,6 +189,49 @@ def calibration_prompt(ws: Any, cfg: Config, prompt: str | None = None) -> str:
     return str(text)
 
 
+CALIBRATION_KEY = "seed.calibration_key"
+"""Workspace setting: what the stored thresholds were calibrated with (see
+:func:`calibration_is_current`)."""
+
+
+def _calibration_key(ws: Any, cfg: Config, prompt: str, iou: float) -> dict[str, Any]:
+    from autolabel.store.seed import list_seed_items
+
+    located = sorted(
+        [it.crop_path, [round(float(v), 2) for v in it.box]]
+        for it in list_seed_items(ws, status="located")
+        if it.box is not None
+    )
+    return {
+        "detector": cfg.detect.detector,
+        "options": {k: str(v) for k, v in sorted(detector_options(cfg).items())},
+        "prompt": prompt,
+        "iou": iou,
+        "target_recall": cfg.seed.target_recall,
+        "seed": located,
+    }
+
+
+def calibration_is_current(
+    ws: Any, cfg: Config, *, prompt: str | None = None, iou: float = 0.5
+) -> bool:
+    """Whether the stored thresholds were calibrated with this detector, its options, this
+    prompt and these located seed boxes (so calibrating again would give the same result).
+
+    ``autocrop`` skips calibration on a re-run when this holds; ``seed calibrate`` always
+    calibrates. False when anything needed is missing (no thresholds, no prompt).
+    """
+    from autolabel.errors import AutolabelError
+
+    if not ws.get_setting("seed.thresholds"):
+        return False
+    try:
+        chosen = calibration_prompt(ws, cfg, prompt)
+    except AutolabelError:
+        return False
+    return ws.get_setting(CALIBRATION_KEY) == _calibration_key(ws, cfg, chosen, iou)
+
+
 def seed_calibrate(
     ws: Any,
     cfg: Config,
@@ -194,23 +241,27 @@ def seed_calibrate(
     batch_size: int = 4,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`).
+    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`)
+    and remember what they were calibrated with (:func:`calibration_is_current`).
 
     Raises:
         InputError: no located seed boxes, or no prompt (see :func:`calibration_prompt`).
     """
     from autolabel.seed.calibrate import calibrate
 
-    return calibrate(
+    chosen = calibration_prompt(ws, cfg, prompt)
+    result = calibrate(
         ws,
         detector=cfg.detect.detector,
         options=detector_options(cfg),
-        prompt=calibration_prompt(ws, cfg, prompt),
+        prompt=chosen,
         iou=iou,
         target_recall=cfg.seed.target_recall,
         batch_size=batch_size,
         on_progress=on_progress,
     )
+    ws.set_setting(CALIBRATION_KEY, _calibration_key(ws, cfg, chosen, iou))
+    return result
 
 
 def propose_settings(
@@ -253,6 +304,31 @@ def select(ws: Any, cfg: Config, *, log: Callable[[str], None] = _quiet) -> dict
     return run_select(ws, cfg.select, log=log)
 
 
+def export_version(ws: Any, out: Path) -> str:
+    """The next free ``vN`` of the output folder ``out``: versions are numbered per folder
+    (the first export into a new folder is ``v1``), counting the ``vN`` folders there and
+    the exports this workspace recorded into it.
+    """
+    from autolabel.store.exports import list_exports, version_number
+
+    folder = Path(out).expanduser().resolve()
+    names = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    names += [
+        str(e["version"])
+        for e in list_exports(ws)
+        if e.get("out_dir") and Path(str(e["out_dir"])).resolve() == folder
+    ]
+    nums = [n for n in (version_number(v) for v in names) if n is not None]
+    return f"v{max(nums, default=0) + 1}"
+
+
+def count_export_labels(ws: Any, cfg: Config) -> int:
+    """How many labels a full export with ``cfg.export.include`` would hold."""
+    from autolabel.store.labels import iter_labels
+
+    return sum(1 for _ in iter_labels(ws, include=cfg.export.include))
+
+
 def export(
     ws: Any,
     cfg: Config,
@@ -261,9 +337,25 @@ def export(
     since: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Any:
-    """Write a dataset version (:func:`autolabel.export.export_dataset`)."""
+    """Write a dataset version (:func:`autolabel.export.export_dataset`).
+
+    Without ``export.version`` the version is the output folder's next ``vN``
+    (:func:`export_version`).
+
+    Raises:
+        InputError: no label to export (nothing is written).
+    """
+    from autolabel.errors import InputError
     from autolabel.export import export_dataset
 
+    include = cfg.export.include
+    if count_export_labels(ws, cfg) == 0:
+        raise InputError(
+            f"nothing to export: expected {include} labels (export.include), got none in "
+            f"{ws.path}; nothing was written (run `autolabel select`, or review, first)"
+        )
+    if cfg.export.version is None:
+        cfg = cfg.with_flags({"export.version": export_version(ws, out)})
     return export_dataset(
         ws, out, cfg.export, since=since, image=cfg.image, on_progress=on_progress
     )

@@ -315,11 +315,12 @@ class Recorder:
         report = SimpleNamespace(
             added=0,
             errors=0,
-            seen=0,
+            seen=1,  # an IN_DIR without images is an error of autocrop
             crops=0,
             located=0,
             not_found=0,
             no_original=0,
+            skipped=0,
             as_dict=lambda: {},
         )
         calibration = {"box_threshold": 0.3, "f1": 0.0, "precision": 0.0, "recall": 0.0, "n": 0}
@@ -352,6 +353,7 @@ class Recorder:
         mp.setattr(autolabel.select.run, "run_select", record("select", selected))
         mp.setattr(autolabel.export, "export_dataset", record("export", exported, skip=2))
         mp.setattr(autolabel.store.exports, "labels_changed_since_last_export", lambda ws: True)
+        mp.setattr(steps, "count_export_labels", lambda ws, cfg: 1)  # exports are refused
         mp.setattr(autolabel.review.server, "serve", record("review", None))
 
 

@@ -77,7 +77,9 @@ def test_export_crop_names_never_collide(tmp_path):
     store_exports.set_routes(ws, [int(r[0]) for r in ws.conn.execute("SELECT id FROM proposals")],
                              "auto")  # fmt: skip
     res = export_dataset(ws, tmp_path / "out", ExportConfig(workers=2, min_size=16))
-    manifest = [json.loads(x) for x in (res.path / "meta" / "manifest.jsonl").read_text().splitlines()]
+    manifest = [
+        json.loads(x) for x in (res.path / "meta" / "manifest.jsonl").read_text().splitlines()
+    ]
     crops = [m["crop"] for m in manifest]
     assert len(crops) == 4 and len(set(crops)) == 4, crops
     assert res.counts["crops"] == 4 and len(list((res.path / "crops").iterdir())) == 4

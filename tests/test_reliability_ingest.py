@@ -46,7 +46,9 @@ def test_changed_original_makes_its_labels_stale_and_is_proposed_again(tmp_path)
     assert store_runs.count_pending_images(ws, run.key) == 1
     # export leaves the old box out (it would be cut out of the new picture)
     res = export_dataset(ws, tmp_path / "out", ExportConfig(min_size=16))
-    manifest = [json.loads(x) for x in (res.path / "meta" / "manifest.jsonl").read_text().splitlines()]
+    manifest = [
+        json.loads(x) for x in (res.path / "meta" / "manifest.jsonl").read_text().splitlines()
+    ]
     assert [m["image_id"] for m in manifest] == [_image_id(ws, photos / "b.png")]
     ws.close()
 

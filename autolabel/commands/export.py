@@ -9,9 +9,9 @@ import typer
 from autolabel.commands._common import (
     CONFIG_OPT,
     WORKSPACE_ARG,
+    StageBar,
     echo_json,
     open_workspace,
-    progress,
 )
 from autolabel.export.registry import formats_help
 
@@ -118,24 +118,9 @@ def export(
                 "export.instruction": instruction,
             },
         )
-        bar = None if quiet else progress(transient=True)
-        task: list[int] = []
         t0 = time.perf_counter()
-
-        def on_progress(done: int, total: int) -> None:
-            if bar is None:
-                return
-            if not task:
-                bar.start()
-                task.append(bar.add_task("export", total=total, rate=""))
-            dt = max(time.perf_counter() - t0, 1e-9)
-            bar.update(task[0], completed=done, rate=f"{done / dt:.1f} img/s")
-
-        try:
-            result = steps.export(ws, cfg, out, since=since, on_progress=on_progress)
-        finally:
-            if bar is not None and task:
-                bar.stop()
+        with StageBar("export", unit="img", enabled=not quiet, transient=True) as bar:
+            result = steps.export(ws, cfg, out, since=since, on_progress=bar.update)
     seconds = time.perf_counter() - t0
     if as_json:
         echo_json(

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from autolabel.commands._common import (
     CONFIG_OPT,
     WORKSPACE_ARG,
+    StageBar,
     echo_json,
     open_workspace,
-    progress,
 )
 
 seed_app = typer.Typer(
@@ -21,13 +20,6 @@ seed_app = typer.Typer(
     "crops/ --originals shots/ --captions captions.jsonl",
     no_args_is_help=True,
 )
-
-
-def _bar_callback(bar: Any, task: Any):
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total, rate="")
-
-    return update
 
 
 @seed_app.command("add")
@@ -90,8 +82,7 @@ def add(
                 "seed.workers": workers,
             },
         )
-        with progress(transient=as_json) as bar:
-            task = bar.add_task("seed add", total=None, rate="")
+        with StageBar("seed add", unit="crops", transient=as_json) as bar:
             report = steps.seed_add(
                 ws,
                 cfg,
@@ -100,7 +91,7 @@ def add(
                 captions=captions,
                 mapping=mapping,
                 redo=redo,
-                on_progress=_bar_callback(bar, task),
+                on_progress=bar.update,
             )
     if as_json:
         echo_json(report.as_dict())
@@ -198,15 +189,14 @@ def calibrate(
         )
         # clean errors (no seed boxes, no prompt) before the progress bar starts
         chosen = steps.calibration_prompt(ws, cfg, prompt)
-        with progress(transient=as_json) as bar:
-            task = bar.add_task("calibrate", total=None, rate="")
+        with StageBar("calibrate", unit="img", transient=as_json) as bar:
             result = steps.seed_calibrate(
                 ws,
                 cfg,
                 prompt=chosen,
                 iou=iou,
                 batch_size=batch_size,
-                on_progress=_bar_callback(bar, task),
+                on_progress=bar.update,
             )
     if as_json:
         echo_json(result)

@@ -27,8 +27,11 @@ RefinerBuilder = Callable[..., Refiner]
 
 
 def _grounding_dino(**options: Any) -> Detector:
+    from autolabel.constants import DEFAULT_MODEL
+    from autolabel.detect.base import check_hub_model
     from autolabel.detect.grounding_dino import GroundingDinoDetector
 
+    check_hub_model(options.get("model") or DEFAULT_MODEL, kind="grounding-dino")  # before torch
     return GroundingDinoDetector(**options)
 
 
@@ -57,8 +60,11 @@ def _sam(**options: Any) -> Refiner:
 
 
 def _hf_sam(**options: Any) -> Refiner:
+    from autolabel.detect.base import check_hub_model
     from autolabel.detect.sam import HfSamRefiner
 
+    if options.get("model"):
+        check_hub_model(options["model"], kind="sam")  # before torch loads
     return HfSamRefiner(**options)
 
 

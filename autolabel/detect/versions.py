@@ -6,6 +6,7 @@ it). A name may be:
 - ``latest``: the newest fine-tuned version of the workspace;
 - a workspace version: ``gdino-v2``, ``v2`` -> ``WORKSPACE/models/gdino-v2/``;
 - a name from ``models/registry.yaml`` -> its local path once placed, else its hub id;
+  a registry model's hub id -> its local path once placed;
 - anything else (a hub id, a local transformers folder, an original IDEA ``.pth``) is
   returned unchanged; the backend reads it.
 
@@ -156,6 +157,8 @@ def _resolve_registry_name(name: str, kind: str | None) -> str:
     except ModelError:
         return name
     entry = registry.get(name)
+    if entry is None:  # a registry model's hub id: its pulled folder once placed
+        entry = next((e for e in registry.values() if e.hub == name and e.is_present()), None)
     if entry is None:
         return name
     if kind is not None and not (entry.kind == kind or entry.kind.startswith(kind + "-")):

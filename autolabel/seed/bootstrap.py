@@ -194,6 +194,8 @@ def add_seed_crops(
             continue
         todo.append((c, sha))
     report.crops = len(crops)
+    if on_progress is not None:  # the total is known before the slow part (search index)
+        on_progress(0, len(todo))
 
     index: SearchIndex | None = None
     need_search = any(mapped.get(c) is None and match_stem(c.stem, stems) is None for c, _ in todo)
