@@ -29,7 +29,7 @@ from autolabel.select.signals import (
 from autolabel.select.stats import compact_estimate, estimate_from_outcomes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autolabel.config import SelectConfig
+    from autolabel.config import QualityConfig, SelectConfig
     from autolabel.store import Workspace
     from autolabel.store.select import CurrentProposals, Decisions
 
@@ -77,13 +77,15 @@ def labelled_examples(
     cur: CurrentProposals,
     decisions: Decisions,
     seed: dict[str, np.ndarray],
+    *,
+    match_iou: float = C.MATCH_IOU,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Rows of ``cur`` with a known outcome and that outcome (1 = correct).
 
-    - Review decisions: accept = correct; adjust to a box with IoU >= 0.5 = correct;
-      adjust with IoU < 0.5 or reject = wrong.
+    - Review decisions: accept = correct; adjust to a box with IoU >= ``match_iou`` with
+      the proposal = correct; a larger adjustment or a reject = wrong.
     - Seed originals: every undecided current proposal on an image with located seed boxes
-      is correct iff its IoU with one of them is >= 0.5.
+      is correct iff its IoU with one of them is >= ``match_iou``.
 
     Returns:
         ``(idx (m,), y (m,), {"decisions": ..., "seed": ...})``.
@@ -98,7 +100,7 @@ def labelled_examples(
     d_idx = pos[in_cur]
     d_y = np.array(
         [
-            decision_correct(a, tuple(pb), tuple(b))
+            decision_correct(a, tuple(pb), tuple(b), match_iou=match_iou)
             for a, pb, b in zip(
                 decisions.action[in_cur],
                 decisions.proposal_box[in_cur],
@@ -121,7 +123,7 @@ def labelled_examples(
                 rows = on_seed[cur.image_id[on_seed] == img]
                 boxes = seed["xyxy"][seed["image_id"] == img]
                 iou = box_iou(cur.xyxy[rows], boxes).max(axis=1)
-                ys[np.searchsorted(on_seed, rows)] = (iou >= 0.5).astype(np.int64)
+                ys[np.searchsorted(on_seed, rows)] = (iou >= match_iou).astype(np.int64)
             idx_parts.append(on_seed)
             y_parts.append(ys)
             n_seed = int(on_seed.size)
@@ -230,12 +232,20 @@ def _clusters(
     return labels
 
 
-def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[str, Any]:
+def run_select(
+    ws: Workspace,
+    cfg: SelectConfig,
+    *,
+    quality: QualityConfig | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
     """Calibrate, route and (re)fill the review queue; returns a summary dict.
 
     Args:
         ws: the workspace.
         cfg: the ``select`` config section (the caller applies its flags).
+        quality: the ``quality`` config section (match IoU, minimum audited / labelled
+            boxes); None = its defaults.
         log: receives human-readable progress lines.
 
     Returns:
@@ -266,7 +276,10 @@ def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[s
         sig["exemplar_sim"] = sim
     X = feature_matrix(cur.score, sig)
 
-    idx, y, sources = labelled_examples(cur, decisions, seed)
+    from autolabel.config import QualityConfig
+
+    quality = quality if quality is not None else QualityConfig()
+    idx, y, sources = labelled_examples(cur, decisions, seed, match_iou=quality.match_iou)
     cal: Calibrator = fit_calibrator(X[idx], y, method=cfg.method)
     if not cal.fitted:
         log(f"calibration: {cal.reason}")
@@ -341,17 +354,29 @@ def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[s
         "auto_cutoff": plan.auto_cutoff,
         "budget": budget,
         "target_precision": cfg.target_precision,
+        "quality": quality.model_dump(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     ws.set_setting("select.last", summary)
     return summary
 
 
-def precision_estimate(ws: Workspace) -> dict[str, Any]:
+def _quality(ws: Workspace, quality: QualityConfig | None) -> Any:
+    """The quality settings: given, else those the last select ran with, else defaults."""
+    from autolabel.config import QualityConfig
+
+    if quality is not None:
+        return quality
+    stored = (ws.get_setting("select.last", {}) or {}).get("quality")
+    return QualityConfig(**stored) if stored else QualityConfig()
+
+
+def precision_estimate(ws: Workspace, quality: QualityConfig | None = None) -> dict[str, Any]:
     """Estimated precision of the auto-accepted set, from the audit sample's outcomes.
 
     An audited box counts as correct when the reviewer accepted it or adjusted it by a little
-    (IoU >= 0.5 with the adjusted box); a reject or a large adjustment counts as wrong. Only
+    (IoU >= ``quality.match_iou`` with the adjusted box); a reject or a larger adjustment
+    counts as wrong. Only
     audited boxes the last ``select`` would still auto-accept (``p_correct`` >= its cutoff)
     count, so audits from earlier rounds describe the current auto-accepted set.
 
@@ -360,8 +385,18 @@ def precision_estimate(ws: Workspace) -> dict[str, Any]:
     """
     from autolabel.store.select import audit_outcomes
 
+    q = _quality(ws, quality)
     last = ws.get_setting("select.last", {}) or {}
-    return estimate_from_outcomes(audit_outcomes(ws, min_p=last.get("auto_cutoff")), last)
+    outcomes = audit_outcomes(ws, min_p=last.get("auto_cutoff"), match_iou=q.match_iou)
+    return estimate_from_outcomes(outcomes, last)
+
+
+def estimate_truth_rows(ws: Workspace, est: dict[str, Any], ids: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: which of the proposals ``ids`` the estimate ``est`` describes."""
+    from autolabel.store.select import auto_set_ids
+
+    last = ws.get_setting("select.last", {}) or {}
+    return np.isin(ids, auto_set_ids(ws, min_p=last.get("auto_cutoff")))
 
 
 def status_summary(ws: Workspace) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.constants import MATCH_IOU
 from autolabel.geometry import iou
 from autolabel.store.db import Workspace, utcnow
 
@@ -375,18 +376,38 @@ def apply_routes(
     return stats
 
 
-def decision_correct(action: str, proposal_box: Sequence[float], box: Sequence[float]) -> bool:
-    """Outcome of a decision: accept, or adjust to a box with IoU >= 0.5, is correct."""
+def decision_correct(
+    action: str,
+    proposal_box: Sequence[float],
+    box: Sequence[float],
+    *,
+    match_iou: float = MATCH_IOU,
+) -> bool:
+    """Outcome of a decision for the proposal: accept, or adjust to a box with IoU >=
+    ``match_iou`` (``quality.match_iou``) with the proposal, is correct; a larger adjustment
+    or a reject is wrong."""
     if action == "accept":
         return True
     if action == "adjust":
         if any(v is None or v != v for v in box):  # adjust without a box: cannot tell
             return False
-        return iou(proposal_box, box) >= 0.5
+        return iou(proposal_box, box) >= match_iou
     return False
 
 
-def audit_outcomes(ws: Workspace, *, min_p: float | None = None) -> dict[str, Any]:
+def auto_set_ids(ws: Workspace, *, min_p: float | None = None) -> np.ndarray:
+    """Ids of the current auto / audit proposals with ``p_correct >= min_p``."""
+    rows = ws.conn.execute(
+        "SELECT id FROM current_proposals WHERE route IN ('auto', 'audit') "
+        "AND (? IS NULL OR p_correct IS NULL OR p_correct >= ?)",
+        (min_p, min_p),
+    ).fetchall()
+    return np.array([r[0] for r in rows], np.int64)
+
+
+def audit_outcomes(
+    ws: Workspace, *, min_p: float | None = None, match_iou: float = MATCH_IOU
+) -> dict[str, Any]:
     """Counts for the precision estimate: auto-accepted current proposals (not rejected by a
     reviewer), audit items, decided audit items and how many were correct.
 
@@ -411,7 +432,9 @@ def audit_outcomes(ws: Workspace, *, min_p: float | None = None) -> dict[str, An
         "AND (? IS NULL OR p.p_correct IS NULL OR p.p_correct >= ?)",
         (min_p, min_p),
     ).fetchall()
-    correct = sum(decision_correct(r[0], tuple(r[5:9]), tuple(r[1:5])) for r in rows)
+    correct = sum(
+        decision_correct(r[0], tuple(r[5:9]), tuple(r[1:5]), match_iou=match_iou) for r in rows
+    )
     return {
         "n_auto": int(n_auto),
         "n_audit": int(n_audit),
