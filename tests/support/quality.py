@@ -30,12 +30,21 @@ def shifted(box: Sequence[float], target_iou: float) -> tuple[float, float, floa
     return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
-def add_images(ws, n: int, *, prefix: str = "img") -> list[int]:
-    """``n`` image rows (no files) of size :data:`SIZE`; returns their ids."""
+def add_images(ws, n: int, *, prefix: str = "img", image_dir: Path | None = None) -> list[int]:
+    """``n`` image rows of size :data:`SIZE` (grey PNG files in ``image_dir`` if given, else
+    no files); returns their ids."""
     rows = []
     for j in range(n):
         path = f"/nonexistent/{prefix}_{j}.png"
-        rows.append((path, *SIZE, "ok", hashlib.sha256(path.encode()).hexdigest(), utcnow()))
+        digest = hashlib.sha256(path.encode()).hexdigest()
+        if image_dir is not None:
+            from PIL import Image
+
+            image_dir.mkdir(parents=True, exist_ok=True)
+            path = str(image_dir / f"{prefix}_{j}.png")
+            Image.new("RGB", SIZE, (128, 128, 128)).save(path)
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        rows.append((path, *SIZE, "ok", digest, utcnow()))
     with ws.transaction() as c:
         c.executemany(
             "INSERT INTO images(path, width, height, status, sha256, added_at) "
@@ -47,12 +56,13 @@ def add_images(ws, n: int, *, prefix: str = "img") -> list[int]:
 
 def add_run(
     ws,
-    boxes: dict[int, list[tuple[Sequence[float], float]]],
+    boxes: dict[int, list[tuple]],
     *,
     model_version: str = "v1",
     detector: str = "test",
 ) -> int:
-    """One finished propose run with ``{image_id: [(box, score), ...]}``; returns its id."""
+    """One finished propose run with ``{image_id: [(box, score[, tta_iou]), ...]}``;
+    returns its id (the optional third value becomes the ``tta_iou`` signal)."""
     from autolabel.store import runs as store_runs
 
     run = store_runs.create_run(
@@ -67,9 +77,13 @@ def add_run(
     )
     batch = []
     for image_id, items in boxes.items():
-        xyxy = [list(b) for b, _ in items]
-        scores = [s for _, s in items]
-        batch.append((image_id, mock_proposals(xyxy, score=scores, phrase=["product"] * len(xyxy))))
+        xyxy = [list(it[0]) for it in items]
+        scores = [it[1] for it in items]
+        extra = {}
+        if items and len(items[0]) > 2:
+            extra["tta_iou"] = [it[2] for it in items]
+        phrases = ["product"] * len(xyxy)
+        batch.append((image_id, mock_proposals(xyxy, score=scores, phrase=phrases, **extra)))
     store_runs.write_batch(ws, run, batch)
     store_runs.finish_run(ws, run)
     return run.id
@@ -131,3 +145,44 @@ def review_open_items(ws, *, reasons: Sequence[str] = ("uncertain", "missing", "
         decide(ws, "oracle", int(item_id), action, box=box, lease_seconds=60.0)
         n += 1
     return n
+
+
+def build_world(
+    ws,
+    n_images: int,
+    *,
+    seed: int = 0,
+    n_seed: int = 0,
+    model_version: str = "v1",
+    prefix: str = "img",
+    loose_share: float = 0.2,
+    thumbnails: int = 1,
+    image_dir: Path | None = None,
+) -> list[int]:
+    """Images with one true product box each and a detector's proposals for them.
+
+    Per image: the main box, tight (IoU 0.92-0.99, correct) or, with ``loose_share``
+    probability, loose (IoU 0.75: right at 0.5, wrong at 0.9), both with high scores; plus
+    ``thumbnails`` thumbnail boxes (IoU 0, wrong) with middling scores. The ``tta_iou``
+    signal is high for tight boxes and lower for the others, so a calibrator can tell them
+    apart while the score alone cannot. The first ``n_seed`` images get a located seed box
+    (the true box). ``image_dir``: write the image files there. Returns the image ids.
+    """
+    rng = np.random.default_rng(seed)
+    ids = add_images(ws, n_images, prefix=prefix, image_dir=image_dir)
+    boxes = {}
+    for i in ids:
+        if rng.random() < loose_share:
+            items = [(shifted(TRUE_BOX, 0.75), rng.uniform(0.6, 0.99), rng.uniform(0.3, 0.6))]
+        else:
+            tight = shifted(TRUE_BOX, rng.uniform(0.92, 0.99))
+            items = [(tight, rng.uniform(0.6, 0.99), rng.uniform(0.9, 1.0))]
+        for k in range(thumbnails):
+            x0 = 10 + 60 * k
+            thumb = (x0, 290.0, x0 + 50.0, 340.0)
+            items.append((thumb, rng.uniform(0.3, 0.85), rng.uniform(0.1, 0.6)))
+        boxes[i] = items
+    add_run(ws, boxes, model_version=model_version)
+    if n_seed:
+        add_seed_items(ws, ids[:n_seed])
+    return ids
