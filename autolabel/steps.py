@@ -208,6 +208,7 @@ def seed_calibrate(
         prompt=calibration_prompt(ws, cfg, prompt),
         iou=iou,
         target_recall=cfg.seed.target_recall,
+        min_recall=cfg.quality.min_recall,
         batch_size=batch_size,
         on_progress=on_progress,
     )
