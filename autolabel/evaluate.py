@@ -364,7 +364,9 @@ def evaluate(
         ``calibration``, ``budget_curve`` (``fractions`` and per order
         ``precision``/``recall``), ``selector_auc``/``random_auc``/``score_auc`` (mean
         precision over the curve), ``budget_fraction`` (share of truth images with review
-        items now), ``audit_estimate``, ``true_auto_precision``, ``plots``.
+        items now), ``audit_estimate`` (:func:`autolabel.select.run.precision_estimate`),
+        ``true_auto_precision`` / ``true_auto_n`` (the truth about the very set the estimate
+        describes), ``plots``.
     """
     from autolabel.select.calibrate import reliability
     from autolabel.select.run import estimate_truth_rows, precision_estimate
@@ -400,6 +402,7 @@ def evaluate(
     est = precision_estimate(ws)
     rows = estimate_truth_rows(ws, est, c_ids)
     res["true_auto_precision"] = round(float(pi.correct[rows].mean()), 5) if rows.any() else None
+    res["true_auto_n"] = int(rows.sum())
     res["audit_estimate"] = est
 
     has_p = ~np.isnan(c_p)

@@ -158,6 +158,7 @@ def build_world(
     loose_share: float = 0.2,
     thumbnails: int = 1,
     image_dir: Path | None = None,
+    deceptive_share: float = 0.0,
 ) -> list[int]:
     """Images with one true product box each and a detector's proposals for them.
 
@@ -165,15 +166,19 @@ def build_world(
     probability, loose (IoU 0.75: right at 0.5, wrong at 0.9), both with high scores; plus
     ``thumbnails`` thumbnail boxes (IoU 0, wrong) with middling scores. The ``tta_iou``
     signal is high for tight boxes and lower for the others, so a calibrator can tell them
-    apart while the score alone cannot. The first ``n_seed`` images get a located seed box
-    (the true box). ``image_dir``: write the image files there. Returns the image ids.
+    apart while the score alone cannot, except on a ``deceptive_share`` of loose boxes whose
+    signal looks tight (errors no calibrator can avoid: only the audit finds them). The
+    first ``n_seed`` images get a located seed box (the true box). ``image_dir``: write the
+    image files there. Returns the image ids.
     """
     rng = np.random.default_rng(seed)
     ids = add_images(ws, n_images, prefix=prefix, image_dir=image_dir)
     boxes = {}
     for i in ids:
         if rng.random() < loose_share:
-            items = [(shifted(TRUE_BOX, 0.75), rng.uniform(0.6, 0.99), rng.uniform(0.3, 0.6))]
+            deceptive = rng.random() < deceptive_share
+            signal = rng.uniform(0.9, 1.0) if deceptive else rng.uniform(0.3, 0.6)
+            items = [(shifted(TRUE_BOX, 0.75), rng.uniform(0.6, 0.99), signal)]
         else:
             tight = shifted(TRUE_BOX, rng.uniform(0.92, 0.99))
             items = [(tight, rng.uniform(0.6, 0.99), rng.uniform(0.9, 1.0))]
