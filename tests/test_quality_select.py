@@ -21,9 +21,7 @@ from tests.support.quality import (
     shifted,
 )
 
-SEL = SelectConfig(
-    target_precision=0.9, audit_rate=0.1, diversity=0.0, exemplar_similarity=False
-)
+SEL = SelectConfig(target_precision=0.9, audit_rate=0.1, diversity=0.0, exemplar_similarity=False)
 QUAL = QualityConfig(min_audited=5, min_labelled=20)
 
 

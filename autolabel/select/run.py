@@ -283,10 +283,11 @@ def calibrate_versions(
 
     idx, y, sources = labelled
     runs = run_versions(ws)
-    run_key = np.array([runs.get(int(r), ("?", "?"))[0] for r in cur.run_id], dtype=object)
-    keys, code = np.unique(run_key, return_inverse=True) if len(cur) else ([], np.zeros(0, int))
-    keys = [str(k) for k in keys]
-    code = np.asarray(code, np.int64).reshape(-1)
+    run_ids, run_inv = np.unique(cur.run_id, return_inverse=True)
+    key_of_run = [runs.get(int(r), ("?", "?"))[0] for r in run_ids]
+    keys = sorted(set(key_of_run))
+    run_code = np.array([keys.index(k) for k in key_of_run], np.int64)
+    code = run_code[np.asarray(run_inv, np.int64).reshape(-1)] if len(cur) else np.zeros(0, int)
     label_of = {k: lab for k, lab in runs.values()}
     from_seed = np.arange(idx.size) >= sources["decisions"]
     p = np.zeros(len(cur))
