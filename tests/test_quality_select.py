@@ -174,3 +174,15 @@ def test_no_second_item_for_an_image_that_is_already_in_the_queue(workspace):
     run_select(workspace, SelectConfig(diversity=0.0), quality=QUAL)
     items = _open_items(workspace)
     assert len(items) == len({r[2] for r in items}) <= 20
+
+
+def test_an_image_reviewed_once_gets_no_second_item(workspace):
+    build_world(workspace, 30, seed=10, thumbnails=3)
+    cfg = SelectConfig(diversity=0.0)
+    run_select(workspace, cfg, quality=QUAL)
+    first = {r[2] for r in _open_items(workspace, reasons=("uncertain", "missing"))}
+    assert first
+    review_open_items(workspace, reasons=("uncertain", "missing"))
+    run_select(workspace, cfg, quality=QUAL)
+    again = {r[2] for r in _open_items(workspace, reasons=("uncertain", "missing"))}
+    assert not again & first

@@ -253,7 +253,8 @@ def plan_routes(
        Route ``audit``, reason ``audit``, random priorities among the review items so
        reviewers cannot tell them apart.
     5. Review items are images, not boxes (see :func:`_image_items`): at most one per
-       image, none for images with an audit item or a claimed item (``image_busy``). Their
+       image, none for images with an audit item or a claimed or decided item
+       (``image_busy``). Their
        value is discounted within image clusters by ``decay`` (:func:`diverse_priority`);
        the top ``budget`` images are queued (route ``review``); every other uncertain box
        stays ``pending`` for a later round.
@@ -271,7 +272,7 @@ def plan_routes(
         was_auto: ``(n,)`` bool, the row was auto-accepted before this run (None = none).
         audit_done_p: ``{group: (k,) P(correct)}`` of decided audit items per group.
         min_audit: audit items each group's auto-accepted set should have.
-        image_busy: ``(n,)`` bool, the image already has a claimed review item.
+        image_busy: ``(n,)`` bool, the image has a claimed review item, or a decided one.
 
     Returns:
         A :class:`RoutePlan`.

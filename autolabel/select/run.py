@@ -330,7 +330,8 @@ def _queue_context(
     cur: CurrentProposals, queue: Any, rows: np.ndarray, fixed: np.ndarray, vc: VersionCalibration
 ) -> dict[str, Any]:
     """Inputs of :func:`plan_routes` that come from the queue: kept audit items, decided
-    audit items per version, images with a claimed item."""
+    audit items per version, images with a claimed item or a decided review item (one
+    review item per image: its reviewer saw all the image's boxes)."""
     is_audit = queue.reason == C.QUEUE_REASON_AUDIT
     open_audit = queue.proposal_id[is_audit & (queue.status == C.QUEUE_OPEN)]
     taken = np.isin(queue.status, [C.QUEUE_CLAIMED, C.QUEUE_DONE])
@@ -338,7 +339,11 @@ def _queue_context(
     done_p = {
         int(c): vc.p[done_rows[vc.code[done_rows] == c]] for c in np.unique(vc.code[done_rows])
     }
-    busy_images = queue.image_id[queue.status == C.QUEUE_CLAIMED]
+    # an image whose review item was decided is settled: its reviewer saw every candidate
+    reviewed = (queue.status == C.QUEUE_DONE) & np.isin(
+        queue.reason, [C.QUEUE_REASON_UNCERTAIN, C.QUEUE_REASON_MISSING]
+    )
+    busy_images = queue.image_id[(queue.status == C.QUEUE_CLAIMED) | reviewed]
     return {
         "keep_audit": np.isin(cur.ids[rows], open_audit),
         "audit_done_p": done_p,
