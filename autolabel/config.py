@@ -20,6 +20,7 @@ from autolabel.constants import (
     DEFAULT_EXPORT_FORMATS,
     DEFAULT_MODEL,
     IMAGE_EXTENSIONS,
+    MATCH_IOU,
 )
 from autolabel.errors import ConfigError
 
@@ -92,6 +93,15 @@ class SelectConfig(_Section):
     max_image_loads: int = Field(2000, ge=0)
 
 
+class QualityConfig(_Section):
+    """What "correct" means and when a quality number may be stated (docs/select.md)."""
+
+    match_iou: float = Field(MATCH_IOU, gt=0, le=1)
+    min_audited: int = Field(10, ge=1)
+    min_labelled: int = Field(20, ge=2)
+    min_recall: float = Field(0.3, ge=0, le=1)
+
+
 class ReviewConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
@@ -153,6 +163,7 @@ class Config(_Section):
     detect: DetectConfig = Field(default_factory=DetectConfig)
     propose: ProposeConfig = Field(default_factory=ProposeConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)

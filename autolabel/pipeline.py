@@ -252,6 +252,7 @@ def _seed(
         lambda r: (
             f"box_threshold {r['box_threshold']} (F1 {r['f1']:.2f}, precision "
             f"{r['precision']:.2f}, recall {r['recall']:.2f} on {r['n']} seed boxes)"
+            + (f"\nwarning: {r['warning']}" if r.get("warning") else "")
         ),
         unit="img",
     )
@@ -310,7 +311,11 @@ def _select(ws: Any, cfg: Config, timer: StageTimer) -> dict[str, Any]:
     return timer.run(
         "select",
         lambda _bar: steps.select(ws, cfg, log=lambda m: timer.log(f"[select] {m}")),
-        lambda r: "routes " + ", ".join(f"{k} {v}" for k, v in r["routes"].items()),
+        lambda r: (
+            "routes "
+            + ", ".join(f"{k} {v}" for k, v in r["routes"].items())
+            + "".join(f"\nwarning: {w}" for w in r.get("warnings", []))
+        ),
     )
 
 

@@ -257,6 +257,7 @@ def seed_calibrate(
         prompt=chosen,
         iou=iou,
         target_recall=cfg.seed.target_recall,
+        min_recall=cfg.quality.min_recall,
         batch_size=batch_size,
         on_progress=on_progress,
     )
@@ -301,7 +302,7 @@ def select(ws: Any, cfg: Config, *, log: Callable[[str], None] = _quiet) -> dict
     """Calibrate, route and fill the review queue (:func:`autolabel.select.run.run_select`)."""
     from autolabel.select.run import run_select
 
-    return run_select(ws, cfg.select, log=log)
+    return run_select(ws, cfg.select, quality=cfg.quality, log=log)
 
 
 def export_version(ws: Any, out: Path) -> str:

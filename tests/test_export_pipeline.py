@@ -203,10 +203,14 @@ def test_export_all_formats_round_trip(built, tmp_path):
     assert adjusted["source"] == "reviewed" and adjusted["reviewer"] == "ann"
     assert adjusted["box"] == [502, 352, 758, 548] and adjusted["decided_at"]
     assert adjusted["caption"] == "a red tile" and adjusted["caption_source"] == "reviewed"
-    seeded = by_pid[info["pids"]["a"][0]]
+    # image a is a seed original: its seed box is the label (issue 19), not a[0]
+    assert info["pids"]["a"][0] not in by_pid
+    [seeded] = [m for m in manifest if m["source"] == "seed"]
     assert (seeded["caption"], seeded["caption_source"]) == ("seed cap", "seed")
-    assert seeded["source"] == "auto" and seeded["reviewer"] is None
+    assert seeded["box"] == [155, 105, 400, 300] and seeded["reviewer"] is None
     for m in manifest:
+        if m["source"] == "seed":
+            continue
         assert m["model_version"] == "mv-123" and m["prompt"] == "red box"
         assert m["box_threshold"] == pytest.approx(0.3) and m["export_version"] == "v1"
         assert m["route"] in ("auto", "review")
@@ -326,7 +330,7 @@ def test_export_all_formats_round_trip(built, tmp_path):
         rel = next(f for f, src in source_of.items() if src == path)
         assert task["data"]["image"] == "/data/local-files/?d=" + rel
         for pred in task["predictions"]:
-            assert pred["model_version"] == "mv-123"
+            assert pred["model_version"] in ("mv-123", "seed")  # seed boxes: run "seed"
             for r in pred["result"]:
                 val = r["value"]
                 w, h = r["original_width"], r["original_height"]
@@ -388,12 +392,13 @@ def test_include_filters_and_since_last_exports_only_new_items(built, tmp_path):
     pids = info["pids"]
     out = tmp_path / "out"
     first = export_dataset(ws, out, ExportConfig(include="auto", formats=["swift", "coco"]))
-    assert first.counts["labels"] == 4  # a[1] was reviewed, so not auto
+    assert first.counts["labels"] == 3  # a[1] was reviewed; a[0] is on a seed original
     reviewed = export_dataset(ws, out, ExportConfig(include="reviewed", formats=["coco"]))
     assert reviewed.counts["labels"] == 1
-    # nothing new yet
+    # nothing new yet but the seed box of image a (in neither the auto nor the reviewed one)
     empty = export_dataset(ws, out, ExportConfig(formats=["swift"]), since="last")
-    assert empty.counts["labels"] == 0 and _read_jsonl(empty.path / "swift.jsonl") == []
+    assert empty.counts["labels"] == 1
+    assert [r["text"] for r in _read_jsonl(empty.path / "swift.jsonl")] == ["seed cap"]
     # a reviewer rejects a box and accepts a changed one; a new run adds nothing else
     store.add_decision(ws, pids["sub_a"][0], "reject", reviewer="bob")
     store.add_decision(ws, pids["rot"][0], "caption", reviewer="bob", caption="tall red")

@@ -253,10 +253,16 @@ NON_DEFAULT: dict[str, Any] = {
     "export.instruction": "Name the product.",
     "export.labelstudio_root": "/data",
     "export.val_fraction": 0.25,
+    "quality.match_iou": 0.8,
+    "quality.min_audited": 5,
+    "quality.min_labelled": 12,
+    "quality.min_recall": 0.5,
 }
 """A valid non-default value for every key of the sections autocrop runs."""
 
-AUTOCROP_SECTIONS = ("ingest", "image", "seed", "detect", "propose", "select", "review", "export")
+AUTOCROP_SECTIONS = (
+    "ingest", "image", "seed", "detect", "propose", "select", "review", "export", "quality"
+)  # fmt: skip
 #: what every run of the test has (a prompt; the keys autocrop presets, set explicitly)
 BASE = {"seed.prompt": "base thing", "select.target_precision": 0.95, "export.formats": ["swift"]}
 #: keys that only matter with another key set

@@ -74,7 +74,9 @@ def test_demo_builds_a_consistent_workspace_export_and_report(tmp_path: Path):
     with Workspace.open(ws_path) as ws:
         n_images = ws.conn.execute("SELECT COUNT(*) FROM images WHERE status='ok'").fetchone()[0]
         n_seed = ws.conn.execute("SELECT COUNT(*) FROM seed_items").fetchone()[0]
-        runs = ws.conn.execute("SELECT detector, n_images FROM runs ORDER BY id").fetchall()
+        runs = ws.conn.execute(
+            "SELECT detector, n_images FROM runs WHERE kind = 'propose' ORDER BY id"
+        ).fetchall()
     assert n_images >= 5 and n_seed == 4
     assert [r[0] for r in runs] == ["grounding-dino", "exemplar"]
     # export: every swift row points at a crop that exists; manifest has one row per label
@@ -129,9 +131,8 @@ def test_autocrop_with_seed_exemplars_then_only_new_images(tmp_path: Path):
     too_small = _jsonl(small) if small.exists() else []
     assert len([m for m in manifest if m["crop"]]) == len(rows)
     assert len(manifest) == len(rows) + len(too_small)
-    # the seed originals' products were found again in their copies
-    found = {Path(m["source_path"]).name for m in manifest}
-    assert any(name.startswith("new_shot_") for name in found)
+    # the seed originals are labelled by their seed boxes (issue 19): exported as "seed"
+    assert any(m["source"] == "seed" for m in manifest)
 
     _screenshots(in_dir, 2, seed=9, start=10)
     second = autocrop(in_dir, out_dir, **kwargs)
@@ -286,13 +287,13 @@ def test_autocrop_review_serves_then_exports_the_reviewed_boxes(tmp_path: Path):
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, rest[-3000:]
-    # autocrop accepted nothing on its own at this precision target, so it wrote no version
-    # (an empty one would only confuse); v1 is the export after the review
-    assert "no auto-accepted boxes yet: nothing written" in "".join(lines)
+    # v1: what autocrop accepted on its own (only the seed boxes at this precision target);
+    # v2: after review
     versions = sorted(p.name for p in out_dir.iterdir() if p.name.startswith("v"))
-    assert versions == ["v1"]
+    assert versions == ["v1", "v2"]
+    assert {m["source"] for m in _jsonl(out_dir / "v1" / "meta" / "manifest.jsonl")} <= {"seed"}
     latest = out_dir / (out_dir / "LATEST").read_text().strip()
-    assert latest.name == "v1"
+    assert latest.name == "v2"
     manifest = _jsonl(latest / "meta" / "manifest.jsonl")
     reviewed = [m for m in manifest if m["source"] == "reviewed"]
     assert [m["proposal_id"] for m in reviewed] == [item["proposal_id"]]

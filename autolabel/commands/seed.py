@@ -207,6 +207,8 @@ def calibrate(
         f"{result['recall']:.3f}) on {result['n']} seed boxes in {result['n_images']} images "
         f"[{result['objective']}]"
     )
+    if result.get("warning"):
+        typer.echo(f"warning: {result['warning']}", err=True)
 
 
 @seed_app.command("list")

@@ -135,21 +135,28 @@ def status(
     workspace: Path = WORKSPACE_ARG,
     as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON object."),
 ) -> None:
-    """Show counts per stage (images, seed, runs, proposals, queue, decisions, exports).
+    """Show counts per stage (images, seed, runs, proposals, queue, decisions, exports), the
+    precision estimate of the auto-accepted boxes and why nothing is auto-accepted, if so.
 
     Example: autolabel status ./ws --json
     """
-    from autolabel.select.run import status_summary
+    from autolabel.select.run import precision_estimate, select_state
+    from autolabel.select.stats import compact_estimate, format_estimate
     from autolabel.store.images import workspace_status
 
     with open_workspace(workspace) as ws:
-        payload = {**workspace_status(ws), "auto_precision": status_summary(ws)}
+        est = precision_estimate(ws)
+        payload = {
+            **workspace_status(ws),
+            "auto_precision": compact_estimate(est),
+            "select": select_state(ws),
+        }
     if as_json:
         echo_json(payload)
         return
     typer.echo(f"workspace: {payload['workspace']} (schema {payload['schema_version']})")
     for key, value in payload.items():
-        if key in ("workspace", "schema_version"):
+        if key in ("workspace", "schema_version", "auto_precision", "select"):
             continue
         label = key.replace("_", " ")
         if key == "auto_precision" and isinstance(value, dict):
@@ -164,6 +171,9 @@ def status(
             typer.echo(f"{label}: {_format_counts(value) if value else 'none'}")
         else:
             typer.echo(f"{label}: {value}")
+    typer.echo(format_estimate(est))
+    for w in payload["select"]["warnings"]:
+        typer.echo(f"warning: {w}")
 
 
 def register(app: typer.Typer) -> None:
