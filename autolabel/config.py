@@ -45,6 +45,7 @@ class ImageConfig(_Section):
 
 class SeedConfig(_Section):
     min_match_score: float = Field(0.7, ge=0, le=1)
+    min_verify_score: float = Field(0.93, ge=-1, le=1)
     prompt: str | None = None
     prompt_map: dict[str, str] = Field(default_factory=dict)
     target_recall: float | None = Field(None, ge=0, le=1)

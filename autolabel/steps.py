@@ -137,6 +137,7 @@ def seed_add(
         captions=captions,
         mapping=mapping,
         min_score=sc.min_match_score,
+        min_verify=sc.min_verify_score,
         search_top_k=sc.search_top_k,
         prompt_map=sc.prompt_map,
         redo=redo,
