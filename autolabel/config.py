@@ -91,6 +91,7 @@ class SelectConfig(_Section):
     diversity: float = Field(0.3, ge=0, lt=1)
     exemplar_similarity: bool = True
     max_image_loads: int = Field(2000, ge=0)
+    max_per_image: int | None = Field(None, ge=1)
 
 
 class ReviewConfig(_Section):

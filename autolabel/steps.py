@@ -251,7 +251,7 @@ def select(ws: Any, cfg: Config, *, log: Callable[[str], None] = _quiet) -> dict
     """Calibrate, route and fill the review queue (:func:`autolabel.select.run.run_select`)."""
     from autolabel.select.run import run_select
 
-    return run_select(ws, cfg.select, log=log)
+    return run_select(ws, cfg.select, log=log, export_size=cfg.export.size)
 
 
 def export(
