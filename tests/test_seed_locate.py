@@ -31,17 +31,18 @@ def seed_set(tmp_path_factory):
 
 
 def test_seed_set_located_accurately(seed_set) -> None:
-    """>= 98 % located with IoU >= 0.95 against the region really cropped; no box < 0.5."""
+    """>= 98 % located with IoU >= 0.95 against the region really cropped; no located box
+    below IoU 0.9 (a loose seed box poisons calibration, the layout prior and training)."""
     root, truth = seed_set
     pairs = [t for t in truth if t.original is not None]
-    good = wrong = 0
+    good = loose = 0
     for t in pairs:
         m = locate(rgb(root / t.crop), rgb(root / t.original))
         if m.status == "located":
             v = iou(m.box, t.crop_box)
             good += v >= 0.95
-            wrong += v < 0.5
-    assert wrong == 0
+            loose += v < 0.9
+    assert loose == 0
     assert good / len(pairs) >= 0.98
 
 
