@@ -107,7 +107,8 @@ def add(
         return
     typer.echo(
         f"{report.crops} crops in {report.seconds:.1f} s: {report.located} located, "
-        f"{report.not_found} not found, {report.no_original} without original, "
+        f"{report.not_found} not found ({report.loose} found but not exact: flagged loose, see "
+        f"`seed list --status not_found`), {report.no_original} without original, "
         f"{report.skipped} unchanged (skipped), {report.errors} errors; paired by "
         + ", ".join(f"{k} {v}" for k, v in report.paired_by.items())
     )

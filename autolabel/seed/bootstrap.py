@@ -43,12 +43,14 @@ EARLY_STOP_SCORE = 0.95
 
 @dataclass
 class SeedAddReport:
-    """Counts of one ``seed add`` call."""
+    """Counts of one ``seed add`` call (``loose``: found but failing the strict full-resolution
+    check, counted in ``not_found`` too)."""
 
     crops: int = 0
     located: int = 0
     not_found: int = 0
     no_original: int = 0
+    loose: int = 0
     skipped: int = 0
     errors: int = 0
     paired_by: dict[str, int] = field(
@@ -62,6 +64,7 @@ class SeedAddReport:
             "located": self.located,
             "not_found": self.not_found,
             "no_original": self.no_original,
+            "loose": self.loose,
             "skipped": self.skipped,
             "errors": self.errors,
             "paired_by": dict(self.paired_by),
@@ -274,6 +277,8 @@ def add_seed_crops(
         setattr(report, row["status"], getattr(report, row["status"]) + 1)
         if "error" in row["info"]:
             report.errors += 1
+        if row["info"].get("flag") == "loose":
+            report.loose += 1
         pb = row["info"].get("paired_by")
         if pb in report.paired_by:
             report.paired_by[pb] += 1
