@@ -132,6 +132,21 @@ def _locate_best(
     return best[0], best[1], tried
 
 
+def _tally(ws: Workspace, rows: list[dict[str, Any]], report: SeedAddReport) -> None:
+    """Register located originals as images and count the rows into ``report``."""
+    for row in rows:
+        if row["status"] == "located" and row.get("original_path"):
+            row["image_id"] = ensure_image(ws, Path(row["original_path"]))
+        setattr(report, row["status"], getattr(report, row["status"]) + 1)
+        if "error" in row["info"]:
+            report.errors += 1
+        if row["info"].get("flag") == "loose":
+            report.loose += 1
+        pb = row["info"].get("paired_by")
+        if pb in report.paired_by:
+            report.paired_by[pb] += 1
+
+
 def add_seed_crops(
     ws: Workspace,
     crops_dir: str | Path,
@@ -271,17 +286,7 @@ def add_seed_crops(
             done += 1
             if on_progress is not None:
                 on_progress(done, len(todo))
-    for row in rows:
-        if row["status"] == "located" and row.get("original_path"):
-            row["image_id"] = ensure_image(ws, Path(row["original_path"]))
-        setattr(report, row["status"], getattr(report, row["status"]) + 1)
-        if "error" in row["info"]:
-            report.errors += 1
-        if row["info"].get("flag") == "loose":
-            report.loose += 1
-        pb = row["info"].get("paired_by")
-        if pb in report.paired_by:
-            report.paired_by[pb] += 1
+    _tally(ws, rows, report)
     upsert_seed_items(ws, rows)
     report.seconds = time.perf_counter() - t0
     return report
