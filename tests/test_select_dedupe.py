@@ -235,7 +235,7 @@ def test_select_never_auto_accepts_the_thumbnail(tmp_path: Path) -> None:
         assert summary["one_crop"]["max_per_image"] == 1
         cur = load_current(ws)
         for j in range(len(cur)):
-            main, thumb = where[int(cur.image_id[j])]
+            _main, thumb = where[int(cur.image_id[j])]
             if iou(cur.xyxy[j], thumb) > 0.9:
                 assert cur.route[j] == "rejected", (j, cur.route[j], cur.p_correct[j])
                 other = np.flatnonzero(cur.image_id == cur.image_id[j])

@@ -243,7 +243,13 @@ def _clusters(
 
 
 def _one_crop(
-    ws: Workspace, cur: CurrentProposals, p: np.ndarray, decisions: Decisions, seed, cfg, log: Log
+    ws: Workspace,
+    cur: CurrentProposals,
+    p: np.ndarray,
+    decisions: Decisions,
+    seed: dict[str, np.ndarray],
+    cfg: SelectConfig,
+    log: Log,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """P(correct) 0 for duplicates / smaller copies / boxes over ``max_per_image``."""
     from autolabel.errors import ImageError
