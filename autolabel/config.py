@@ -46,6 +46,7 @@ class ImageConfig(_Section):
 
 class SeedConfig(_Section):
     min_match_score: float = Field(0.7, ge=0, le=1)
+    min_verify_score: float = Field(0.93, ge=-1, le=1)
     prompt: str | None = None
     prompt_map: dict[str, str] = Field(default_factory=dict)
     target_recall: float | None = Field(None, ge=0, le=1)
@@ -91,6 +92,7 @@ class SelectConfig(_Section):
     diversity: float = Field(0.3, ge=0, lt=1)
     exemplar_similarity: bool = True
     max_image_loads: int = Field(2000, ge=0)
+    max_per_image: int | None = Field(None, ge=1)
 
 
 class QualityConfig(_Section):

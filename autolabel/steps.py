@@ -141,6 +141,7 @@ def seed_add(
         captions=captions,
         mapping=mapping,
         min_score=sc.min_match_score,
+        min_verify=sc.min_verify_score,
         search_top_k=sc.search_top_k,
         prompt_map=sc.prompt_map,
         redo=redo,
@@ -302,7 +303,7 @@ def select(ws: Any, cfg: Config, *, log: Callable[[str], None] = _quiet) -> dict
     """Calibrate, route and fill the review queue (:func:`autolabel.select.run.run_select`)."""
     from autolabel.select.run import run_select
 
-    return run_select(ws, cfg.select, quality=cfg.quality, log=log)
+    return run_select(ws, cfg.select, quality=cfg.quality, log=log, export_size=cfg.export.size)
 
 
 def export_version(ws: Any, out: Path) -> str:

@@ -170,7 +170,8 @@ def test_propose_prompt_becomes_the_workspace_prompt_and_finetune_finds_it(tmp_p
 
     def fake_train(path, training, **kw):
         seen["phrases"] = training.phrases
-        return SimpleNamespace(version="gdino-v1", path=Path(path), metadata={})
+        # no version folder written: nothing for the champion/challenger check to judge
+        return SimpleNamespace(version="gdino-v1", path=None, metadata={}, interrupted=False)
 
     monkeypatch.setattr(autolabel.train.loop, "finetune", fake_train)
     cli = CliRunner()
@@ -199,6 +200,7 @@ NON_DEFAULT: dict[str, Any] = {
     "image.max_pixels": 1_000_000,
     "image.max_side": 5000,
     "seed.min_match_score": 0.5,
+    "seed.min_verify_score": 0.9,
     "seed.prompt": "blue cup",
     "seed.prompt_map": {"mug": "cup"},
     "seed.target_recall": 0.8,
@@ -235,6 +237,7 @@ NON_DEFAULT: dict[str, Any] = {
     "select.diversity": 0.5,
     "select.exemplar_similarity": False,
     "select.max_image_loads": 10,
+    "select.max_per_image": 2,
     "review.host": "0.0.0.0",
     "review.port": 9000,
     "review.lease_seconds": 60.0,

@@ -173,6 +173,10 @@ def _summary(result: Any, workspace: Path) -> str:
         f"  calibrated on validation: box_threshold {fmt(th['box_threshold'])}, "
         f"text_threshold {fmt(th['text_threshold'])}"
     )
+    promo = meta.get("promotion")
+    if promo is not None:  # champion/challenger (autolabel/train/promote.py)
+        state = "promoted" if promo["promoted"] else "NOT promoted, latest unchanged"
+        lines.append(f"  {state}: {promo['reason']}")
     lines.append(
         f"  use it: autolabel propose {workspace} --model latest "
         f"--box-threshold {fmt(th['box_threshold'])} --text-threshold {fmt(th['text_threshold'])}"

@@ -75,6 +75,7 @@ def propose(
 
     from autolabel import steps
     from autolabel.propose import run_propose
+    from autolabel.propose.run import champion_note
 
     with open_workspace(workspace) as ws:
         cfg = steps.load_options(
@@ -101,6 +102,9 @@ def propose(
             box_threshold=box_threshold,
             text_threshold=text_threshold,
         )
+        note = champion_note(ws.path, cfg.detect.model)  # issue 19 cause 6
+        if note and not as_json:
+            typer.echo(note, err=True)
         stop = threading.Event()
         bar = StageBar("propose", unit="img", enabled=not quiet)
         try:

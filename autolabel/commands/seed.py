@@ -98,7 +98,8 @@ def add(
         return
     typer.echo(
         f"{report.crops} crops in {report.seconds:.1f} s: {report.located} located, "
-        f"{report.not_found} not found, {report.no_original} without original, "
+        f"{report.not_found} not found ({report.loose} found but not exact: flagged loose, see "
+        f"`seed list --status not_found`), {report.no_original} without original, "
         f"{report.skipped} unchanged (skipped), {report.errors} errors; paired by "
         + ", ".join(f"{k} {v}" for k, v in report.paired_by.items())
     )
@@ -219,34 +220,47 @@ def list_items(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per crop."),
 ) -> None:
-    """List seed crops: original, box in original pixels, score, status, caption.
+    """List seed crops: original, box in original pixels, scores, status, caption.
+
+    ``score`` is the match score, ``verify`` the full-resolution check of the box (exact
+    boxes >= 0.97); a crop found but not exact is ``not_found`` with flag ``loose`` and its
+    best box, for a person to look at.
 
     Example: autolabel seed list ./ws --json
     """
     from autolabel.errors import InputError
-    from autolabel.store.seed import SEED_STATUSES, list_seed_items
+    from autolabel.store.seed import SEED_STATUSES, list_seed_items, seed_verification
 
     if status is not None and status not in SEED_STATUSES:
         raise InputError(f"--status: expected one of {', '.join(SEED_STATUSES)}, got {status!r}")
     with open_workspace(workspace) as ws:
         items = list_seed_items(ws, status=status)
+        checks = seed_verification(ws)
     for it in items:
+        check = checks.get(it.id, {})
+        verify = check.get("verify")
         row = {
             "crop": it.crop_path,
             "original": it.original_path,
             "box": None if it.box is None else [round(v, 2) for v in it.box],
             "score": None if it.score is None else round(it.score, 4),
+            "verify": verify,
+            "flag": check.get("flag"),
+            "best_box": check.get("best_box"),
             "status": it.status,
             "caption": it.caption,
         }
         if as_json:
             echo_json(row)
         else:
-            box = "-" if it.box is None else ",".join(f"{v:.0f}" for v in it.box)
+            shown = it.box or check.get("best_box")
+            box = "-" if shown is None else ",".join(f"{v:.0f}" for v in shown)
             score = "-" if it.score is None else f"{it.score:.3f}"
+            ver = "-" if verify is None else f"{verify:.3f}"
+            flag = f" [{check['flag']}]" if check.get("flag") else ""
             typer.echo(
-                f"{it.status:11s} {score:>6s} {box:>20s}  {Path(it.crop_path).name}"
-                f" -> {Path(it.original_path).name if it.original_path else '-'}"
+                f"{it.status:11s} {score:>6s} {ver:>6s} {box:>20s}  {Path(it.crop_path).name}"
+                f" -> {Path(it.original_path).name if it.original_path else '-'}{flag}"
             )
 
 

@@ -32,7 +32,8 @@ MODELS_DIR = "models"
 PREFIX = "gdino-v"
 METADATA = "metadata.json"
 LATEST = "latest"
-"""``--model latest``: the newest fine-tuned version under ``WORKSPACE/models/``."""
+"""``--model latest``: the newest *promoted* fine-tuned version under ``WORKSPACE/models/``
+(a version that lost its champion/challenger check is used only when named)."""
 FAMILIES: dict[str, str] = {PREFIX: "grounding-dino"}
 """Version-name prefix -> the detector kind its versions are (``gdino-v`` -> grounding-dino)."""
 _VERSION_RE = re.compile(rf"^{re.escape(PREFIX)}(\d+)$")
@@ -75,9 +76,15 @@ def list_versions(ws_path: str | Path) -> list[ModelVersion]:
     return sorted(out, key=lambda v: v.number)
 
 
+def is_promoted(version: ModelVersion) -> bool:
+    """False only for a version whose champion/challenger check kept the current one
+    (``metadata["promotion"]["promoted"]``, see :mod:`autolabel.train.promote`)."""
+    return (version.metadata.get("promotion") or {}).get("promoted", True) is not False
+
+
 def latest_version_dir(ws_path: str | Path) -> Path | None:
-    """The newest finished version's folder, or None when nothing was fine-tuned yet."""
-    versions = list_versions(ws_path)
+    """The newest finished *promoted* version's folder, or None when there is none."""
+    versions = [v for v in list_versions(ws_path) if is_promoted(v)]
     return versions[-1].path if versions else None
 
 
@@ -90,12 +97,19 @@ def resolve_version(ws_path: str | Path, name: str) -> Path:
     versions = list_versions(ws_path)
     names = [v.name for v in versions]
     if name == LATEST:
+        promoted = [v for v in versions if is_promoted(v)]
         if not versions:
             raise InputError(
                 f"{ws_path}: expected a fine-tuned version for 'latest', got none "
                 "(run `autolabel finetune` first)"
             )
-        return versions[-1].path
+        if not promoted:
+            why = versions[-1].metadata["promotion"].get("reason", "")
+            raise InputError(
+                f"'latest': expected a promoted fine-tuned version, got none ({versions[-1].name} "
+                f"not promoted: {why}); name a version (--model {versions[-1].name}) to use it"
+            )
+        return promoted[-1].path
     wanted = name if name.startswith(PREFIX) else PREFIX + name.lstrip("v")
     for v in versions:
         if v.name == wanted:

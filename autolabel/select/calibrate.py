@@ -35,6 +35,8 @@ FEATURES: tuple[str, ...] = (
     "exemplar_sim",
     "size_outlier",
     "aspect_outlier",
+    "layout_outlier",
+    "upscale",
 )
 """Signals the calibrator may use, in column order (directions in ``signals.SIGNALS``)."""
 
@@ -47,8 +49,8 @@ MIN_PER_CLASS = 3
 def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.ndarray:
     """Stack the known features into ``(n, len(FEATURES))`` float64 (NaN = missing).
 
-    ``n_competing`` and ``query_rank`` enter as ``log1p``; ``score`` comes from ``score``,
-    not ``signals``.
+    ``n_competing``, ``query_rank`` and ``upscale`` enter as ``log1p``; ``score`` comes from
+    ``score``, not ``signals``.
     """
     score = np.asarray(score, np.float64).reshape(-1)
     n = score.shape[0]
@@ -60,7 +62,7 @@ def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.n
             col = np.asarray(signals[name], np.float64).reshape(-1)
             if col.shape[0] != n:
                 raise ShapeError(f"signal {name!r}: expected {n} values, got {col.shape[0]}")
-            if name in ("n_competing", "query_rank"):
+            if name in ("n_competing", "query_rank", "upscale"):
                 col = np.log1p(np.clip(col, 0, None))
         else:
             col = np.full(n, np.nan)

@@ -19,6 +19,8 @@ import numpy as np
 from autolabel import constants as C
 from autolabel.geometry import box_iou
 from autolabel.select.calibrate import feature_matrix, fit_calibrator
+from autolabel.select.dedupe import learned_max_per_image, one_crop_per_object
+from autolabel.select.layout import fit_layout, layout_signals, suspicious_upscale
 from autolabel.select.route import auto_accept_mask, parse_budget, plan_routes, review_value
 from autolabel.select.signals import (
     EMBED_DIM,
@@ -51,9 +53,13 @@ def _preload_sklearn() -> None:
 
 
 def computed_signals(
-    cur: CurrentProposals, seed: dict[str, np.ndarray] | None = None
+    cur: CurrentProposals,
+    seed: dict[str, np.ndarray] | None = None,
+    *,
+    export_size: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Detector signals plus the ones computed across boxes: margin, n_competing, outliers.
+    """Detector signals plus the ones computed across boxes: margin, n_competing, outliers,
+    layout (``layout_outlier``, ``upscale``: :mod:`autolabel.select.layout`).
 
     A detector's own ``n_competing`` wins where present; ``margin`` is computed per
     (image, phrase) group; size / aspect outliers need >= 3 located seed boxes.
@@ -71,6 +77,12 @@ def computed_signals(
         size_z, aspect_z = size_aspect_outliers(cur.xyxy, wh, seed["xyxy"], seed["wh"])
         sig["size_outlier"] = size_z
         sig["aspect_outlier"] = aspect_z
+    if n:
+        wh = np.stack([cur.width, cur.height], axis=1).astype(np.float64)
+        prior = (
+            None if seed is None else fit_layout(seed["xyxy"], seed["wh"], export_size=export_size)
+        )
+        sig.update(layout_signals(cur.xyxy, wh, prior, export_size=export_size))
     return sig
 
 
@@ -352,12 +364,48 @@ def _queue_context(
     }
 
 
+def _one_crop(
+    ws: Workspace,
+    cur: CurrentProposals,
+    p: np.ndarray,
+    decisions: Decisions,
+    seed: dict[str, np.ndarray],
+    cfg: SelectConfig,
+    log: Log,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """P(correct) 0 for duplicates / smaller copies / boxes over ``max_per_image``."""
+    from autolabel.errors import ImageError
+    from autolabel.imageio import load_rgb
+    from autolabel.store.select import image_paths
+
+    accepted = decisions.proposal_id[np.isin(decisions.action, C.ACCEPTING_ACTIONS)]
+    rejected = decisions.proposal_id[decisions.action == C.ACTION_REJECT]
+    paths = image_paths(ws, np.unique(cur.image_id).tolist()) if len(cur) else {}
+
+    def load(image_id: int) -> np.ndarray | None:
+        try:
+            return load_rgb(paths[image_id])
+        except (ImageError, KeyError):
+            return None
+
+    limit = cfg.max_per_image or learned_max_per_image(seed["image_id"])
+    drop, stats = one_crop_per_object(
+        cur.xyxy, cur.image_id, cur.phrase_code, p,
+        accepted=np.isin(cur.ids, accepted), ignore=np.isin(cur.ids, rejected), load=load,
+        seed_xyxy=seed["xyxy"], seed_image_id=seed["image_id"], min_p=cfg.reject_below,
+        max_per_image=limit, max_loads=cfg.max_image_loads,
+    )  # fmt: skip
+    log(f"one crop per object: {stats} (max_per_image {limit})")
+    return np.where(drop, 0.0, p), {**stats, "max_per_image": limit}
+
+
 def run_select(
     ws: Workspace,
     cfg: SelectConfig,
     *,
     quality: QualityConfig | None = None,
     log: Log = _quiet,
+    export_size: int | None = None,
 ) -> dict[str, Any]:
     """Calibrate per detector version, route and (re)fill the review queue; returns a summary.
 
@@ -367,6 +415,8 @@ def run_select(
         quality: the ``quality`` config section (match IoU, minimum audited / labelled
             boxes); None = its defaults.
         log: receives human-readable progress lines.
+        export_size: long side of exported crops (``export.size``), for the ``upscale``
+            signal; a box upscaled > 1.5x beyond the seed's is never auto-accepted.
 
     Returns:
         ``{"n_proposals", "n_routable", "n_fixed", "n_seed_original", "routes": {...},
@@ -396,7 +446,7 @@ def run_select(
     log(f"loaded {n} current proposals in {time.perf_counter() - t0:.1f}s")
     seed = load_seed_boxes(ws)
     decisions = load_decisions(ws)
-    sig = computed_signals(cur, seed)
+    sig = computed_signals(cur, seed, export_size=export_size)
     sim = _exemplar_sim(ws, cur, cfg, log)
     if sim is not None:
         sig["exemplar_sim"] = sim
@@ -423,6 +473,10 @@ def run_select(
         if (w := _version_warning(key, info, quality.min_labelled)) is not None:
             warnings.append(w)
     p = vc.p
+    one_crop: dict[str, Any] = {}
+    if len(cur):  # issue 19 cause 5: a thumbnail upscaled to the export size goes to a person
+        p = np.where(suspicious_upscale(sig["upscale"]), np.minimum(p, 0.5), p)
+        p, one_crop = _one_crop(ws, cur, p, decisions, seed, cfg, log)
 
     fixed = np.isin(cur.ids, fixed_proposal_ids(ws.conn))
     rows = np.flatnonzero(~fixed & ~on_seed)
@@ -490,6 +544,7 @@ def run_select(
         budget=budget,
         n_images=n_images,
         labelled=labelled,
+        one_crop=one_crop,
     )
 
 
@@ -510,6 +565,7 @@ def _summary(
     budget: int | None,
     n_images: int,
     labelled: tuple[np.ndarray, np.ndarray, dict[str, int]],
+    one_crop: dict[str, Any],
 ) -> dict[str, Any]:
     """The select summary (stored as ``select.last``)."""
     counts = plan.counts()
@@ -538,6 +594,7 @@ def _summary(
         "current_version": vc.current,
         "can_auto": bool(cur_info.get("can_auto", False)),
         "warnings": warnings,
+        "one_crop": one_crop,
         "expected_precision": cur_info.get("expected_precision"),
         "auto_cutoff": cur_info.get("auto_cutoff"),
         "budget": budget,
