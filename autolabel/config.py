@@ -95,7 +95,7 @@ class SelectConfig(_Section):
 class ReviewConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
-    lease_seconds: float = Field(120.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0, le=365 * 24 * 3600)  # finite: time math
     preview_max_side: int = Field(1600, ge=64)
 
 

@@ -21,6 +21,7 @@ MAX_REASON_CHARS = 200
 REJECT_REASONS = ("no_object", "wrong_object")
 # a box may stick out of the image by this many pixels (rounding in the browser)
 BOX_TOLERANCE_PX = 1.0
+MAX_LEASE_SECONDS = 365 * 24 * 3600.0
 
 
 def validate_box(box: Sequence[float], width: int, height: int) -> tuple[float, ...]:
@@ -71,8 +72,13 @@ class ReviewQueue:
         lease_seconds: float = 120.0,
         conn: sqlite3.Connection | None = None,
     ) -> None:
+        lease = float(lease_seconds)
+        if not (math.isfinite(lease) and 0 < lease <= MAX_LEASE_SECONDS):
+            raise InputError(
+                f"lease_seconds: expected a number in (0, {MAX_LEASE_SECONDS:.0f}], got {lease}"
+            )
         self.ws = ws
-        self.lease_seconds = float(lease_seconds)
+        self.lease_seconds = lease
         self.conn = conn or ws.conn
 
     # -- reading ---------------------------------------------------------------------------

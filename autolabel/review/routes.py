@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, Response
@@ -37,24 +37,42 @@ STATIC_FILES = {
 IMAGE_CACHE_SECONDS = 24 * 3600
 
 
+MAX_ID = 2**63 - 1
+"""Largest id SQLite stores (INTEGER is 64-bit signed); larger ids are refused with 422."""
+
+Id = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
+Coord = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class DecideBody(Strict):
-    item_id: int
+    item_id: Id
     action: str = Field(max_length=16)
-    box: list[float] | None = Field(None, min_length=4, max_length=4)
+    box: list[Coord] | None = Field(None, min_length=4, max_length=4)
     caption: str | None = Field(None, max_length=4000)
     reason: str | None = Field(None, max_length=400)
 
 
 class UndoBody(Strict):
-    decision_id: int | None = None
+    decision_id: Id | None = None
 
 
 class ItemsBody(Strict):
-    item_ids: list[int] | None = Field(None, max_length=1000)
+    item_ids: list[Id] | None = Field(None, max_length=1000)
+
+
+def path_id(text: str) -> int:
+    """An id from a URL path segment: 1-18 ASCII digits, else HTTP 404.
+
+    ``str.isdigit`` alone accepts ``"²"`` and other Unicode digits that ``int`` refuses, and
+    19+ digits can exceed SQLite's 64-bit integers.
+    """
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise HTTPException(404, "not found")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -147,9 +165,7 @@ def _queue_routes(
     @router.get("/api/items/{item_id}")
     def item(item_id: str, ident: Identity = who) -> dict[str, Any]:
         ident.require()
-        if not item_id.isdigit():
-            raise HTTPException(404, "not found")
-        return {"item": queue().item(int(item_id))}
+        return {"item": queue().item(path_id(item_id))}
 
     @router.post("/api/decide")
     def decide(body: DecideBody, ident: Identity = who) -> dict[str, Any]:
@@ -209,9 +225,7 @@ def _image_route(
         max_side: int | None = None,
         ident: Identity = who,
     ) -> Response:
-        if not image_id.isdigit() or len(image_id) > 18:
-            raise HTTPException(404, "not found")
-        row = queue().image_file(int(image_id))
+        row = queue().image_file(path_id(image_id))
         side = max_side if max_side and 16 <= max_side < preview_side else preview_side
         version = (row["sha256"] or str(row["mtime_ns"] or 0))[:16]
         etag = f'"{row["id"]}-{version}-{side}"'
