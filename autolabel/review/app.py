@@ -31,6 +31,7 @@ from autolabel.errors import (
     NotFoundError,
 )
 from autolabel.review.auth import check_bind, identity_dependency, is_loopback, origin_problem
+from autolabel.review.previews import PreviewCache
 from autolabel.review.queue import ReviewQueue
 from autolabel.review.routes import STATIC_DIR, RouteSettings, build_router
 
@@ -221,7 +222,7 @@ def create_app(
         lease_seconds=float(cfg.lease_seconds),
         preview_max_side=int(cfg.preview_max_side),
         static_root=Path(static_dir).resolve() if static_dir else STATIC_DIR,
-        cache_dir=ws.path / "cache" / "review",
+        previews=PreviewCache(ws.path / "cache" / "review", max_side=int(cfg.preview_max_side)),
         workspace_name=ws.path.name,
     )
     app = FastAPI(

@@ -8,12 +8,12 @@ Routes (JSON unless noted; each needs the identity :mod:`autolabel.review.auth` 
 - ``POST /api/decide`` accept / adjust / reject / caption / skip; ``POST /api/undo``.
 - ``POST /api/renew`` keep my leases; ``POST /api/release`` give items back.
 - ``GET /api/stats`` done / remaining counts; ``GET /api/items/{id}`` one item.
-- ``GET /api/images/{id}`` the image by workspace id (JPEG preview, cached, ETag).
+- ``GET /api/images/{id}?max_side=N`` the image by workspace id: a JPEG preview whose side is
+  ``N`` rounded up to one of a few fixed sizes (cached, bounded; ETag).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from autolabel.review.auth import TOKEN_COOKIE, Identity
+from autolabel.review.previews import PreviewCache
 from autolabel.review.queue import ReviewQueue
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -83,14 +84,14 @@ class RouteSettings:
         lease_seconds: claim length (reported to the page; the queue enforces it).
         preview_max_side: longest side of served images.
         static_root: folder with index.html/app.js/app.css.
-        cache_dir: where image previews are cached.
+        previews: the preview cache (fixed sizes, bounded decodes and disk use).
         workspace_name: shown in the page.
     """
 
     lease_seconds: float
     preview_max_side: int
     static_root: Path
-    cache_dir: Path
+    previews: PreviewCache
     workspace_name: str
 
 
@@ -216,36 +217,21 @@ def _stats_route(router: APIRouter, queue: Callable[[], ReviewQueue], who: Any) 
 def _image_route(
     router: APIRouter, queue: Callable[[], ReviewQueue], who: Any, settings: RouteSettings
 ) -> None:
-    preview_side = settings.preview_max_side
+    previews = settings.previews
 
     @router.get("/api/images/{image_id}")
     def image(
         image_id: str,
         request: Request,
-        max_side: int | None = None,
+        max_side: int | None = Query(None, ge=0, le=1_000_000),
         ident: Identity = who,
     ) -> Response:
         row = queue().image_file(path_id(image_id))
-        side = max_side if max_side and 16 <= max_side < preview_side else preview_side
+        side = previews.side(max_side)
         version = (row["sha256"] or str(row["mtime_ns"] or 0))[:16]
         etag = f'"{row["id"]}-{version}-{side}"'
         headers = {"Cache-Control": f"private, max-age={IMAGE_CACHE_SECONDS}", "ETag": etag}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        path = settings.cache_dir / f"{row['id']}_{version}_{side}.jpg"
-        if not path.exists():
-            write_preview(row["path"], path, side)
+        path = previews.get(row["path"], f"{row['id']}_{version}", side)
         return FileResponse(path, media_type="image/jpeg", headers=headers)
-
-
-def write_preview(src: str, dst: Path, max_side: int) -> None:
-    """Decode ``src`` (EXIF-corrected RGB), shrink to ``max_side``, write JPEG atomically."""
-    from autolabel.imageio import open_image
-
-    im = open_image(src)
-    if max(im.size) > max_side:
-        im.thumbnail((max_side, max_side))
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    im.save(tmp, format="JPEG", quality=88)
-    os.replace(tmp, dst)
