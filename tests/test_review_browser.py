@@ -136,3 +136,58 @@ def test_review_page_keyboard_drag_caption_undo(workspace, tmp_path):
     assert labels[2].box == pytest.approx((x0, y0, x1, y1))
     status = dict(workspace.conn.execute("SELECT id, status FROM queue_items"))
     assert (status[1], status[2], status[3]) == ("done", "done", "claimed")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_gallery_flag_with_the_keyboard_changes_the_estimate(workspace, tmp_path):
+    """Issue 18 item 6: open the gallery, flag one crop with X, see the estimate drop."""
+    _need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    from autolabel.config import ReviewConfig
+    from autolabel.review.server import serve_in_thread
+    from tests.support.review import auto_workspace
+
+    auto_ids = auto_workspace(workspace, tmp_path / "images")
+    shot = tmp_path / "gallery.png"
+    with (
+        serve_in_thread(workspace.path, ReviewConfig(port=0)) as server,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(20_000)
+            page.goto(server.url + "/gallery")
+            page.fill("#reviewer-name", "ann")
+            page.press("#reviewer-name", "Enter")
+            cells = page.locator(".cell")
+            expect(cells).to_have_count(len(auto_ids))
+            estimate = page.locator("#estimate")
+            expect(estimate).to_contain_text("1.000")
+            first = cells.nth(0)
+            expect(first).to_have_class("cell sel")
+            expect(first).to_contain_text("source 1080×2340")
+            expect(first.locator(".upscale")).to_have_text("upscale ×4.48")
+            expect(first.locator(".upscale")).to_have_class("upscale up-warn")
+            # the source thumbnail and the crop tile have decoded images
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.src img')].every(i => i.naturalWidth > 0)"
+            )
+            flagged_pid = int(first.get_attribute("data-proposal-id"))
+            page.keyboard.press("x")
+            expect(estimate).to_contain_text("0.750")
+            expect(first).to_have_class("cell sel flagged")
+            page.screenshot(path=str(shot))
+            # filter by phrase: only bags
+            page.select_option("#f-phrase", "bag")
+            expect(cells).to_have_count(2)  # the flagged bag thumbnail left the auto set
+            expect(page.locator("#count")).to_have_text("2 auto-accepted")
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+    last = workspace.conn.execute(
+        "SELECT proposal_id, reviewer, action FROM decisions ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert tuple(last) == (flagged_pid, "ann", "reject")

@@ -36,7 +36,7 @@ from autolabel.review.queue import ReviewQueue
 from autolabel.review.routes import STATIC_DIR, RouteSettings, build_router
 
 if TYPE_CHECKING:
-    from autolabel.config import ReviewConfig
+    from autolabel.config import ExportConfig, ReviewConfig
     from autolabel.store.db import Workspace
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "STATIC_DIR", "create_app"]
@@ -191,6 +191,7 @@ def create_app(
     workspace: str | Path,
     review: ReviewConfig | None = None,
     *,
+    export: ExportConfig | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     static_dir: str | Path | None = None,
 ) -> Any:
@@ -200,6 +201,8 @@ def create_app(
         workspace: the workspace folder.
         review: the ``review`` config section: ``host`` (anything but loopback needs
             reviewers), ``lease_seconds``, ``preview_max_side`` (default: its defaults).
+        export: the ``export`` section; its ``size``/``resize`` give the upscale factors
+            the gallery shows (default: its defaults).
         max_body_bytes: larger request bodies get 413.
         static_dir: folder with index.html/app.js/app.css (default: the package's).
 
@@ -207,10 +210,11 @@ def create_app(
         AuthError: non-loopback ``host`` and no reviewer tokens.
         WorkspaceError: not a workspace.
     """
-    from autolabel.config import ReviewConfig
+    from autolabel.config import ExportConfig, ReviewConfig
     from autolabel.store import Workspace
 
     cfg = review if review is not None else ReviewConfig()
+    exp = export if export is not None else ExportConfig()
     ws = Workspace.open(workspace)
     queues = _Queues(ws, float(cfg.lease_seconds))
     try:
@@ -224,6 +228,8 @@ def create_app(
         static_root=Path(static_dir).resolve() if static_dir else STATIC_DIR,
         previews=PreviewCache(ws.path / "cache" / "review", max_side=int(cfg.preview_max_side)),
         workspace_name=ws.path.name,
+        export_size=int(exp.size),
+        export_resize=str(exp.resize),
     )
     app = FastAPI(
         title="autolabel review",

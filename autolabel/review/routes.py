@@ -8,6 +8,9 @@ Routes (JSON unless noted; each needs the identity :mod:`autolabel.review.auth` 
 - ``POST /api/decide`` accept / adjust / reject / caption / skip; ``POST /api/undo``.
 - ``POST /api/renew`` keep my leases; ``POST /api/release`` give items back.
 - ``GET /api/stats`` done / remaining counts; ``GET /api/items/{id}`` one item.
+- ``GET /gallery`` the spot-check page; ``GET /api/gallery`` auto-accepted boxes (filters:
+  phrase, score range; with the precision estimate); ``POST /api/gallery/flag`` /
+  ``unflag`` mark one wrong (an audit outcome) or take that back.
 - ``GET /api/images/{id}?max_side=N`` the image by workspace id: a JPEG preview whose side is
   ``N`` rounded up to one of a few fixed sizes (cached, bounded; ETag).
 """
@@ -34,6 +37,8 @@ STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "gallery.html": "text/html; charset=utf-8",
+    "gallery.js": "text/javascript; charset=utf-8",
 }
 IMAGE_CACHE_SECONDS = 24 * 3600
 
@@ -65,6 +70,14 @@ class ItemsBody(Strict):
     item_ids: list[Id] | None = Field(None, max_length=1000)
 
 
+class FlagBody(Strict):
+    proposal_id: Id
+
+
+class UnflagBody(Strict):
+    decision_id: Id
+
+
 def path_id(text: str) -> int:
     """An id from a URL path segment: 1-18 ASCII digits, else HTTP 404.
 
@@ -86,6 +99,8 @@ class RouteSettings:
         static_root: folder with index.html/app.js/app.css.
         previews: the preview cache (fixed sizes, bounded decodes and disk use).
         workspace_name: shown in the page.
+        export_size: the export's ``size`` (the gallery shows each box's upscale factor).
+        export_resize: the export's ``resize`` mode.
     """
 
     lease_seconds: float
@@ -93,6 +108,8 @@ class RouteSettings:
     static_root: Path
     previews: PreviewCache
     workspace_name: str
+    export_size: int = 448
+    export_resize: str = "fit"
 
 
 def build_router(
@@ -112,6 +129,7 @@ def build_router(
     _page_routes(router, who, settings)
     _queue_routes(router, queue, who, settings)
     _stats_route(router, queue, who)
+    _gallery_routes(router, queue, who, settings)
     _image_route(router, queue, who, settings)
     return router
 
@@ -136,6 +154,10 @@ def _page_routes(router: APIRouter, who: Any, settings: RouteSettings) -> None:
         if ident.mode == "token" and token:
             resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
         return resp
+
+    @router.get("/gallery", include_in_schema=False)
+    def gallery_page(ident: Identity = who) -> Response:
+        return _static(settings.static_root, "gallery.html")
 
     @router.get("/static/{name}", include_in_schema=False)
     def static(name: str, ident: Identity = who) -> Response:
@@ -192,6 +214,40 @@ def _queue_routes(
     @router.post("/api/release")
     def release(body: ItemsBody, ident: Identity = who) -> dict[str, Any]:
         return {"released": queue().release(ident.require(), body.item_ids or [])}
+
+
+def _gallery_routes(
+    router: APIRouter, queue: Callable[[], ReviewQueue], who: Any, settings: RouteSettings
+) -> None:
+    @router.get("/api/gallery")
+    def gallery(
+        phrase: str | None = Query(None, max_length=200),
+        min_score: float | None = Query(None, ge=-1e9, le=1e9),
+        max_score: float | None = Query(None, ge=-1e9, le=1e9),
+        order: str = Query("upscale", max_length=16),
+        offset: int = Query(0, ge=0, le=10_000_000),
+        limit: int = Query(60, ge=1, le=500),
+        ident: Identity = who,
+    ) -> dict[str, Any]:
+        ident.require()
+        return queue().gallery(
+            phrase=phrase or None,
+            min_score=min_score,
+            max_score=max_score,
+            order=order,
+            offset=offset,
+            limit=limit,
+            export_size=settings.export_size,
+            export_resize=settings.export_resize,
+        )
+
+    @router.post("/api/gallery/flag")
+    def flag(body: FlagBody, ident: Identity = who) -> dict[str, Any]:
+        return queue().flag(ident.require(), body.proposal_id)
+
+    @router.post("/api/gallery/unflag")
+    def unflag(body: UnflagBody, ident: Identity = who) -> dict[str, Any]:
+        return queue().unflag(ident.require(), body.decision_id)
 
 
 def _stats_route(router: APIRouter, queue: Callable[[], ReviewQueue], who: Any) -> None:
