@@ -280,7 +280,7 @@ def run_demo(
         export = _export(ws, cfg, timer, root / "export")
         html_path, _ = timer.run(
             "report",
-            lambda: write_report(ws),
+            lambda: write_report(ws, export=cfg.export),
             lambda r: f"{r[0]}",
         )
     finally:

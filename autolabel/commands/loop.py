@@ -168,7 +168,9 @@ def report(
     from autolabel.report import write_report
 
     with open_workspace(workspace) as ws:
-        html_path, json_path = write_report(ws, out, samples_per_route=samples)
+        html_path, json_path = write_report(
+            ws, out, samples_per_route=samples, export=ws.config().export
+        )
     typer.echo(f"report: {html_path}\njson  : {json_path}")
 
 
