@@ -191,3 +191,54 @@ def test_gallery_flag_with_the_keyboard_changes_the_estimate(workspace, tmp_path
         "SELECT proposal_id, reviewer, action FROM decisions ORDER BY id DESC LIMIT 1"
     ).fetchone()
     assert tuple(last) == (flagged_pid, "ann", "reject")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_decisions_are_sent_in_the_background_and_a_failed_send_is_retried(workspace, tmp_path):
+    """Issue 18: the next item shows at once; a failed send is shown, retried, never lost."""
+    _need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    from autolabel.config import ReviewConfig
+    from autolabel.review.server import serve_in_thread
+
+    build_queue(workspace, 6, image_dir=tmp_path / "images", priorities=[6, 5, 4, 3, 2, 1])
+    failures = {"left": 3}
+    with (
+        serve_in_thread(workspace.path, ReviewConfig(port=0, lease_seconds=60)) as server,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.set_default_timeout(20_000)
+
+            def flaky(route):
+                if failures["left"] > 0:
+                    failures["left"] -= 1
+                    route.abort("connectionrefused")
+                else:
+                    route.continue_()
+
+            page.route("**/api/decide", flaky)
+            page.goto(server.url + "/")
+            page.fill("#reviewer-name", "ann")
+            page.press("#reviewer-name", "Enter")
+            stage = page.locator("#stage")
+            expect(stage).to_have_attribute("data-item-id", "1")
+            page.keyboard.press("a")
+            expect(stage).to_have_attribute("data-item-id", "2")  # no wait for the server
+            expect(page.locator("#pending")).to_be_visible()
+            expect(page.locator("#pending")).to_contain_text("not saved yet")
+            page.keyboard.press("r")
+            expect(stage).to_have_attribute("data-item-id", "3")
+            # the retries get through, in order; the warning goes away
+            expect(page.locator("#pending")).to_be_hidden(timeout=30_000)
+            expect(page.locator("#counter")).to_contain_text("done 2")
+            assert page.evaluate("localStorage.getItem('autolabel.outbox.ann')") == "[]"
+        finally:
+            browser.close()
+    rows = _decisions(workspace)
+    assert [(r[0], r[2]) for r in rows] == [(1, "accept"), (2, "reject")]
+    assert failures["left"] == 0
