@@ -68,20 +68,29 @@ def make_images(folder: Path, n: int = 4) -> list[Path]:
     return out
 
 
-def build(ws: Workspace, n_items: int, files: list[Path], *, linked: int, seed: int = 0) -> None:
-    """Images, one finished run, ``n_items`` proposals and queue items, by direct inserts.
+def link_next(ws: Workspace, files: list[Path], k: int) -> int:
+    """Give the ``k`` next items (highest priority, not done) their image file: a hard link
+    to one of ``files`` (image paths must be unique; 1M real files are not needed)."""
+    rows = ws.conn.execute(
+        "SELECT i.id, i.path FROM queue_items q JOIN images i ON i.id = q.image_id "
+        "WHERE q.status != 'done' ORDER BY q.priority DESC, q.id LIMIT ?",
+        (k,),
+    ).fetchall()
+    made = 0
+    for image_id, path in rows:
+        if not Path(path).exists():
+            Path(path).hardlink_to(files[image_id % len(files)])
+            made += 1
+    return made
 
-    Image paths are unique (the images table requires it); the ``linked`` highest-priority
-    items, the ones the benchmark reaches, get their file as a hard link to one of ``files``.
-    """
+
+def build(ws: Workspace, n_items: int, files: list[Path], seed: int = 0) -> None:
+    """Images, one finished run, ``n_items`` proposals and queue items, by direct inserts."""
     rng = random.Random(seed)
     now = utcnow()
     prios = [rng.random() for _ in range(n_items)]
     folder = files[0].parent / "items"
     folder.mkdir(exist_ok=True)
-    top = sorted(range(n_items), key=lambda k: -prios[k])[:linked]
-    for k in top:
-        (folder / f"{k + 1}.jpg").hardlink_to(files[k % len(files)])
     ws.conn.execute("PRAGMA cache_size = -200000")
     with ws.transaction() as t:
         t.executemany(
@@ -123,18 +132,23 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-KEY_HOOK = """
-window.__keyTimes = [];
+# Measures from outside the app: the key event's timestamp -> the stage showing another item
+# with its <img> decoded and the next frame painted. Works for any version of the page.
+LATENCY_HOOK = """
+window.__lat = [];
+let t0 = null;
 document.addEventListener("keydown", (ev) => {
-  if (ev.key === "a") window.__keyTimes.push(performance.now());
+  if (ev.key === "a") t0 = ev.timeStamp;
 }, true);
-"""
-
-WAIT_SHOWN = """
-([before, n]) => {
-  const s = window.autolabelPerf.shown;
-  return s.length >= n && s[s.length - 1].item_id !== before;
-}
+new MutationObserver(async () => {
+  if (t0 === null) return;
+  const start = t0;
+  t0 = null;
+  const img = document.getElementById("img");
+  try { await img.decode(); } catch (e) { /* broken image: still counts when painted */ }
+  requestAnimationFrame(() => setTimeout(() => window.__lat.push(performance.now() - start), 0));
+}).observe(document.getElementById("stage"),
+           { attributes: true, attributeFilter: ["data-item-id"] });
 """
 
 
@@ -149,28 +163,26 @@ def run_browser(url: str, decisions: int, think_ms: float) -> list[float]:
             page.set_default_timeout(60_000)
             page.add_init_script("localStorage.setItem('autolabel.reviewer', 'bench');")
             page.goto(url + "/")
-            page.evaluate(KEY_HOOK)
-            page.wait_for_function("() => window.autolabelPerf.shown.length >= 1")
-            time.sleep(1.0)  # let the page claim and decode its prefetch window
-            for _ in range(decisions):
-                n = page.evaluate("window.autolabelPerf.shown.length")
-                before = page.evaluate(
-                    "window.autolabelPerf.shown[window.autolabelPerf.shown.length - 1].item_id"
-                )
+            page.wait_for_function(
+                "() => document.getElementById('stage').dataset.itemId && "
+                "document.getElementById('img').complete"
+            )
+            page.evaluate(LATENCY_HOOK)
+            time.sleep(1.0)  # let the page claim and decode what it prefetches
+            for i in range(decisions):
                 page.keyboard.press("a")
-                page.wait_for_function(WAIT_SHOWN, arg=[before, n + 1], polling=5)
+                page.wait_for_function(f"() => window.__lat.length > {i}", polling=5)
                 if think_ms:
                     time.sleep(think_ms / 1000)
-            keys = page.evaluate("window.__keyTimes")
-            shown = page.evaluate("window.autolabelPerf.shown")
-            # wait for the background sends before closing
+            lat = page.evaluate("window.__lat")
+            # background sends (if any) must all get through before the page closes
             page.wait_for_function(
-                "() => localStorage.getItem('autolabel.outbox.bench') === '[]'", timeout=60_000
+                "() => (localStorage.getItem('autolabel.outbox.bench') || '[]') === '[]'",
+                timeout=60_000,
             )
         finally:
             browser.close()
-    # the i-th key press is answered by the (i+1)-th item shown
-    return [shown[i + 1]["t"] - keys[i] for i in range(min(len(keys), len(shown) - 1))]
+    return [float(v) for v in lat]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -191,9 +203,9 @@ def main(argv: list[str] | None = None) -> None:
         ws = Workspace.create(root)
         if fresh:
             t0 = time.perf_counter()
-            linked = min(args.items, args.decisions + 100)
-            build(ws, args.items, make_images(root / "images"), linked=linked)
+            build(ws, args.items, make_images(root / "images"))
             print(f"built {args.items} queue items in {time.perf_counter() - t0:.1f}s")
+        link_next(ws, sorted((root / "images").glob("shot_*.jpg")), args.decisions + 50)
         n_open = ws.conn.execute("SELECT COUNT(*) FROM queue_items WHERE status='open'").fetchone()
         ws.close()
         print(f"queue: {n_open[0]} open items; images {W}x{H} JPEG; think time {args.think_ms} ms")

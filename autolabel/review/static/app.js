@@ -28,8 +28,6 @@
     failures: 0,
   };
   const headers = {};
-  // timing hook for benchmarks/bench_review_ui.py: when each item was on screen
-  const perf = (window.autolabelPerf = { shown: [] });
 
   async function api(method, path, body, extra) {
     const opts = Object.assign(
@@ -233,18 +231,7 @@
     const old = $("img");
     if (old !== entry.img) old.replaceWith(entry.img);
     entry.img.onload = render;
-    entry.ready.then(() => {
-      if (state.cur !== item) return;
-      render();
-      // after the next frame is painted, note the time (benchmark hook)
-      requestAnimationFrame(() =>
-        setTimeout(() => {
-          if (state.cur !== item) return;
-          perf.shown.push({ item_id: item.item_id, t: performance.now() });
-          if (perf.shown.length > 2000) perf.shown.splice(0, 1000);
-        }, 0)
-      );
-    });
+    entry.ready.then(() => state.cur === item && render());
     stage.dataset.itemId = String(item.item_id);
     $("reason").textContent = item.reason;
     $("reason").className = "badge " + item.reason;
