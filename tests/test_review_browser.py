@@ -242,3 +242,38 @@ def test_decisions_are_sent_in_the_background_and_a_failed_send_is_retried(works
     rows = _decisions(workspace)
     assert [(r[0], r[2]) for r in rows] == [(1, "accept"), (2, "reject")]
     assert failures["left"] == 0
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_page_opened_with_a_full_window_of_held_items_keeps_claiming(workspace, tmp_path):
+    """A page that gets back 4 held items must claim new ones once they are decided (a fill
+    with nothing to do used to stay 'in progress' forever and the queue looked empty)."""
+    _need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    from autolabel.config import ReviewConfig
+    from autolabel.review.queue import ReviewQueue
+    from autolabel.review.server import serve_in_thread
+
+    build_queue(workspace, 8, image_dir=tmp_path / "images", priorities=list(range(8, 0, -1)))
+    q = ReviewQueue(workspace, lease_seconds=60)
+    for _ in range(4):  # an earlier page (closed without releasing) holds a full window
+        q.next("ann")
+    with (
+        serve_in_thread(workspace.path, ReviewConfig(port=0, lease_seconds=60)) as server,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.set_default_timeout(20_000)
+            page.add_init_script("localStorage.setItem('autolabel.reviewer', 'ann');")
+            page.goto(server.url + "/")
+            stage = page.locator("#stage")
+            expect(stage).to_have_attribute("data-item-id", "1")
+            for k in range(2, 8):
+                page.keyboard.press("a")
+                expect(stage).to_have_attribute("data-item-id", str(k))
+        finally:
+            browser.close()

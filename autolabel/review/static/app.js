@@ -141,20 +141,22 @@
   // ---- queue: claim, prefetch, lease -----------------------------------------------------
   function fill() {
     if (state.filling) return state.filling;
-    state.filling = (async () => {
-      try {
-        while (state.queue.length < PREFETCH) {
-          const r = await api("POST", "/api/next");
-          if (!r.item) break;
-          if (state.queue.some((it) => it.item_id === r.item.item_id)) break;
-          state.queue.push(r.item);
-          prefetch(r.item);
-        }
-      } finally {
-        state.filling = null;
+    const filling = (async () => {
+      while (state.queue.length < PREFETCH) {
+        const r = await api("POST", "/api/next");
+        if (!r.item) break;
+        if (state.queue.some((it) => it.item_id === r.item.item_id)) break;
+        state.queue.push(r.item);
+        prefetch(r.item);
       }
     })();
-    return state.filling;
+    // cleared only after the assignment: a fill with nothing to do finishes synchronously
+    state.filling = filling;
+    const done = () => {
+      if (state.filling === filling) state.filling = null;
+    };
+    filling.then(done, done);
+    return filling;
   }
 
   function imageUrl(item) {
