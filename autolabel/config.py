@@ -24,6 +24,16 @@ from autolabel.constants import (
 )
 from autolabel.errors import ConfigError
 
+MAX_CONFIG_BYTES = 1 << 20
+"""Larger config files are refused before parsing (a config is a few KB)."""
+MAX_YAML_ALIASES = 100
+"""More ``*alias`` uses are refused."""
+MAX_YAML_NODES = 100_000
+"""Documents whose aliases expand to more nodes are refused: a 1 KB alias bomb (9 levels of
+9 aliases) expands to 9^9 nodes, gigabytes once validated and echoed."""
+MAX_ERROR_CHARS = 300
+"""Config error messages are cut to this length (they may echo the input)."""
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -107,7 +117,7 @@ class QualityConfig(_Section):
 class ReviewConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
-    lease_seconds: float = Field(120.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0, le=365 * 24 * 3600)  # finite: time math
     preview_max_side: int = Field(1600, ge=64)
 
 
@@ -194,15 +204,71 @@ class Config(_Section):
         return self.propose.prompt or self.seed.prompt
 
 
+def _short(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters (``...`` marks the cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _format_validation(exc: ValidationError, source: str) -> str:
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = 60, 60, 4, 4, 2
     parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    for err in exc.errors()[:5]:
+        key = _short(".".join(str(p) for p in err["loc"]) or "(root)", 60)
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key {key!r}")
         else:
-            parts.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-    return f"{source}: " + "; ".join(parts)
+            parts.append(f"{key}: {err['msg']} (got {short.repr(err.get('input'))})")
+    return _short(f"{source}: " + "; ".join(parts))
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` that refuses more than :data:`MAX_YAML_ALIASES` aliases, or a
+    document whose aliases expand to more than :data:`MAX_YAML_NODES` nodes."""
+    import yaml
+
+    def expanded(node: Any, memo: dict[int, int]) -> int:
+        # nodes in the tree the document unfolds to (a shared node counts once per use)
+        key = id(node)
+        if key not in memo:
+            memo[key] = 0  # a recursive alias counts once
+            if isinstance(node, yaml.SequenceNode):
+                memo[key] = 1 + sum(expanded(c, memo) for c in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                memo[key] = 1 + sum(expanded(k, memo) + expanded(v, memo) for k, v in node.value)
+            else:
+                memo[key] = 1
+        return memo[key]
+
+    class LimitedLoader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise ConfigError(
+                        f"{_short(source, 120)}: expected at most {MAX_YAML_ALIASES} aliases "
+                        f"(*name), got more than {MAX_YAML_ALIASES}"
+                    )
+            return super().compose_node(parent, index)
+
+    loader = LimitedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if loader.aliases and expanded(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{_short(source, 120)}: expected aliases (*name) that expand to at most "
+                f"{MAX_YAML_NODES} values, got more (an alias bomb?)"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -257,6 +323,9 @@ def load_config(
     if path is not None:
         source = str(path)
         try:
+            size = Path(path).stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: expected <= {MAX_CONFIG_BYTES} bytes, got {size}")
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
@@ -266,9 +335,9 @@ def load_config(
                 f"at offset {exc.start}"
             ) from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = _load_yaml(text, source)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+            raise ConfigError(_short(f"{path}: invalid YAML ({exc})")) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

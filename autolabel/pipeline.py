@@ -447,7 +447,7 @@ def run_demo(
             log("[export] no auto-accepted boxes: nothing to export (review them first)")
         html_path, _ = timer.run(
             "report",
-            lambda _bar: write_report(ws),
+            lambda _bar: write_report(ws, export=cfg.export),
             lambda r: f"{r[0]}",
         )
     finally:

@@ -396,4 +396,4 @@ def review(ws_path: Path, cfg: Config, *, on_ready: Callable[[str], None] | None
     """Serve the review app in the foreground (:func:`autolabel.review.server.serve`)."""
     from autolabel.review.server import serve
 
-    serve(ws_path, cfg.review, on_ready=on_ready)
+    serve(ws_path, cfg.review, on_ready=on_ready, export=cfg.export)

@@ -192,10 +192,13 @@ def report(
 
     Example: autolabel report ./ws --out ./ws-report
     """
+    from autolabel import steps
     from autolabel.report import write_report
 
     with open_workspace(workspace) as ws:
-        html_path, json_path = write_report(ws, out, samples_per_route=samples)
+        html_path, json_path = write_report(
+            ws, out, samples_per_route=samples, export=steps.load_options(ws).export
+        )
     typer.echo(f"report: {html_path}\njson  : {json_path}")
 
 
