@@ -194,12 +194,25 @@ def seed_calibrate(
     batch_size: int = 4,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`).
+    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`;
+    ``regions``: :func:`autolabel.seed.regions.calibrate_regions`, which needs no prompt).
 
     Raises:
         InputError: no located seed boxes, or no prompt (see :func:`calibration_prompt`).
     """
     from autolabel.seed.calibrate import calibrate
+
+    if cfg.detect.detector == "regions":
+        from autolabel.seed.regions import calibrate_regions
+
+        chosen = resolve_prompt(ws, cfg, prompt, required=False)
+        return calibrate_regions(
+            ws,
+            prompt=str(chosen) if chosen is not None else "object",
+            iou=iou,
+            target_recall=cfg.seed.target_recall,
+            on_progress=on_progress,
+        )
 
     return calibrate(
         ws,
@@ -220,6 +233,7 @@ def propose_settings(
     prompt: str | None = None,
     box_threshold: float | None = None,
     text_threshold: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Any:
     """Settings of a propose run (:func:`autolabel.propose.resolve_settings`).
 
@@ -235,7 +249,12 @@ def propose_settings(
 
     chosen = resolve_prompt(ws, cfg, prompt)
     settings = resolve_settings(
-        ws, cfg, prompt=chosen, box_threshold=box_threshold, text_threshold=text_threshold
+        ws,
+        cfg,
+        prompt=chosen,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        log=log,
     )
     if prompt:
         remember_prompt(ws, chosen)
@@ -282,9 +301,15 @@ def finetune(
     The starting model is ``finetune.base`` (the runner resolves None, ``latest`` and
     versions). Seed boxes without a phrase get the first phrase of the prompt
     (:func:`resolve_prompt`); with no prompt anywhere they are an error of the training-set
-    builder.
+    builder. With ``detect.detector: regions`` the regions scorer is retrained instead
+    (:func:`autolabel.train.regions.finetune_regions` -> ``regions-vN``).
     """
     from autolabel.train.loop import finetune_workspace
+
+    if cfg.detect.detector == "regions":
+        from autolabel.train.regions import finetune_regions
+
+        return finetune_regions(ws, seed=cfg.finetune.seed, callback=callback)
 
     chosen = resolve_prompt(ws, cfg, prompt, required=False)
     return finetune_workspace(
