@@ -184,6 +184,26 @@ def ensure_regions_model(ws: Any, *, log: Callable[[str], None] | None = None) -
     return path
 
 
+F1_SLACK = 0.02
+"""F1 below the best that a lower threshold may give up (held-out seed F1 is noisy)."""
+
+
+def _pick_threshold(
+    preds: Sequence[Any], truths: Sequence[np.ndarray], *, iou: float, target_recall: float | None
+) -> dict[str, Any]:
+    """:func:`choose_thresholds`, but without a target recall the *lowest* box threshold
+    whose F1 is within :data:`F1_SLACK` of the best (its tie-break picks the highest, which
+    on 10-50 held-out seed images drops boxes new images would have kept)."""
+    from autolabel.seed.calibrate import BOX_GRID, choose_thresholds
+
+    if target_recall is not None:
+        return choose_thresholds(preds, truths, iou=iou, target_recall=target_recall)
+    rows = [choose_thresholds(preds, truths, iou=iou, box_grid=[t]) for t in BOX_GRID]
+    best = max(r["f1"] for r in rows)
+    pick = next(r for r in rows if r["f1"] >= best - F1_SLACK)
+    return {**pick, "objective": f"lowest threshold within {F1_SLACK} of max f1"}
+
+
 def calibrate_regions(
     ws: Any,
     *,
@@ -201,6 +221,9 @@ def calibrate_regions(
     :func:`autolabel.seed.calibrate.choose_thresholds`. With fewer than two originals there
     is nothing to hold out: :data:`DEFAULT_BOX_THRESHOLD` is kept and ``reason`` says why.
 
+    Without ``target_recall`` the pick is the lowest threshold within :data:`F1_SLACK` of
+    the best F1 (see :func:`_pick_threshold`).
+
     Returns:
         The :func:`choose_thresholds` dict plus ``detector``, ``prompt``, ``reason``; stored
         as workspace setting ``seed.thresholds``.
@@ -209,7 +232,6 @@ def calibrate_regions(
         InputError: no located seed box.
     """
     from autolabel.detect.regions import RegionsDetector, train_regions
-    from autolabel.seed.calibrate import choose_thresholds
 
     items = located_seed(ws)
     samples, _ = seed_samples(items)
@@ -239,9 +261,15 @@ def calibrate_regions(
                 preds[i] = det.detect([samples[i].image], [prompt])[0]
             if on_progress is not None:
                 on_progress(f + 1, k)
-        result = choose_thresholds(preds, truths, iou=iou, target_recall=target_recall)
+        result = _pick_threshold(preds, truths, iou=iou, target_recall=target_recall)
         result["reason"] = (
-            f"{k}-fold over seed originals (each scored by a model not trained on it)"
+            f"{k}-fold over seed originals (each scored by a model not trained on it); "
+            + (
+                "most precise threshold at the target recall"
+                if target_recall is not None
+                else f"lowest threshold within {F1_SLACK} F1 of the best (keeps boxes for "
+                "select and review; the score is already a calibrated probability)"
+            )
         )
     result.update(detector="regions", model="seed", model_version="", prompt=prompt)
     ws.set_setting("seed.thresholds", result)
