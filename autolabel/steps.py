@@ -163,6 +163,68 @@ def seed_prompts(ws: Any, cfg: Config, *, prompt: str | None = None) -> dict[str
     )
 
 
+def seed_prompt_fallback(ws: Any, cfg: Config, prompt: str | None) -> str | None:
+    """``autocrop``'s prompt when seed crops come with no caption and nothing names them.
+
+    Returns:
+        :data:`autolabel.constants.GENERIC_PROMPT` when there is no ``--prompt``, no
+        workspace or config prompt and no seed caption; else None (the usual rule applies).
+    """
+    from autolabel.constants import GENERIC_PROMPT
+    from autolabel.store.seed import list_seed_items
+
+    if prompt or workspace_prompt(ws) or cfg.prompt:
+        return None
+    if any(it.caption for it in list_seed_items(ws)):
+        return None
+    return GENERIC_PROMPT
+
+
+def weight_free_choice(
+    ws: Any, cfg: Config, *, detector_flag: str | None, seed_originals: bool, seed_crops: bool
+) -> tuple[Config, str | None]:
+    """``autocrop``/``demo`` defaults: without Grounding DINO weights, a weight-free detector.
+
+    Applies only when neither ``--detector`` nor the config chose another detector than the
+    default and ``detect.model`` is not on this machine (a local folder, or a complete
+    Hugging Face cache entry; see :func:`autolabel.detect.versions.weights_available`). Then
+    ``regions`` (edge-snapped boxes) when it can be trained (seed originals given, located
+    seed boxes or a ``regions-vN`` in the workspace), else ``exemplar`` when seed crops are
+    given; otherwise nothing changes (Grounding DINO then says what is missing).
+
+    Returns:
+        ``(config, note)``: the config to run with and a one-line note for the log (None when
+        nothing changed).
+    """
+    from autolabel.constants import DEFAULT_DETECTOR, WEIGHT_FREE_DETECTOR
+    from autolabel.detect.versions import REGIONS_PREFIX, list_versions, weights_available
+    from autolabel.store.seed import count_seed_items
+
+    dc = cfg.detect
+    if detector_flag is not None or dc.detector != DEFAULT_DETECTOR:
+        return cfg, None
+    if weights_available(dc.model, workspace=ws.path):
+        return cfg, None
+    trainable = (
+        seed_originals
+        or count_seed_items(ws)["located"] > 0
+        or bool(list_versions(ws.path, REGIONS_PREFIX))
+    )
+    why = f"no Grounding DINO weights for {dc.model} on this machine"
+    if trainable:
+        note = (
+            f"{why}: using the weight-free {WEIGHT_FREE_DETECTOR} detector (learns the seed's "
+            "picture layout, boxes snapped to edges; `autolabel models pull` for Grounding DINO)"
+        )
+        return cfg.with_flags(
+            {"detect.detector": WEIGHT_FREE_DETECTOR, "detect.model": "latest"}
+        ), note
+    if seed_crops:
+        note = f"{why} and no seed originals: using the exemplar detector (finds the seed crops)"
+        return cfg.with_flags({"detect.detector": "exemplar"}), note
+    return cfg, None
+
+
 def detector_options(cfg: Config) -> dict[str, Any]:
     """Build options of ``cfg.detect.detector`` for calibration (model, device, dtype...)."""
     dc = cfg.detect
