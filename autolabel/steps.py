@@ -243,6 +243,8 @@ def calibration_prompt(ws: Any, cfg: Config, prompt: str | None = None) -> str:
     from autolabel.seed.calibrate import calibration_inputs
 
     chosen = resolve_prompt(ws, cfg, prompt, required=False)
+    if chosen is None and cfg.detect.detector == "regions":
+        chosen = "object"  # regions finds pictures without a prompt; it only names them
     _, text = calibration_inputs(ws, None if chosen is None else str(chosen))
     return str(text)
 

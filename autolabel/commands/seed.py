@@ -217,6 +217,8 @@ def calibrate(
         f"{result['recall']:.3f}) on {result['n']} seed boxes in {result['n_images']} images "
         f"[{result['objective']}]"
     )
+    if result.get("reason"):
+        typer.echo(f"  {result['reason']}")
 
 
 @seed_app.command("list")

@@ -85,7 +85,8 @@ def finetune_regions(
         callback: told ``{"event": "done", "version": ...}`` at the end.
 
     Raises:
-        InputError: no review decision and no located seed box.
+        InputError: no review decision and no located seed box, or no review decision and a
+            version trained on the current seed already exists (nothing new to learn).
     """
     from autolabel.detect.regions import RegionModel, RegionSample, train_regions
     from autolabel.imageio import load_rgb
@@ -99,6 +100,11 @@ def finetune_regions(
             "none (run `autolabel seed add` with --originals and review some proposals first)"
         )
     base_path = _seed_base(ws, items) if items else None
+    if base_path is not None and not reviewed:
+        raise InputError(
+            f"finetune (regions): expected review decisions to learn from, got none "
+            f"({base_path.name} is already trained on the current seed; review first)"
+        )
     samples: list[Any] = []
     index: dict[str, int] = {}
     if base_path is None and items:
