@@ -59,13 +59,31 @@ def test_regions_version_numbers_and_rows(tmp_path):
         versions.resolve_model("regions-v2", workspace=tmp_path, kind="regions")
 
 
+def _hub_cache(monkeypatch, root: Path) -> Path:
+    """Point the Hugging Face cache at ``root`` (read at call time by the cache lookup)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    return root
+
+
 def test_weights_available_is_local_only(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    cache = _hub_cache(monkeypatch, tmp_path / "cache")
     assert not versions.weights_available("IDEA-Research/grounding-dino-tiny")
     assert not versions.weights_available("latest", workspace=tmp_path)  # no gdino-vN
     assert versions.weights_available(str(tmp_path))
     _fake_version(tmp_path, "gdino-v1")
     assert versions.weights_available("latest", workspace=tmp_path)
+    # a hub id counts once its config and weights are in the cache (a snapshot)
+    repo = cache / "models--IDEA-Research--grounding-dino-tiny"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    (snap / "config.json").write_text("{}")
+    assert not versions.weights_available("IDEA-Research/grounding-dino-tiny")  # no weights
+    (snap / "model.safetensors").write_bytes(b"0")
+    assert versions.weights_available("IDEA-Research/grounding-dino-tiny")
 
 
 @pytest.mark.parametrize(
@@ -79,7 +97,7 @@ def test_weights_available_is_local_only(tmp_path, monkeypatch):
     ],
 )
 def test_weight_free_choice(tmp_path, monkeypatch, flag, model, originals, crops, expected, noted):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    _hub_cache(monkeypatch, tmp_path / "empty-cache")
     weights = tmp_path / "gdino-weights"
     weights.mkdir()
     with Workspace.create(tmp_path / "ws") as ws:
