@@ -235,6 +235,13 @@ def _seed(
         _describe_seed_add,
         unit="crops",
     )
+    generic = steps.seed_prompt_fallback(ws, cfg, prompt)
+    if generic is not None:
+        timer.log(
+            f"[seed prompts] no --prompt and no captions: using {generic!r} (pass --prompt "
+            "or --captions to name the objects)"
+        )
+        prompt = generic
     timer.run(
         "seed prompts",
         lambda _bar: steps.seed_prompts(ws, cfg, prompt=prompt),
@@ -275,7 +282,12 @@ def _propose(
     from autolabel.propose import graceful_interrupt, run_propose
 
     settings = steps.propose_settings(
-        ws, cfg, prompt=prompt, box_threshold=box_threshold, text_threshold=text_threshold
+        ws,
+        cfg,
+        prompt=prompt,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        log=lambda line: timer.log(f"[{name}] {line}"),
     )
     stop = threading.Event()
 
@@ -356,9 +368,10 @@ def run_demo(
 
     Generates screenshots and hand-crop imitations (:func:`make_demo_data`), then: ingest;
     seed add + prompts + calibrate; tiny Grounding DINO + SAM through the real loading code
-    on ``tiny_images`` images (random weights: it shows the code path, not quality); the
-    weight-free exemplar detector on every image; select; eval against the known truth;
-    export; report.
+    on ``tiny_images`` images (random weights: it shows the code path, not quality); on
+    every image Grounding DINO when its weights (``detect.model``) are on the machine, else
+    the weight-free ``regions`` detector (:func:`autolabel.steps.weight_free_choice`, one
+    line in the log); select; eval against the known truth; export; report.
 
     Returns:
         ``{"root", "workspace", "export", "report", "stages": [...], "eval": {...}}``.
@@ -390,7 +403,11 @@ def run_demo(
     ws.config_path.write_text(DEMO_CONFIG, encoding="utf-8")
     try:
         cfg = steps.load_options(ws)
-        exemplar = cfg.with_flags({"detect.detector": "exemplar"})
+        weightfree, note = steps.weight_free_choice(
+            ws, cfg, detector_flag=None, seed_originals=True, seed_crops=True
+        )
+        if note:
+            log(f"[detector] {note}")
         _ingest(
             ws,
             cfg,
@@ -400,7 +417,7 @@ def run_demo(
         )
         _seed(
             ws,
-            exemplar,
+            weightfree,
             timer,
             crops=paths["seed_crops"],
             originals=paths["seed_originals"],
@@ -430,7 +447,7 @@ def run_demo(
             box_threshold=0.05,
             text_threshold=0.05,
         )
-        _propose(ws, exemplar, timer, "propose (exemplar)")
+        _propose(ws, weightfree, timer, f"propose ({weightfree.detect.detector})")
         _select(ws, cfg, timer)
         report_eval = timer.run(
             "eval",
@@ -492,7 +509,10 @@ def autocrop(
     The workspace (default ``out_dir/.autolabel``) is created or reused, so a re-run only
     proposes for new images and exports a new version (when anything changed); a re-run after
     a crash resumes. Seed crops (with ``originals``/``captions``) bootstrap the prompt and
-    thresholds; with the ``exemplar`` detector they are the exemplars.
+    thresholds; with the ``exemplar`` detector they are the exemplars. Without Grounding DINO
+    weights on the machine (and no detector chosen) the weight-free ``regions`` detector is
+    trained on the seed originals (:func:`autolabel.steps.weight_free_choice`); seed crops
+    without captions and no prompt mean the prompt ``"product photo"``.
 
     Options: the workspace's ``config.yaml`` over :data:`autolabel.steps.AUTOCROP_PRESET`
     (target precision 0.98, swift JSONL only), then the arguments that are not None
@@ -546,6 +566,15 @@ def autocrop(
             },
             preset=steps.AUTOCROP_PRESET,
         )
+        cfg, note = steps.weight_free_choice(
+            ws,
+            cfg,
+            detector_flag=detector,
+            seed_originals=originals is not None,
+            seed_crops=seed_crops is not None,
+        )
+        if note:
+            log(f"[detector] {note}")
         before = workspace_status(ws)["images"].get("ok", 0)
         ing = _ingest(
             ws, cfg, timer, in_path, lambda r: f"{r.added} new images ({r.errors} errors)"

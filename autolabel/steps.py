@@ -168,6 +168,68 @@ def seed_prompts(ws: Any, cfg: Config, *, prompt: str | None = None) -> dict[str
     )
 
 
+def seed_prompt_fallback(ws: Any, cfg: Config, prompt: str | None) -> str | None:
+    """``autocrop``'s prompt when seed crops come with no caption and nothing names them.
+
+    Returns:
+        :data:`autolabel.constants.GENERIC_PROMPT` when there is no ``--prompt``, no
+        workspace or config prompt and no seed caption; else None (the usual rule applies).
+    """
+    from autolabel.constants import GENERIC_PROMPT
+    from autolabel.store.seed import list_seed_items
+
+    if prompt or workspace_prompt(ws) or cfg.prompt:
+        return None
+    if any(it.caption for it in list_seed_items(ws)):
+        return None
+    return GENERIC_PROMPT
+
+
+def weight_free_choice(
+    ws: Any, cfg: Config, *, detector_flag: str | None, seed_originals: bool, seed_crops: bool
+) -> tuple[Config, str | None]:
+    """``autocrop``/``demo`` defaults: without Grounding DINO weights, a weight-free detector.
+
+    Applies only when neither ``--detector`` nor the config chose another detector than the
+    default and ``detect.model`` is not on this machine (a local folder, or a complete
+    Hugging Face cache entry; see :func:`autolabel.detect.versions.weights_available`). Then
+    ``regions`` (edge-snapped boxes) when it can be trained (seed originals given, located
+    seed boxes or a ``regions-vN`` in the workspace), else ``exemplar`` when seed crops are
+    given; otherwise nothing changes (Grounding DINO then says what is missing).
+
+    Returns:
+        ``(config, note)``: the config to run with and a one-line note for the log (None when
+        nothing changed).
+    """
+    from autolabel.constants import DEFAULT_DETECTOR, WEIGHT_FREE_DETECTOR
+    from autolabel.detect.versions import REGIONS_PREFIX, list_versions, weights_available
+    from autolabel.store.seed import count_seed_items
+
+    dc = cfg.detect
+    if detector_flag is not None or dc.detector != DEFAULT_DETECTOR:
+        return cfg, None
+    if weights_available(dc.model, workspace=ws.path):
+        return cfg, None
+    trainable = (
+        seed_originals
+        or count_seed_items(ws)["located"] > 0
+        or bool(list_versions(ws.path, REGIONS_PREFIX))
+    )
+    why = f"no Grounding DINO weights for {dc.model} on this machine"
+    if trainable:
+        note = (
+            f"{why}: using the weight-free {WEIGHT_FREE_DETECTOR} detector (learns the seed's "
+            "picture layout, boxes snapped to edges; `autolabel models pull` for Grounding DINO)"
+        )
+        return cfg.with_flags(
+            {"detect.detector": WEIGHT_FREE_DETECTOR, "detect.model": "latest"}
+        ), note
+    if seed_crops:
+        note = f"{why} and no seed originals: using the exemplar detector (finds the seed crops)"
+        return cfg.with_flags({"detect.detector": "exemplar"}), note
+    return cfg, None
+
+
 def detector_options(cfg: Config) -> dict[str, Any]:
     """Build options of ``cfg.detect.detector`` for calibration (model, device, dtype...)."""
     dc = cfg.detect
@@ -186,6 +248,8 @@ def calibration_prompt(ws: Any, cfg: Config, prompt: str | None = None) -> str:
     from autolabel.seed.calibrate import calibration_inputs
 
     chosen = resolve_prompt(ws, cfg, prompt, required=False)
+    if chosen is None and cfg.detect.detector == "regions":
+        chosen = "object"  # regions finds pictures without a prompt; it only names them
     _, text = calibration_inputs(ws, None if chosen is None else str(chosen))
     return str(text)
 
@@ -242,14 +306,29 @@ def seed_calibrate(
     batch_size: int = 4,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`)
-    and remember what they were calibrated with (:func:`calibration_is_current`).
+    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`;
+    ``regions``: :func:`autolabel.seed.regions.calibrate_regions`, which needs no prompt) and
+    remember what they were calibrated with (:func:`calibration_is_current`).
 
     Raises:
         InputError: no located seed boxes, or no prompt (see :func:`calibration_prompt`).
     """
     from autolabel.seed.calibrate import calibrate
 
+    if cfg.detect.detector == "regions":
+        from autolabel.seed.regions import calibrate_regions
+
+        resolved = resolve_prompt(ws, cfg, prompt, required=False)
+        chosen = str(resolved) if resolved is not None else "object"
+        result = calibrate_regions(
+            ws,
+            prompt=chosen,
+            iou=iou,
+            target_recall=cfg.seed.target_recall,
+            on_progress=on_progress,
+        )
+        ws.set_setting(CALIBRATION_KEY, _calibration_key(ws, cfg, chosen, iou))
+        return result
     chosen = calibration_prompt(ws, cfg, prompt)
     result = calibrate(
         ws,
@@ -273,6 +352,7 @@ def propose_settings(
     prompt: str | None = None,
     box_threshold: float | None = None,
     text_threshold: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Any:
     """Settings of a propose run (:func:`autolabel.propose.resolve_settings`).
 
@@ -288,7 +368,12 @@ def propose_settings(
 
     chosen = resolve_prompt(ws, cfg, prompt)
     settings = resolve_settings(
-        ws, cfg, prompt=chosen, box_threshold=box_threshold, text_threshold=text_threshold
+        ws,
+        cfg,
+        prompt=chosen,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        log=log,
     )
     if prompt:
         remember_prompt(ws, chosen)
@@ -376,9 +461,15 @@ def finetune(
     The starting model is ``finetune.base`` (the runner resolves None, ``latest`` and
     versions). Seed boxes without a phrase get the first phrase of the prompt
     (:func:`resolve_prompt`); with no prompt anywhere they are an error of the training-set
-    builder.
+    builder. With ``detect.detector: regions`` the regions scorer is retrained instead
+    (:func:`autolabel.train.regions.finetune_regions` -> ``regions-vN``).
     """
     from autolabel.train.loop import finetune_workspace
+
+    if cfg.detect.detector == "regions":
+        from autolabel.train.regions import finetune_regions
+
+        return finetune_regions(ws, seed=cfg.finetune.seed, callback=callback)
 
     chosen = resolve_prompt(ws, cfg, prompt, required=False)
     return finetune_workspace(

@@ -628,6 +628,407 @@ def _sticker(draw, rng, corner_xy, s: float) -> tuple[int, int, int, int]:
     return (x0, y0, x0 + w, y0 + h)
 
 
+@dataclass
+class _Page:
+    """Drawing state shared by the :func:`make_app_screenshot` helpers."""
+
+    rng: np.random.Generator
+    img: Image.Image
+    draw: ImageDraw.ImageDraw
+    W: int
+    H: int
+    s: float  #: scale against a 1080 px wide phone
+    desktop: bool
+    dark_mode: bool
+    bgc: tuple[int, int, int]
+    ink: tuple[int, int, int]
+    muted: tuple[int, int, int]
+    product_id: int
+    other_products: tuple[int, int]
+    meta: dict[str, Any]
+
+    def other_pid(self) -> int:
+        """A random product id other than the main one."""
+        while True:
+            p = int(self.rng.integers(*self.other_products))
+            if p != self.product_id:
+                return p
+
+    def paste_photo(self, pid: int, box, variant: int = 0, radius: int = 0) -> None:
+        """Paste product ``pid`` into ``box`` (optionally with rounded corners)."""
+        x0, y0, x1, y1 = (int(v) for v in box)
+        ph = product_image(
+            pid, (x1 - x0, y1 - y0), variant=variant, seed=int(self.rng.integers(1e6))
+        )
+        if radius > 0:
+            m = Image.new("L", ph.size, 0)
+            ImageDraw.Draw(m).rounded_rectangle((0, 0, ph.width - 1, ph.height - 1), radius, 255)
+            self.img.paste(ph, (x0, y0), m)
+        else:
+            self.img.paste(ph, (x0, y0))
+
+
+def _desktop_chrome(pg: _Page) -> tuple[int, int, int, int]:
+    """Side bar, optional ad column with photos, header. Returns the content area."""
+    rng, draw, W, H = pg.rng, pg.draw, pg.W, pg.H
+    side_w = int(W * rng.uniform(0.1, 0.16))
+    side_c = _rand_color(rng, 30, 80) if rng.random() < 0.5 else _rand_color(rng, 225, 245)
+    draw.rectangle((0, 0, side_w, H), fill=side_c)
+    for k in range(int(rng.integers(6, 12))):
+        draw.text(
+            (20, 120 + k * 44),
+            str(rng.choice(_SECTION_TEXTS)),
+            font=_font(18),
+            fill=(230, 230, 230) if sum(side_c) < 300 else (40, 40, 40),
+        )
+    left, right = side_w, W
+    if rng.random() < 0.7:  # right ad column with photos
+        ad_w = int(W * rng.uniform(0.14, 0.2))
+        right = W - ad_w
+        draw.rectangle((right, 0, W, H), fill=_rand_color(rng, 230, 250))
+        y = 100
+        while y < H - 200:
+            ah = int(ad_w * rng.uniform(0.6, 1.0))
+            pg.paste_photo(pg.other_pid(), (right + 12, y, W - 12, y + ah))
+            pg.meta["banners"].append([right + 12, y, W - 12, y + ah])
+            y += ah + 60
+    top = int(rng.integers(60, 90))
+    draw.rectangle((left, 0, W, top), fill=_rand_color(rng, 20, 250))
+    draw.rounded_rectangle(
+        (left + 40, top * 0.2, left + 40 + W * 0.3, top * 0.8),
+        radius=int(top * 0.3),
+        fill=(250, 250, 250),
+        outline=pg.muted,
+    )
+    return left, top, right, H
+
+
+def _phone_status_and_search(pg: _Page) -> int:
+    """Status bar and search box. Returns the y where the content starts."""
+    rng, draw, W, s, muted = pg.rng, pg.draw, pg.W, pg.s, pg.muted
+    status_h = int(rng.uniform(60, 95) * s)
+    status_c = pg.bgc if rng.random() < 0.6 else _rand_color(rng, 0, 256)
+    draw.rectangle((0, 0, W, status_h), fill=status_c)
+    tc = (20, 20, 20) if sum(status_c) > 380 else (240, 240, 240)
+    draw.text(
+        (30 * s, status_h * 0.2),
+        f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}",
+        fill=tc,
+        font=_font(int(status_h * 0.5)),
+    )
+    for k in range(3):
+        bx = W - (60 + 55 * k) * s
+        draw.rectangle((bx, status_h * 0.3, bx + 38 * s, status_h * 0.7), outline=tc, width=2)
+    sh = int(rng.uniform(90, 130) * s)
+    sy = status_h + int(10 * s)
+    draw.rounded_rectangle(
+        (30 * s, sy, W - 30 * s, sy + sh),
+        radius=sh // 2,
+        fill=_rand_color(rng, 225, 250) if not pg.dark_mode else (60, 60, 60),
+        outline=muted if rng.random() < 0.5 else None,
+    )
+    draw.ellipse((60 * s, sy + sh * 0.3, 60 * s + sh * 0.4, sy + sh * 0.7), outline=muted, width=3)
+    draw.text(
+        (80 * s + sh * 0.4, sy + sh * 0.25),
+        "Search products",
+        fill=muted,
+        font=_font(int(sh * 0.4)),
+    )
+    return sy + sh + int(20 * s)
+
+
+def _phone_nav_bar(pg: _Page) -> int:
+    """Bottom navigation bar with icons. Returns its top y."""
+    rng, draw, W, H = pg.rng, pg.draw, pg.W, pg.H
+    nav_h = int(rng.uniform(120, 170) * pg.s)
+    nav_c = _rand_color(rng, 235, 256) if not pg.dark_mode else (30, 30, 30)
+    draw.rectangle((0, H - nav_h, W, H), fill=nav_c)
+    draw.line((0, H - nav_h, W, H - nav_h), fill=(210, 210, 210), width=2)
+    n_icons = int(rng.integers(4, 6))
+    for k in range(n_icons):
+        cx = (k + 0.5) * W / n_icons
+        rr = nav_h * 0.18
+        draw.rounded_rectangle(
+            (cx - rr, H - nav_h + 0.15 * nav_h, cx + rr, H - nav_h + 0.15 * nav_h + 2 * rr),
+            radius=int(rr * 0.4),
+            outline=pg.ink,
+            width=3,
+        )
+    return H - nav_h
+
+
+def _phone_header(pg: _Page, top: int) -> int:
+    """Optional shop header or promo banner above the picture. Returns the new top."""
+    rng, draw, W, s = pg.rng, pg.draw, pg.W, pg.s
+    above = rng.random()
+    if above < 0.25:
+        ah = int(rng.uniform(110, 160) * s)
+        ar = ah * 0.35
+        draw.ellipse(
+            (30 * s, top + ah / 2 - ar, 30 * s + 2 * ar, top + ah / 2 + ar),
+            fill=_rand_color(rng),
+        )
+        draw.text(
+            (50 * s + 2 * ar, top + ah * 0.3),
+            "Official Store",
+            fill=pg.ink,
+            font=_font(int(ah * 0.25)),
+        )
+        top += ah
+    elif above < 0.4:
+        ah = int(rng.uniform(160, 260) * s)
+        bcol = _rand_color(rng, 150, 256)
+        draw.rounded_rectangle((30 * s, top, W - 30 * s, top + ah), radius=int(20 * s), fill=bcol)
+        pw = int(ah * 0.8)
+        pg.paste_photo(
+            pg.other_pid(), (W - 60 * s - pw, top + ah * 0.1, W - 60 * s, top + ah * 0.9)
+        )
+        draw.text(
+            (60 * s, top + ah * 0.3),
+            str(rng.choice(_BANNER_TEXTS)),
+            fill=(255,) * 3,
+            font=_font(int(ah * 0.3)),
+        )
+        pg.meta["banners"].append([int(30 * s), top, int(W - 30 * s), top + ah])
+        top += ah + int(20 * s)
+    return top
+
+
+def _main_picture(
+    pg: _Page, content: tuple[int, int, int, int]
+) -> tuple[tuple[int, int, int, int], int]:
+    """The main product picture, its optional frame card and stickers.
+
+    Returns:
+        ``((px, py, pw, ph), frame)``: the picture's corner and size, the frame width.
+    """
+    rng, draw, s = pg.rng, pg.draw, pg.s
+    left, top, right, bottom = content
+    CW = right - left
+    aspect = float(rng.choice([1.0, 1.0, 1.0, 0.75, 1.25, 4 / 3, 9 / 16]))  # h / w
+    if pg.desktop:
+        frac = rng.uniform(0.35, 0.5)
+    else:
+        frac = 1.0 if rng.random() < 0.3 else rng.uniform(0.6, 0.95)
+    pw = int(CW * frac)
+    ph = int(pw * aspect)
+    max_ph = int((bottom - top) * (0.75 if not pg.desktop else 0.85))
+    if ph > max_ph:
+        ph = max_ph
+    y_hi = min(int(pg.H * 2 / 3) - 1, bottom - ph)
+    py = int(rng.integers(top, max(top + 1, min(y_hi, top + int(0.15 * pg.H)) + 1)))
+    if pg.desktop:
+        px = left + int(rng.uniform(0.03, 0.08) * CW)
+    elif frac >= 0.999:
+        px = left
+    else:
+        px = left + int(rng.choice([(CW - pw) // 2, int(30 * s), (CW - pw) // 2]))
+    frame = 0
+    if frac < 0.999 and rng.random() < 0.3:
+        frame = int(rng.uniform(8, 28) * s)
+        fc = (255, 255, 255) if pg.bgc != (255, 255, 255) else _rand_color(rng, 215, 240)
+        draw.rounded_rectangle(
+            (px - frame, py - frame, px + pw + frame, py + ph + frame),
+            radius=int(rng.uniform(0, 20) * s),
+            fill=fc,
+        )
+    radius = int(rng.uniform(12, 45) * s) if rng.random() < 0.4 else 0
+    pg.paste_photo(pg.product_id, (px, py, px + pw, py + ph), radius=radius)
+    pg.meta["layout"].update(frac=float(frac), aspect=aspect, frame=frame, radius=radius)
+    if rng.random() < 0.3:
+        pg.meta["stickers"].append(list(_sticker(draw, rng, (px, py), s)))
+    if rng.random() < 0.25:
+        pg.meta["stickers"].append(list(_sticker(draw, rng, (px + pw, py + ph), s)))
+    return (px, py, pw, ph), frame
+
+
+def _carousel_dots(pg: _Page, px: int, pw: int, y: int) -> int:
+    """Optional carousel dot row centred under the picture at ``y``. Returns the new y."""
+    rng, s = pg.rng, pg.s
+    if rng.random() < 0.4:
+        n = int(rng.integers(3, 7))
+        rr = 7 * s
+        cx0 = px + pw / 2 - n * 14 * s
+        for k in range(n):
+            pg.draw.ellipse(
+                (cx0 + k * 28 * s - rr, y - rr, cx0 + k * 28 * s + rr, y + rr),
+                fill=pg.ink if k == 0 else (190, 190, 190),
+            )
+        y += int(30 * s)
+    return y
+
+
+def _title_price_buttons(pg: _Page, tx: int, y: int, avail: int, fs: int) -> int:
+    """Title lines, price and optional cart buttons from ``(tx, y)``. Returns the new y."""
+    rng, draw, s = pg.rng, pg.draw, pg.s
+    for _ in range(int(rng.integers(1, 4))):
+        _text_line(draw, rng, (tx, y), avail, fs, pg.ink)
+        y += int(fs * 1.5)
+    draw.text((tx, y), str(rng.choice(_PRICE_TEXTS)), fill=(220, 30, 40), font=_font(int(fs * 1.5)))
+    y += int(fs * 2.4)
+    if rng.random() < 0.7:
+        bw, bh = int(avail * rng.uniform(0.3, 0.45)), int(rng.uniform(90, 120) * s)
+        for k, label in enumerate(("Add to cart", "Buy now")):
+            bx = tx + k * (bw + int(20 * s))
+            draw.rounded_rectangle(
+                (bx, y, bx + bw, y + bh), radius=bh // 2, fill=_rand_color(rng, 0, 256)
+            )
+            draw.text(
+                (bx + bw * 0.2, y + bh * 0.3),
+                label,
+                fill=(255, 255, 255),
+                font=_font(int(bh * 0.35)),
+            )
+        y += bh + int(30 * s)
+    return y
+
+
+def _thumbnail_row(pg: _Page, tx: int, y: int, avail: int, fs: int) -> int:
+    """A titled row of thumbnails (same product, its variants, others). Returns the new y."""
+    rng, draw, s = pg.rng, pg.draw, pg.s
+    draw.text((tx, y), str(rng.choice(_SECTION_TEXTS)), fill=pg.ink, font=_font(fs))
+    y += int(fs * 1.6)
+    n = int(rng.integers(2, 5)) if not pg.desktop else int(rng.integers(4, 7))
+    gap = int(20 * s)
+    tw = (avail - gap * (n - 1)) // n
+    th = int(tw * rng.choice([1.0, 1.0, 1.25]))
+    for k in range(n):
+        bx = tx + k * (tw + gap)
+        u = rng.random()
+        if u < 0.3:
+            pid, var = pg.product_id, 0
+        elif u < 0.5:
+            pid, var = pg.product_id, int(rng.integers(1, 4))
+        else:
+            pid, var = pg.other_pid(), 0
+        pg.paste_photo(
+            pid,
+            (bx, y, bx + tw, y + th),
+            variant=var,
+            radius=int(12 * s) if rng.random() < 0.3 else 0,
+        )
+        pg.meta["thumbs"].append(
+            {"box": [bx, y, bx + tw, y + th], "product_id": pid, "variant": var}
+        )
+        draw.text(
+            (bx, y + th + 8 * s),
+            str(rng.choice(_PRICE_TEXTS)),
+            fill=(220, 30, 40),
+            font=_font(int(fs * 0.8)),
+        )
+    return y + th + int(fs * 2.2)
+
+
+def _photo_banner(pg: _Page, tx: int, y: int, avail: int) -> int:
+    """A coloured banner containing another product's photo. Returns the new y."""
+    rng, draw, s = pg.rng, pg.draw, pg.s
+    bh = int(rng.uniform(180, 300) * s)
+    draw.rounded_rectangle(
+        (tx, y, tx + avail, y + bh), radius=int(16 * s), fill=_rand_color(rng, 120, 256)
+    )
+    pw2 = int(bh * rng.uniform(0.8, 1.4))
+    pg.paste_photo(
+        pg.other_pid(),
+        (tx + avail - pw2 - 20 * s, y + bh * 0.1, tx + avail - 20 * s, y + bh * 0.9),
+    )
+    draw.text(
+        (tx + 30 * s, y + bh * 0.3),
+        str(rng.choice(_BANNER_TEXTS)),
+        fill=(255, 255, 255),
+        font=_font(int(bh * 0.25)),
+    )
+    pg.meta["banners"].append([tx, y, tx + avail, y + bh])
+    return y + bh + int(30 * s)
+
+
+def _review_block(pg: _Page, tx: int, y: int, avail: int, fs: int) -> int:
+    """A review: round avatar, name line, one or two muted text lines. Returns the new y."""
+    rng, draw, s = pg.rng, pg.draw, pg.s
+    ar = int(40 * s)
+    ph_ = product_image(pg.other_pid(), (2 * ar, 2 * ar))
+    m = Image.new("L", ph_.size, 0)
+    ImageDraw.Draw(m).ellipse((0, 0, 2 * ar - 1, 2 * ar - 1), fill=255)
+    pg.img.paste(ph_, (tx, y), m)
+    _text_line(draw, rng, (tx + 2 * ar + 20 * s, y + ar * 0.4), avail // 2, fs, pg.ink)
+    y += 2 * ar + int(20 * s)
+    for _ in range(int(rng.integers(1, 3))):
+        _text_line(draw, rng, (tx, y), avail, int(fs * 0.85), pg.muted)
+        y += int(fs * 1.4)
+    return y
+
+
+def _icon_paragraph(pg: _Page, tx: int, y: int, avail: int, fs: int) -> int:
+    """A row of round icons and a text paragraph. Returns the new y."""
+    rng, draw, s = pg.rng, pg.draw, pg.s
+    for k in range(int(rng.integers(3, 6))):
+        rr = 24 * s
+        draw.ellipse(
+            (tx + k * 90 * s, y, tx + k * 90 * s + 2 * rr, y + 2 * rr), outline=pg.ink, width=3
+        )
+    y += int(70 * s)
+    for _ in range(int(rng.integers(1, 4))):
+        _text_line(draw, rng, (tx, y), avail, int(fs * 0.85), pg.ink)
+        y += int(fs * 1.4)
+    return y
+
+
+def _feed(pg: _Page, tx: int, y: int, avail: int, fs: int, bottom: int) -> None:
+    """Fill down to ``bottom`` with thumbnail rows (at least one), banners, reviews, text."""
+    while y < bottom - 60 * pg.s:
+        choice = pg.rng.random() if pg.meta["thumbs"] else 0.0  # at least one thumbnail row
+        if choice < 0.55:
+            y = _thumbnail_row(pg, tx, y, avail, fs)
+        elif choice < 0.7:
+            y = _photo_banner(pg, tx, y, avail)
+        elif choice < 0.85:
+            y = _review_block(pg, tx, y, avail, fs)
+        else:
+            y = _icon_paragraph(pg, tx, y, avail, fs)
+
+
+def _new_page(
+    rng: np.random.Generator,
+    product_id: int,
+    size: tuple[int, int],
+    desktop: bool,
+    other_products: tuple[int, int],
+) -> _Page:
+    """Colours (light or dark mode), the blank canvas and the ``meta`` skeleton."""
+    W, H = int(size[0]), int(size[1])
+    dark_mode = rng.random() < 0.1
+    bgc = (
+        _rand_color(rng, 15, 40)
+        if dark_mode
+        else ((255, 255, 255) if rng.random() < 0.55 else _rand_color(rng, 238, 250))
+    )
+    ink = (235, 235, 235) if dark_mode else _rand_color(rng, 10, 60)
+    img = Image.new("RGB", (W, H), bgc)
+    layout: dict[str, Any] = {"desktop": desktop, "dark": dark_mode, "size": [W, H]}
+    meta: dict[str, Any] = {
+        "product_id": int(product_id),
+        "layout": layout,
+        "thumbs": [],
+        "banners": [],
+        "stickers": [],
+    }
+    return _Page(
+        rng=rng,
+        img=img,
+        draw=ImageDraw.Draw(img),
+        W=W,
+        H=H,
+        s=(W if not desktop else W / 1.6) / 1080,
+        desktop=desktop,
+        dark_mode=dark_mode,
+        bgc=bgc,
+        ink=ink,
+        muted=(150, 150, 150),
+        product_id=int(product_id),
+        other_products=other_products,
+        meta=meta,
+    )
+
+
 def make_app_screenshot(
     rng: np.random.Generator,
     *,
@@ -664,310 +1065,35 @@ def make_app_screenshot(
         product_id = int(rng.integers(*other_products))
     if size is None:
         size = DESKTOP_SIZE if desktop else PHONE_SIZES[int(rng.integers(len(PHONE_SIZES)))]
-    W, H = int(size[0]), int(size[1])
-    s = (W if not desktop else W / 1.6) / 1080
-    dark_mode = rng.random() < 0.1
-    bgc = (
-        _rand_color(rng, 15, 40)
-        if dark_mode
-        else ((255, 255, 255) if rng.random() < 0.55 else _rand_color(rng, 238, 250))
-    )
-    ink = (235, 235, 235) if dark_mode else _rand_color(rng, 10, 60)
-    muted = (150, 150, 150)
-    img = Image.new("RGB", (W, H), bgc)
-    draw = ImageDraw.Draw(img)
-    layout: dict[str, Any] = {"desktop": desktop, "dark": dark_mode, "size": [W, H]}
-    meta: dict[str, Any] = {
-        "product_id": int(product_id),
-        "layout": layout,
-        "thumbs": [],
-        "banners": [],
-        "stickers": [],
-    }
-
-    def other_pid() -> int:
-        while True:
-            p = int(rng.integers(*other_products))
-            if p != product_id:
-                return p
-
-    def paste_photo(pid: int, box, variant: int = 0, radius: int = 0) -> None:
-        x0, y0, x1, y1 = (int(v) for v in box)
-        ph = product_image(pid, (x1 - x0, y1 - y0), variant=variant, seed=int(rng.integers(1e6)))
-        if radius > 0:
-            m = Image.new("L", ph.size, 0)
-            ImageDraw.Draw(m).rounded_rectangle((0, 0, ph.width - 1, ph.height - 1), radius, 255)
-            img.paste(ph, (x0, y0), m)
-        else:
-            img.paste(ph, (x0, y0))
-
-    # -- chrome -------------------------------------------------------------------------
-    left, right = 0, W
+    pg = _new_page(rng, product_id, size, desktop, other_products)
+    s, layout = pg.s, pg.meta["layout"]
     if desktop:
-        side_w = int(W * rng.uniform(0.1, 0.16))
-        side_c = _rand_color(rng, 30, 80) if rng.random() < 0.5 else _rand_color(rng, 225, 245)
-        draw.rectangle((0, 0, side_w, H), fill=side_c)
-        for k in range(int(rng.integers(6, 12))):
-            draw.text(
-                (20, 120 + k * 44),
-                str(rng.choice(_SECTION_TEXTS)),
-                font=_font(18),
-                fill=(230, 230, 230) if sum(side_c) < 300 else (40, 40, 40),
-            )
-        left = side_w
-        if rng.random() < 0.7:  # right ad column with photos
-            ad_w = int(W * rng.uniform(0.14, 0.2))
-            right = W - ad_w
-            draw.rectangle((right, 0, W, H), fill=_rand_color(rng, 230, 250))
-            y = 100
-            while y < H - 200:
-                ah = int(ad_w * rng.uniform(0.6, 1.0))
-                paste_photo(other_pid(), (right + 12, y, W - 12, y + ah))
-                meta["banners"].append([right + 12, y, W - 12, y + ah])
-                y += ah + 60
-        top = int(rng.integers(60, 90))
-        draw.rectangle((left, 0, W, top), fill=_rand_color(rng, 20, 250))
-        draw.rounded_rectangle(
-            (left + 40, top * 0.2, left + 40 + W * 0.3, top * 0.8),
-            radius=int(top * 0.3),
-            fill=(250, 250, 250),
-            outline=muted,
-        )
-        bottom = H
+        left, top, right, bottom = _desktop_chrome(pg)
     else:
-        status_h = int(rng.uniform(60, 95) * s)
-        status_c = bgc if rng.random() < 0.6 else _rand_color(rng, 0, 256)
-        draw.rectangle((0, 0, W, status_h), fill=status_c)
-        tc = (20, 20, 20) if sum(status_c) > 380 else (240, 240, 240)
-        draw.text(
-            (30 * s, status_h * 0.2),
-            f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}",
-            fill=tc,
-            font=_font(int(status_h * 0.5)),
-        )
-        for k in range(3):
-            bx = W - (60 + 55 * k) * s
-            draw.rectangle((bx, status_h * 0.3, bx + 38 * s, status_h * 0.7), outline=tc, width=2)
-        sh = int(rng.uniform(90, 130) * s)
-        sy = status_h + int(10 * s)
-        draw.rounded_rectangle(
-            (30 * s, sy, W - 30 * s, sy + sh),
-            radius=sh // 2,
-            fill=_rand_color(rng, 225, 250) if not dark_mode else (60, 60, 60),
-            outline=muted if rng.random() < 0.5 else None,
-        )
-        draw.ellipse(
-            (60 * s, sy + sh * 0.3, 60 * s + sh * 0.4, sy + sh * 0.7), outline=muted, width=3
-        )
-        draw.text(
-            (80 * s + sh * 0.4, sy + sh * 0.25),
-            "Search products",
-            fill=muted,
-            font=_font(int(sh * 0.4)),
-        )
-        top = sy + sh + int(20 * s)
-        nav_h = int(rng.uniform(120, 170) * s)
-        nav_c = _rand_color(rng, 235, 256) if not dark_mode else (30, 30, 30)
-        draw.rectangle((0, H - nav_h, W, H), fill=nav_c)
-        draw.line((0, H - nav_h, W, H - nav_h), fill=(210, 210, 210), width=2)
-        n_icons = int(rng.integers(4, 6))
-        for k in range(n_icons):
-            cx = (k + 0.5) * W / n_icons
-            rr = nav_h * 0.18
-            draw.rounded_rectangle(
-                (cx - rr, H - nav_h + 0.15 * nav_h, cx + rr, H - nav_h + 0.15 * nav_h + 2 * rr),
-                radius=int(rr * 0.4),
-                outline=ink,
-                width=3,
-            )
-        bottom = H - nav_h
-        # optional shop header / promo banner above the picture
-        above = rng.random()
-        if above < 0.25:
-            ah = int(rng.uniform(110, 160) * s)
-            ar = ah * 0.35
-            draw.ellipse(
-                (30 * s, top + ah / 2 - ar, 30 * s + 2 * ar, top + ah / 2 + ar),
-                fill=_rand_color(rng),
-            )
-            draw.text(
-                (50 * s + 2 * ar, top + ah * 0.3),
-                "Official Store",
-                fill=ink,
-                font=_font(int(ah * 0.25)),
-            )
-            top += ah
-        elif above < 0.4:
-            ah = int(rng.uniform(160, 260) * s)
-            bcol = _rand_color(rng, 150, 256)
-            draw.rounded_rectangle(
-                (30 * s, top, W - 30 * s, top + ah), radius=int(20 * s), fill=bcol
-            )
-            pw = int(ah * 0.8)
-            paste_photo(other_pid(), (W - 60 * s - pw, top + ah * 0.1, W - 60 * s, top + ah * 0.9))
-            draw.text(
-                (60 * s, top + ah * 0.3),
-                str(rng.choice(_BANNER_TEXTS)),
-                fill=(255,) * 3,
-                font=_font(int(ah * 0.3)),
-            )
-            meta["banners"].append([int(30 * s), top, int(W - 30 * s), top + ah])
-            top += ah + int(20 * s)
+        left, right = 0, pg.W
+        top = _phone_status_and_search(pg)
+        bottom = _phone_nav_bar(pg)
+        top = _phone_header(pg, top)
     layout["content"] = [left, top, right, bottom]
-
-    # -- the main picture ------------------------------------------------------------------
-    CW = right - left
-    aspect = float(rng.choice([1.0, 1.0, 1.0, 0.75, 1.25, 4 / 3, 9 / 16]))  # h / w
-    if desktop:
-        frac = rng.uniform(0.35, 0.5)
-    else:
-        frac = 1.0 if rng.random() < 0.3 else rng.uniform(0.6, 0.95)
-    pw = int(CW * frac)
-    ph = int(pw * aspect)
-    max_ph = int((bottom - top) * (0.75 if not desktop else 0.85))
-    if ph > max_ph:
-        ph = max_ph
-    y_hi = min(int(H * 2 / 3) - 1, bottom - ph)
-    py = int(rng.integers(top, max(top + 1, min(y_hi, top + int(0.15 * H)) + 1)))
-    if desktop:
-        px = left + int(rng.uniform(0.03, 0.08) * CW)
-    elif frac >= 0.999:
-        px = left
-    else:
-        px = left + int(rng.choice([(CW - pw) // 2, int(30 * s), (CW - pw) // 2]))
-    frame = 0
-    if frac < 0.999 and rng.random() < 0.3:
-        frame = int(rng.uniform(8, 28) * s)
-        fc = (255, 255, 255) if bgc != (255, 255, 255) else _rand_color(rng, 215, 240)
-        draw.rounded_rectangle(
-            (px - frame, py - frame, px + pw + frame, py + ph + frame),
-            radius=int(rng.uniform(0, 20) * s),
-            fill=fc,
-        )
-    radius = int(rng.uniform(12, 45) * s) if rng.random() < 0.4 else 0
-    paste_photo(product_id, (px, py, px + pw, py + ph), radius=radius)
+    (px, py, pw, ph), frame = _main_picture(pg, (left, top, right, bottom))
     box = (float(px), float(py), float(px + pw), float(py + ph))
-    layout.update(frac=float(frac), aspect=aspect, frame=frame, radius=radius)
-    if rng.random() < 0.3:
-        meta["stickers"].append(list(_sticker(draw, rng, (px, py), s)))
-    if rng.random() < 0.25:
-        meta["stickers"].append(list(_sticker(draw, rng, (px + pw, py + ph), s)))
-    y = py + ph + frame + int(20 * s)
-    if rng.random() < 0.4:  # carousel dots
-        n = int(rng.integers(3, 7))
-        rr = 7 * s
-        cx0 = px + pw / 2 - n * 14 * s
-        for k in range(n):
-            draw.ellipse(
-                (cx0 + k * 28 * s - rr, y - rr, cx0 + k * 28 * s + rr, y + rr),
-                fill=ink if k == 0 else (190, 190, 190),
-            )
-        y += int(30 * s)
-    layout["carousel"] = bool(y != py + ph + frame + int(20 * s))
-
-    # -- text, price, buttons, thumbnails, banners below (or to the right on desktop) ------
+    y0 = py + ph + frame + int(20 * s)
+    y = _carousel_dots(pg, px, pw, y0)
+    layout["carousel"] = bool(y != y0)
+    # text, price, buttons, then the feed below (text to the right of the picture on desktop)
+    CW = right - left
     if desktop:
         tx, y = px + pw + frame + 40, py
         avail = right - tx - 30
     else:
         tx, avail = left + int(30 * s), CW - int(60 * s)
     fs = int(rng.uniform(34, 46) * s)
-    for _ in range(int(rng.integers(1, 4))):
-        _text_line(draw, rng, (tx, y), avail, fs, ink)
-        y += int(fs * 1.5)
-    draw.text((tx, y), str(rng.choice(_PRICE_TEXTS)), fill=(220, 30, 40), font=_font(int(fs * 1.5)))
-    y += int(fs * 2.4)
-    if rng.random() < 0.7:
-        bw, bh = int(avail * rng.uniform(0.3, 0.45)), int(rng.uniform(90, 120) * s)
-        for k, label in enumerate(("Add to cart", "Buy now")):
-            bx = tx + k * (bw + int(20 * s))
-            draw.rounded_rectangle(
-                (bx, y, bx + bw, y + bh), radius=bh // 2, fill=_rand_color(rng, 0, 256)
-            )
-            draw.text(
-                (bx + bw * 0.2, y + bh * 0.3),
-                label,
-                fill=(255, 255, 255),
-                font=_font(int(bh * 0.35)),
-            )
-        y += bh + int(30 * s)
+    y = _title_price_buttons(pg, tx, y, avail, fs)
     if desktop:
         y = max(y, py + ph + frame + 40)
         tx, avail = left + int(0.03 * CW), CW - int(0.06 * CW)
-    while y < bottom - 60 * s:
-        choice = rng.random() if meta["thumbs"] else 0.0  # at least one thumbnail row
-        if choice < 0.55:  # a row of thumbnails
-            draw.text((tx, y), str(rng.choice(_SECTION_TEXTS)), fill=ink, font=_font(fs))
-            y += int(fs * 1.6)
-            n = int(rng.integers(2, 5)) if not desktop else int(rng.integers(4, 7))
-            gap = int(20 * s)
-            tw = (avail - gap * (n - 1)) // n
-            th = int(tw * rng.choice([1.0, 1.0, 1.25]))
-            for k in range(n):
-                bx = tx + k * (tw + gap)
-                u = rng.random()
-                if u < 0.3:
-                    pid, var = product_id, 0
-                elif u < 0.5:
-                    pid, var = product_id, int(rng.integers(1, 4))
-                else:
-                    pid, var = other_pid(), 0
-                paste_photo(
-                    pid,
-                    (bx, y, bx + tw, y + th),
-                    variant=var,
-                    radius=int(12 * s) if rng.random() < 0.3 else 0,
-                )
-                meta["thumbs"].append(
-                    {"box": [bx, y, bx + tw, y + th], "product_id": pid, "variant": var}
-                )
-                draw.text(
-                    (bx, y + th + 8 * s),
-                    str(rng.choice(_PRICE_TEXTS)),
-                    fill=(220, 30, 40),
-                    font=_font(int(fs * 0.8)),
-                )
-            y += th + int(fs * 2.2)
-        elif choice < 0.7:  # banner containing a photo
-            bh = int(rng.uniform(180, 300) * s)
-            draw.rounded_rectangle(
-                (tx, y, tx + avail, y + bh), radius=int(16 * s), fill=_rand_color(rng, 120, 256)
-            )
-            pw2 = int(bh * rng.uniform(0.8, 1.4))
-            paste_photo(
-                other_pid(),
-                (tx + avail - pw2 - 20 * s, y + bh * 0.1, tx + avail - 20 * s, y + bh * 0.9),
-            )
-            draw.text(
-                (tx + 30 * s, y + bh * 0.3),
-                str(rng.choice(_BANNER_TEXTS)),
-                fill=(255, 255, 255),
-                font=_font(int(bh * 0.25)),
-            )
-            meta["banners"].append([tx, y, tx + avail, y + bh])
-            y += bh + int(30 * s)
-        elif choice < 0.85:  # review with avatar
-            ar = int(40 * s)
-            ph_ = product_image(other_pid(), (2 * ar, 2 * ar))
-            m = Image.new("L", ph_.size, 0)
-            ImageDraw.Draw(m).ellipse((0, 0, 2 * ar - 1, 2 * ar - 1), fill=255)
-            img.paste(ph_, (tx, y), m)
-            _text_line(draw, rng, (tx + 2 * ar + 20 * s, y + ar * 0.4), avail // 2, fs, ink)
-            y += 2 * ar + int(20 * s)
-            for _ in range(int(rng.integers(1, 3))):
-                _text_line(draw, rng, (tx, y), avail, int(fs * 0.85), muted)
-                y += int(fs * 1.4)
-        else:  # text paragraph with an icon row
-            for k in range(int(rng.integers(3, 6))):
-                rr = 24 * s
-                draw.ellipse(
-                    (tx + k * 90 * s, y, tx + k * 90 * s + 2 * rr, y + 2 * rr), outline=ink, width=3
-                )
-            y += int(70 * s)
-            for _ in range(int(rng.integers(1, 4))):
-                _text_line(draw, rng, (tx, y), avail, int(fs * 0.85), ink)
-                y += int(fs * 1.4)
-    return img, box, meta
+    _feed(pg, tx, y, avail, fs, bottom)
+    return pg.img, box, pg.meta
 
 
 def hand_crop_name(rng: np.random.Generator, product_id: int) -> str:

@@ -309,6 +309,7 @@ class Recorder:
     callbacks), with the workspace and output folders replaced by tokens."""
 
     def __init__(self, monkeypatch, tokens: dict[str, str]) -> None:
+        import autolabel.detect.versions
         import autolabel.export
         import autolabel.ingest
         import autolabel.propose
@@ -364,6 +365,9 @@ class Recorder:
         mp.setattr(autolabel.store.exports, "labels_changed_since_last_export", lambda ws: True)
         mp.setattr(steps, "count_export_labels", lambda ws, cfg: 1)  # exports are refused
         mp.setattr(autolabel.review.server, "serve", record("review", None))
+        # as on a machine with Grounding DINO weights: without them autocrop alone switches
+        # to the weight-free regions detector (tests/test_regions_wiring.py)
+        mp.setattr(autolabel.detect.versions, "weights_available", lambda *a, **k: True)
 
 
 def _write_config(ws_path: Path, values: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ FAST_EXEMPLAR = (
 
 
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **kw.pop("env", {})}
     return subprocess.run(
         [sys.executable, "-m", "autolabel", *args],
         capture_output=True,
@@ -62,14 +62,17 @@ def _prepare_workspace(path: Path, config: str) -> None:
 def test_demo_builds_a_consistent_workspace_export_and_report(tmp_path: Path):
     root = tmp_path / "demo"
     res = _cli(
-        "demo", str(root), "--images", "5", "--seed-crops", "3", "--tiny-images", "2", "--json"
+        "demo",
+        *(str(root), "--images", "5", "--seed-crops", "3", "--tiny-images", "2", "--json"),
+        env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")},  # no Grounding DINO weights
     )
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)
     stages = [s["stage"] for s in summary["stages"]]
     for stage in ("ingest", "seed add", "seed prompts", "seed calibrate", "select", "export"):
         assert stage in stages
-    assert any("grounding-dino" in s for s in stages) and any("exemplar" in s for s in stages)
+    # no Grounding DINO weights here: every image goes through the weight-free regions detector
+    assert any("grounding-dino" in s for s in stages) and any("regions" in s for s in stages)
     ws_path, export = Path(summary["workspace"]), Path(summary["export"])
     with Workspace.open(ws_path) as ws:
         n_images = ws.conn.execute("SELECT COUNT(*) FROM images WHERE status='ok'").fetchone()[0]
@@ -78,7 +81,7 @@ def test_demo_builds_a_consistent_workspace_export_and_report(tmp_path: Path):
             "SELECT detector, n_images FROM runs WHERE kind = 'propose' ORDER BY id"
         ).fetchall()
     assert n_images >= 5 and n_seed == 4
-    assert [r[0] for r in runs] == ["grounding-dino", "exemplar"]
+    assert [r[0] for r in runs] == ["grounding-dino", "regions"]
     # export: every swift row points at a crop that exists; manifest has one row per label
     rows = _swift_rows(export)
     for row in rows:

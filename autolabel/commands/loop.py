@@ -41,8 +41,8 @@ def demo(
 
     Generates phone screenshots with product photos amid clutter plus hand-crop imitations
     with captions, then runs seed add/prompts/calibrate, propose (tiny Grounding DINO + SAM
-    through the real loading code, and the weight-free exemplar detector), select, eval,
-    export and report.
+    through the real loading code, and on every image Grounding DINO when its weights are on
+    the machine, else the weight-free regions detector), select, eval, export and report.
 
     Example: autolabel demo ./demo-workspace
     """
@@ -70,9 +70,9 @@ def demo(
     typer.echo(f"report    : {result['report']}")
     typer.echo(f"review UI : autolabel review {ws}   (then open the printed URL)")
     typer.echo(
-        "note: the tiny models have random weights, and the weight-free exemplar detector finds "
-        "only the seed products again (half of the screenshots show products it never saw). "
-        "Real quality needs real Grounding DINO / SAM weights: "
+        "note: the tiny models have random weights; the weight-free regions detector learns "
+        "the seed's picture layout (screen captures). Other objects need real Grounding DINO "
+        "weights: "
         "`autolabel models list`, then `autolabel models pull grounding-dino-tiny` on a "
         "machine with internet (or place the files by hand, see docs/models.md)."
     )
@@ -111,10 +111,15 @@ def autocrop(
         None, "--workspace", help="Workspace folder [default: OUT_DIR/.autolabel]."
     ),
     detector: str | None = typer.Option(
-        None, "--detector", help="grounding-dino or exemplar [config: detect.detector]."
+        None,
+        "--detector",
+        help="grounding-dino, regions or exemplar [config: detect.detector; without Grounding "
+        "DINO weights on this machine: regions, trained on the seed originals].",
     ),
     model: str | None = typer.Option(None, "--model", help="Hub id, local folder or 'latest'."),
-    refiner: str | None = typer.Option(None, "--refiner", help="none, sam or hf-sam."),
+    refiner: str | None = typer.Option(
+        None, "--refiner", help="none, sam, hf-sam or snap (edges, no weights)."
+    ),
     engine: str | None = typer.Option(None, "--engine", help="local or ray."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, mps."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per batch."),
@@ -127,6 +132,10 @@ def autocrop(
     OUT_DIR/vN. Re-running processes only new images; after a crash it resumes. Every step
     reads the workspace's config.yaml exactly as the stage command does (autocrop's own
     defaults: select.target_precision 0.98, export.formats [swift]).
+
+    Without Grounding DINO weights on this machine the weight-free regions detector is used
+    (one line says so); seed crops + originals without captions or --prompt work offline
+    (the prompt is then "product photo").
 
     Example: autolabel autocrop ./shots ./crops --prompt "product photo"
     """

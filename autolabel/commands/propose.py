@@ -26,15 +26,22 @@ def propose(
         "then seed.prompt).",
     ),
     detector: str | None = typer.Option(
-        None, "--detector", help="Detector backend (default: detect.detector)."
+        None,
+        "--detector",
+        help="Detector backend: grounding-dino, regions (weight-free, learns the seed's "
+        "layout) or exemplar (default: detect.detector).",
     ),
     model: str | None = typer.Option(
         None,
         "--model",
-        help="Hub id, local folder, or 'latest' (newest fine-tuned version in the workspace).",
+        help="Hub id, local folder, or 'latest' (newest fine-tuned version in the workspace: "
+        "gdino-vN, or regions-vN with --detector regions).",
     ),
     refiner: str | None = typer.Option(
-        None, "--refiner", help="Mask refiner: sam, hf-sam or none (default: detect.refiner)."
+        None,
+        "--refiner",
+        help="Box refiner: sam, hf-sam (masks), snap (edges, no weights) or none "
+        "(default: detect.refiner).",
     ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", "-b", min=1, help="Images per detector call."
@@ -101,6 +108,7 @@ def propose(
             prompt=prompt,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
+            log=lambda line: typer.echo(line, err=True),
         )
         note = champion_note(ws.path, cfg.detect.model)  # issue 19 cause 6
         if note and not as_json:

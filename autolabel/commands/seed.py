@@ -210,6 +210,8 @@ def calibrate(
     )
     if result.get("warning"):
         typer.echo(f"warning: {result['warning']}", err=True)
+    if result.get("reason"):
+        typer.echo(f"  {result['reason']}")
 
 
 @seed_app.command("list")

@@ -443,6 +443,8 @@ class RegionsDetector:
 
     name = "regions"
     text_threshold = 0.0
+    #: longest side propose's loader may shrink images to (snapping wants full resolution)
+    input_max_side = 4096
 
     def __init__(
         self,
