@@ -284,17 +284,24 @@ def calibration_is_current(
     prompt and these located seed boxes (so calibrating again would give the same result).
 
     ``autocrop`` skips calibration on a re-run when this holds; ``seed calibrate`` always
-    calibrates. False when anything needed is missing (no thresholds, no prompt).
+    calibrates. True also when that calibration's thresholds were not adopted (its warning
+    stands: the same inputs give the same result). False when there is no prompt.
     """
     from autolabel.errors import AutolabelError
 
-    if not ws.get_setting("seed.thresholds"):
-        return False
     try:
-        chosen = calibration_prompt(ws, cfg, prompt)
+        chosen = _calibration_prompt_for(ws, cfg, prompt)
     except AutolabelError:
         return False
     return ws.get_setting(CALIBRATION_KEY) == _calibration_key(ws, cfg, chosen, iou)
+
+
+def _calibration_prompt_for(ws: Any, cfg: Config, prompt: str | None) -> str:
+    """The prompt calibration runs with: ``regions`` needs none (``"object"`` then)."""
+    if cfg.detect.detector == "regions":
+        resolved = resolve_prompt(ws, cfg, prompt, required=False)
+        return str(resolved) if resolved is not None else "object"
+    return calibration_prompt(ws, cfg, prompt)
 
 
 def seed_calibrate(
@@ -315,11 +322,10 @@ def seed_calibrate(
     """
     from autolabel.seed.calibrate import calibrate
 
+    chosen = _calibration_prompt_for(ws, cfg, prompt)
     if cfg.detect.detector == "regions":
         from autolabel.seed.regions import calibrate_regions
 
-        resolved = resolve_prompt(ws, cfg, prompt, required=False)
-        chosen = str(resolved) if resolved is not None else "object"
         result = calibrate_regions(
             ws,
             prompt=chosen,
@@ -329,7 +335,6 @@ def seed_calibrate(
         )
         ws.set_setting(CALIBRATION_KEY, _calibration_key(ws, cfg, chosen, iou))
         return result
-    chosen = calibration_prompt(ws, cfg, prompt)
     result = calibrate(
         ws,
         detector=cfg.detect.detector,

@@ -254,20 +254,28 @@ def test_autocrop_offline_with_only_seed_crops_and_originals(tmp_path, folders):
     assert "using the weight-free regions detector" in res.stdout
     assert "using 'product photo'" in res.stdout
     assert "Traceback" not in res.stderr
+    # the seed's own boxes are labels already (exported, provenance "seed"); a new detector
+    # version with fewer labelled boxes than quality.min_labelled auto-accepts nothing and
+    # says so (issue 19): the regions boxes of the new captures wait for review
     manifest = [
         json.loads(line)
         for line in (out / "v1" / "meta" / "manifest.jsonl").read_text().splitlines()
     ]
     exported = [m for m in manifest if m["crop"]]
     assert all((out / "v1" / m["crop"]).is_file() for m in exported)
-    assert {m["detector"] for m in manifest} == {"regions"}
+    assert {m["detector"] for m in manifest} <= {"regions", "seed"}
+    assert "nothing of it is auto-accepted" in res.stdout + res.stderr
     best: dict[str, float] = {}
-    for m in exported:
-        name = Path(m["source_path"]).name
-        if name in folders["truth"]:
-            iou = float(box_iou([m["box"]], [folders["truth"][name]])[0, 0])
-            best[name] = max(best.get(name, 0.0), iou)
-    # most new captures get a crop of their main picture without review (measured 6 of 8;
-    # one more waits in the review queue, one is a near miss at IoU 0.86)
+    with Workspace.open(out / ".autolabel") as ws:
+        rows = ws.conn.execute(
+            "SELECT i.path, p.x0, p.y0, p.x1, p.y1 FROM current_proposals p "
+            "JOIN images i ON i.id = p.image_id JOIN runs r ON r.id = p.run_id "
+            "WHERE r.detector = 'regions' ORDER BY p.image_id, p.score DESC"
+        ).fetchall()
+    for path, *box in rows:
+        name = Path(path).name
+        if name in folders["truth"] and name not in best:  # the top-scored box per image
+            best[name] = float(box_iou([box], [folders["truth"][name]])[0, 0])
+    # the top box is the main picture on most new captures (measured 6 of 8)
     hits = sum(v >= 0.9 for v in best.values())
     assert hits > len(folders["truth"]) / 2, best
