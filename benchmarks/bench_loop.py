@@ -265,16 +265,22 @@ def _bootstrap(ws: Any, cfg: Any, data: dict[str, Any], log: Any) -> dict[str, A
     from autolabel import steps
 
     out: dict[str, Any] = {}
+    lap = _Laps()
     ing = steps.ingest(ws, cfg, [data["captures"]])
     out["ingest"] = {"added": ing.added, "errors": ing.errors}
+    lap("ingest")
     seed = steps.seed_add(
         ws, cfg, data["crops"], originals=data["originals"], captions=data["captions"]
     )
+    lap("seed add")
     out["seed"] = {"crops": seed.crops, "located": seed.located, "not_found": seed.not_found}
     log(f"seed add: {seed.crops} crops, {seed.located} located, {seed.not_found} not found")
     prompts = steps.seed_prompts(ws, cfg)
     log(f"seed prompts: {prompts.get('prompt')!r}")
     out["calibrate"] = _calibrate(ws, cfg, log)
+    lap("seed prompts + calibrate")
+    out["stage_seconds"] = lap.laps
+    log(f"  stage seconds: {lap.laps}")
     return out
 
 
