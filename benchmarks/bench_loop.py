@@ -215,6 +215,27 @@ def estimate_fields(est: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def write_truth_jsonl(path: Path, truth: dict[str, dict[str, Any]]) -> Path:
+    """``autolabel eval`` truth rows ``{"image", "boxes"}`` for every generated image."""
+    with open(path, "w", encoding="utf-8") as f:
+        for p, t in truth.items():
+            f.write(json.dumps({"image": p, "boxes": [t["box"]]}) + "\n")
+    return path
+
+
+def tool_numbers(ws: Any, truth_file: Path, out_dir: Path) -> dict[str, Any]:
+    """What ``autolabel eval`` and ``autolabel status`` say (to compare with the truth)."""
+    from autolabel.evaluate import evaluate
+    from autolabel.select.run import status_summary
+
+    ev = evaluate(ws, truth_file, out_dir)
+    keys = ("dataset_precision", "n_dataset", "dataset_recall", "auto_precision", "n_auto")
+    out = {f"eval_{k}": ev.get(k) for k in keys}
+    out["eval_match_iou"] = ev.get("match_iou", 0.5)
+    out["status_auto_precision"] = status_summary(ws)
+    return out
+
+
 # -- the loop -------------------------------------------------------------------------------
 def pick_detector(requested: str) -> str:
     """``auto`` -> ``regions`` when the registry has it, else ``exemplar``."""
@@ -380,6 +401,8 @@ def run_round(
     m = match_exported(read_manifest(Path(exp.path)), data["truth"])
     row.update(m)
     row.update(est)
+    row["tool"] = tool_numbers(ws, data["truth_file"], out_dir.parent / f"eval_r{k}")
+    lap("eval")
     p, e = m["precision"], est["estimate"]
     row["inside"] = None if p is None or e is None else bool(est["low"] <= p <= est["high"])
     row["abs_error"] = None if p is None or e is None else abs(p - e)
@@ -419,6 +442,7 @@ def run_loop(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         seed=args.seed,
         exif=args.exif,
     )
+    data["truth_file"] = write_truth_jsonl(root / "data" / "truth.jsonl", data["truth"])
     gen_s = time.perf_counter() - t0
     log(f"generated {args.seed_crops} seed crops + {args.images} captures in {gen_s:.0f}s")
     detector = pick_detector(args.detector)
@@ -450,6 +474,7 @@ def run_loop(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             result["rounds"].append(row)
             log(format_row(row))
             log(f"  stage seconds: {row['stage_seconds']}")
+            log(f"  tool says: {_tool_line(row)}")
             if k < args.rounds:
                 ft = _finetune(ws, cfg, log)
                 row["finetune"] = ft
@@ -491,6 +516,20 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     if v is None:
         return "unknown" if key == "estimate" else "-"
     return fmt.format(v)
+
+
+def _tool_line(row: dict[str, Any]) -> str:
+    t = row.get("tool", {})
+    dp = t.get("eval_dataset_precision")
+    st = t.get("status_auto_precision") or {}
+    mp = row.get("precision")
+    return (
+        f"eval (IoU {t.get('eval_match_iou')}) dataset precision "
+        f"{'-' if dp is None else f'{dp:.3f}'} over {t.get('eval_n_dataset')} boxes "
+        f"(truth: {'-' if mp is None else f'{mp:.3f}'} over "
+        f"{row.get('exported')} exported); status auto precision {st.get('estimate')} "
+        f"[{st.get('low')}, {st.get('high')}], {st.get('audited')} audited"
+    )
 
 
 def format_header() -> str:
@@ -540,6 +579,24 @@ def check_targets(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and (last["recall_unseen"] or 0) >= TARGETS["recall"],
         },
     ]
+    tool_ok = []
+    for r in rounds:
+        dp = r.get("tool", {}).get("eval_dataset_precision")
+        tool_ok.append(
+            dp is not None and r["precision"] is not None and abs(dp - r["precision"]) <= 0.005
+        )
+    out.append(
+        {
+            "target": "`eval` dataset precision = the truth-measured exported precision (±0.005)",
+            "value": ", ".join(
+                "-"
+                if r.get("tool", {}).get("eval_dataset_precision") is None
+                else f"{r['tool']['eval_dataset_precision']:.3f}"
+                for r in rounds
+            ),
+            "pass": all(tool_ok),
+        }
+    )
     return out
 
 
@@ -555,6 +612,9 @@ def print_report(result: dict[str, Any], log: Any = print) -> None:
     for row in result["rounds"]:
         log(format_row(row))
     log("")
+    for row in result["rounds"]:
+        log(f"round {row['round']} tool says: {_tool_line(row)}")
+    log("")
     log("targets (issue 19):")
     for t in result["targets"]:
         log(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['value']}")
@@ -568,7 +628,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--detector", default="auto", help="auto (regions if registered, else exemplar), ..."
     )
     ap.add_argument("--seed-crops", type=int, default=20, help="hand crops, 2 per product")
-    ap.add_argument("--scale", type=float, default=1.0, help="capture size factor")
+    ap.add_argument(
+        "--scale", type=float, default=0.5, help="capture size factor (1 = real phone sizes)"
+    )
     ap.add_argument("--exif", type=float, default=0.15, help="share of EXIF-rotated JPEGs")
     ap.add_argument("--seed", type=int, default=0, help="generator seed")
     ap.add_argument("--workdir", default=None, help="folder for data + workspace (default tmp)")
