@@ -51,6 +51,8 @@ TARGETS = {
     "actions_per_crop": 0.3,  # by the last round
     "recall": 0.9,  # by the last round
 }
+#: fewer audited items than this behind an estimate get a warning line under the targets
+THIN_AUDIT = 10
 SEED_PRODUCT_BASE = 100
 UNSEEN_PRODUCT_BASE = 5000
 
@@ -498,6 +500,7 @@ COLUMNS = (
     ("precision", "prec@0.9", "{:.3f}"),
     ("estimate", "estimate", "{:.3f}"),
     ("interval", "interval", "{}"),
+    ("n_audited", "est n", "{}"),
     ("inside", "inside", "{}"),
     ("abs_error", "|err|", "{:.3f}"),
     ("recall_seen", "rec seen", "{:.2f}"),
@@ -618,6 +621,13 @@ def print_report(result: dict[str, Any], log: Any = print) -> None:
     log("targets (issue 19):")
     for t in result["targets"]:
         log(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['value']}")
+    for row in result["rounds"]:
+        n = row.get("n_audited") or 0
+        if row.get("estimate") is not None and n < THIN_AUDIT:
+            log(
+                f"  note: round {row['round']}'s estimate rests on {n} audited item(s) "
+                f"(interval [{row['low']:.3f}, {row['high']:.3f}]): a pass on it says little"
+            )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
