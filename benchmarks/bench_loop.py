@@ -205,7 +205,7 @@ def estimate_fields(est: dict[str, Any]) -> dict[str, Any]:
     """``{"estimate", "low", "high", "n_audited", "n_auto", "note"}`` from the tool's estimate
     (:func:`autolabel.select.run.precision_estimate`); estimate None = "unknown"."""
     value = est.get("precision")
-    if est.get("unknown") or est.get("status") == "unknown":
+    if est.get("status") not in (None, "ok"):  # "unknown" / "none" (with a reason)
         value = None
     return {
         "estimate": value,
@@ -382,6 +382,9 @@ def run_round(
     row["auto_accepted"] = int(routes.get("auto", 0)) + int(routes.get("audit", 0))
     row["select"] = {"routes": routes, "queue": sel.get("queue"), "calib": sel.get("calibration")}
     log(f"select: routes {routes}")
+    row["select"]["warnings"] = list(sel.get("warnings") or [])
+    for w in row["select"]["warnings"]:
+        log(f"  select warning: {w}")
     truth_ids = _truth_by_image_id(ws, data["truth"])
     with serve_in_thread(ws.path, ReviewConfig(port=0)) as srv:
         with OracleReviewer(srv.url, truth_ids, token=data["token"]) as oracle:
@@ -398,6 +401,8 @@ def run_round(
     row["audited"] = int(tally.audit.total())
     log(f"review (oracle over HTTP): {dict(tally.actions)}; queue reasons {dict(tally.by_reason)}")
     est = estimate_fields(precision_estimate(ws))
+    if est["note"]:
+        log(f"  estimate: {est['note']}")
     exp = steps.export(ws, cfg, out_dir)
     lap("export")
     m = match_exported(read_manifest(Path(exp.path)), data["truth"])
