@@ -80,8 +80,6 @@ def generate(
         image's resolved path to ``{"box": [x0, y0, x1, y1], "product_id", "seen", "kind"}``
         (``kind`` = ``seed`` or ``test``; ``seen`` = the product has seed crops).
     """
-    from PIL import Image
-
     from autolabel import synth
 
     rng = np.random.default_rng(seed)
@@ -120,7 +118,6 @@ def generate(
         shot, box = shot_of(pid, synth.PHONE_SIZES)
         path = _write_capture(dirs["captures"] / f"cap_{i:04d}", shot, rng, exif)
         truth[str(path)] = {"box": list(box), "product_id": pid, "seen": seen, "kind": "test"}
-    Image.init()
     return {
         "crops": dirs["seed/crops"],
         "originals": dirs["seed/originals"],
