@@ -68,12 +68,28 @@ def _write_capture(path_stem: Path, shot: Any, rng: np.random.Generator, exif: f
 
 
 def generate(
-    root: Path, *, n_images: int, n_seed: int, scale: float, seed: int, exif: float
+    root: Path,
+    *,
+    n_images: int,
+    n_seed: int,
+    scale: float,
+    seed: int,
+    exif: float,
+    desktop: float = 0.0,
 ) -> dict[str, Any]:
     """Write the seed set and the test captures under ``root``; return paths and truth.
 
     Layout: ``seed/originals/shot_0000.<jpg|png|webp>``, ``seed/crops/<hand-crop name>.png``,
     ``seed/captions.jsonl``, ``captures/cap_0000.<ext>``.
+
+    Args:
+        root: output folder (created).
+        n_images: test captures; even indices show seed products, odd ones unseen products.
+        n_seed: hand crops, two per seed product, each from its own original.
+        scale: factor on the phone sizes (1 = 1080x2340, 720x1600, 1170x2532).
+        seed: generator seed.
+        exif: share of JPEGs stored rotated with an EXIF orientation.
+        desktop: share of 1920x1080 web-page captures (0 draws nothing extra).
 
     Returns:
         ``{"crops", "originals", "captions", "captures", "truth"}``; ``truth`` maps each
@@ -91,9 +107,10 @@ def generate(
     captions, used = [], set()
 
     def shot_of(pid: int, sizes: tuple[tuple[int, int], ...]) -> tuple[Any, Any]:
-        base = sizes[int(rng.integers(len(sizes)))]
+        desk = desktop > 0 and rng.random() < desktop  # no draw at 0: same data as before
+        base = synth.DESKTOP_SIZE if desk else sizes[int(rng.integers(len(sizes)))]
         size = (round(base[0] * scale), round(base[1] * scale))
-        shot, box, _ = synth.make_app_screenshot(rng, product_id=pid, size=size)
+        shot, box, _ = synth.make_app_screenshot(rng, product_id=pid, size=size, desktop=desk)
         return shot, box
 
     for i in range(n_seed):
@@ -445,6 +462,7 @@ def run_loop(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         scale=args.scale,
         seed=args.seed,
         exif=args.exif,
+        desktop=args.desktop,
     )
     data["truth_file"] = write_truth_jsonl(root / "data" / "truth.jsonl", data["truth"])
     gen_s = time.perf_counter() - t0
@@ -644,6 +662,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale", type=float, default=0.5, help="capture size factor (1 = real phone sizes)"
     )
     ap.add_argument("--exif", type=float, default=0.15, help="share of EXIF-rotated JPEGs")
+    ap.add_argument("--desktop", type=float, default=0.0, help="share of desktop captures")
     ap.add_argument("--seed", type=int, default=0, help="generator seed")
     ap.add_argument("--workdir", default=None, help="folder for data + workspace (default tmp)")
     ap.add_argument("--json", default=None, help="write the results here")
