@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from autolabel.detect.hub import hub_endpoint, hub_offline_env, hub_reachable
-from autolabel.errors import ModelError
+from autolabel.errors import ModelError, ShapeError
 from autolabel.types import Proposals
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
@@ -49,6 +49,36 @@ class Refiner(Protocol):
     def refine(self, image: np.ndarray, proposals: Proposals) -> Proposals:
         """Refine all boxes of one ``(H, W, 3) uint8`` image."""
         ...
+
+
+def rgb_batch(images: Sequence[Any], prompts: str | Sequence[str]) -> list[tuple[np.ndarray, str]]:
+    """Check a ``detect`` call's inputs: ``B`` images, one prompt each (or one for all).
+
+    Args:
+        images: ``B`` ``(H, W, 3)`` uint8 RGB arrays (or array-likes).
+        prompts: one prompt, or ``B`` prompts.
+
+    Returns:
+        ``B`` ``(array, prompt)`` pairs.
+
+    Raises:
+        ShapeError: a prompt count other than ``B``, or an image that is not ``(H, W, 3)``
+            uint8.
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts] * len(images)
+    if len(prompts) != len(images):
+        raise ShapeError(f"prompts: expected one per image ({len(images)}), got {len(prompts)}")
+    out = []
+    for i, (img, prompt) in enumerate(zip(images, prompts, strict=True)):
+        arr = np.asarray(img)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise ShapeError(
+                f"images[{i}]: expected an (H, W, 3) uint8 RGB array, got shape {arr.shape} "
+                f"dtype {arr.dtype}"
+            )
+        out.append((arr, prompt))
+    return out
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from autolabel.detect import regions_features as rf
+from autolabel.detect.base import rgb_batch
 from autolabel.detect.snap import snap_boxes, to_gray
 from autolabel.errors import InputError, ModelError, ShapeError
 from autolabel.geometry import box_iou, nms
@@ -492,20 +493,7 @@ class RegionsDetector:
         Returns:
             ``B`` ``Proposals``, best first; empty where nothing reaches ``box_threshold``.
         """
-        if isinstance(prompts, str):
-            prompts = [prompts] * len(images)
-        if len(prompts) != len(images):
-            raise ShapeError(f"prompts: expected one per image ({len(images)}), got {len(prompts)}")
-        out = []
-        for i, (img, prompt) in enumerate(zip(images, prompts, strict=True)):
-            arr = np.asarray(img)
-            if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-                raise ShapeError(
-                    f"images[{i}]: expected an (H, W, 3) uint8 RGB array, got shape {arr.shape} "
-                    f"dtype {arr.dtype}"
-                )
-            out.append(self._detect_one(arr, prompt))
-        return out
+        return [self._detect_one(arr, prompt) for arr, prompt in rgb_batch(images, prompts)]
 
     def _phrase(self, prompt: str) -> str:
         if self.phrase:
