@@ -8,6 +8,7 @@ such decision an ``auto`` or ``audit`` route means auto-accepted.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from autolabel.constants import AUTO_ROUTES
 from autolabel.errors import InputError
@@ -16,12 +17,12 @@ from autolabel.types import Label
 
 INCLUDE_CHOICES = ("accepted", "auto", "reviewed", "all")
 
-_LABELS_SQL = """
+_EFFECTIVE = """
 WITH eff AS (
     SELECT * FROM decisions
-    WHERE action != 'undo'
+    WHERE action != 'undo'{dec_where}
       AND id NOT IN (SELECT target_id FROM decisions
-                     WHERE action = 'undo' AND target_id IS NOT NULL)
+                     WHERE action = 'undo' AND target_id IS NOT NULL{dec_where})
 ),
 last_box AS (
     SELECT proposal_id, MAX(id) AS did FROM eff
@@ -41,9 +42,24 @@ LEFT JOIN last_box lb ON lb.proposal_id = p.id
 LEFT JOIN decisions d ON d.id = lb.did
 LEFT JOIN last_cap lc ON lc.proposal_id = p.id
 LEFT JOIN decisions c ON c.id = lc.did
-WHERE p.id > ?
-ORDER BY p.id
 """
+
+_CHUNK_SQL = (
+    _EFFECTIVE.format(dec_where=" AND image_id >= :lo AND image_id < :hi")
+    + """
+WHERE p.image_id >= :lo AND p.image_id < :hi{since}
+ORDER BY p.image_id, p.id
+"""
+)
+
+_SINCE_SQL = """
+  AND (NOT EXISTS (SELECT 1 FROM exported_items e
+                   WHERE e.proposal_id = p.id AND e.export_id <= :export_id)
+       OR EXISTS (SELECT 1 FROM decisions dd
+                  WHERE dd.proposal_id = p.id AND dd.id > :decision_id))
+"""
+
+_LABELS_SQL = _EFFECTIVE.format(dec_where="") + "WHERE p.id > ?\nORDER BY p.id\n"
 
 
 def iter_labels(
@@ -57,38 +73,112 @@ def iter_labels(
             person did not reject, whatever its route).
         since_proposal_id: only proposals with a larger id.
     """
+    _check_include(include)
+    for r in ws.conn.execute(_LABELS_SQL, (since_proposal_id,)):
+        label = _to_label(r, include)
+        if label is not None:
+            yield label
+
+
+def _check_include(include: str) -> None:
     if include not in INCLUDE_CHOICES:
         raise InputError(f"include: expected one of {', '.join(INCLUDE_CHOICES)}, got {include!r}")
-    for r in ws.conn.execute(_LABELS_SQL, (since_proposal_id,)):
-        action = r["action"]
-        if action == "reject":
-            continue
-        reviewed = action in ("accept", "adjust")
-        auto = action is None and r["route"] in AUTO_ROUTES
-        if include == "accepted" and not (reviewed or auto):
-            continue
-        if include == "auto" and not auto:
-            continue
-        if include == "reviewed" and not reviewed:
-            continue
-        if action == "adjust" and r["dx0"] is not None:
-            box = (r["dx0"], r["dy0"], r["dx1"], r["dy1"])
-        else:
-            box = (r["x0"], r["y0"], r["x1"], r["y1"])
-        yield Label(
-            proposal_id=int(r["proposal_id"]),
-            image_id=int(r["image_id"]),
-            image_path=r["path"],
-            image_sha256=r["sha256"],
-            width=int(r["width"] or 0),
-            height=int(r["height"] or 0),
-            box=tuple(float(v) for v in box),  # type: ignore[arg-type]
-            phrase=r["phrase"],
-            caption=r["caption"],
-            score=float(r["score"]),
-            route=r["route"],
-            source="reviewed" if reviewed else ("auto" if auto else "unreviewed"),
-            run_id=int(r["run_id"]),
-            reviewer=r["reviewer"] if reviewed else None,
-            decided_at=r["decided_at"] if reviewed else None,
-        )
+
+
+def _to_label(r: Any, include: str) -> Label | None:
+    """One joined row -> a :class:`Label`, or None when ``include`` leaves it out."""
+    action = r["action"]
+    if action == "reject":
+        return None
+    reviewed = action in ("accept", "adjust")
+    auto = action is None and r["route"] in AUTO_ROUTES
+    if include == "accepted" and not (reviewed or auto):
+        return None
+    if include == "auto" and not auto:
+        return None
+    if include == "reviewed" and not reviewed:
+        return None
+    if action == "adjust" and r["dx0"] is not None:
+        box = (r["dx0"], r["dy0"], r["dx1"], r["dy1"])
+    else:
+        box = (r["x0"], r["y0"], r["x1"], r["y1"])
+    return Label(
+        proposal_id=int(r["proposal_id"]),
+        image_id=int(r["image_id"]),
+        image_path=r["path"],
+        image_sha256=r["sha256"],
+        width=int(r["width"] or 0),
+        height=int(r["height"] or 0),
+        box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+        phrase=r["phrase"],
+        caption=r["caption"],
+        score=float(r["score"]),
+        route=r["route"],
+        source="reviewed" if reviewed else ("auto" if auto else "unreviewed"),
+        run_id=int(r["run_id"]),
+        reviewer=r["reviewer"] if reviewed else None,
+        decided_at=r["decided_at"] if reviewed else None,
+    )
+
+
+def iter_label_chunks(
+    ws: Workspace,
+    *,
+    include: str = "accepted",
+    since: tuple[int, int] | None = None,
+    images_per_chunk: int = 1000,
+) -> Iterator[list[Label]]:
+    """Yield the labels in chunks of whole images, ordered by image id then proposal id.
+
+    Each query covers an image-id range of ``images_per_chunk`` ids (decisions are read for
+    that range only, through their image id), so memory is bounded by the chunk, not by the
+    number of labels. Empty chunks are not yielded.
+
+    Args:
+        include: as :func:`iter_labels`.
+        since: ``(export id, max decision id)`` of an earlier export: only labels not
+            exported by it (or an earlier one) or with a decision newer than the mark
+            (answered through the ``exported_items(proposal_id)`` and ``decisions(proposal_id)``
+            indexes).
+        images_per_chunk: image ids per query (>= 1).
+    """
+    _check_include(include)
+    if images_per_chunk < 1:
+        raise InputError(f"images_per_chunk: expected >= 1, got {images_per_chunk}")
+    for lo, hi in image_id_ranges(ws, images_per_chunk):
+        chunk = labels_in_range(ws.conn, lo, hi, include=include, since=since)
+        if chunk:
+            yield chunk
+
+
+def image_id_ranges(ws: Workspace, span: int) -> list[tuple[int, int]]:
+    """``[(lo, hi), ...]`` half-open image-id ranges of ``span`` ids covering all proposals."""
+    lo, hi = ws.conn.execute(
+        "SELECT COALESCE(MIN(image_id), 0), COALESCE(MAX(image_id), -1) FROM proposals"
+    ).fetchone()
+    return [(a, a + span) for a in range(int(lo), int(hi) + 1, span)]
+
+
+def labels_in_range(
+    conn: Any,
+    lo: int,
+    hi: int,
+    *,
+    include: str = "accepted",
+    since: tuple[int, int] | None = None,
+) -> list[Label]:
+    """The labels of images with ``lo <= image id < hi``, ordered by image id, proposal id.
+
+    Args:
+        conn: a ``sqlite3`` connection with ``row_factory = sqlite3.Row`` (the workspace's,
+            or a fresh one from :func:`autolabel.store.db.connect` in a distributed reader).
+        include: as :func:`iter_labels`.
+        since: as :func:`iter_label_chunks`.
+    """
+    _check_include(include)
+    sql = _CHUNK_SQL.format(since=_SINCE_SQL if since else "")
+    params: dict[str, int] = {"lo": int(lo), "hi": int(hi)}
+    if since:
+        params.update(export_id=int(since[0]), decision_id=int(since[1]))
+    rows = (_to_label(r, include) for r in conn.execute(sql, params))
+    return [lb for lb in rows if lb is not None]
