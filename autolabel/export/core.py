@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,21 +29,29 @@ from typing import TYPE_CHECKING, Any
 from autolabel.errors import ConflictError, InputError
 from autolabel.export.formats import ExportImage, ExportItem
 from autolabel.export.geometry import round_box
-from autolabel.export.plan import ExportPlan, check_version, plan_export, skip_row
+from autolabel.export.plan import (
+    ExportPlan,
+    ImagePlan,
+    SeedCaptions,
+    check_version,
+    image_stem,
+    plan_export,
+    skip_row,
+)
 from autolabel.export.registry import (
     FileSink,
     FormatContext,
-    json_text,
-    jsonl,
     needs_crops,
     parse_formats,
     write_formats,
 )
+from autolabel.export.stream import Spill, SpilledImages, SpilledItems, write_json, write_jsonl
 from autolabel.store.db import Workspace
 from autolabel.types import Label
 
 if TYPE_CHECKING:
     from autolabel.config import ExportConfig, ImageConfig
+    from autolabel.export.crops import TaskResult
 
 LATEST = "LATEST"
 _TMP_RE = re.compile(r"^\.tmp-(.+)-(\d+)$")
@@ -57,7 +65,8 @@ class ExportResult:
         version: the version written.
         path: the version folder.
         counts: ``labels``, ``crops``, ``too_small``, ``skipped``, ``images``.
-        files: files written, relative to ``path``.
+        files: top-level entries of the version folder (files and folders such as
+            ``crops``); every file is listed in ``export.json``.
     """
 
     version: str
@@ -107,21 +116,83 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _select_labels(
-    ws: Workspace, include: str, since: str | None
-) -> tuple[list[Label], dict[str, Any]]:
-    from autolabel.store import exports as store
-    from autolabel.store.labels import iter_labels
+@dataclass(frozen=True)
+class ChunkPlanner:
+    """Everything needed to plan one chunk of labels; picklable, so Ray read tasks plan too.
 
-    labels = list(iter_labels(ws, include=include))
-    info: dict[str, Any] = {}
-    if since:
-        prev = store.get_export(ws, None if since == "last" else since)
-        done = store.exported_proposal_ids(ws, up_to_export_id=int(prev["id"]))
-        changed = store.proposals_decided_after(ws, int(prev["max_decision_id"] or 0))
-        labels = [lb for lb in labels if lb.proposal_id not in done or lb.proposal_id in changed]
-        info = {"since": prev["version"]}
-    return labels, info
+    Attributes:
+        options: the export section.
+        seeds: seed captions per image id.
+        collisions: file-name stems shared by several selected images (those get ``-<id>``).
+        formats: the formats (canonical order).
+        version: the version name.
+        crops_dir: folder the crops are written to (the temporary version's ``crops``).
+        final: the version folder once renamed in.
+        max_pixels: decompression-bomb guard.
+        max_side: longest-side guard.
+    """
+
+    options: ExportConfig
+    seeds: SeedCaptions
+    collisions: frozenset[str]
+    formats: tuple[str, ...]
+    version: str
+    crops_dir: Path
+    final: Path
+    max_pixels: int
+    max_side: int
+
+    def names(self, labels: Sequence[Label]) -> dict[int, str]:
+        """File-name stem per image id, unique over the whole export."""
+        out: dict[int, str] = {}
+        for lb in labels:
+            if lb.image_id not in out:
+                stem = image_stem(lb.image_path)
+                out[lb.image_id] = f"{stem}-{lb.image_id}" if stem in self.collisions else stem
+        return out
+
+    def plan(self, labels: Sequence[Label]) -> ExportPlan:
+        """The plan of one chunk of labels (whole images)."""
+        return plan_export(
+            labels, self.seeds, self.options,
+            formats=self.formats, want_crops=needs_crops(self.formats), version=self.version,
+            crops_dir=self.crops_dir, final=self.final,
+            max_pixels=self.max_pixels, max_side=self.max_side, names=self.names(labels),
+        )  # fmt: skip
+
+
+Event = tuple[str, Any, Any]
+"""``("rows", too_small rows, skip rows)`` of a planned chunk, or ``("image", ImagePlan,
+TaskResult)`` of one cut original; an engine yields them in image-id order."""
+
+
+def local_events(
+    ws: Workspace,
+    planner: ChunkPlanner,
+    *,
+    include: str,
+    since: tuple[int, int] | None,
+    workers: int,
+) -> Iterator[Event]:
+    """The local engine: plan chunk by chunk here, cut in ``workers`` processes (streaming)."""
+    from autolabel.export.crops import iter_run_tasks
+    from autolabel.store.labels import iter_label_chunks
+
+    def pairs() -> Iterator[tuple[Any, Any]]:
+        for labels in iter_label_chunks(
+            ws, include=include, since=since, images_per_chunk=CHUNK_IMAGE_IDS
+        ):
+            plan = planner.plan(labels)
+            yield ("rows", plan.too_small, plan.skipped), None
+            for p in plan.images:
+                yield ("image", p, None), p.task
+
+    for (kind, a, b), res in iter_run_tasks(pairs(), workers=workers):
+        yield (kind, a, b) if kind == "rows" else (kind, a, res)
+
+
+CHUNK_IMAGE_IDS = 1000
+"""Image ids per label query (and per Ray read task)."""
 
 
 def export_dataset(
@@ -135,7 +206,12 @@ def export_dataset(
 ) -> ExportResult:
     """Export the workspace's labels as a new version under ``out``.
 
-    Plan (pure) -> cut crops -> write dataset files -> commit (rename + ``LATEST`` + record).
+    Streaming: a cheap first pass over the selected labels resolves file-name collisions;
+    then labels are planned and cut chunk by chunk (plan -> cut) into a spill file, and the
+    formats are written from it (write) before the commit (rename + ``LATEST`` + record).
+    Peak memory is bounded by a chunk, not by the number of labels. With
+    ``options.engine == "ray"`` planning and cutting run on Ray Data
+    (:mod:`autolabel.export.ray_engine`); the files are byte-identical.
 
     Args:
         ws: the workspace.
@@ -146,7 +222,7 @@ def export_dataset(
         on_progress: called with ``(images done, images total)`` while crops are cut.
 
     Returns:
-        The :class:`ExportResult` (version folder, counts, files).
+        The :class:`ExportResult` (version folder, counts, top-level files).
 
     Raises:
         InputError: an unknown format or an unsafe version name.
@@ -169,38 +245,48 @@ def export_dataset(
             "or another --out (exports are never overwritten)"
         )
     max_decision, max_proposal = store.high_water_marks(ws)
-    labels, since_info = _select_labels(ws, opts.include, since)
+    since_marks, since_info = _since(ws, since)
     tmp = out / f".tmp-{version}-{os.getpid()}"
     crops_dir = tmp / "crops"
     crops_dir.mkdir(parents=True)
+    spill_dir = out / f".tmp-spill-{version}-{os.getpid()}"
+    spill_dir.mkdir()
     try:
-        plan = plan_export(
-            labels, store.seed_captions(ws), opts,
-            formats=formats, want_crops=needs_crops(formats), version=version,
-            crops_dir=crops_dir, final=final,
-            max_pixels=guards.max_pixels, max_side=guards.max_side,
-        )  # fmt: skip
-        images, skipped = _cut(plan, workers=opts.workers, on_progress=on_progress)
-        summary = _write(ws, tmp, plan, images, skipped, opts, since_info)
-        _rename_into_place(tmp, final, version)
+        with Spill(spill_dir / "spill.sqlite") as spill:
+            total = _stems(ws, spill, opts.include, since_marks)
+            planner = ChunkPlanner(
+                options=opts, seeds=store.seed_captions(ws),
+                collisions=spill.colliding_stems(), formats=formats, version=version,
+                crops_dir=crops_dir, final=final,
+                max_pixels=guards.max_pixels, max_side=guards.max_side,
+            )  # fmt: skip
+            events = _engine_events(ws, planner, opts, since_marks)
+            cut = _consume(events, spill, tmp, total=total, on_progress=on_progress)
+            summary = _write(ws, tmp, spill, cut, planner, opts, since_info)
+            _rename_into_place(tmp, final, version)
+            _write_atomic(out / LATEST, version + "\n")
+            store.record_export(
+                ws,
+                version=version,
+                out_dir=str(out),
+                formats=formats,
+                items=(
+                    (it.label.proposal_id, it.crop)
+                    for chunk in spill.image_chunks()
+                    for im in chunk
+                    for it in im.items
+                ),
+                max_decision_id=max_decision,
+                max_proposal_id=max_proposal,
+                config=summary["options"],
+            )
+            top = spill.top_level()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_atomic(out / LATEST, version + "\n")
-    items = [it for im in images for it in im.items]
-    store.record_export(
-        ws,
-        version=version,
-        out_dir=str(out),
-        formats=formats,
-        items=[(it.label.proposal_id, it.crop) for it in items],
-        max_decision_id=max_decision,
-        max_proposal_id=max_proposal,
-        config=summary["options"],
-    )
-    return ExportResult(
-        version=version, path=final, counts=summary["counts"], files=summary["files"]
-    )
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+    return ExportResult(version=version, path=final, counts=summary["counts"], files=top)
 
 
 def _prepare_out(out: str | Path) -> Path:
@@ -217,85 +303,148 @@ def _existing_versions(out: Path) -> list[str]:
     return [p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
-def _cut(
-    plan: ExportPlan,
+def _since(ws: Workspace, since: str | None) -> tuple[tuple[int, int] | None, dict[str, Any]]:
+    """``(export id, its max decision id)`` of the ``--since`` export, and the info row."""
+    from autolabel.store import exports as store
+
+    if not since:
+        return None, {}
+    prev = store.get_export(ws, None if since == "last" else since)
+    return (int(prev["id"]), int(prev["max_decision_id"] or 0)), {"since": prev["version"]}
+
+
+def _stems(ws: Workspace, spill: Spill, include: str, since: tuple[int, int] | None) -> int:
+    """First, cheap pass: the stem of every selected image into the spill; returns the count."""
+    from autolabel.store.labels import iter_label_chunks
+
+    for labels in iter_label_chunks(
+        ws, include=include, since=since, images_per_chunk=CHUNK_IMAGE_IDS
+    ):
+        spill.add_stems((lb.image_id, image_stem(lb.image_path)) for lb in labels)
+    return spill.n_stems()
+
+
+def _engine_events(
+    ws: Workspace, planner: ChunkPlanner, opts: ExportConfig, since: tuple[int, int] | None
+) -> Iterator[Event]:
+    if opts.engine == "ray":
+        from autolabel.export.ray_engine import ray_events
+
+        return ray_events(ws, planner, opts, include=opts.include, since=since)
+    return local_events(ws, planner, include=opts.include, since=since, workers=opts.workers)
+
+
+@dataclass
+class _Cut:
+    """What the cut pass learnt: counts, phrases and runs of the exported items."""
+
+    labels: int = 0
+    crops: int = 0
+    too_small: int = 0
+    phrases: set[str] = field(default_factory=set)
+    run_ids: set[int] = field(default_factory=set)
+
+
+def _consume(
+    events: Iterator[Event],
+    spill: Spill,
+    tmp: Path,
     *,
-    workers: int,
+    total: int,
     on_progress: Callable[[int, int], None] | None,
-) -> tuple[list[ExportImage], list[dict[str, Any]]]:
-    """Cut the crops (and hash every original); returns the usable images and all skips."""
-    from autolabel.export.crops import run_tasks
-
-    total = len(plan.images)
+) -> _Cut:
+    """Turn the engine's events into spilled images, skip rows and ``too_small.jsonl``."""
+    cut = _Cut()
     done = 0
+    too_small_fh = None
+    try:
+        for kind, a, b in events:
+            if kind == "rows":
+                if a:
+                    if too_small_fh is None:
+                        too_small_fh = open(tmp / "too_small.jsonl", "w", encoding="utf-8")
+                        spill.add_file("too_small.jsonl")
+                    write_jsonl(too_small_fh, a)
+                    cut.too_small += len(a)
+                spill.add_skipped(b)
+                continue
+            done += 1
+            _take_image(a, b, spill, cut)
+            if on_progress is not None:
+                on_progress(done, total)
+    finally:
+        if too_small_fh is not None:
+            too_small_fh.close()
+    return cut
 
-    def tick(_res: Any) -> None:
-        nonlocal done
-        done += 1
-        if on_progress is not None:
-            on_progress(done, total)
 
-    results = run_tasks([p.task for p in plan.images], workers=workers, on_done=tick)
-    images: list[ExportImage] = []
-    skipped = list(plan.skipped)
-    for p, res in zip(plan.images, results, strict=True):
-        if res.error is not None:
-            for job in p.task.jobs:
-                Path(job.out_path).unlink(missing_ok=True)
-            reason, _, detail = res.error.partition(": ")
-            skipped.extend(skip_row(it.label, reason, detail) for it in p.items)
-            continue
-        images.append(
-            ExportImage(
-                image_id=p.image_id,
-                path=p.task.path,
-                name=p.name,
-                width=p.task.width,
-                height=p.task.height,
-                sha256=str(res.sha256),
-                items=p.items,
-            )
+def _take_image(p: ImagePlan, res: TaskResult, spill: Spill, cut: _Cut) -> None:
+    if res.error is not None:
+        for job in p.task.jobs:
+            Path(job.out_path).unlink(missing_ok=True)
+        reason, _, detail = res.error.partition(": ")
+        spill.add_skipped(skip_row(it.label, reason, detail) for it in p.items)
+        return
+    spill.add_image(
+        ExportImage(
+            image_id=p.image_id,
+            path=p.task.path,
+            name=p.name,
+            width=p.task.width,
+            height=p.task.height,
+            sha256=str(res.sha256),
+            items=p.items,
         )
-    return images, skipped
+    )
+    for it in p.items:
+        cut.labels += 1
+        cut.phrases.add(it.label.phrase)
+        cut.run_ids.add(it.label.run_id)
+    crops = [f"crops/{it.crop_name}" for it in p.items if it.crop is not None]
+    cut.crops += len(crops)
+    spill.add_files(crops)
 
 
 def _write(
     ws: Workspace,
     tmp: Path,
-    plan: ExportPlan,
-    images: list[ExportImage],
-    skipped: list[dict[str, Any]],
+    spill: Spill,
+    cut: _Cut,
+    planner: ChunkPlanner,
     opts: ExportConfig,
     since_info: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write the formats, manifest, too_small/skipped lists and export.json; returns it."""
+    """Write the formats, manifest, skipped list and export.json from the spill; returns
+    the summary (with ``files`` left out: they are streamed into export.json)."""
     from autolabel.store.runs import get_run
 
-    items = [it for im in images for it in im.items]
-    runs = {rid: get_run(ws, rid) for rid in sorted({it.label.run_id for it in items})}
+    runs = {rid: get_run(ws, rid) for rid in sorted(cut.run_ids)}
+    images = SpilledImages(spill)
     ctx = FormatContext(
         images=images,
-        items=items,
-        version=plan.version,
+        items=SpilledItems(images),
+        version=planner.version,
         instruction=opts.instruction,
         labelstudio_root=opts.labelstudio_root,
         model_versions={rid: r.model_version for rid, r in runs.items()},
+        names=sorted(cut.phrases),
     )
-    sink = FileSink(tmp)
-    write_formats(ctx, plan.formats, sink)
-    manifest = [_manifest_row(im, it, runs, plan.version) for im in images for it in im.items]
-    sink.text("manifest.jsonl", jsonl(manifest))
-    if plan.too_small:
-        sink.text("too_small.jsonl", jsonl(plan.too_small))
-    if skipped:
-        sink.text("skipped.jsonl", jsonl(sorted(skipped, key=lambda r: r["proposal_id"])))
-    if not plan.want_crops:
+    sink = FileSink(tmp, on_file=spill.add_file)
+    write_formats(ctx, planner.formats, sink)
+    with sink.open("manifest.jsonl") as fh:
+        for chunk in images.chunks():
+            write_jsonl(
+                fh,
+                (_manifest_row(im, it, runs, planner.version) for im in chunk for it in im.items),
+            )
+    if spill.n_skipped:
+        with sink.open("skipped.jsonl") as fh:
+            write_jsonl(fh, spill.skipped())
+    if not needs_crops(planner.formats):
         (tmp / "crops").rmdir()
-    crops = sorted((it for it in items if it.crop), key=lambda i: i.crop_name)
-    files = sorted([*sink.files, *(f"crops/{it.crop_name}" for it in crops)])
     summary = {
-        "version": plan.version,
-        "formats": list(plan.formats),
+        "version": planner.version,
+        "formats": list(planner.formats),
         "options": {
             "size": opts.size,
             "resize": opts.resize,
@@ -307,15 +456,15 @@ def _write(
             **since_info,
         },
         "counts": {
-            "images": len(images),
-            "labels": len(items),
-            "crops": sum(1 for it in items if it.crop is not None),
-            "too_small": len(plan.too_small),
-            "skipped": len(skipped),
+            "images": spill.n_images,
+            "labels": cut.labels,
+            "crops": cut.crops,
+            "too_small": cut.too_small,
+            "skipped": spill.n_skipped,
         },
-        "files": files,
     }
-    (tmp / "export.json").write_text(json_text(summary), encoding="utf-8")
+    with open(tmp / "export.json", "w", encoding="utf-8") as fh:
+        write_json(fh, summary, {"files": spill.files()})
     return summary
 
 

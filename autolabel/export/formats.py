@@ -172,10 +172,18 @@ def swift_objects_rows(
 
 # -- COCO ----------------------------------------------------------------------------------
 def coco_dict(
-    images: Sequence[ExportImage], image_ref: Callable[[ExportImage], str], *, version: str
+    images: Sequence[ExportImage],
+    image_ref: Callable[[ExportImage], str],
+    *,
+    version: str,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """COCO detection dataset; image ids are workspace ids, annotation ids proposal ids."""
-    cats = categories(images)
+    """COCO detection dataset; image ids are workspace ids, annotation ids proposal ids.
+
+    ``names``: the categories (default :func:`categories` of ``images``; a streaming export
+    passes those of all its images when converting one chunk).
+    """
+    cats = categories(images) if names is None else list(names)
     cat_id = {c: i + 1 for i, c in enumerate(cats)}
     out_images, anns = [], []
     for im in images:
@@ -321,10 +329,16 @@ def labelstudio_config(names: Sequence[str]) -> str:
 
 # -- ODVG ----------------------------------------------------------------------------------
 def odvg_rows(
-    images: Sequence[ExportImage], image_ref: Callable[[ExportImage], str]
+    images: Sequence[ExportImage],
+    image_ref: Callable[[ExportImage], str],
+    *,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Open-GroundingDino OD rows (``detection.instances``) and the label map ``{id: name}``."""
-    names = categories(images)
+    """Open-GroundingDino OD rows (``detection.instances``) and the label map ``{id: name}``.
+
+    ``names``: the categories (default :func:`categories` of ``images``).
+    """
+    names = categories(images) if names is None else list(names)
     ids = {n: i for i, n in enumerate(names)}
     rows = []
     for im in images:

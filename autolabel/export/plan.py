@@ -104,12 +104,16 @@ def image_names(labels: Sequence[Label]) -> dict[int, str]:
     stems: dict[int, str] = {}
     for lb in labels:
         if lb.image_id not in stems:
-            stem = _STEM_BAD.sub("_", Path(lb.image_path).stem).strip("._") or "image"
-            stems[lb.image_id] = stem
+            stems[lb.image_id] = image_stem(lb.image_path)
     counts: dict[str, int] = {}
     for s in stems.values():
         counts[s] = counts.get(s, 0) + 1
     return {i: (s if counts[s] == 1 else f"{s}-{i}") for i, s in stems.items()}
+
+
+def image_stem(path: str) -> str:
+    """File-system-safe stem of an original (before collisions are resolved)."""
+    return _STEM_BAD.sub("_", Path(path).stem).strip("._") or "image"
 
 
 def skip_row(lb: Label, reason: str, detail: str) -> dict[str, Any]:
@@ -145,6 +149,7 @@ def plan_export(
     final: Path,
     max_pixels: int,
     max_side: int,
+    names: Mapping[int, str] | None = None,
 ) -> ExportPlan:
     """Decide names, captions, regions, crop sizes and skips for every label.
 
@@ -159,8 +164,10 @@ def plan_export(
         final: the version folder once renamed in (for ``absolute_paths``).
         max_pixels: decompression-bomb guard for reading originals.
         max_side: longest-side guard for reading originals.
+        names: file-name stem per image id (default: :func:`image_names` of ``labels``;
+            a streaming export passes the names resolved over all its labels).
     """
-    names = image_names(labels)
+    names = image_names(labels) if names is None else names
     by_image: dict[int, list[Label]] = {}
     for lb in labels:
         by_image.setdefault(lb.image_id, []).append(lb)

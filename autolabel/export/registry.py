@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 from autolabel.errors import InputError
 from autolabel.export.formats import (
     ExportImage,
     ExportItem,
-    categories,
     coco_dict,
     labelstudio_config,
     labelstudio_tasks,
@@ -35,6 +35,7 @@ from autolabel.export.formats import (
     yolo_data_yaml,
     yolo_label_text,
 )
+from autolabel.export.stream import write_json, write_json_list, write_jsonl
 
 
 def jsonl(rows: Sequence[dict[str, Any]]) -> str:
@@ -49,29 +50,65 @@ def json_text(obj: Any) -> str:
 
 @dataclass
 class FileSink:
-    """Writes files under ``root`` and remembers their paths relative to it.
+    """Writes files under ``root`` and records their paths relative to it.
 
     Attributes:
         root: the (temporary) version folder.
-        files: relative paths written so far, in write order.
+        files: relative paths written so far, in write order (only when ``on_file`` is None).
+        on_file: called with each relative path instead of keeping the list (a streaming
+            export records them on disk).
     """
 
     root: Path
     files: list[str] = field(default_factory=list)
+    on_file: Callable[[str], None] | None = None
+
+    def _record(self, rel: str) -> None:
+        if self.on_file is not None:
+            self.on_file(rel)
+        else:
+            self.files.append(rel)
 
     def text(self, rel: str, text: str) -> None:
         """Write ``text`` (UTF-8) to ``root/rel``, creating folders."""
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        self.files.append(rel)
+        self._record(rel)
+
+    @contextmanager
+    def open(self, rel: str) -> Iterator[IO[str]]:
+        """A UTF-8 text file ``root/rel`` to write piece by piece (recorded when opened)."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._record(rel)
+        with open(path, "w", encoding="utf-8") as fh:
+            yield fh
 
     def symlink(self, rel: str, target: str) -> None:
         """Create ``root/rel`` pointing at ``target`` (an original image, never copied)."""
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, path)
-        self.files.append(rel)
+        self._record(rel)
+
+
+class ImageChunks(Protocol):
+    """Re-iterable images of an export with a chunked view (see ``export.stream``)."""
+
+    def __iter__(self) -> Iterator[ExportImage]: ...
+
+    def __len__(self) -> int: ...
+
+    def chunks(self) -> Iterator[Sequence[ExportImage]]: ...
+
+
+def _chunks(images: Iterable[ExportImage]) -> Iterator[Sequence[ExportImage]]:
+    """``images.chunks()`` when it streams, else the whole sequence as one chunk."""
+    if hasattr(images, "chunks"):
+        yield from images.chunks()
+    else:
+        yield list(images)
 
 
 @dataclass(frozen=True)
@@ -79,20 +116,35 @@ class FormatContext:
     """What a writer may use.
 
     Attributes:
-        images: exported originals with their items, ordered by image id.
+        images: exported originals with their items, ordered by image id (a plain sequence
+            or a streaming :class:`ImageChunks`: writers go through :meth:`chunks` so memory
+            stays bounded by a chunk).
         items: every exported item (images' items, flattened in the same order).
         version: the export version name.
         instruction: user turn of ``swift-messages`` rows.
         labelstudio_root: folder Label Studio serves the originals from.
         model_versions: run id -> detector version (Label Studio predictions).
+        names: the categories (sorted distinct phrases of all items); None = computed from
+            ``images``.
     """
 
-    images: Sequence[ExportImage]
-    items: Sequence[ExportItem]
+    images: Sequence[ExportImage] | ImageChunks
+    items: Iterable[ExportItem]
     version: str
     instruction: str
     labelstudio_root: str
     model_versions: Mapping[int, str | None]
+    names: Sequence[str] | None = None
+
+    def chunks(self) -> Iterator[Sequence[ExportImage]]:
+        """The images, a bounded chunk at a time, in order."""
+        return _chunks(self.images)
+
+    def categories(self) -> list[str]:
+        """The category names shared by COCO, YOLO, ODVG and Label Studio."""
+        if self.names is not None:
+            return list(self.names)
+        return sorted({it.label.phrase for ch in self.chunks() for im in ch for it in im.items})
 
 
 Writer = Callable[[FormatContext, FileSink], None]
@@ -179,51 +231,78 @@ def _original(im: ExportImage) -> str:
     return im.path
 
 
-# -- built-in writers -------------------------------------------------------------------------
+# -- built-in writers (each streams chunk by chunk) ------------------------------------------
+def _items(chunk: Sequence[ExportImage]) -> list[ExportItem]:
+    return [it for im in chunk for it in im.items]
+
+
 def _swift(ctx: FormatContext, sink: FileSink) -> None:
-    sink.text("swift.jsonl", jsonl(swift_rows(ctx.items)))
+    with sink.open("swift.jsonl") as fh:
+        for chunk in ctx.chunks():
+            write_jsonl(fh, swift_rows(_items(chunk)))
 
 
 def _swift_messages(ctx: FormatContext, sink: FileSink) -> None:
-    rows = swift_messages_rows(ctx.items, instruction=ctx.instruction)
-    sink.text("swift_messages.jsonl", jsonl(rows))
+    with sink.open("swift_messages.jsonl") as fh:
+        for chunk in ctx.chunks():
+            write_jsonl(fh, swift_messages_rows(_items(chunk), instruction=ctx.instruction))
 
 
 def _swift_grounding(ctx: FormatContext, sink: FileSink) -> None:
-    sink.text("swift_grounding.jsonl", jsonl(swift_grounding_rows(ctx.images, _original)))
+    with sink.open("swift_grounding.jsonl") as fh:
+        for chunk in ctx.chunks():
+            write_jsonl(fh, swift_grounding_rows(chunk, _original))
 
 
 def _swift_objects(ctx: FormatContext, sink: FileSink) -> None:
-    sink.text("swift_objects.jsonl", jsonl(swift_objects_rows(ctx.images, _original)))
+    with sink.open("swift_objects.jsonl") as fh:
+        for chunk in ctx.chunks():
+            write_jsonl(fh, swift_objects_rows(chunk, _original))
 
 
 def _coco(ctx: FormatContext, sink: FileSink) -> None:
-    sink.text("coco.json", json_text(coco_dict(ctx.images, _original, version=ctx.version)))
+    names = ctx.categories()
+
+    def part(key: str) -> Iterator[Any]:
+        for chunk in ctx.chunks():
+            yield from coco_dict(chunk, _original, version=ctx.version, names=names)[key]
+
+    head = coco_dict([], _original, version=ctx.version, names=names)
+    lazy = {"images": part("images"), "annotations": part("annotations")}
+    with sink.open("coco.json") as fh:
+        write_json(fh, {k: v for k, v in head.items() if k not in lazy}, lazy)
 
 
 def _yolo(ctx: FormatContext, sink: FileSink) -> None:
-    names = categories(ctx.images)
+    names = ctx.categories()
     class_ids = {n: i for i, n in enumerate(names)}
     (sink.root / "yolo" / "images").mkdir(parents=True, exist_ok=True)
-    for im in ctx.images:
-        ext = Path(im.path).suffix.lower() or ".jpg"
-        sink.symlink(f"yolo/images/{im.name}{ext}", im.path)
-        sink.text(f"yolo/labels/{im.name}.txt", yolo_label_text(im, class_ids))
+    for chunk in ctx.chunks():
+        for im in chunk:
+            ext = Path(im.path).suffix.lower() or ".jpg"
+            sink.symlink(f"yolo/images/{im.name}{ext}", im.path)
+            sink.text(f"yolo/labels/{im.name}.txt", yolo_label_text(im, class_ids))
     sink.text("yolo/data.yaml", yolo_data_yaml(names))
 
 
 def _labelstudio(ctx: FormatContext, sink: FileSink) -> None:
-    tasks = labelstudio_tasks(
-        ctx.images, model_versions=dict(ctx.model_versions), root=ctx.labelstudio_root
-    )
-    sink.text("labelstudio.json", json_text(tasks))
-    sink.text("labelstudio_config.xml", labelstudio_config(categories(ctx.images)))
+    versions = dict(ctx.model_versions)
+
+    def tasks() -> Iterator[dict[str, Any]]:
+        for chunk in ctx.chunks():
+            yield from labelstudio_tasks(chunk, model_versions=versions, root=ctx.labelstudio_root)
+
+    with sink.open("labelstudio.json") as fh:
+        write_json_list(fh, tasks())
+    sink.text("labelstudio_config.xml", labelstudio_config(ctx.categories()))
 
 
 def _odvg(ctx: FormatContext, sink: FileSink) -> None:
-    rows, label_map = odvg_rows(ctx.images, _original)
-    sink.text("odvg.jsonl", jsonl(rows))
-    sink.text("odvg_label_map.json", json_text(label_map))
+    names = ctx.categories()
+    with sink.open("odvg.jsonl") as fh:
+        for chunk in ctx.chunks():
+            write_jsonl(fh, odvg_rows(chunk, _original, names=names)[0])
+    sink.text("odvg_label_map.json", json_text(odvg_rows([], _original, names=names)[1]))
 
 
 for _fmt in (
