@@ -329,8 +329,9 @@ def autocrop(
     Options: the workspace's ``config.yaml`` over :data:`autolabel.steps.AUTOCROP_PRESET`
     (target precision 0.98, swift JSONL only), then the arguments that are not None
     (``size`` = ``export.size``, ``target_precision`` = ``select.target_precision``,
-    ``detector``/``model``/``refiner``/``device`` = ``detect.*``, ``engine``/``batch_size`` =
-    ``propose.*``). Every step is the one the stage command runs.
+    ``detector``/``model``/``refiner``/``device`` = ``detect.*``, ``engine`` =
+    ``propose.engine`` and ``export.engine``, ``batch_size`` = ``propose.batch_size``).
+    Every step is the one the stage command runs.
 
     Returns:
         Summary: ``images``, ``new_images``, ``proposed``, ``crops``, ``export`` (version
@@ -368,6 +369,7 @@ def autocrop(
                 "detect.refiner": refiner,
                 "detect.device": device,
                 "propose.engine": engine,
+                "export.engine": engine,
                 "propose.batch_size": batch_size,
                 "select.target_precision": target_precision,
                 "export.size": size,

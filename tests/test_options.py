@@ -248,6 +248,10 @@ NON_DEFAULT: dict[str, Any] = {
     "export.include": "all",
     "export.absolute_paths": True,
     "export.workers": 1,
+    "export.engine": "ray",
+    "export.ray_address": "auto",
+    "export.ray_actors": 3,
+    "export.ray_cpus_per_actor": 1.0,
     "export.instruction": "Name the product.",
     "export.labelstudio_root": "/data",
 }

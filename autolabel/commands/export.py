@@ -67,6 +67,9 @@ def export(
         None, "--workers", min=1, help="Crop-writing processes (default: export.workers)."
     ),
     config: Path | None = CONFIG_OPT,
+    engine: str | None = typer.Option(
+        None, "--engine", help="local (process pool) or ray (Ray Data; export.ray_*)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -98,6 +101,7 @@ def export(
                 "export.include": include,
                 "export.absolute_paths": absolute_paths,
                 "export.workers": workers,
+                "export.engine": engine,
             },
         )
         bar = None if quiet else progress(transient=True)

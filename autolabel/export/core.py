@@ -21,23 +21,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autolabel.errors import ConflictError, InputError
+from autolabel.export.chunks import ChunkPlanner, Event
 from autolabel.export.formats import ExportImage, ExportItem
 from autolabel.export.geometry import round_box
-from autolabel.export.plan import (
-    ExportPlan,
-    ImagePlan,
-    SeedCaptions,
-    check_version,
-    image_stem,
-    plan_export,
-    skip_row,
-)
+from autolabel.export.plan import ImagePlan, check_version, image_stem, skip_row
 from autolabel.export.registry import (
     FileSink,
     FormatContext,
@@ -47,7 +40,6 @@ from autolabel.export.registry import (
 )
 from autolabel.export.stream import Spill, SpilledImages, SpilledItems, write_json, write_jsonl
 from autolabel.store.db import Workspace
-from autolabel.types import Label
 
 if TYPE_CHECKING:
     from autolabel.config import ExportConfig, ImageConfig
@@ -114,56 +106,6 @@ def _write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-@dataclass(frozen=True)
-class ChunkPlanner:
-    """Everything needed to plan one chunk of labels; picklable, so Ray read tasks plan too.
-
-    Attributes:
-        options: the export section.
-        seeds: seed captions per image id.
-        collisions: file-name stems shared by several selected images (those get ``-<id>``).
-        formats: the formats (canonical order).
-        version: the version name.
-        crops_dir: folder the crops are written to (the temporary version's ``crops``).
-        final: the version folder once renamed in.
-        max_pixels: decompression-bomb guard.
-        max_side: longest-side guard.
-    """
-
-    options: ExportConfig
-    seeds: SeedCaptions
-    collisions: frozenset[str]
-    formats: tuple[str, ...]
-    version: str
-    crops_dir: Path
-    final: Path
-    max_pixels: int
-    max_side: int
-
-    def names(self, labels: Sequence[Label]) -> dict[int, str]:
-        """File-name stem per image id, unique over the whole export."""
-        out: dict[int, str] = {}
-        for lb in labels:
-            if lb.image_id not in out:
-                stem = image_stem(lb.image_path)
-                out[lb.image_id] = f"{stem}-{lb.image_id}" if stem in self.collisions else stem
-        return out
-
-    def plan(self, labels: Sequence[Label]) -> ExportPlan:
-        """The plan of one chunk of labels (whole images)."""
-        return plan_export(
-            labels, self.seeds, self.options,
-            formats=self.formats, want_crops=needs_crops(self.formats), version=self.version,
-            crops_dir=self.crops_dir, final=self.final,
-            max_pixels=self.max_pixels, max_side=self.max_side, names=self.names(labels),
-        )  # fmt: skip
-
-
-Event = tuple[str, Any, Any]
-"""``("rows", too_small rows, skip rows)`` of a planned chunk, or ``("image", ImagePlan,
-TaskResult)`` of one cut original; an engine yields them in image-id order."""
 
 
 def local_events(

@@ -22,7 +22,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from autolabel.config import ExportConfig
-    from autolabel.export.core import ChunkPlanner, Event
+    from autolabel.export.chunks import ChunkPlanner, Event
     from autolabel.store.db import Workspace
 
 RANGE_IMAGE_IDS = 256
@@ -102,7 +102,7 @@ def ray_events(
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True
     ds = (
-        ray.data.from_items(ranges)
+        ray.data.from_items(ranges, override_num_blocks=len(ranges))
         .flat_map(plan_range, num_cpus=0.25)
         .map_batches(
             _RayCutter,
