@@ -7,6 +7,7 @@ tasks it holds are run by :func:`autolabel.export.crops.run_tasks`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -113,7 +114,9 @@ def image_names(labels: Sequence[Label]) -> dict[int, str]:
 
 def image_stem(path: str) -> str:
     """File-system-safe stem of an original (before collisions are resolved)."""
-    return _STEM_BAD.sub("_", Path(path).stem).strip("._") or "image"
+    # os.path, not pathlib: pathlib interns every path part (a table that grows with 10^6 names)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return _STEM_BAD.sub("_", stem).strip("._") or "image"
 
 
 def skip_row(lb: Label, reason: str, detail: str) -> dict[str, Any]:
@@ -284,9 +287,10 @@ def _plan_label(
             "resize": opts.resize,
         }
         return _Planned(item=replace(item, status="too-small"), too_small=row)
-    crop = str(where.final / "crops" / crop_name) if opts.absolute_paths else f"crops/{crop_name}"
+    final_crops = os.path.join(str(where.final), "crops")
+    crop = os.path.join(final_crops, crop_name) if opts.absolute_paths else f"crops/{crop_name}"
     job = CropJob(
-        out_path=str(where.crops_dir / crop_name),
+        out_path=os.path.join(str(where.crops_dir), crop_name),
         region=region,
         out_size=sizing.out_size,
         canvas=sizing.canvas,

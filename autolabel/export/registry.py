@@ -62,6 +62,16 @@ class FileSink:
     root: Path
     files: list[str] = field(default_factory=list)
     on_file: Callable[[str], None] | None = None
+    _folders: set[str] = field(default_factory=set, repr=False)
+
+    def _path(self, rel: str) -> str:
+        """``root/rel`` with its folder created (os.path: pathlib would intern every name)."""
+        path = os.path.join(str(self.root), rel)
+        folder = os.path.dirname(path)
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        return path
 
     def _record(self, rel: str) -> None:
         if self.on_file is not None:
@@ -71,25 +81,22 @@ class FileSink:
 
     def text(self, rel: str, text: str) -> None:
         """Write ``text`` (UTF-8) to ``root/rel``, creating folders."""
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path = self._path(rel)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
         self._record(rel)
 
     @contextmanager
     def open(self, rel: str) -> Iterator[IO[str]]:
         """A UTF-8 text file ``root/rel`` to write piece by piece (recorded when opened)."""
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._path(rel)
         self._record(rel)
         with open(path, "w", encoding="utf-8") as fh:
             yield fh
 
     def symlink(self, rel: str, target: str) -> None:
         """Create ``root/rel`` pointing at ``target`` (an original image, never copied)."""
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(target, path)
+        os.symlink(target, self._path(rel))
         self._record(rel)
 
 
@@ -279,7 +286,7 @@ def _yolo(ctx: FormatContext, sink: FileSink) -> None:
     (sink.root / "yolo" / "images").mkdir(parents=True, exist_ok=True)
     for chunk in ctx.chunks():
         for im in chunk:
-            ext = Path(im.path).suffix.lower() or ".jpg"
+            ext = os.path.splitext(im.path)[1].lower() or ".jpg"
             sink.symlink(f"yolo/images/{im.name}{ext}", im.path)
             sink.text(f"yolo/labels/{im.name}.txt", yolo_label_text(im, class_ids))
     sink.text("yolo/data.yaml", yolo_data_yaml(names))

@@ -86,8 +86,9 @@ class Spill:
             (self.n_images, pickle.dumps(image, protocol=pickle.HIGHEST_PROTOCOL)),
         )
 
-    def image_chunks(self, size: int = CHUNK_IMAGES) -> Iterator[list[ExportImage]]:
-        """The images in the order added, ``size`` at a time."""
+    def image_chunks(self, size: int | None = None) -> Iterator[list[ExportImage]]:
+        """The images in the order added, ``size`` (default :data:`CHUNK_IMAGES`) at a time."""
+        size = size or CHUNK_IMAGES
         last = 0
         while True:
             rows = self.conn.execute(
@@ -143,7 +144,7 @@ class SpilledImages:
     can work per chunk use :meth:`chunks`.
     """
 
-    def __init__(self, spill: Spill, size: int = CHUNK_IMAGES) -> None:
+    def __init__(self, spill: Spill, size: int | None = None) -> None:
         self._spill = spill
         self._size = size
 
