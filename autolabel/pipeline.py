@@ -397,7 +397,7 @@ def autocrop(
         from autolabel.store.exports import labels_changed_since_last_export
 
         export_path, crops = None, 0
-        if labels_changed_since_last_export(ws):
+        if labels_changed_since_last_export(ws, include=cfg.export.include):
             export = _export(ws, cfg, timer, out_path)
             export_path, crops = str(export.path), int(export.counts.get("crops", 0))
         else:
@@ -447,7 +447,7 @@ def review_then_export(
         pass
     ws = Workspace.open(ws_path)
     try:
-        if not labels_changed_since_last_export(ws):
+        if not labels_changed_since_last_export(ws, include=cfg.export.include):
             return {"export": None}
         timer = StageTimer(log)
         export = _export(ws, cfg, timer, Path(out_dir))
