@@ -352,7 +352,9 @@ class Recorder:
         mp.setattr(autolabel.propose, "run_propose", record("propose", self.summary))
         mp.setattr(autolabel.select.run, "run_select", record("select", selected))
         mp.setattr(autolabel.export, "export_dataset", record("export", exported, skip=2))
-        mp.setattr(autolabel.store.exports, "labels_changed_since_last_export", lambda ws: True)
+        mp.setattr(
+            autolabel.store.exports, "labels_changed_since_last_export", lambda ws, **kw: True
+        )
         mp.setattr(autolabel.review.server, "serve", record("review", None))
 
 
