@@ -20,8 +20,19 @@ from autolabel.constants import (
     DEFAULT_EXPORT_FORMATS,
     DEFAULT_MODEL,
     IMAGE_EXTENSIONS,
+    MATCH_IOU,
 )
 from autolabel.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Larger config files are refused before parsing (a config is a few KB)."""
+MAX_YAML_ALIASES = 100
+"""More ``*alias`` uses are refused."""
+MAX_YAML_NODES = 100_000
+"""Documents whose aliases expand to more nodes are refused: a 1 KB alias bomb (9 levels of
+9 aliases) expands to 9^9 nodes, gigabytes once validated and echoed."""
+MAX_ERROR_CHARS = 300
+"""Config error messages are cut to this length (they may echo the input)."""
 
 
 class _Section(BaseModel):
@@ -45,6 +56,7 @@ class ImageConfig(_Section):
 
 class SeedConfig(_Section):
     min_match_score: float = Field(0.7, ge=0, le=1)
+    min_verify_score: float = Field(0.93, ge=-1, le=1)
     prompt: str | None = None
     prompt_map: dict[str, str] = Field(default_factory=dict)
     target_recall: float | None = Field(None, ge=0, le=1)
@@ -56,7 +68,7 @@ class SeedConfig(_Section):
 class DetectConfig(_Section):
     detector: str = DEFAULT_DETECTOR
     model: str = DEFAULT_MODEL
-    refiner: Literal["none", "sam", "hf-sam"] = "none"
+    refiner: Literal["none", "sam", "hf-sam", "snap"] = "none"
     refiner_model: str | None = None
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -90,12 +102,22 @@ class SelectConfig(_Section):
     diversity: float = Field(0.3, ge=0, lt=1)
     exemplar_similarity: bool = True
     max_image_loads: int = Field(2000, ge=0)
+    max_per_image: int | None = Field(None, ge=1)
+
+
+class QualityConfig(_Section):
+    """What "correct" means and when a quality number may be stated (docs/select.md)."""
+
+    match_iou: float = Field(MATCH_IOU, gt=0, le=1)
+    min_audited: int = Field(10, ge=1)
+    min_labelled: int = Field(20, ge=2)
+    min_recall: float = Field(0.3, ge=0, le=1)
 
 
 class ReviewConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
-    lease_seconds: float = Field(120.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0, le=365 * 24 * 3600)  # finite: time math
     preview_max_side: int = Field(1600, ge=64)
 
 
@@ -129,6 +151,8 @@ class FinetuneConfig(_Section):
 
 class ExportConfig(_Section):
     size: int = Field(448, ge=8)
+    max_size: int = Field(4096, ge=8)
+    max_upscale: float = Field(8.0, gt=0)
     resize: Literal["fit", "pad", "short-side"] = "fit"
     margin: float = Field(0.0, ge=0, le=100)
     min_size: int = Field(224, ge=0)
@@ -142,7 +166,8 @@ class ExportConfig(_Section):
     ray_actors: int = Field(2, ge=1)
     ray_cpus_per_actor: float = Field(0.5, gt=0)
     instruction: str = "Describe the product in the image."
-    labelstudio_root: str = "/"
+    labelstudio_root: str = ""
+    val_fraction: float = Field(0.1, ge=0, lt=1)
 
 
 class Config(_Section):
@@ -154,6 +179,7 @@ class Config(_Section):
     detect: DetectConfig = Field(default_factory=DetectConfig)
     propose: ProposeConfig = Field(default_factory=ProposeConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -182,15 +208,71 @@ class Config(_Section):
         return self.propose.prompt or self.seed.prompt
 
 
+def _short(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters (``...`` marks the cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _format_validation(exc: ValidationError, source: str) -> str:
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = 60, 60, 4, 4, 2
     parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    for err in exc.errors()[:5]:
+        key = _short(".".join(str(p) for p in err["loc"]) or "(root)", 60)
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key {key!r}")
         else:
-            parts.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-    return f"{source}: " + "; ".join(parts)
+            parts.append(f"{key}: {err['msg']} (got {short.repr(err.get('input'))})")
+    return _short(f"{source}: " + "; ".join(parts))
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` that refuses more than :data:`MAX_YAML_ALIASES` aliases, or a
+    document whose aliases expand to more than :data:`MAX_YAML_NODES` nodes."""
+    import yaml
+
+    def expanded(node: Any, memo: dict[int, int]) -> int:
+        # nodes in the tree the document unfolds to (a shared node counts once per use)
+        key = id(node)
+        if key not in memo:
+            memo[key] = 0  # a recursive alias counts once
+            if isinstance(node, yaml.SequenceNode):
+                memo[key] = 1 + sum(expanded(c, memo) for c in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                memo[key] = 1 + sum(expanded(k, memo) + expanded(v, memo) for k, v in node.value)
+            else:
+                memo[key] = 1
+        return memo[key]
+
+    class LimitedLoader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise ConfigError(
+                        f"{_short(source, 120)}: expected at most {MAX_YAML_ALIASES} aliases "
+                        f"(*name), got more than {MAX_YAML_ALIASES}"
+                    )
+            return super().compose_node(parent, index)
+
+    loader = LimitedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if loader.aliases and expanded(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{_short(source, 120)}: expected aliases (*name) that expand to at most "
+                f"{MAX_YAML_NODES} values, got more (an alias bomb?)"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -245,13 +327,21 @@ def load_config(
     if path is not None:
         source = str(path)
         try:
+            size = Path(path).stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: expected <= {MAX_CONFIG_BYTES} bytes, got {size}")
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: expected a UTF-8 text config, got byte {exc.object[exc.start]:#04x} "
+                f"at offset {exc.start}"
+            ) from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = _load_yaml(text, source)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+            raise ConfigError(_short(f"{path}: invalid YAML ({exc})")) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -68,13 +68,17 @@ DEFAULT_DETECTOR = "grounding-dino"
 """Registry name of the default detector."""
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 """Hub id of the default detector checkpoint."""
+WEIGHT_FREE_DETECTOR = "regions"
+"""What ``autocrop``/``demo`` use when the Grounding DINO weights are not on the machine."""
+GENERIC_PROMPT = "product photo"
+"""``autocrop``'s prompt when seed crops come without captions and nothing else names them."""
 
 # -- export -----------------------------------------------------------------------------------
 DEFAULT_EXPORT_FORMATS = (
     "swift",
     "swift-messages",
     "swift-grounding",
-    "swift-objects",
+    "qwen-vl-grounding",
     "coco",
     "yolo",
     "labelstudio",

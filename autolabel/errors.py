@@ -31,6 +31,10 @@ class SchemaTooNewError(WorkspaceError):
     """The workspace was written by a newer autolabel."""
 
 
+class DatabaseDamagedError(WorkspaceError):
+    """The workspace database is damaged, empty or was changed outside autolabel."""
+
+
 class ImageError(AutolabelError):
     """An image cannot be used; the message names the path and the reason."""
 

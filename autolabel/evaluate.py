@@ -2,21 +2,22 @@
 
 Metrics (all category-agnostic: every box is "the object"):
 
-- ``ap50`` / ``ap``: COCO AP at IoU 0.5 and averaged over 0.5:0.95 (pycocotools) of the
-  current proposals, ranked by detector score;
+- ``ap50`` / ``ap75`` / ``ap``: COCO AP at IoU 0.5, 0.75 and averaged over 0.5:0.95
+  (pycocotools) of the current proposals, ranked by detector score;
 - ``mean_iou_top``: mean IoU of each truth image's top-scoring box with its best-matching
   true box (0 for an image without proposals);
 - ``auto`` / ``dataset``: precision and recall of the auto-accepted set (auto / audit route,
-  no human decision) and of the whole dataset (auto-accepted + reviewed), boxes matched
-  one-to-one at IoU >= 0.5;
+  no human decision) and of the whole dataset (auto-accepted + reviewed + seed boxes), boxes
+  matched one-to-one at IoU >= the match IoU (``quality.match_iou``, default 0.9; a second
+  box on an already matched object is wrong); the same at IoU 0.5 beside it (``*_50``);
 - ``calibration``: reliability of ``p_correct`` (mean predicted vs observed, ECE);
 - ``budget_curve``: final dataset precision (and recall) vs the fraction of images
   reviewed, for three review orders: this selector (images with the most expected errors,
   sum of 1 - p_correct, first), ``random`` (mean of 20 shuffles) and ``score`` (images
   with the lowest box score first). The simulation starts from every current proposal
   kept and a reviewer who fixes every box of an image they look at: a box matching a true
-  box is accepted, one overlapping a true box (IoU > 0.1) is adjusted to it, the rest are
-  rejected.
+  box (IoU >= the match IoU) is accepted, one overlapping a true box (IoU > 0.1) is
+  adjusted to it, the rest are rejected.
 
 Truth files: COCO JSON (``images`` with ``file_name``, ``annotations`` with ``bbox`` as
 ``[x, y, w, h]``) or JSONL rows ``{"image": path, "boxes": [[x0, y0, x1, y1], ...]}``.
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autolabel.constants import ROUTE_AUDIT, ROUTE_AUTO
+from autolabel.constants import MATCH_IOU
 from autolabel.errors import InputError
 from autolabel.geometry import box_iou
 
@@ -158,21 +159,23 @@ def match_count(pred: np.ndarray, truth: np.ndarray, *, iou: float = 0.5) -> int
     return hits
 
 
-def review_outcome(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
+def review_outcome(
+    pred: np.ndarray, truth: np.ndarray, *, match_iou: float = MATCH_IOU
+) -> tuple[int, int]:
     """Simulated review of one image: ``(correct boxes before, boxes kept after review)``.
 
-    After review every kept box is correct: a match (IoU >= 0.5) is accepted, a box
-    overlapping a still-unmatched true box (IoU > 0.1) is adjusted onto it, the rest are
+    After review every kept box is correct: a match (IoU >= ``match_iou``) is accepted, a
+    box overlapping a still-unmatched true box (IoU > 0.1) is adjusted onto it, the rest are
     rejected.
     """
 
-    tp = match_count(pred, truth)
+    tp = match_count(pred, truth, iou=match_iou)
     if pred.shape[0] == 0 or truth.shape[0] == 0:
         return tp, 0
     m = box_iou(pred, truth)
     used = np.zeros(truth.shape[0], bool)
     kept = 0
-    for thr in (0.5, 0.1):
+    for thr in (match_iou, 0.1):
         for i in range(pred.shape[0]):
             if np.isnan(m[i]).all():
                 continue
@@ -223,53 +226,40 @@ def _at_fractions(curve: np.ndarray) -> list[float]:
     return [round(float(curve[round(f * m)]), 5) for f in FRACTIONS]
 
 
-def evaluate(
-    ws: Workspace, truth_path: str | Path, out_dir: str | Path | None = None, *, seed: int = 0
-) -> dict[str, Any]:
-    """Evaluate the workspace against ground truth; writes ``eval.json`` and PNG plots.
+@dataclass
+class _PerImage:
+    """Per truth image arrays (``m`` images) and per current proposal ``correct`` flags."""
 
-    Args:
-        ws: the workspace.
-        truth_path: COCO JSON or JSONL truth (see the module docstring).
-        out_dir: output folder (default ``WORKSPACE/eval``).
-        seed: seed of the random review orders.
+    n_boxes: np.ndarray
+    tp: np.ndarray
+    kept: np.ndarray
+    n_truth: np.ndarray
+    exp_err: np.ndarray
+    min_score: np.ndarray
+    top_iou: np.ndarray
+    correct: np.ndarray
 
-    Returns:
-        The ``eval.json`` content: ``n_images``, ``n_truth_boxes``, ``n_proposals``, ``ap50``,
-        ``ap``, ``mean_iou_top``, ``auto_precision``/``auto_recall``/``n_auto``,
-        ``dataset_precision``/``dataset_recall``/``n_dataset``, ``calibration``,
-        ``budget_curve`` (``fractions`` and per order ``precision``/``recall``),
-        ``selector_auc``/``random_auc``/``score_auc`` (mean precision over the curve),
-        ``budget_fraction`` (share of truth images with review items now),
-        ``audit_estimate``, ``true_auto_precision``, ``plots``.
-    """
-    from autolabel.select.calibrate import reliability
-    from autolabel.select.run import precision_estimate
-    from autolabel.store.labels import iter_labels
-    from autolabel.store.select import load_current, load_queue
 
-    out = Path(out_dir) if out_dir is not None else ws.path / "eval"
-    truth = load_truth(ws, truth_path)
-    image_ids = np.array(sorted(truth.boxes), np.int64)
-    cur = load_current(ws)
-    sel = np.isin(cur.image_id, image_ids)
-    c_ids = cur.ids[sel]
-    c_img = cur.image_id[sel]
-    c_xyxy = cur.xyxy[sel]
-    c_score = cur.score[sel]
-    c_p = cur.p_correct[sel]
-    c_route = cur.route[sel]
-
-    # per image arrays
+def _per_image(
+    image_ids: np.ndarray,
+    truth: Truth,
+    c_img: np.ndarray,
+    c_xyxy: np.ndarray,
+    c_score: np.ndarray,
+    c_p: np.ndarray,
+    match_iou: float,
+) -> _PerImage:
     m = image_ids.size
-    n_boxes = np.zeros(m)
-    tp = np.zeros(m)
-    kept = np.zeros(m)
-    n_truth = np.array([truth.boxes[int(i)].shape[0] for i in image_ids], np.float64)
-    exp_err = np.zeros(m)
-    min_score = np.full(m, np.inf)
-    top_iou = np.zeros(m)
-    correct = np.zeros(c_ids.size, bool)
+    out = _PerImage(
+        n_boxes=np.zeros(m),
+        tp=np.zeros(m),
+        kept=np.zeros(m),
+        n_truth=np.array([truth.boxes[int(i)].shape[0] for i in image_ids], np.float64),
+        exp_err=np.zeros(m),
+        min_score=np.full(m, np.inf),
+        top_iou=np.zeros(m),
+        correct=np.zeros(c_img.size, bool),
+    )
     pos = np.searchsorted(image_ids, c_img)
     order_in = np.argsort(pos, kind="stable")
     bounds = np.searchsorted(pos[order_in], np.arange(m + 1))
@@ -280,58 +270,144 @@ def evaluate(
             continue
         rows = rows[np.argsort(-c_score[rows], kind="stable")]
         pred = c_xyxy[rows]
-        n_boxes[j] = rows.size
-        tp[j], kept[j] = review_outcome(pred, t)
+        out.n_boxes[j] = rows.size
+        out.tp[j], out.kept[j] = review_outcome(pred, t, match_iou=match_iou)
         p = np.where(np.isnan(c_p[rows]), c_score[rows], c_p[rows])
-        exp_err[j] = float(np.sum(1.0 - p))
-        min_score[j] = float(c_score[rows].min())
+        out.exp_err[j] = float(np.sum(1.0 - p))
+        out.min_score[j] = float(c_score[rows].min())
         if t.shape[0]:
             iou = box_iou(pred, t)
-            top_iou[j] = float(iou[0].max())
-            correct[rows] = iou.max(axis=1) >= 0.5
+            out.top_iou[j] = float(iou[0].max())
+            out.correct[rows] = iou.max(axis=1) >= match_iou
+    return out
 
-    # AP with pycocotools
-    ap50, ap = _coco_ap(image_ids, truth.boxes, c_img, c_xyxy, c_score)
 
-    # auto-accepted set and whole dataset
-    truth_total = float(n_truth.sum())
-    res: dict[str, Any] = {
-        "n_images": int(m),
-        "n_truth_boxes": int(truth_total),
-        "n_proposals": int(c_ids.size),
-        "unmatched_truth_images": len(truth.unmatched),
-        "ap50": ap50,
-        "ap": ap,
-        "mean_iou_top": round(float(top_iou.mean()) if m else 0.0, 5),
-    }
+def _label_metrics(
+    ws: Workspace, truth: Truth, image_ids: np.ndarray, match_iou: float
+) -> dict[str, Any]:
+    """Precision / recall of the auto-accepted labels and of the dataset (``accepted``:
+    auto + reviewed + seed boxes) at the match IoU and at 0.5."""
+    from autolabel.store.labels import iter_labels
+
+    truth_total = float(sum(truth.boxes[int(i)].shape[0] for i in image_ids))
     img_set = set(image_ids.tolist())
+    res: dict[str, Any] = {}
     for include, key in (("auto", "auto"), ("accepted", "dataset")):
         per: dict[int, list[tuple[float, ...]]] = {}
         for lab in iter_labels(ws, include=include):
             if lab.image_id in img_set:
                 per.setdefault(lab.image_id, []).append(lab.box)
-        hits = sum(match_count(np.array(b, np.float64), truth.boxes[i]) for i, b in per.items())
         n = sum(len(b) for b in per.values())
         res[f"n_{key}"] = n
-        res[f"{key}_precision"] = round(hits / n, 5) if n else None
-        res[f"{key}_recall"] = round(hits / truth_total, 5) if truth_total else None
-    # true precision of the auto-accepted set as the audit sees it: auto / audit routes, audit
-    # boxes only while the last select would still auto-accept them (see precision_estimate)
-    cutoff = (ws.get_setting("select.last", {}) or {}).get("auto_cutoff")
-    auto_rows = c_route == ROUTE_AUTO
-    if cutoff is not None:
-        auto_rows |= (c_route == ROUTE_AUDIT) & ~(c_p < cutoff)
-    else:
-        auto_rows |= c_route == ROUTE_AUDIT
-    res["true_auto_precision"] = (
-        round(float(correct[auto_rows].mean()), 5) if auto_rows.any() else None
-    )
-    res["audit_estimate"] = precision_estimate(ws)
+        for thr, suffix in ((match_iou, ""), (0.5, "_50")):
+            hits = sum(
+                match_count(np.array(b, np.float64), truth.boxes[i], iou=thr)
+                for i, b in per.items()
+            )
+            res[f"{key}_precision{suffix}"] = round(hits / n, 5) if n else None
+            res[f"{key}_recall{suffix}"] = round(hits / truth_total, 5) if truth_total else None
+    return res
 
-    # calibration of p_correct
+
+def _budget_curves(pi: _PerImage, seed: int) -> tuple[dict[str, Any], list[np.ndarray]]:
+    m = pi.n_boxes.size
+    rng = np.random.default_rng(seed)
+    tie = rng.random(m)
+    sel_order = np.lexsort((tie, -pi.exp_err))
+    score_order = np.lexsort((tie, pi.min_score))
+    args = (pi.n_boxes, pi.tp, pi.kept, pi.n_truth)
+    p_sel, r_sel = budget_curve(*args, sel_order)
+    p_score, r_score = budget_curve(*args, score_order)
+    p_rand = np.zeros(m + 1)
+    r_rand = np.zeros(m + 1)
+    for _ in range(RANDOM_REPEATS):
+        a, b = budget_curve(*args, rng.permutation(m))
+        p_rand += a / RANDOM_REPEATS
+        r_rand += b / RANDOM_REPEATS
+    res = {
+        "budget_curve": {
+            "fractions": FRACTIONS.tolist(),
+            "selector": {"precision": _at_fractions(p_sel), "recall": _at_fractions(r_sel)},
+            "random": {"precision": _at_fractions(p_rand), "recall": _at_fractions(r_rand)},
+            "score": {"precision": _at_fractions(p_score), "recall": _at_fractions(r_score)},
+        },
+        "selector_auc": round(float(p_sel.mean()), 5),
+        "random_auc": round(float(p_rand.mean()), 5),
+        "score_auc": round(float(p_score.mean()), 5),
+    }
+    return res, [p_sel, p_rand, p_score]
+
+
+def evaluate(
+    ws: Workspace,
+    truth_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    match_iou: float = MATCH_IOU,
+) -> dict[str, Any]:
+    """Evaluate the workspace against ground truth; writes ``eval.json`` and PNG plots.
+
+    Args:
+        ws: the workspace.
+        truth_path: COCO JSON or JSONL truth (see the module docstring).
+        out_dir: output folder (default ``WORKSPACE/eval``).
+        seed: seed of the random review orders.
+        match_iou: IoU a box needs with a true box to be correct (``quality.match_iou``).
+
+    Returns:
+        The ``eval.json`` content: ``n_images``, ``n_truth_boxes``, ``n_proposals``,
+        ``match_iou``, ``ap50``, ``ap75``, ``ap``, ``mean_iou_top``, ``proposal_precision`` /
+        ``proposal_recall`` (every current proposal, at the match IoU),
+        ``auto_precision``/``auto_recall``/``n_auto``, ``dataset_precision``/
+        ``dataset_recall``/``n_dataset`` (at the match IoU; ``*_50`` at 0.5),
+        ``calibration``, ``budget_curve`` (``fractions`` and per order
+        ``precision``/``recall``), ``selector_auc``/``random_auc``/``score_auc`` (mean
+        precision over the curve), ``budget_fraction`` (share of truth images with review
+        items now), ``audit_estimate`` (:func:`autolabel.select.run.precision_estimate`),
+        ``true_auto_precision`` / ``true_auto_n`` (the truth about the very set the estimate
+        describes), ``plots``.
+    """
+    from autolabel.select.calibrate import reliability
+    from autolabel.select.run import estimate_truth_rows, precision_estimate
+    from autolabel.store.select import load_current, load_queue
+
+    out = Path(out_dir) if out_dir is not None else ws.path / "eval"
+    truth = load_truth(ws, truth_path)
+    image_ids = np.array(sorted(truth.boxes), np.int64)
+    cur = load_current(ws)
+    sel = np.isin(cur.image_id, image_ids)
+    c_ids, c_img, c_xyxy = cur.ids[sel], cur.image_id[sel], cur.xyxy[sel]
+    c_score, c_p = cur.score[sel], cur.p_correct[sel]
+    m = image_ids.size
+    pi = _per_image(image_ids, truth, c_img, c_xyxy, c_score, c_p, match_iou)
+    truth_total = float(pi.n_truth.sum())
+    ap50, ap75, ap = _coco_ap(image_ids, truth.boxes, c_img, c_xyxy, c_score)
+    n_hit = float(pi.tp.sum())
+    res: dict[str, Any] = {
+        "n_images": int(m),
+        "n_truth_boxes": int(truth_total),
+        "n_proposals": int(c_ids.size),
+        "unmatched_truth_images": len(truth.unmatched),
+        "match_iou": match_iou,
+        "ap50": ap50,
+        "ap75": ap75,
+        "ap": ap,
+        "proposal_precision": round(n_hit / c_ids.size, 5) if c_ids.size else None,
+        "proposal_recall": round(n_hit / truth_total, 5) if truth_total else None,
+        "mean_iou_top": round(float(pi.top_iou.mean()) if m else 0.0, 5),
+    }
+    res.update(_label_metrics(ws, truth, image_ids, match_iou))
+    # the truth behind the tool's estimate: the same rows precision_estimate describes
+    est = precision_estimate(ws)
+    rows = estimate_truth_rows(ws, est, c_ids)
+    res["true_auto_precision"] = round(float(pi.correct[rows].mean()), 5) if rows.any() else None
+    res["true_auto_n"] = int(rows.sum())
+    res["audit_estimate"] = est
+
     has_p = ~np.isnan(c_p)
     if has_p.any():
-        rel = reliability(c_p[has_p], correct[has_p])
+        rel = reliability(c_p[has_p], pi.correct[has_p])
         res["calibration"] = {
             "ece": round(rel.pop("ece")[0], 5),
             **{k: [round(v, 5) for v in vals] for k, vals in rel.items()},
@@ -339,28 +415,8 @@ def evaluate(
     else:
         res["calibration"] = None
 
-    # budget curves
-    rng = np.random.default_rng(seed)
-    tie = rng.random(m)
-    sel_order = np.lexsort((tie, -exp_err))
-    score_order = np.lexsort((tie, min_score))
-    p_sel, r_sel = budget_curve(n_boxes, tp, kept, n_truth, sel_order)
-    p_score, r_score = budget_curve(n_boxes, tp, kept, n_truth, score_order)
-    p_rand = np.zeros(m + 1)
-    r_rand = np.zeros(m + 1)
-    for _ in range(RANDOM_REPEATS):
-        a, b = budget_curve(n_boxes, tp, kept, n_truth, rng.permutation(m))
-        p_rand += a / RANDOM_REPEATS
-        r_rand += b / RANDOM_REPEATS
-    res["budget_curve"] = {
-        "fractions": FRACTIONS.tolist(),
-        "selector": {"precision": _at_fractions(p_sel), "recall": _at_fractions(r_sel)},
-        "random": {"precision": _at_fractions(p_rand), "recall": _at_fractions(r_rand)},
-        "score": {"precision": _at_fractions(p_score), "recall": _at_fractions(r_score)},
-    }
-    res["selector_auc"] = round(float(p_sel.mean()), 5)
-    res["random_auc"] = round(float(p_rand.mean()), 5)
-    res["score_auc"] = round(float(p_score.mean()), 5)
+    curves, (p_sel, p_rand, p_score) = _budget_curves(pi, seed)
+    res.update(curves)
     q = load_queue(ws)
     queued = q.proposal_id[np.isin(q.reason, ["uncertain", "missing"]) & (q.status != "withdrawn")]
     q_imgs = np.unique(c_img[np.isin(c_ids, queued)])
@@ -378,8 +434,9 @@ def _coco_ap(
     det_img: np.ndarray,
     det_xyxy: np.ndarray,
     det_score: np.ndarray,
-) -> tuple[float, float]:
-    """COCO AP50 and AP (0.5:0.95) with pycocotools (single category, 100 boxes per image)."""
+) -> tuple[float, float, float]:
+    """COCO AP50, AP75 and AP (0.5:0.95) with pycocotools (one category, 100 boxes per
+    image)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -398,7 +455,7 @@ def _coco_ap(
                 }
             )
     if not anns or det_img.size == 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     gt = COCO()
     gt.dataset = {
         "images": [{"id": i} for i in image_ids.tolist()],
@@ -423,7 +480,7 @@ def _coco_ap(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return round(max(float(ev.stats[1]), 0.0), 5), round(max(float(ev.stats[0]), 0.0), 5)
+    return tuple(round(max(float(ev.stats[k]), 0.0), 5) for k in (1, 2, 0))  # type: ignore[return-value]
 
 
 def _plots(

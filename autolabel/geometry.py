@@ -221,3 +221,25 @@ def input_shape(width: int, height: int, max_size: int) -> tuple[int, int, float
         return int(height), int(width), 1.0
     scale = max_size / longest
     return max(1, round(height * scale)), max(1, round(width * scale)), scale
+
+
+def nms(boxes: Any, scores: Any, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression.
+
+    Args:
+        boxes: ``(n, 4)`` xyxy; scores: ``(n,)``; iou: overlap above which the lower box goes.
+
+    Returns:
+        indices kept, best first.
+    """
+    boxes = np.asarray(boxes, np.float64)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep: list[int] = []
+    while len(order):
+        i = order[0]
+        keep.append(int(i))
+        if len(order) == 1:
+            break
+        ov = box_iou(boxes[i : i + 1], boxes[order[1:]])[0]
+        order = order[1:][ov <= iou]
+    return np.asarray(keep, np.int64)

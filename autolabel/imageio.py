@@ -22,6 +22,7 @@ Every failure raises :class:`autolabel.errors.ImageError` with the path and one 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,36 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _PIL_READY = False
 
 
+FS_BYTES_PREFIX = "fsbytes:"
+"""Marks a stored path whose file name is not valid UTF-8 (see :func:`stored_path`)."""
+_ESCAPE = re.compile(rb"\\\\|\\x([0-9a-f]{2})")
+
+
+def stored_path(path: str) -> str:
+    """A file path as text that SQLite, JSON and terminals accept, reversibly.
+
+    Valid UTF-8 paths are returned unchanged. A path with bytes that are not UTF-8 (a
+    ``str`` from ``os.fsdecode``, holding lone surrogates) becomes ``fsbytes:`` + the path
+    with each such byte written ``\\xNN`` and each backslash doubled; stored paths are
+    absolute, so the prefix cannot be the start of a real one. :func:`fs_path` inverts it.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(path).replace(b"\\", b"\\\\")
+        return FS_BYTES_PREFIX + raw.decode("utf-8", "backslashreplace")
+    return path
+
+
+def fs_path(path: str) -> str:
+    """The path to hand to the OS for a :func:`stored_path` text (identity for plain ones)."""
+    if not path.startswith(FS_BYTES_PREFIX):
+        return path
+    body = path[len(FS_BYTES_PREFIX) :].encode("utf-8")
+    raw = _ESCAPE.sub(lambda m: bytes([int(m[1], 16)]) if m[1] else b"\\", body)
+    return os.fsdecode(raw)
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """What the file header says about an image (no pixel decode).
@@ -96,7 +127,7 @@ def _pil() -> Any:
 
 def _stat_regular(path: str) -> os.stat_result:
     try:
-        st = os.stat(path)
+        st = os.stat(fs_path(path))
     except FileNotFoundError:
         raise ImageError(path, REASON_NOT_FOUND) from None
     except PermissionError as exc:
@@ -120,7 +151,7 @@ def _open_header(path: str, data: bytes | None = None) -> PILImage.Image:
             import io
 
             return Image.open(io.BytesIO(data))
-        return Image.open(path)
+        return Image.open(fs_path(path))
     except Image.UnidentifiedImageError:
         raise ImageError(path, REASON_NOT_AN_IMAGE, "no known image format in header") from None
     except PermissionError as exc:
@@ -153,7 +184,7 @@ def _riff_short(path: str, data: bytes | None = None) -> bool:
         head, size = data[:12], len(data)
     else:
         try:
-            with open(path, "rb") as fh:
+            with open(fs_path(path), "rb") as fh:
                 head = fh.read(12)
                 size = os.fstat(fh.fileno()).st_size
         except OSError:

@@ -7,9 +7,11 @@ path); new or changed files are hashed (sha256) and their header is read for the
 EXIF-corrected width/height (no pixel decode); each batch is written in one transaction.
 
 Nothing about a single file stops an ingest: zero-byte files, unreadable files, non-images
-with image extensions, too-large images, broken symlinks, symlink loops and names that are
-not valid UTF-8 are stored as ``status = 'error'`` rows with a reason (see
-:data:`ERROR_REASONS`). A file whose content hash equals an earlier ``ok`` image becomes
+with image extensions, too-large images, broken symlinks and symlink loops are stored as
+``status = 'error'`` rows with a reason (see :data:`ERROR_REASONS`). File names that are not
+valid UTF-8 are ordinary images on Linux: they are stored reversibly as ``fsbytes:...`` text
+(:func:`autolabel.imageio.stored_path`; every reader maps it back with ``fs_path``).
+A file whose content hash equals an earlier ``ok`` image becomes
 ``status = 'duplicate'`` with ``duplicate_of`` set.
 """
 
@@ -28,8 +30,15 @@ from typing import TYPE_CHECKING, NamedTuple
 from autolabel import imageio
 from autolabel.constants import IMAGE_EXTENSIONS
 from autolabel.errors import ImageError, InputError
+from autolabel.imageio import fs_path, stored_path
 from autolabel.store.db import Workspace
-from autolabel.store.images import ScannedFile, files_to_scan, write_scanned
+from autolabel.store.images import (
+    ScannedFile,
+    export_dirs,
+    files_to_scan,
+    record_ingest_roots,
+    write_scanned,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Executor
@@ -83,6 +92,8 @@ class IngestReport:
         duplicates: new/updated rows marked as content duplicates.
         errors: new/updated rows with status ``error``.
         errors_by_reason: ``errors`` split by reason.
+        stale: proposals retired because their original's content changed (they stay in
+            the history; the image is proposed again).
         seconds: wall time.
     """
 
@@ -93,6 +104,7 @@ class IngestReport:
     duplicates: int = 0
     errors: int = 0
     errors_by_reason: dict[str, int] = field(default_factory=dict)
+    stale: int = 0
     seconds: float = 0.0
 
     @property
@@ -108,6 +120,7 @@ class IngestReport:
             "duplicates": self.duplicates,
             "errors": self.errors,
             "errors_by_reason": dict(self.errors_by_reason),
+            "stale": self.stale,
             "seconds": round(self.seconds, 3),
             "files_per_second": round(self.files_per_second, 1),
         }
@@ -131,11 +144,8 @@ def _lstat_facts(path: str) -> tuple[int | None, int | None]:
 
 
 def _problem(path: str, reason: str, detail: str = "") -> WalkItem:
-    safe, ok = _safe_path(path)
     size, mtime = _lstat_facts(path)
-    if not ok:
-        reason, detail = REASON_NON_UTF8, ""
-    return WalkItem(safe, size, mtime, f"{reason}: {detail}" if detail else reason)
+    return WalkItem(stored_path(path), size, mtime, f"{reason}: {detail}" if detail else reason)
 
 
 def _is_link(entry: os.DirEntry[str]) -> bool:
@@ -209,8 +219,7 @@ def walk(
         if not stat.S_ISDIR(st.st_mode):
             name = os.path.basename(root_s)
             if stat.S_ISREG(st.st_mode) and _wanted(name, name, exts, ()):
-                safe, ok = _safe_path(root_s)
-                yield WalkItem(safe, st.st_size, st.st_mtime_ns, None if ok else REASON_NON_UTF8)
+                yield WalkItem(stored_path(root_s), st.st_size, st.st_mtime_ns, None)
             continue
         key = (st.st_dev, st.st_ino)
         if key in visited:
@@ -304,8 +313,7 @@ def _walk_tree(
                 yield _problem(path, imageio.REASON_NOT_A_FILE, "expected a regular file")
                 continue
             if not (dir_utf8 and (name.isascii() or _safe_path(name)[1])):
-                yield _problem(path, REASON_NON_UTF8)
-                continue
+                path = stored_path(path)  # not UTF-8: stored reversibly (imageio.fs_path)
             yield _new_item(WalkItem, (path, st.st_size, st.st_mtime_ns, None))
     finally:
         for it, *_ in stack:
@@ -354,10 +362,10 @@ def scan_file(
     data = None
     try:
         if hash_bytes == 0 and item.size is not None and item.size <= _READ_ONCE_MAX:
-            data = _read_all(item.path)  # one read serves the hash and the header
+            data = _read_all(fs_path(item.path))  # one read serves the hash and the header
             out.sha256 = hashlib.sha256(data).hexdigest()
         else:
-            out.sha256 = file_sha256(item.path, hash_bytes=hash_bytes)
+            out.sha256 = file_sha256(fs_path(item.path), hash_bytes=hash_bytes)
     except OSError as exc:
         reason = "not-found" if isinstance(exc, FileNotFoundError) else imageio.REASON_UNREADABLE
         out.error = f"{reason}: {exc.strerror or exc}"
@@ -438,7 +446,15 @@ def ingest(
         extensions=extensions,
         globs=globs,
         follow_symlinks=follow_symlinks,
-        skip_dirs=[ws.path],
+        skip_dirs=[ws.path, *export_dirs(ws)],
+    )
+    record_ingest_roots(
+        ws,
+        [
+            os.path.realpath(os.fsdecode(f))
+            for f in folders
+            if os.path.isdir(os.fsdecode(f)) and _safe_path(os.fsdecode(f))[1]
+        ],
     )
 
     def scan(item: WalkItem) -> ScannedFile:
@@ -514,6 +530,7 @@ def _process_batch(
     report.updated += counts["updated"]
     report.duplicates += counts["duplicate"]
     report.errors += counts["error"]
+    report.stale += counts["stale"]
     for f in scanned:
         if f.error is not None:
             reason = f.error.split(":", 1)[0]

@@ -27,6 +27,10 @@ AUTOCROP_PRESET: dict[str, Any] = {
 }
 """``autocrop``'s own defaults; a config file or a flag overrides them."""
 
+AUTOCROP_WORKSPACE_DIR = ".autolabel"
+"""``autocrop``'s workspace inside its OUT_DIR; every WORKSPACE argument also accepts the
+OUT_DIR (:func:`autolabel.commands._common.find_workspace`)."""
+
 
 # -- options ------------------------------------------------------------------------------------
 def load_options(
@@ -137,6 +141,7 @@ def seed_add(
         captions=captions,
         mapping=mapping,
         min_score=sc.min_match_score,
+        min_verify=sc.min_verify_score,
         search_top_k=sc.search_top_k,
         prompt_map=sc.prompt_map,
         redo=redo,
@@ -163,6 +168,68 @@ def seed_prompts(ws: Any, cfg: Config, *, prompt: str | None = None) -> dict[str
     )
 
 
+def seed_prompt_fallback(ws: Any, cfg: Config, prompt: str | None) -> str | None:
+    """``autocrop``'s prompt when seed crops come with no caption and nothing names them.
+
+    Returns:
+        :data:`autolabel.constants.GENERIC_PROMPT` when there is no ``--prompt``, no
+        workspace or config prompt and no seed caption; else None (the usual rule applies).
+    """
+    from autolabel.constants import GENERIC_PROMPT
+    from autolabel.store.seed import list_seed_items
+
+    if prompt or workspace_prompt(ws) or cfg.prompt:
+        return None
+    if any(it.caption for it in list_seed_items(ws)):
+        return None
+    return GENERIC_PROMPT
+
+
+def weight_free_choice(
+    ws: Any, cfg: Config, *, detector_flag: str | None, seed_originals: bool, seed_crops: bool
+) -> tuple[Config, str | None]:
+    """``autocrop``/``demo`` defaults: without Grounding DINO weights, a weight-free detector.
+
+    Applies only when neither ``--detector`` nor the config chose another detector than the
+    default and ``detect.model`` is not on this machine (a local folder, or a complete
+    Hugging Face cache entry; see :func:`autolabel.detect.versions.weights_available`). Then
+    ``regions`` (edge-snapped boxes) when it can be trained (seed originals given, located
+    seed boxes or a ``regions-vN`` in the workspace), else ``exemplar`` when seed crops are
+    given; otherwise nothing changes (Grounding DINO then says what is missing).
+
+    Returns:
+        ``(config, note)``: the config to run with and a one-line note for the log (None when
+        nothing changed).
+    """
+    from autolabel.constants import DEFAULT_DETECTOR, WEIGHT_FREE_DETECTOR
+    from autolabel.detect.versions import REGIONS_PREFIX, list_versions, weights_available
+    from autolabel.store.seed import count_seed_items
+
+    dc = cfg.detect
+    if detector_flag is not None or dc.detector != DEFAULT_DETECTOR:
+        return cfg, None
+    if weights_available(dc.model, workspace=ws.path):
+        return cfg, None
+    trainable = (
+        seed_originals
+        or count_seed_items(ws)["located"] > 0
+        or bool(list_versions(ws.path, REGIONS_PREFIX))
+    )
+    why = f"no Grounding DINO weights for {dc.model} on this machine"
+    if trainable:
+        note = (
+            f"{why}: using the weight-free {WEIGHT_FREE_DETECTOR} detector (learns the seed's "
+            "picture layout, boxes snapped to edges; `autolabel models pull` for Grounding DINO)"
+        )
+        return cfg.with_flags(
+            {"detect.detector": WEIGHT_FREE_DETECTOR, "detect.model": "latest"}
+        ), note
+    if seed_crops:
+        note = f"{why} and no seed originals: using the exemplar detector (finds the seed crops)"
+        return cfg.with_flags({"detect.detector": "exemplar"}), note
+    return cfg, None
+
+
 def detector_options(cfg: Config) -> dict[str, Any]:
     """Build options of ``cfg.detect.detector`` for calibration (model, device, dtype...)."""
     dc = cfg.detect
@@ -181,8 +248,60 @@ def calibration_prompt(ws: Any, cfg: Config, prompt: str | None = None) -> str:
     from autolabel.seed.calibrate import calibration_inputs
 
     chosen = resolve_prompt(ws, cfg, prompt, required=False)
+    if chosen is None and cfg.detect.detector == "regions":
+        chosen = "object"  # regions finds pictures without a prompt; it only names them
     _, text = calibration_inputs(ws, None if chosen is None else str(chosen))
     return str(text)
+
+
+CALIBRATION_KEY = "seed.calibration_key"
+"""Workspace setting: what the stored thresholds were calibrated with (see
+:func:`calibration_is_current`)."""
+
+
+def _calibration_key(ws: Any, cfg: Config, prompt: str, iou: float) -> dict[str, Any]:
+    from autolabel.store.seed import list_seed_items
+
+    located = sorted(
+        [it.crop_path, [round(float(v), 2) for v in it.box]]
+        for it in list_seed_items(ws, status="located")
+        if it.box is not None
+    )
+    return {
+        "detector": cfg.detect.detector,
+        "options": {k: str(v) for k, v in sorted(detector_options(cfg).items())},
+        "prompt": prompt,
+        "iou": iou,
+        "target_recall": cfg.seed.target_recall,
+        "seed": located,
+    }
+
+
+def calibration_is_current(
+    ws: Any, cfg: Config, *, prompt: str | None = None, iou: float = 0.5
+) -> bool:
+    """Whether the stored thresholds were calibrated with this detector, its options, this
+    prompt and these located seed boxes (so calibrating again would give the same result).
+
+    ``autocrop`` skips calibration on a re-run when this holds; ``seed calibrate`` always
+    calibrates. True also when that calibration's thresholds were not adopted (its warning
+    stands: the same inputs give the same result). False when there is no prompt.
+    """
+    from autolabel.errors import AutolabelError
+
+    try:
+        chosen = _calibration_prompt_for(ws, cfg, prompt)
+    except AutolabelError:
+        return False
+    return ws.get_setting(CALIBRATION_KEY) == _calibration_key(ws, cfg, chosen, iou)
+
+
+def _calibration_prompt_for(ws: Any, cfg: Config, prompt: str | None) -> str:
+    """The prompt calibration runs with: ``regions`` needs none (``"object"`` then)."""
+    if cfg.detect.detector == "regions":
+        resolved = resolve_prompt(ws, cfg, prompt, required=False)
+        return str(resolved) if resolved is not None else "object"
+    return calibration_prompt(ws, cfg, prompt)
 
 
 def seed_calibrate(
@@ -194,23 +313,41 @@ def seed_calibrate(
     batch_size: int = 4,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`).
+    """Pick detector thresholds on the seed boxes (:func:`autolabel.seed.calibrate.calibrate`;
+    ``regions``: :func:`autolabel.seed.regions.calibrate_regions`, which needs no prompt) and
+    remember what they were calibrated with (:func:`calibration_is_current`).
 
     Raises:
         InputError: no located seed boxes, or no prompt (see :func:`calibration_prompt`).
     """
     from autolabel.seed.calibrate import calibrate
 
-    return calibrate(
+    chosen = _calibration_prompt_for(ws, cfg, prompt)
+    if cfg.detect.detector == "regions":
+        from autolabel.seed.regions import calibrate_regions
+
+        result = calibrate_regions(
+            ws,
+            prompt=chosen,
+            iou=iou,
+            target_recall=cfg.seed.target_recall,
+            on_progress=on_progress,
+        )
+        ws.set_setting(CALIBRATION_KEY, _calibration_key(ws, cfg, chosen, iou))
+        return result
+    result = calibrate(
         ws,
         detector=cfg.detect.detector,
         options=detector_options(cfg),
-        prompt=calibration_prompt(ws, cfg, prompt),
+        prompt=chosen,
         iou=iou,
         target_recall=cfg.seed.target_recall,
+        min_recall=cfg.quality.min_recall,
         batch_size=batch_size,
         on_progress=on_progress,
     )
+    ws.set_setting(CALIBRATION_KEY, _calibration_key(ws, cfg, chosen, iou))
+    return result
 
 
 def propose_settings(
@@ -220,6 +357,7 @@ def propose_settings(
     prompt: str | None = None,
     box_threshold: float | None = None,
     text_threshold: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Any:
     """Settings of a propose run (:func:`autolabel.propose.resolve_settings`).
 
@@ -235,7 +373,12 @@ def propose_settings(
 
     chosen = resolve_prompt(ws, cfg, prompt)
     settings = resolve_settings(
-        ws, cfg, prompt=chosen, box_threshold=box_threshold, text_threshold=text_threshold
+        ws,
+        cfg,
+        prompt=chosen,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        log=log,
     )
     if prompt:
         remember_prompt(ws, chosen)
@@ -250,7 +393,32 @@ def select(ws: Any, cfg: Config, *, log: Callable[[str], None] = _quiet) -> dict
     """Calibrate, route and fill the review queue (:func:`autolabel.select.run.run_select`)."""
     from autolabel.select.run import run_select
 
-    return run_select(ws, cfg.select, log=log)
+    return run_select(ws, cfg.select, quality=cfg.quality, log=log, export_size=cfg.export.size)
+
+
+def export_version(ws: Any, out: Path) -> str:
+    """The next free ``vN`` of the output folder ``out``: versions are numbered per folder
+    (the first export into a new folder is ``v1``), counting the ``vN`` folders there and
+    the exports this workspace recorded into it.
+    """
+    from autolabel.store.exports import list_exports, version_number
+
+    folder = Path(out).expanduser().resolve()
+    names = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    names += [
+        str(e["version"])
+        for e in list_exports(ws)
+        if e.get("out_dir") and Path(str(e["out_dir"])).resolve() == folder
+    ]
+    nums = [n for n in (version_number(v) for v in names) if n is not None]
+    return f"v{max(nums, default=0) + 1}"
+
+
+def count_export_labels(ws: Any, cfg: Config) -> int:
+    """How many labels a full export with ``cfg.export.include`` would hold."""
+    from autolabel.store.labels import iter_labels
+
+    return sum(1 for _ in iter_labels(ws, include=cfg.export.include))
 
 
 def export(
@@ -261,9 +429,25 @@ def export(
     since: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Any:
-    """Write a dataset version (:func:`autolabel.export.export_dataset`)."""
+    """Write a dataset version (:func:`autolabel.export.export_dataset`).
+
+    Without ``export.version`` the version is the output folder's next ``vN``
+    (:func:`export_version`).
+
+    Raises:
+        InputError: no label to export (nothing is written).
+    """
+    from autolabel.errors import InputError
     from autolabel.export import export_dataset
 
+    include = cfg.export.include
+    if count_export_labels(ws, cfg) == 0:
+        raise InputError(
+            f"nothing to export: expected {include} labels (export.include), got none in "
+            f"{ws.path}; nothing was written (run `autolabel select`, or review, first)"
+        )
+    if cfg.export.version is None:
+        cfg = cfg.with_flags({"export.version": export_version(ws, out)})
     return export_dataset(
         ws, out, cfg.export, since=since, image=cfg.image, on_progress=on_progress
     )
@@ -282,9 +466,15 @@ def finetune(
     The starting model is ``finetune.base`` (the runner resolves None, ``latest`` and
     versions). Seed boxes without a phrase get the first phrase of the prompt
     (:func:`resolve_prompt`); with no prompt anywhere they are an error of the training-set
-    builder.
+    builder. With ``detect.detector: regions`` the regions scorer is retrained instead
+    (:func:`autolabel.train.regions.finetune_regions` -> ``regions-vN``).
     """
     from autolabel.train.loop import finetune_workspace
+
+    if cfg.detect.detector == "regions":
+        from autolabel.train.regions import finetune_regions
+
+        return finetune_regions(ws, seed=cfg.finetune.seed, callback=callback)
 
     chosen = resolve_prompt(ws, cfg, prompt, required=False)
     return finetune_workspace(
@@ -302,4 +492,4 @@ def review(ws_path: Path, cfg: Config, *, on_ready: Callable[[str], None] | None
     """Serve the review app in the foreground (:func:`autolabel.review.server.serve`)."""
     from autolabel.review.server import serve
 
-    serve(ws_path, cfg.review, on_ready=on_ready)
+    serve(ws_path, cfg.review, on_ready=on_ready, export=cfg.export)

@@ -124,7 +124,7 @@ def one_size(n: int, detector: str, root: Path) -> dict:
     t = time.perf_counter()
     again = autocrop(folder, out, detector=detector, workspace=ws_path)
     noop_s = time.perf_counter() - t
-    rows = [json.loads(line) for line in open(Path(first["export"]) / "manifest.jsonl")]
+    rows = [json.loads(line) for line in open(Path(first["export"]) / "meta" / "manifest.jsonl")]
     crops = sum(1 for r in rows if r["crop"])
     ws = Workspace.open(Path(first["workspace"]))
     try:

@@ -14,8 +14,9 @@ CELLS = [
 This notebook builds a small demo workspace (generated phone screenshots with product photos
 amid clutter, plus hand-crop imitations with captions), then walks through every stage with
 the library: look at proposals, review a few items, re-select, export, evaluate and report.
-It runs offline; the detectors are the weight-free exemplar detector and tiny random-init
-Grounding DINO / SAM, so quality is not the point — the data flow is.
+It runs offline; the detectors are the weight-free regions detector (no Grounding DINO
+weights on the machine) and tiny random-init Grounding DINO / SAM, so quality is not the
+point — the data flow is.
 
 Set `AUTOLABEL_NOTEBOOK_DIR` to keep the outputs; otherwise a temporary folder is used.""",
     ),

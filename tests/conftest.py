@@ -83,3 +83,15 @@ def tiny_models() -> dict[str, Path]:
     from autolabel.detect.tiny import cached_tiny_models
 
     return cached_tiny_models(tiny_cache_root())
+
+
+@pytest.fixture(autouse=True)
+def _pillow_open_unpatched():
+    """ultralytics replaces ``PIL.Image.open`` when imported (a HEIF plugin install on files
+    Pillow cannot identify); the consumer tests import it, so restore Pillow's own after each
+    test: other tests check how unreadable files are reported."""
+    from PIL import Image
+
+    original = Image.open
+    yield
+    Image.open = original

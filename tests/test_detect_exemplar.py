@@ -126,7 +126,7 @@ def test_bad_arguments(kwargs, error):
 
 
 def test_nms_keeps_best_of_overlaps():
-    from autolabel.detect.exemplar import nms
+    from autolabel.geometry import nms
 
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
     keep = nms(boxes, np.array([0.5, 0.9, 0.7]), 0.3)

@@ -181,29 +181,42 @@ def test_export_all_formats_round_trip(built, tmp_path):
     ws, info = built
     photos = info["photos"]
     originals = {p: _sha(p) for p in photos.rglob("*.*")}
-    res = export_dataset(ws, tmp_path / "out", ExportConfig(workers=2))
+    res = export_dataset(ws, tmp_path / "out", ExportConfig(workers=2, val_fraction=0))
     v = res.path
     assert res.version == "v1" and read_latest(tmp_path / "out") == "v1"
-    assert res.counts == {"images": 4, "labels": 5, "crops": 4, "too_small": 1, "skipped": 0}
+    assert res.counts == {
+        "images": 4, "labels": 5, "crops": 4, "too_small": 1, "skipped": 0,
+        "train_images": 4, "val_images": 0,
+    }  # fmt: skip
     # originals untouched, and their hashes are in the manifest
     assert {p: _sha(p) for p in photos.rglob("*.*")} == originals
-    manifest = _read_jsonl(v / "manifest.jsonl")
+    manifest = _read_jsonl(v / "meta" / "manifest.jsonl")
+    # every original is in the bundle (images/), upright: the EXIF-6 one re-encoded
+    source_of = {m["file"]: m["source_path"] for m in manifest}
+    assert sorted(source_of) == sorted(f"images/{p.name}" for p in (v / "images").iterdir())
+    for rel, src in source_of.items():
+        bundle = Image.open(v / rel)
+        assert bundle.size == open_image(src).size and bundle.getexif().get(0x0112, 1) == 1
     assert {m["source_sha256"] for m in manifest} == set(originals.values())
     by_pid = {m["proposal_id"]: m for m in manifest}
     adjusted = by_pid[info["pids"]["a"][1]]
     assert adjusted["source"] == "reviewed" and adjusted["reviewer"] == "ann"
     assert adjusted["box"] == [502, 352, 758, 548] and adjusted["decided_at"]
     assert adjusted["caption"] == "a red tile" and adjusted["caption_source"] == "reviewed"
-    seeded = by_pid[info["pids"]["a"][0]]
+    # image a is a seed original: its seed box is the label (issue 19), not a[0]
+    assert info["pids"]["a"][0] not in by_pid
+    [seeded] = [m for m in manifest if m["source"] == "seed"]
     assert (seeded["caption"], seeded["caption_source"]) == ("seed cap", "seed")
-    assert seeded["source"] == "auto" and seeded["reviewer"] is None
+    assert seeded["box"] == [155, 105, 400, 300] and seeded["reviewer"] is None
     for m in manifest:
+        if m["source"] == "seed":
+            continue
         assert m["model_version"] == "mv-123" and m["prompt"] == "red box"
         assert m["box_threshold"] == pytest.approx(0.3) and m["export_version"] == "v1"
         assert m["route"] in ("auto", "review")
     small = by_pid[info["pids"]["small"][0]]
     assert small["crop"] is None and small["status"] == "too-small"
-    assert _read_jsonl(v / "too_small.jsonl")[0]["proposal_id"] == small["proposal_id"]
+    assert _read_jsonl(v / "meta" / "too_small.jsonl")[0]["proposal_id"] == small["proposal_id"]
 
     # crops: names, size, content is the red square (EXIF-rotated one included)
     crops = sorted(p.name for p in (v / "crops").iterdir())
@@ -235,14 +248,14 @@ def test_export_all_formats_round_trip(built, tmp_path):
         assert user["content"].count("<image>") == len(row["images"]) == 1
         assert assistant["role"] == "assistant" and assistant["content"]
 
-    # grounding rows: coordinates within 1/1000 of the label boxes
+    # Qwen-VL v1 grounding rows: coordinates within 1/1000 of the label boxes
     labels = {(lb.image_path, tuple(round(x) for x in lb.box)) for lb in iter_labels(ws)}
     sizes = {str(p): open_image(p).size for p in photos.rglob("*.*")}
     import re
 
     n_boxes = 0
-    for row in _read_jsonl(v / "swift_grounding.jsonl"):
-        path = row["images"][0]
+    for row in _read_jsonl(v / "qwen_vl" / "grounding.jsonl"):
+        path = source_of[row["images"][0]]
         w, h = sizes[path]
         answer = row["messages"][1]["content"]
         for phrase, *q in re.findall(
@@ -255,15 +268,18 @@ def test_export_all_formats_round_trip(built, tmp_path):
             assert err <= 1 / 1000
             n_boxes += 1
     assert n_boxes == 5
-    objs = _read_jsonl(v / "swift_objects.jsonl")
+    # ms-swift grounding rows: placeholders + objects in real pixels
+    objs = _read_jsonl(v / "swift_grounding.jsonl")
+    assert sum(len(row["objects"]["bbox"]) for row in objs) == 5
     for row in objs:
         o = row["objects"]
         assert o["bbox_type"] == "real" and len(o["ref"]) == 1
         assert row["messages"][0]["content"].count("<ref-object>") == len(o["ref"])
         assert row["messages"][1]["content"].count("<bbox>") == len(o["bbox"])
         assert {tuple(round(x) for x in b) for b in o["bbox"]} <= {
-            b for p, b in labels if p == row["images"][0]
+            b for p, b in labels if p == source_of[row["images"][0]]
         }
+    assert not (v / "swift_objects.jsonl").exists()  # one file, not two copies of the rows
 
     # COCO: loads in pycocotools, and COCOeval of the labels against themselves gives AP 1
     from pycocotools.coco import COCO
@@ -283,17 +299,19 @@ def test_export_all_formats_round_trip(built, tmp_path):
     for ann in gt.dataset["annotations"]:
         img = gt.imgs[ann["image_id"]]
         x, y, bw, bh = ann["bbox"]
-        assert (img["file_name"], (round(x), round(y), round(x + bw), round(y + bh))) in labels
+        box = (round(x), round(y), round(x + bw), round(y + bh))
+        assert (source_of[img["file_name"]], box) in labels
 
-    # YOLO: boxes convert back within 1 px; image links point at the originals
+    # YOLO: boxes convert back within 1 px; images are hard links to the bundle's images/
     import yaml
 
     data = yaml.safe_load((v / "yolo" / "data.yaml").read_text())
-    assert data["names"] == {0: "red box"} and data["train"] == "images"
+    assert data["names"] == {0: "red box"} and data["train"] == "images/train"
     n_yolo = 0
-    for txt in sorted((v / "yolo" / "labels").glob("*.txt")):
-        [img] = list((v / "yolo" / "images").glob(txt.stem + ".*"))
-        target = os.readlink(img)
+    for txt in sorted((v / "yolo" / "labels" / "train").glob("*.txt")):
+        [img] = list((v / "yolo" / "images" / "train").glob(txt.stem + ".*"))
+        assert not img.is_symlink() and os.path.samefile(img, v / "images" / img.name)
+        target = source_of[f"images/{img.name}"]
         w, h = sizes[target]
         for line in txt.read_text().splitlines():
             _cls, *vals = line.split()
@@ -303,31 +321,39 @@ def test_export_all_formats_round_trip(built, tmp_path):
             n_yolo += 1
     assert n_yolo == 5
 
-    # Label Studio: percent boxes come back to pixels; reviewed box also as an annotation
+    # Label Studio: percent boxes come back to pixels; URLs relative to the version folder;
+    # a.jpg has an auto and a reviewed box: no (partial) annotation, reviewer kept in meta
     tasks = json.loads((v / "labelstudio.json").read_text())
     assert len(tasks) == 4
     for task in tasks:
         path = task["meta"]["path"]
-        assert task["data"]["image"] == "/data/local-files/?d=" + path.lstrip("/")
+        rel = next(f for f, src in source_of.items() if src == path)
+        assert task["data"]["image"] == "/data/local-files/?d=" + rel
         for pred in task["predictions"]:
-            assert pred["model_version"] == "mv-123"
+            assert pred["model_version"] in ("mv-123", "seed")  # seed boxes: run "seed"
             for r in pred["result"]:
                 val = r["value"]
                 w, h = r["original_width"], r["original_height"]
                 back = (val["x"] * w / 100, val["y"] * h / 100)
                 back += (back[0] + val["width"] * w / 100, back[1] + val["height"] * h / 100)
                 assert tuple(round(x) for x in back) in {b for p, b in labels if p == path}
-    assert sum("annotations" in t for t in tasks) == 1
+    assert not any("annotations" in t for t in tasks)  # no image has reviewed boxes only
+    [mixed] = [t for t in tasks if t["meta"]["reviewers"]]
+    assert mixed["meta"]["reviewers"] == ["ann"] and len(mixed["data"]["captions"]) == 2
     assert "<RectangleLabels" in (v / "labelstudio_config.xml").read_text()
 
-    # ODVG
-    label_map = json.loads((v / "odvg_label_map.json").read_text())
+    # ODVG (train split = everything here)
+    label_map = json.loads((v / "odvg" / "label_map.json").read_text())
     assert label_map == {"0": "red box"}
-    for row in _read_jsonl(v / "odvg.jsonl"):
-        assert (row["width"], row["height"]) == sizes[row["filename"]]
+    assert json.loads((v / "odvg" / "label_list.json").read_text()) == ["red box"]
+    for row in _read_jsonl(v / "odvg" / "od.jsonl"):
+        path = source_of[row["filename"]]
+        assert (row["width"], row["height"]) == sizes[path]
         for inst in row["detection"]["instances"]:
             assert label_map[str(inst["label"])] == inst["category"]
-            assert (row["filename"], tuple(round(x) for x in inst["bbox"])) in labels
+            assert (path, tuple(round(x) for x in inst["bbox"])) in labels
+    vg = _read_jsonl(v / "odvg" / "vg.jsonl")
+    assert sum(len(r["grounding"]["regions"]) for r in vg) == 5
 
     summary = json.loads((v / "export.json").read_text())
     assert summary["counts"] == res.counts
@@ -335,6 +361,7 @@ def test_export_all_formats_round_trip(built, tmp_path):
         str(p.relative_to(v)) for p in v.rglob("*") if (p.is_file() or p.is_symlink())
         and p.name != "export.json"
     )  # fmt: skip
+    assert "ROOT_IMAGE_DIR" in (v / "TRAINING.md").read_text()
 
 
 def test_two_exports_are_byte_identical_and_versions_never_overwritten(built, tmp_path):
@@ -344,7 +371,7 @@ def test_two_exports_are_byte_identical_and_versions_never_overwritten(built, tm
     r2 = export_dataset(ws, tmp_path / "two", opts.model_copy(update={"workers": 2}))
     t1, t2 = _tree(r1.path), _tree(r2.path)
     assert t1 == t2 and len(t1) > 10
-    for m in _read_jsonl(r1.path / "manifest.jsonl"):
+    for m in _read_jsonl(r1.path / "meta" / "manifest.jsonl"):
         (x0, y0, x1, y1), (w, h) = m["box"], (m["width"], m["height"])
         mx, my = (x1 - x0) * 0.05, (y1 - y0) * 0.05
         want = [max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)]
@@ -365,12 +392,13 @@ def test_include_filters_and_since_last_exports_only_new_items(built, tmp_path):
     pids = info["pids"]
     out = tmp_path / "out"
     first = export_dataset(ws, out, ExportConfig(include="auto", formats=["swift", "coco"]))
-    assert first.counts["labels"] == 4  # a[1] was reviewed, so not auto
+    assert first.counts["labels"] == 3  # a[1] was reviewed; a[0] is on a seed original
     reviewed = export_dataset(ws, out, ExportConfig(include="reviewed", formats=["coco"]))
     assert reviewed.counts["labels"] == 1
-    # nothing new yet
+    # nothing new yet but the seed box of image a (in neither the auto nor the reviewed one)
     empty = export_dataset(ws, out, ExportConfig(formats=["swift"]), since="last")
-    assert empty.counts["labels"] == 0 and _read_jsonl(empty.path / "swift.jsonl") == []
+    assert empty.counts["labels"] == 1
+    assert [r["text"] for r in _read_jsonl(empty.path / "swift.jsonl")] == ["seed cap"]
     # a reviewer rejects a box and accepts a changed one; a new run adds nothing else
     store.add_decision(ws, pids["sub_a"][0], "reject", reviewer="bob")
     store.add_decision(ws, pids["rot"][0], "caption", reviewer="bob", caption="tall red")
@@ -389,7 +417,7 @@ def test_missing_and_changed_originals_are_skipped_and_listed(built, tmp_path):
     (photos / "sub" / "a.jpg").unlink()
     Image.fromarray(_background(480, 640, 9)).save(photos / "rot.jpg", quality=80)
     res = export_dataset(ws, tmp_path / "out", ExportConfig(formats=["swift", "coco"]))
-    skipped = _read_jsonl(res.path / "skipped.jsonl")
+    skipped = _read_jsonl(res.path / "meta" / "skipped.jsonl")
     assert sorted(s["reason"] for s in skipped) == ["changed", "not-found"]
     assert res.counts["labels"] == 3 and res.counts["skipped"] == 2
 
@@ -502,3 +530,18 @@ def test_kill_during_export_leaves_previous_export_intact(tmp_path):
     assert again.version == "v2" and read_latest(out) == "v2"
     assert not list(out.glob(".tmp-*"))
     assert again.counts["crops"] == first.counts["crops"] == 33  # a[1] is not accepted
+
+
+def test_absolute_paths_point_inside_the_version_folder(built, tmp_path):
+    ws, _ = built
+    opts = ExportConfig(absolute_paths=True, formats=["swift", "swift-grounding", "coco"])
+    res = export_dataset(ws, tmp_path / "out", opts)
+    refs = [r["image"] for r in _read_jsonl(res.path / "swift.jsonl")]
+    for name in ("swift_grounding.jsonl", "val/swift_grounding.jsonl"):
+        if (res.path / name).exists():
+            refs += [im for r in _read_jsonl(res.path / name) for im in r["images"]]
+    refs += [im["file_name"] for im in json.loads((res.path / "coco.json").read_text())["images"]]
+    assert refs
+    for ref in refs:
+        p = Path(ref)
+        assert p.is_absolute() and p.is_file() and p.is_relative_to(res.path), ref

@@ -19,7 +19,7 @@ BUILTIN = (
     "swift",
     "swift-messages",
     "swift-grounding",
-    "swift-objects",
+    "qwen-vl-grounding",
     "coco",
     "yolo",
     "labelstudio",
@@ -45,6 +45,8 @@ def test_builtin_formats_in_canonical_order_and_only_crop_formats_need_crops():
     assert not registry.needs_crops([n for n in BUILTIN if not n.startswith("swift")])
     assert registry.parse_formats("coco, swift") == ("swift", "coco")
     assert registry.parse_formats("all") == BUILTIN
+    # the old name of the ms-swift grounding rows still works, without a second file
+    assert registry.parse_formats("swift-objects,swift-grounding") == ("swift-grounding",)
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def test_export_peak_memory_does_not_grow_with_label_count(tmp_path: Path, monke
             assert counts == per_image * n_images
         finally:
             ws.close()
-        lines = (root / "out" / "v1" / "manifest.jsonl").read_text().count("\n")
+        lines = (root / "out" / "v1" / "meta" / "manifest.jsonl").read_text().count("\n")
         assert lines == per_image * n_images
     assert peaks[500] <= 1.2 * peaks[125], peaks
 
@@ -113,7 +113,7 @@ def test_since_export_takes_only_new_and_changed_labels(tmp_path: Path):
         store.add_decision(ws, pid, "adjust", box=(4, 4, 40, 40), caption="edited")
         again = export_dataset(ws, tmp_path / "out", OPTS, since="last")
         assert again.counts["labels"] == 1
-        assert (tmp_path / "out" / "v2" / "manifest.jsonl").read_text().count("\n") == 1
+        assert (tmp_path / "out" / "v2" / "meta" / "manifest.jsonl").read_text().count("\n") == 1
         none = export_dataset(ws, tmp_path / "out", OPTS, since="last")
         assert none.counts["labels"] == 0
         plan = ws.conn.execute(
@@ -126,13 +126,13 @@ def test_since_export_takes_only_new_and_changed_labels(tmp_path: Path):
         ws.close()
 
 
-def test_result_lists_top_level_entries_and_export_json_every_file(tmp_path: Path):
+def test_result_lists_per_image_folders_once_and_export_json_every_file(tmp_path: Path):
     ws = _fake_workspace(tmp_path, 5, per_image=2)
     try:
         res = export_dataset(ws, tmp_path / "out", OPTS)
     finally:
         ws.close()
-    assert "crops" in res.files and "coco.json" in res.files and "yolo" in res.files
+    assert {"crops", "images", "coco.json", "yolo/data.yaml", "TRAINING.md"} <= set(res.files)
     import json
 
     listed = json.loads((res.path / "export.json").read_text())["files"]

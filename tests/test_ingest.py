@@ -177,7 +177,7 @@ def test_no_follow_symlinks_ignores_links(workspace, tmp_path):
     assert report.seen == 1 and report.errors == 0
 
 
-def test_non_utf8_name_is_recorded_not_crashing(workspace, tmp_path):
+def test_non_utf8_name_is_ingested_with_a_reversible_path(workspace, tmp_path):
     root = tmp_path / "names"
     _save(root / "ok.png")
     raw = os.fsencode(root) + b"/caf\xe9.png"
@@ -187,9 +187,10 @@ def test_non_utf8_name_is_recorded_not_crashing(workspace, tmp_path):
     os.write(fd, buf.getvalue())
     os.close(fd)
     report = ingest(workspace, [root])
-    assert report.errors_by_reason == {"non-utf8-name": 1}
-    bad = next(r for r in store_images.iter_images(workspace, status="error"))
-    assert bad.path.endswith("caf\\xe9.png")
+    assert report.errors == 0 and report.added == 2
+    odd = next(r for r in store_images.iter_images(workspace) if "caf" in r.path)
+    assert odd.path.startswith("fsbytes:") and odd.path.endswith("caf\\xe9.png")
+    assert (odd.width, odd.height) == (4, 4)
     assert ingest(workspace, [root]).unchanged == 2
 
 

@@ -64,7 +64,13 @@ def test_walkthrough_notebook_executes(tmp_path: Path, monkeypatch):
     versions = [p for p in (root / "export").iterdir() if p.is_dir() and p.name in printed]
     assert len(versions) == 1, (printed, sorted(p.name for p in (root / "export").iterdir()))
     folder = versions[0]
-    rows = [json.loads(x) for x in (folder / "swift.jsonl").read_text().splitlines()]
+    # train rows at the top, validation rows under val/ (a grouped split, docs/export.md)
+    rows = [
+        json.loads(x)
+        for f in (folder / "swift.jsonl", folder / "val" / "swift.jsonl")
+        if f.exists()
+        for x in f.read_text().splitlines()
+    ]
     manifest = json.loads((folder / "export.json").read_text())
     assert rows and len(rows) == manifest["counts"]["crops"]
     assert all((folder / r["image"]).is_file() for r in rows)

@@ -170,7 +170,8 @@ def test_propose_prompt_becomes_the_workspace_prompt_and_finetune_finds_it(tmp_p
 
     def fake_train(path, training, **kw):
         seen["phrases"] = training.phrases
-        return SimpleNamespace(version="gdino-v1", path=Path(path), metadata={})
+        # no version folder written: nothing for the champion/challenger check to judge
+        return SimpleNamespace(version="gdino-v1", path=None, metadata={}, interrupted=False)
 
     monkeypatch.setattr(autolabel.train.loop, "finetune", fake_train)
     cli = CliRunner()
@@ -199,6 +200,7 @@ NON_DEFAULT: dict[str, Any] = {
     "image.max_pixels": 1_000_000,
     "image.max_side": 5000,
     "seed.min_match_score": 0.5,
+    "seed.min_verify_score": 0.9,
     "seed.prompt": "blue cup",
     "seed.prompt_map": {"mug": "cup"},
     "seed.target_recall": 0.8,
@@ -235,11 +237,14 @@ NON_DEFAULT: dict[str, Any] = {
     "select.diversity": 0.5,
     "select.exemplar_similarity": False,
     "select.max_image_loads": 10,
+    "select.max_per_image": 2,
     "review.host": "0.0.0.0",
     "review.port": 9000,
     "review.lease_seconds": 60.0,
     "review.preview_max_side": 800,
     "export.size": 224,
+    "export.max_size": 2048,
+    "export.max_upscale": 4.0,
     "export.resize": "pad",
     "export.margin": 5.0,
     "export.min_size": 32,
@@ -254,10 +259,17 @@ NON_DEFAULT: dict[str, Any] = {
     "export.ray_cpus_per_actor": 1.0,
     "export.instruction": "Name the product.",
     "export.labelstudio_root": "/data",
+    "export.val_fraction": 0.25,
+    "quality.match_iou": 0.8,
+    "quality.min_audited": 5,
+    "quality.min_labelled": 12,
+    "quality.min_recall": 0.5,
 }
 """A valid non-default value for every key of the sections autocrop runs."""
 
-AUTOCROP_SECTIONS = ("ingest", "image", "seed", "detect", "propose", "select", "review", "export")
+AUTOCROP_SECTIONS = (
+    "ingest", "image", "seed", "detect", "propose", "select", "review", "export", "quality"
+)  # fmt: skip
 #: what every run of the test has (a prompt; the keys autocrop presets, set explicitly)
 BASE = {"seed.prompt": "base thing", "select.target_precision": 0.95, "export.formats": ["swift"]}
 #: keys that only matter with another key set
@@ -301,6 +313,7 @@ class Recorder:
     callbacks), with the workspace and output folders replaced by tokens."""
 
     def __init__(self, monkeypatch, tokens: dict[str, str]) -> None:
+        import autolabel.detect.versions
         import autolabel.export
         import autolabel.ingest
         import autolabel.propose
@@ -316,11 +329,12 @@ class Recorder:
         report = SimpleNamespace(
             added=0,
             errors=0,
-            seen=0,
+            seen=1,  # an IN_DIR without images is an error of autocrop
             crops=0,
             located=0,
             not_found=0,
             no_original=0,
+            skipped=0,
             as_dict=lambda: {},
         )
         calibration = {"box_threshold": 0.3, "f1": 0.0, "precision": 0.0, "recall": 0.0, "n": 0}
@@ -355,7 +369,11 @@ class Recorder:
         mp.setattr(
             autolabel.store.exports, "labels_changed_since_last_export", lambda ws, **kw: True
         )
+        mp.setattr(steps, "count_export_labels", lambda ws, cfg: 1)  # exports are refused
         mp.setattr(autolabel.review.server, "serve", record("review", None))
+        # as on a machine with Grounding DINO weights: without them autocrop alone switches
+        # to the weight-free regions detector (tests/test_regions_wiring.py)
+        mp.setattr(autolabel.detect.versions, "weights_available", lambda *a, **k: True)
 
 
 def _write_config(ws_path: Path, values: dict[str, Any]) -> None:

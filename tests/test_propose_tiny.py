@@ -143,9 +143,10 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
     assert finish.exit_code == 0, finish.output
     with Workspace.open(ws_path) as ws:
         runs = store_runs.list_runs(ws)
-        assert len(runs) == 3 and len({r["key"] for r in runs}) == 1
+        # a resumed run continues the killed run's row: one run, as if never interrupted
+        assert len(runs) == 1, runs
         assert runs[-1]["finished_at"] is not None
-        assert sum(r["n_images"] for r in runs) >= 200
+        assert runs[-1]["n_images"] >= 200
         resumed = by_path(ws, runs[-1]["key"])
         rows = ws.conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]
     assert_same(reference, resumed)

@@ -121,8 +121,8 @@ def test_image_served_by_id_with_preview_and_cache_headers(workspace, tmp_path):
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
         assert "max-age" in r.headers["cache-control"]
         assert Image.open(io.BytesIO(r.content)).size == (500, 250)
-        small = c.get("/api/images/1?max_side=100")
-        assert Image.open(io.BytesIO(small.content)).size == (100, 50)
+        small = c.get("/api/images/1?max_side=100")  # rounded up to the 256 px preview
+        assert Image.open(io.BytesIO(small.content)).size == (256, 128)
         cached = c.get("/api/images/1", headers={"If-None-Match": r.headers["etag"]})
         assert cached.status_code == 304
         assert c.get("/api/images/2").status_code == 404

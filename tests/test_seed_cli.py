@@ -55,7 +55,17 @@ def test_seed_workflow(seed_dir, tmp_path: Path, capsys) -> None:
     rows = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert len(rows) == 4
     for row in rows:
-        assert set(row) == {"crop", "original", "box", "score", "status", "caption"}
+        assert set(row) == {
+            "crop",
+            "original",
+            "box",
+            "score",
+            "verify",
+            "flag",
+            "best_box",
+            "status",
+            "caption",
+        }
     by_crop = {Path(r["crop"]).name: r for r in rows}
     for t in truth:
         r = by_crop[Path(t.crop).name]
@@ -68,6 +78,7 @@ def test_seed_workflow(seed_dir, tmp_path: Path, capsys) -> None:
                 abs(a - b) < 6 for a, b in zip(r["box"], t.crop_box, strict=True)
             )
             assert 0.7 <= r["score"] <= 1.0
+            assert 0.93 <= r["verify"] <= 1.0 and r["flag"] is None
 
     assert run(["seed", "list", str(ws), "--status", "not_found"]) == 0
     out = capsys.readouterr().out.strip().splitlines()

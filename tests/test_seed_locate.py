@@ -31,17 +31,18 @@ def seed_set(tmp_path_factory):
 
 
 def test_seed_set_located_accurately(seed_set) -> None:
-    """>= 98 % located with IoU >= 0.95 against the region really cropped; no box < 0.5."""
+    """>= 98 % located with IoU >= 0.95 against the region really cropped; no located box
+    below IoU 0.9 (a loose seed box poisons calibration, the layout prior and training)."""
     root, truth = seed_set
     pairs = [t for t in truth if t.original is not None]
-    good = wrong = 0
+    good = loose = 0
     for t in pairs:
         m = locate(rgb(root / t.crop), rgb(root / t.original))
         if m.status == "located":
             v = iou(m.box, t.crop_box)
             good += v >= 0.95
-            wrong += v < 0.5
-    assert wrong == 0
+            loose += v < 0.9
+    assert loose == 0
     assert good / len(pairs) >= 0.98
 
 
@@ -108,3 +109,74 @@ def test_chroma_distance_separates_colours() -> None:
     brighter = np.clip(img.astype(float) * 1.2, 0, 255).astype(np.uint8)
     assert chroma_distance(brighter, img, box) < 0.1
     assert chroma_distance(img, grey, box) > 0.3
+
+
+def _framed_photo_case(seed: int, *, square: bool):
+    """A colour photo with a black frame pasted into a screenshot; the crop keeps the frame.
+
+    ``square`` resizes the crop to 448 x 448 regardless of its aspect (a FastStone preset),
+    which the fixed-aspect template search cannot follow exactly.
+    """
+    from PIL import ImageOps
+
+    from autolabel.synth import load_photo
+
+    rng = np.random.default_rng(seed)
+    shot, _, _ = make_screenshot(rng, size=(360, 640), same_photo_distractors=0)
+    photo = Image.fromarray(np.asarray(load_photo("colorwheel")))
+    pw = int(360 * rng.uniform(0.5, 0.85))
+    ph = round(pw * rng.uniform(0.7, 1.0))
+    framed = ImageOps.expand(photo.resize((pw, ph)), border=int(rng.integers(4, 14)), fill=0)
+    x = int(rng.integers(0, 360 - framed.width))
+    y = int(rng.integers(80, 640 - framed.height - 60))
+    shot.paste(framed, (x, y))
+    box = (x, y, x + framed.width, y + framed.height)
+    crop, cbox, _ = make_crop(rng, shot, box, resize_prob=0.0 if square else 0.8)
+    if square:
+        crop = crop.resize((448, 448), Image.Resampling.LANCZOS)
+    return np.asarray(crop), np.asarray(shot), cbox
+
+
+@pytest.mark.parametrize("square", [True, False])
+def test_framed_photo_is_exact_or_flagged(square: bool) -> None:
+    """Cause 10 of issue 19: no confident loose seed box (IoU < 0.9), frame included."""
+    found = []
+    for seed in range(8):
+        crop, shot, cbox = _framed_photo_case(seed, square=square)
+        m = locate(crop, shot)
+        if m.status == "located":
+            found.append((seed, iou(m.box, cbox), m))
+        else:
+            assert m.box is None
+    loose = [(seed, v, m.score) for seed, v, m in found if v < 0.9]
+    assert not loose  # (seed, IoU, score) of confident loose boxes
+    assert all(m.verify is not None and m.verify >= 0.93 for _, _, m in found)
+    assert len(found) >= 3  # the check flags what is loose, not everything
+
+
+def test_refine_sides_fixes_a_box_off_by_a_few_pixels() -> None:
+    from autolabel.seed.locate import full_res_score, refine_sides, to_gray
+
+    rng = np.random.default_rng(3)
+    shot, box, _ = make_screenshot(rng, size=(360, 640))
+    crop, cbox, _ = make_crop(rng, shot, box, long_side=448, resize_prob=1.0)
+    cg, og = to_gray(np.asarray(crop)), to_gray(np.asarray(shot))
+    off = (cbox[0] + 5, cbox[1] - 4, cbox[2] - 6, cbox[3] + 3)  # each side a few px off
+    score, fixed = refine_sides(cg, og, off)
+    assert iou(fixed, cbox) >= 0.98
+    assert score > full_res_score(cg, og, off)
+
+
+def test_loose_box_scores_below_the_strict_bar() -> None:
+    """A box that leaves 10 % of each side out cannot pass the full-resolution check."""
+    from autolabel.seed.locate import DEFAULT_VERIFY_SCORE, full_res_score, to_gray
+
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        shot, box, _ = make_screenshot(rng, size=(360, 640))
+        crop, cbox, _ = make_crop(rng, shot, box)
+        cg, og = to_gray(np.asarray(crop)), to_gray(np.asarray(shot))
+        w, h = cbox[2] - cbox[0], cbox[3] - cbox[1]
+        loose = (cbox[0] + 0.1 * w, cbox[1] + 0.1 * h, cbox[2] - 0.1 * w, cbox[3] - 0.1 * h)
+        assert full_res_score(cg, og, cbox) >= DEFAULT_VERIFY_SCORE
+        assert full_res_score(cg, og, loose) < DEFAULT_VERIFY_SCORE

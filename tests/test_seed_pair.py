@@ -174,3 +174,26 @@ def test_unreadable_crop_is_recorded_not_fatal(tmp_path: Path, workspace) -> Non
     assert report.crops == 2 and report.located == 1 and report.errors == 1
     broken = [it for it in list_seed_items(workspace) if it.crop_path.endswith("broken_crop.png")]
     assert broken[0].status == "not_found" and broken[0].box is None
+
+
+def test_inexact_boxes_are_flagged_not_stored(tmp_path: Path, workspace) -> None:
+    """Below the strict full-resolution bar a found crop is not_found, flagged loose, with
+    its best box kept for a person; the box never reaches the seed boxes."""
+    from autolabel.store.seed import seed_boxes_by_image, seed_verification
+
+    truth = make_seed_set(tmp_path / "s", 3, seed=2)
+    report = add_seed_crops(
+        workspace,
+        tmp_path / "s" / "crops",
+        originals_dir=tmp_path / "s" / "originals",
+        min_verify=0.9999,  # stricter than any real match: everything is flagged
+    )
+    assert report.located == 0 and report.not_found == 3 and report.loose == 3
+    checks = seed_verification(workspace)
+    for it in list_seed_items(workspace):
+        assert it.status == "not_found" and it.box is None
+        c = checks[it.id]
+        assert c["flag"] == "loose" and 0.9 < c["verify"] < 0.9999
+        t = next(t for t in truth if it.crop_path.endswith(Path(t.crop).name))
+        assert iou(c["best_box"], t.crop_box) >= 0.95  # the box a person would confirm
+    assert seed_boxes_by_image(workspace) == {}

@@ -35,14 +35,16 @@ def _fill(ws, mock_proposals):
     finish_run(ws, run)
 
 
-def test_select_cli_text_and_json(workspace, mock_proposals):
-    _fill(workspace, mock_proposals)
+def test_select_cli_text_and_json(workspace):
+    from tests.support.quality import build_world
+
+    build_world(workspace, 60, seed=12, n_seed=30)
     runner = CliRunner()
     args = [
         "select",
         str(workspace.path),
         "--target-precision",
-        "0.98",
+        "0.9",
         "--budget",
         "5",
         "--audit-rate",
@@ -52,17 +54,31 @@ def test_select_cli_text_and_json(workspace, mock_proposals):
         "--diversity",
         "0",
     ]
-    r = runner.invoke(app, args)
-    assert r.exit_code == 0, r.output
-    assert "auto-accepted 20" in r.output
-    assert "review 5" in r.output and "pending (over budget) 3" in r.output
-    assert "2 audit" in r.output
-    assert "precision of auto-accepted boxes: unknown" in r.output
-    r = runner.invoke(app, [*args, "--json", "--method", "isotonic", "--seed", "3"])
+    r = runner.invoke(app, [*args, "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
-    assert data["routes"]["rejected"] == 2
-    assert data["precision_estimate"]["n_audit"] == 2
+    routes = data["routes"]
+    assert routes["auto"] + routes["audit"] > 0 and 0 < routes["review"] <= 5
+    assert data["precision_estimate"]["n_audit"] == routes["audit"] > 0
+    assert data["precision_estimate"]["status"] == "unknown"
+    r = runner.invoke(app, args)  # re-run: same routes, printed for people
+    assert r.exit_code == 0, r.output
+    assert f"auto-accepted {routes['auto'] + routes['audit']}" in r.output
+    assert f"review {routes['review']} images of 5 budget" in r.output
+    assert "60 on seed originals" in r.output
+    assert f"{routes['audit']} audit" in r.output
+    assert "precision of auto-accepted boxes: unknown (only 0 of" in r.output
+    assert "calibration of the current detector version: logistic" in r.output
+
+
+def test_select_cli_says_why_nothing_is_auto_accepted(workspace, mock_proposals):
+    _fill(workspace, mock_proposals)
+    r = CliRunner().invoke(app, ["select", str(workspace.path), "--budget", "5"])
+    assert r.exit_code == 0, r.output
+    assert "auto-accepted 0" in r.output
+    assert "nothing is auto-accepted: the current detector version has no calibrator" in r.output
+    assert "warning: detector version sim 1" in r.output
+    assert "review its queue items" in r.output
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from autolabel.store.labels import iter_labels
 from autolabel.store.queue import claim_next
 from autolabel.store.runs import create_run, finish_run, write_batch
 from autolabel.store.select import (
-    audit_outcomes,
     load_current,
     load_decisions,
     load_queue,
@@ -71,22 +70,17 @@ def test_first_select_routes_and_fills_the_queue(small):
     ws, _ = small
     summary = run_select(ws, _cfg(ws))
     routes, cur = _routes(ws)
-    assert [routes[i] for i in sorted(routes)] == [
-        "auto",
-        "auto",
-        "review",
-        "review",
-        "review",
-        "rejected",
-    ]
+    # no labelled box of this detector version: the raw score orders the queue, but
+    # nothing is auto-accepted (issue 19, cause 3)
+    assert [routes[i] for i in sorted(routes)] == ["review"] * 5 + ["rejected"]
     assert not np.isnan(cur.p_correct).any()
     assert summary["calibration"]["method"] == "raw-score"
+    assert summary["warnings"] and not summary["can_auto"]
     q = load_queue(ws)
-    assert sorted(q.proposal_id.tolist()) == sorted(cur.ids[2:5].tolist())
+    assert sorted(q.proposal_id.tolist()) == sorted(cur.ids[:5].tolist())
     assert set(q.reason.tolist()) == {"uncertain"}
-    # auto-accepted boxes are in the dataset right away
-    assert sorted(lab.proposal_id for lab in iter_labels(ws)) == sorted(cur.ids[:2].tolist())
-    assert ws.get_setting("select.last")["routes"]["auto"] == 2
+    assert list(iter_labels(ws)) == []
+    assert ws.get_setting("select.last")["routes"]["auto"] == 0
 
 
 def test_rerun_never_touches_decided_or_claimed_and_withdraws_the_rest(small):
@@ -107,7 +101,7 @@ def test_rerun_never_touches_decided_or_claimed_and_withdraws_the_rest(small):
     assert summary["n_fixed"] == 2
     q = load_queue(ws)
     status = dict(zip(q.proposal_id.tolist(), q.status.tolist(), strict=True))
-    assert status == {a: "done", b: "claimed", c: "withdrawn"}
+    assert {k: status[k] for k in (a, b, c)} == {a: "done", b: "claimed", c: "withdrawn"}
     routes, _ = _routes(ws)
     assert routes[b] == "review"  # claimed: left alone
     assert routes[c] == "pending"  # over budget
@@ -164,28 +158,29 @@ def test_labelled_examples_from_decisions_and_seed_boxes(small):
     assert sources == {"decisions": 3, "seed": 2}
 
 
-def test_audit_outcomes_count_decided_audit_items(workspace, mock_proposals):
-    ids = _add_images(workspace, 40)
-    data = [([[10, 10, 50, 50]], [0.99], [0.99]) for _ in ids]
-    _propose(workspace, ids, data, mock=mock_proposals)
-    run_select(workspace, _cfg(workspace, audit_rate=0.25))
+def test_estimate_counts_decided_audit_items_of_the_current_set(workspace):
+    from autolabel.config import QualityConfig
+    from autolabel.select.run import precision_estimate
+    from autolabel.store.select import auto_set
+    from tests.support.quality import build_world
+
+    build_world(workspace, 100, seed=11, n_seed=30, loose_share=0.0)
+    quality = QualityConfig(min_audited=5)
+    cfg = _cfg(workspace, audit_rate=0.25)
+    s = run_select(workspace, cfg, quality=quality)
     q = load_queue(workspace)
     audit = q.proposal_id[q.reason == "audit"]
-    assert audit.size == 10
+    assert audit.size == s["routes"]["audit"] >= 10
     for k, pid in enumerate(audit[:6]):
-        if k < 4:
-            review_proposal(workspace, int(pid), "accept")
-        else:
-            review_proposal(workspace, int(pid), "reject")
-    out = audit_outcomes(workspace)
-    # the two rejected audit boxes left the auto-accepted set
-    assert out == {"n_auto": 38, "n_audit": 10, "n_audited": 6, "n_correct": 4}
-    from autolabel.select.run import precision_estimate
-
-    est = precision_estimate(workspace)
+        review_proposal(workspace, int(pid), "accept" if k < 4 else "reject")
+    aset = auto_set(workspace, s["current_version"], min_p=s["auto_cutoff"])
+    assert (int(aset.audited.sum()), int(aset.correct.sum())) == (6, 4)
+    assert int((aset.audit_open | aset.audited).sum()) == audit.size
+    est = precision_estimate(workspace, quality)
+    assert (est["n_audited"], est["n_correct"], est["n_auto"]) == (6, 4, aset.ids.size)
     assert est["precision"] == pytest.approx(4 / 6)
     assert est["low"] < 4 / 6 < est["high"]
-    # re-running keeps the open audit items and counts the decided ones
-    run_select(workspace, _cfg(workspace, audit_rate=0.25))
+    # re-running with the same auto-accepted set keeps the open audit items, draws no more
+    run_select(workspace, cfg, quality=quality)
     q = load_queue(workspace)
-    assert ((q.reason == "audit") & (q.status != "withdrawn")).sum() == 10
+    assert ((q.reason == "audit") & (q.status != "withdrawn")).sum() == audit.size

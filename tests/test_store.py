@@ -145,7 +145,7 @@ def test_write_scanned_marks_duplicates_and_updates_only_replaced_rows(workspace
         workspace,
         [_scanned("/a.png", "h1"), _scanned("/b.png", "h1"), _scanned("/c.png", None, "empty")],
     )
-    assert counts == {"added": 3, "updated": 0, "duplicate": 1, "error": 1}
+    assert counts == {"added": 3, "updated": 0, "duplicate": 1, "error": 1, "stale": 0}
     a = store_images.find_image(workspace, "/a.png")
     b = store_images.find_image(workspace, "/b.png")
     assert (a.status, b.status, b.duplicate_of) == ("ok", "duplicate", a.id)

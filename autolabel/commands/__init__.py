@@ -19,6 +19,9 @@ from autolabel.commands import (
     select,
     workspace,
 )
+from autolabel.commands._common import plain_usage_names
+
+plain_usage_names()
 
 COMMAND_MODULES = [
     workspace,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace
+from autolabel.commands._common import CONFIG_OPT, WORKSPACE_ARG, echo_json, open_workspace
 
 
 def eval_command(
@@ -20,21 +20,30 @@ def eval_command(
         None, "--out", help="Folder for eval.json and the PNG plots (default WORKSPACE/eval)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the random review orders."),
+    match_iou: float = typer.Option(
+        None,
+        "--match-iou",
+        help="IoU a box needs with a true box to be correct (default quality.match_iou, 0.9).",
+    ),
+    config: Path | None = CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
 ) -> None:
     """Evaluate the workspace against ground truth; writes eval.json and plots.
 
-    Reports AP50 / AP (pycocotools), mean IoU of each image's top box, precision and recall
-    of the auto-accepted set and of the whole dataset, calibration of P(correct), and a
-    budget curve: final dataset precision vs fraction of images reviewed for this selector,
-    random order and plain score order.
+    Reports AP50 / AP75 / AP (pycocotools), mean IoU of each image's top box, precision and
+    recall at the match IoU (and at 0.5) of the proposals, the auto-accepted set and the
+    whole dataset, the truth behind the tool's precision estimate, calibration of
+    P(correct), and a budget curve: final dataset precision vs fraction of images reviewed
+    for this selector, random order and plain score order.
 
     Example: autolabel eval ./ws --truth truth.jsonl --out ./ws/eval
     """
+    from autolabel import steps
     from autolabel.evaluate import evaluate
 
     with open_workspace(workspace) as ws:
-        res = evaluate(ws, truth, out, seed=seed)
+        cfg = steps.load_options(ws, config, {"quality.match_iou": match_iou})
+        res = evaluate(ws, truth, out, seed=seed, match_iou=cfg.quality.match_iou)
         out_dir = out or ws.path / "eval"
     if as_json:
         echo_json(res)
@@ -48,16 +57,25 @@ def eval_command(
         f"{res['n_proposals']} proposals"
     )
     typer.echo(
-        f"AP50 {f(res['ap50'])}  AP {f(res['ap'])}  mean IoU (top box) {f(res['mean_iou_top'])}"
+        f"AP50 {f(res['ap50'])}  AP75 {f(res['ap75'])}  AP {f(res['ap'])}  "
+        f"mean IoU (top box) {f(res['mean_iou_top'])}"
+    )
+    iou = f"IoU >= {res['match_iou']:g}"
+    typer.echo(
+        f"proposals at {iou}: precision {f(res['proposal_precision'])}, "
+        f"recall {f(res['proposal_recall'])}"
     )
     typer.echo(
         f"auto-accepted: {res['n_auto']} boxes, precision {f(res['auto_precision'])}, "
-        f"recall {f(res['auto_recall'])}"
+        f"recall {f(res['auto_recall'])} at {iou} (at 0.5: {f(res['auto_precision_50'])}, "
+        f"{f(res['auto_recall_50'])})"
     )
     typer.echo(
-        f"dataset (auto + reviewed): {res['n_dataset']} boxes, precision "
-        f"{f(res['dataset_precision'])}, recall {f(res['dataset_recall'])}"
+        f"dataset (auto + reviewed + seed): {res['n_dataset']} boxes, precision "
+        f"{f(res['dataset_precision'])}, recall {f(res['dataset_recall'])} at {iou} "
+        f"(at 0.5: {f(res['dataset_precision_50'])}, {f(res['dataset_recall_50'])})"
     )
+    typer.echo(f"true precision of the set the estimate describes: {f(res['true_auto_precision'])}")
     typer.echo(
         f"budget curve mean precision: selector {f(res['selector_auc'])}, score order "
         f"{f(res['score_auc'])}, random {f(res['random_auc'])}"

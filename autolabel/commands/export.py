@@ -9,9 +9,9 @@ import typer
 from autolabel.commands._common import (
     CONFIG_OPT,
     WORKSPACE_ARG,
+    StageBar,
     echo_json,
     open_workspace,
-    progress,
 )
 from autolabel.export.registry import formats_help
 
@@ -38,7 +38,7 @@ def export(
         "--min-size",
         min=0,
         help="Boxes whose side (long side; short side for short-side) is below this are not "
-        "cropped but listed in too_small.jsonl.",
+        "cropped but listed in meta/too_small.jsonl.",
     ),
     version: str | None = typer.Option(
         None, "--version", help="Version name (default: the next free vN)."
@@ -56,7 +56,21 @@ def export(
     absolute_paths: bool | None = typer.Option(
         None,
         "--absolute-paths/--relative-paths",
-        help="Crop paths in the JSONL files absolute, or relative to the version folder.",
+        help="Image paths in the dataset files absolute (in-place use), or relative to the "
+        "version folder (a portable bundle; ms-swift then needs ROOT_IMAGE_DIR).",
+    ),
+    val_fraction: float | None = typer.Option(
+        None,
+        "--val-fraction",
+        min=0.0,
+        max=0.99,
+        help="Share of image groups (an image and its near-duplicates) in the val split "
+        "(default: export.val_fraction, 0.1; 0 = no val split).",
+    ),
+    instruction: str | None = typer.Option(
+        None,
+        "--instruction",
+        help="User turn of swift-messages rows (default: export.instruction).",
     ),
     since: str | None = typer.Option(
         None,
@@ -76,7 +90,9 @@ def export(
     """Export accepted boxes as standard-size crops and training files, with provenance.
 
     Crops are cut from the full-resolution, EXIF-corrected originals (never modified; their
-    sha256 is checked and written to manifest.jsonl). The version folder is built aside and
+    sha256 is checked and written to meta/manifest.jsonl). The version folder is a portable
+    bundle (originals as hard links or upright copies in images/, relative paths, a
+    deterministic train/val split, TRAINING.md with the commands). It is built aside and
     renamed into place, so an interrupted export never damages an earlier one; OUT/LATEST
     names the newest version. Same workspace + options -> byte-identical files.
 
@@ -102,26 +118,13 @@ def export(
                 "export.absolute_paths": absolute_paths,
                 "export.workers": workers,
                 "export.engine": engine,
+                "export.val_fraction": val_fraction,
+                "export.instruction": instruction,
             },
         )
-        bar = None if quiet else progress(transient=True)
-        task: list[int] = []
         t0 = time.perf_counter()
-
-        def on_progress(done: int, total: int) -> None:
-            if bar is None:
-                return
-            if not task:
-                bar.start()
-                task.append(bar.add_task("export", total=total, rate=""))
-            dt = max(time.perf_counter() - t0, 1e-9)
-            bar.update(task[0], completed=done, rate=f"{done / dt:.1f} img/s")
-
-        try:
-            result = steps.export(ws, cfg, out, since=since, on_progress=on_progress)
-        finally:
-            if bar is not None and task:
-                bar.stop()
+        with StageBar("export", unit="img", enabled=not quiet, transient=True) as bar:
+            result = steps.export(ws, cfg, out, since=since, on_progress=bar.update)
     seconds = time.perf_counter() - t0
     if as_json:
         echo_json(
@@ -139,10 +142,16 @@ def export(
         f"{c['crops']} crops, {c['too_small']} too small, {c['skipped']} skipped "
         f"({seconds:.1f} s) -> {result.path}"
     )
+    typer.echo(f"  split: {c['train_images']} train / {c['val_images']} val images")
     if c["too_small"]:
-        typer.echo(f"  too small to crop: see {result.path / 'too_small.jsonl'}", err=True)
+        typer.echo(f"  too small to crop: see {result.path / 'meta/too_small.jsonl'}", err=True)
     if c["skipped"]:
-        typer.echo(f"  skipped (original missing/changed): see {result.path / 'skipped.jsonl'}")
+        typer.echo(
+            f"  skipped (original missing/changed): see {result.path / 'meta/skipped.jsonl'}"
+        )
+    for what, command in result.training_commands():
+        typer.echo(f"  {what}:\n    {command}")
+    typer.echo(f"  (these and the other tools' settings: {result.path / 'TRAINING.md'})")
 
 
 def register(app: typer.Typer) -> None:

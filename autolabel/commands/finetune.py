@@ -51,6 +51,11 @@ def finetune(
         None, "--time-budget", min=1.0, help="Stop after this many seconds of training."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (split, order, aug)."),
+    detector: str | None = typer.Option(
+        None,
+        "--detector",
+        help="Detector to train: grounding-dino or regions (default: detect.detector).",
+    ),
     prompt: str | None = typer.Option(
         None,
         "--prompt",
@@ -71,7 +76,10 @@ def finetune(
     and after; training stops early when it stops improving; the box threshold is
     re-calibrated on the validation split. The result is WORKSPACE/models/gdino-vN (use it
     with `autolabel propose WORKSPACE --model latest`). An interrupted run (Ctrl-C, crash)
-    resumes from its last checkpoint when the same command is run again.
+    resumes from its last checkpoint when the same command is run again. With
+    detect.detector regions (or --detector regions) the weight-free regions scorer is
+    retrained instead (seconds; accepted/adjusted boxes positive, rejected ones negative)
+    -> WORKSPACE/models/regions-vN.
 
     Example: autolabel finetune ./ws --epochs 20 --lr 1e-4 --batch-size 4 --freeze text
     """
@@ -95,6 +103,7 @@ def finetune(
                 "finetune.max_steps": max_steps,
                 "finetune.time_budget_s": time_budget,
                 "finetune.seed": seed,
+                "detect.detector": detector,
             },
         )
         bar = None if quiet else progress(transient=False)
@@ -155,6 +164,12 @@ def _progress_printer(bar: Any, quiet: bool) -> Callable[[dict], None]:
 def _summary(result: Any, workspace: Path) -> str:
     """What a finished run printed: version, validation AP50, thresholds, how to use it."""
     meta = result.metadata
+    if meta.get("detector") == "regions":
+        return (
+            f"{result.version}: {result.path}\n  {meta['source_text']} in "
+            f"{meta['train_seconds']:.1f}s (content hash {meta['content_hash']})\n"
+            f"  use it: autolabel propose {workspace} --detector regions --model latest"
+        )
     val = meta["validation"]
 
     def fmt(v: float | None) -> str:
@@ -173,6 +188,10 @@ def _summary(result: Any, workspace: Path) -> str:
         f"  calibrated on validation: box_threshold {fmt(th['box_threshold'])}, "
         f"text_threshold {fmt(th['text_threshold'])}"
     )
+    promo = meta.get("promotion")
+    if promo is not None:  # champion/challenger (autolabel/train/promote.py)
+        state = "promoted" if promo["promoted"] else "NOT promoted, latest unchanged"
+        lines.append(f"  {state}: {promo['reason']}")
     lines.append(
         f"  use it: autolabel propose {workspace} --model latest "
         f"--box-threshold {fmt(th['box_threshold'])} --text-threshold {fmt(th['text_threshold'])}"

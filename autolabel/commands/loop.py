@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
-from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace
+from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace, stage_bars
+
+RESUME_MESSAGE = "stopped; re-run the same command to resume"
+"""What Ctrl-C prints in ``autocrop`` (exit code 130); everything done so far is saved."""
+
+
+@contextlib.contextmanager
+def stopped_message(message: str) -> Iterator[None]:
+    """Turn Ctrl-C into ``message`` on stderr and exit code 130 (no traceback)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(message, err=True)
+        raise typer.Exit(130) from None
 
 
 def demo(
@@ -26,32 +41,38 @@ def demo(
 
     Generates phone screenshots with product photos amid clutter plus hand-crop imitations
     with captions, then runs seed add/prompts/calibrate, propose (tiny Grounding DINO + SAM
-    through the real loading code, and the weight-free exemplar detector), select, eval,
-    export and report.
+    through the real loading code, and on every image Grounding DINO when its weights are on
+    the machine, else the weight-free regions detector), select, eval, export and report.
 
     Example: autolabel demo ./demo-workspace
     """
     from autolabel.pipeline import run_demo
 
-    result = run_demo(
-        directory,
-        n_images=images,
-        n_seed=seed_crops,
-        tiny_images=tiny_images,
-        log=(lambda s: None) if as_json else typer.echo,
-    )
+    with stopped_message(f"stopped; delete {directory} and re-run the same command to start over"):
+        result = run_demo(
+            directory,
+            n_images=images,
+            n_seed=seed_crops,
+            tiny_images=tiny_images,
+            log=(lambda s: None) if as_json else typer.echo,
+            bars=stage_bars(transient=as_json),
+        )
     if as_json:
         echo_json(result)
         return
     ws = result["workspace"]
     typer.echo("")
     typer.echo(f"workspace : {ws}")
-    typer.echo(f"export    : {result['export']}  (crops/, swift.jsonl, coco.json, manifest.jsonl)")
+    if result["export"]:
+        typer.echo(f"export    : {result['export']}  (crops/, swift.jsonl, meta/manifest.jsonl)")
+    else:
+        typer.echo("export    : none (nothing was auto-accepted; review, then autolabel export)")
     typer.echo(f"report    : {result['report']}")
     typer.echo(f"review UI : autolabel review {ws}   (then open the printed URL)")
     typer.echo(
-        "note: the tiny models have random weights and the exemplar detector only finds the "
-        "seed objects again. Real quality needs real Grounding DINO / SAM weights: "
+        "note: the tiny models have random weights; the weight-free regions detector learns "
+        "the seed's picture layout (screen captures). Other objects need real Grounding DINO "
+        "weights: "
         "`autolabel models list`, then `autolabel models pull grounding-dino-tiny` on a "
         "machine with internet (or place the files by hand, see docs/models.md)."
     )
@@ -90,10 +111,15 @@ def autocrop(
         None, "--workspace", help="Workspace folder [default: OUT_DIR/.autolabel]."
     ),
     detector: str | None = typer.Option(
-        None, "--detector", help="grounding-dino or exemplar [config: detect.detector]."
+        None,
+        "--detector",
+        help="grounding-dino, regions or exemplar [config: detect.detector; without Grounding "
+        "DINO weights on this machine: regions, trained on the seed originals].",
     ),
     model: str | None = typer.Option(None, "--model", help="Hub id, local folder or 'latest'."),
-    refiner: str | None = typer.Option(None, "--refiner", help="none, sam or hf-sam."),
+    refiner: str | None = typer.Option(
+        None, "--refiner", help="none, sam, hf-sam or snap (edges, no weights)."
+    ),
     engine: str | None = typer.Option(
         None, "--engine", help="local or ray: propose and export [propose.engine, export.engine]."
     ),
@@ -109,6 +135,10 @@ def autocrop(
     reads the workspace's config.yaml exactly as the stage command does (autocrop's own
     defaults: select.target_precision 0.98, export.formats [swift]).
 
+    Without Grounding DINO weights on this machine the weight-free regions detector is used
+    (one line says so); seed crops + originals without captions or --prompt work offline
+    (the prompt is then "product photo").
+
     Example: autolabel autocrop ./shots ./crops --prompt "product photo"
     """
     from autolabel.pipeline import autocrop as run_autocrop
@@ -116,36 +146,42 @@ def autocrop(
     from autolabel.select.stats import format_estimate
 
     log = (lambda s: None) if as_json else typer.echo
-    result = run_autocrop(
-        in_dir,
-        out_dir,
-        prompt=prompt,
-        seed_crops=seed,
-        originals=originals,
-        captions=captions,
-        size=size,
-        target_precision=target_precision,
-        workspace=workspace,
-        detector=detector,
-        model=model,
-        refiner=refiner,
-        engine=engine,
-        device=device,
-        batch_size=batch_size,
-        log=log,
-    )
-    if review and result["review_waiting"]:
-        result["after_review"] = review_then_export(
-            Path(result["workspace"]), out_dir, size=size, log=log
+    bars = stage_bars(transient=as_json)
+    with stopped_message(RESUME_MESSAGE):
+        result = run_autocrop(
+            in_dir,
+            out_dir,
+            prompt=prompt,
+            seed_crops=seed,
+            originals=originals,
+            captions=captions,
+            size=size,
+            target_precision=target_precision,
+            workspace=workspace,
+            detector=detector,
+            model=model,
+            refiner=refiner,
+            engine=engine,
+            device=device,
+            batch_size=batch_size,
+            log=log,
+            bars=bars,
         )
+        if review and result["review_waiting"]:
+            result["after_review"] = review_then_export(
+                Path(result["workspace"]), out_dir, size=size, log=log, bars=bars
+            )
     if as_json:
         echo_json(result)
         return
     typer.echo("")
     typer.echo(
-        f"images seen: {result['images']} ({result['new_images']} new, "
-        f"{result['proposed']} proposed this time)"
+        f"images seen: {result['in_dir_files']} in IN_DIR ({result['new_images']} new to the "
+        f"workspace, {result['proposed']} proposed this time)"
     )
+    others = result["images"] - result["in_dir_files"]
+    if others > 0:
+        typer.echo(f"the workspace also holds {others} other images (seed originals, earlier runs)")
     typer.echo(f"crops written: {result['crops']} in {result['export'] or '(no new version)'}")
     typer.echo(f"estimated precision: {format_estimate(result['precision'])}")
     typer.echo(f"waiting for review: {result['review_waiting']}  ->  {result['review_command']}")
@@ -167,10 +203,13 @@ def report(
 
     Example: autolabel report ./ws --out ./ws-report
     """
+    from autolabel import steps
     from autolabel.report import write_report
 
     with open_workspace(workspace) as ws:
-        html_path, json_path = write_report(ws, out, samples_per_route=samples)
+        html_path, json_path = write_report(
+            ws, out, samples_per_route=samples, export=steps.load_options(ws).export
+        )
     typer.echo(f"report: {html_path}\njson  : {json_path}")
 
 

@@ -33,8 +33,9 @@ def list_cmd(
 
     rows = list_models()
     if workspace is not None:
-        from autolabel.commands._common import open_workspace
+        from autolabel.commands._common import find_workspace, open_workspace
 
+        workspace = find_workspace(workspace)
         open_workspace(workspace).close()  # clean error if not a workspace
         try:
             from autolabel.detect.versions import version_rows
@@ -59,14 +60,18 @@ def list_cmd(
 
 @models_app.command("pull")
 def pull_cmd(
-    name: str = typer.Argument(..., help="A name from `autolabel models list`."),
+    name: str = typer.Argument(
+        ..., help="A name from `autolabel models list`, or a hub id (owner/name)."
+    ),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Network timeout, seconds."),
 ) -> None:
     """Download a registry model into models/ (checks sha256 where known).
 
-    Without internet it fails fast and says where to put the files by hand.
+    A registry model's hub id (IDEA-Research/grounding-dino-tiny) pulls that model; another
+    hub id goes into the Hugging Face cache. Without internet it fails within seconds and
+    says where to put the files by hand.
 
-    Example: autolabel models pull grounding-dino-tiny
+    Example: autolabel models pull IDEA-Research/grounding-dino-tiny
     """
     from autolabel.detect.registry import pull_model
 

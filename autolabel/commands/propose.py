@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from autolabel.commands._common import WORKSPACE_ARG, echo_json, open_workspace, progress
+from autolabel.commands._common import (
+    WORKSPACE_ARG,
+    StageBar,
+    echo_json,
+    open_workspace,
+    propose_interrupt,
+)
 
 
 def propose(
@@ -20,15 +26,22 @@ def propose(
         "then seed.prompt).",
     ),
     detector: str | None = typer.Option(
-        None, "--detector", help="Detector backend (default: detect.detector)."
+        None,
+        "--detector",
+        help="Detector backend: grounding-dino, regions (weight-free, learns the seed's "
+        "layout) or exemplar (default: detect.detector).",
     ),
     model: str | None = typer.Option(
         None,
         "--model",
-        help="Hub id, local folder, or 'latest' (newest fine-tuned version in the workspace).",
+        help="Hub id, local folder, or 'latest' (newest fine-tuned version in the workspace: "
+        "gdino-vN, or regions-vN with --detector regions).",
     ),
     refiner: str | None = typer.Option(
-        None, "--refiner", help="Mask refiner: sam, hf-sam or none (default: detect.refiner)."
+        None,
+        "--refiner",
+        help="Box refiner: sam, hf-sam (masks), snap (edges, no weights) or none "
+        "(default: detect.refiner).",
     ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", "-b", min=1, help="Images per detector call."
@@ -68,7 +81,8 @@ def propose(
     import threading
 
     from autolabel import steps
-    from autolabel.propose import graceful_interrupt, run_propose
+    from autolabel.propose import run_propose
+    from autolabel.propose.run import champion_note
 
     with open_workspace(workspace) as ws:
         cfg = steps.load_options(
@@ -94,40 +108,24 @@ def propose(
             prompt=prompt,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
+            log=lambda line: typer.echo(line, err=True),
         )
+        note = champion_note(ws.path, cfg.detect.model)  # issue 19 cause 6
+        if note and not as_json:
+            typer.echo(note, err=True)
         stop = threading.Event()
-        bar = None if quiet else progress(transient=False)
-        task: list[int] = []
-        t0 = [0.0]
-        done = [0]
-
-        def on_start(summary) -> None:  # type: ignore[no-untyped-def]
-            import time
-
-            t0[0] = time.perf_counter()
-            if bar is not None:
-                bar.start()
-                task.append(bar.add_task("propose", total=summary.pending, rate=""))
-
-        def on_progress(n_images: int, n_props: int) -> None:
-            import time
-
-            done[0] += n_images
-            if bar is not None and task:
-                dt = max(time.perf_counter() - t0[0], 1e-9)
-                bar.update(task[0], advance=n_images, rate=f"{done[0] / dt:.1f} img/s")
-
-        def notice() -> None:
-            typer.echo("stopping after the current batch (Ctrl-C again to abort)", err=True)
-
+        bar = StageBar("propose", unit="img", enabled=not quiet)
         try:
-            with graceful_interrupt(stop, notice):
+            with propose_interrupt(stop):
                 summary = run_propose(
-                    ws, settings, progress=on_progress, on_start=on_start, stop=stop
+                    ws,
+                    settings,
+                    progress=lambda n_images, _n: bar.advance(n_images),
+                    on_start=lambda s: bar.start(s.pending),
+                    stop=stop,
                 )
         finally:
-            if bar is not None:
-                bar.stop()
+            bar.close()
     if as_json:
         echo_json(summary.as_dict())
         return

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from autolabel.commands._common import (
     CONFIG_OPT,
     WORKSPACE_ARG,
+    StageBar,
     echo_json,
     open_workspace,
-    progress,
 )
 
 seed_app = typer.Typer(
@@ -21,13 +20,6 @@ seed_app = typer.Typer(
     "crops/ --originals shots/ --captions captions.jsonl",
     no_args_is_help=True,
 )
-
-
-def _bar_callback(bar: Any, task: Any):
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total, rate="")
-
-    return update
 
 
 @seed_app.command("add")
@@ -90,8 +82,7 @@ def add(
                 "seed.workers": workers,
             },
         )
-        with progress(transient=as_json) as bar:
-            task = bar.add_task("seed add", total=None, rate="")
+        with StageBar("seed add", unit="crops", transient=as_json) as bar:
             report = steps.seed_add(
                 ws,
                 cfg,
@@ -100,14 +91,15 @@ def add(
                 captions=captions,
                 mapping=mapping,
                 redo=redo,
-                on_progress=_bar_callback(bar, task),
+                on_progress=bar.update,
             )
     if as_json:
         echo_json(report.as_dict())
         return
     typer.echo(
         f"{report.crops} crops in {report.seconds:.1f} s: {report.located} located, "
-        f"{report.not_found} not found, {report.no_original} without original, "
+        f"{report.not_found} not found ({report.loose} found but not exact: flagged loose, see "
+        f"`seed list --status not_found`), {report.no_original} without original, "
         f"{report.skipped} unchanged (skipped), {report.errors} errors; paired by "
         + ", ".join(f"{k} {v}" for k, v in report.paired_by.items())
     )
@@ -198,15 +190,14 @@ def calibrate(
         )
         # clean errors (no seed boxes, no prompt) before the progress bar starts
         chosen = steps.calibration_prompt(ws, cfg, prompt)
-        with progress(transient=as_json) as bar:
-            task = bar.add_task("calibrate", total=None, rate="")
+        with StageBar("calibrate", unit="img", transient=as_json) as bar:
             result = steps.seed_calibrate(
                 ws,
                 cfg,
                 prompt=chosen,
                 iou=iou,
                 batch_size=batch_size,
-                on_progress=_bar_callback(bar, task),
+                on_progress=bar.update,
             )
     if as_json:
         echo_json(result)
@@ -217,6 +208,10 @@ def calibrate(
         f"{result['recall']:.3f}) on {result['n']} seed boxes in {result['n_images']} images "
         f"[{result['objective']}]"
     )
+    if result.get("warning"):
+        typer.echo(f"warning: {result['warning']}", err=True)
+    if result.get("reason"):
+        typer.echo(f"  {result['reason']}")
 
 
 @seed_app.command("list")
@@ -227,34 +222,47 @@ def list_items(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per crop."),
 ) -> None:
-    """List seed crops: original, box in original pixels, score, status, caption.
+    """List seed crops: original, box in original pixels, scores, status, caption.
+
+    ``score`` is the match score, ``verify`` the full-resolution check of the box (exact
+    boxes >= 0.97); a crop found but not exact is ``not_found`` with flag ``loose`` and its
+    best box, for a person to look at.
 
     Example: autolabel seed list ./ws --json
     """
     from autolabel.errors import InputError
-    from autolabel.store.seed import SEED_STATUSES, list_seed_items
+    from autolabel.store.seed import SEED_STATUSES, list_seed_items, seed_verification
 
     if status is not None and status not in SEED_STATUSES:
         raise InputError(f"--status: expected one of {', '.join(SEED_STATUSES)}, got {status!r}")
     with open_workspace(workspace) as ws:
         items = list_seed_items(ws, status=status)
+        checks = seed_verification(ws)
     for it in items:
+        check = checks.get(it.id, {})
+        verify = check.get("verify")
         row = {
             "crop": it.crop_path,
             "original": it.original_path,
             "box": None if it.box is None else [round(v, 2) for v in it.box],
             "score": None if it.score is None else round(it.score, 4),
+            "verify": verify,
+            "flag": check.get("flag"),
+            "best_box": check.get("best_box"),
             "status": it.status,
             "caption": it.caption,
         }
         if as_json:
             echo_json(row)
         else:
-            box = "-" if it.box is None else ",".join(f"{v:.0f}" for v in it.box)
+            shown = it.box or check.get("best_box")
+            box = "-" if shown is None else ",".join(f"{v:.0f}" for v in shown)
             score = "-" if it.score is None else f"{it.score:.3f}"
+            ver = "-" if verify is None else f"{verify:.3f}"
+            flag = f" [{check['flag']}]" if check.get("flag") else ""
             typer.echo(
-                f"{it.status:11s} {score:>6s} {box:>20s}  {Path(it.crop_path).name}"
-                f" -> {Path(it.original_path).name if it.original_path else '-'}"
+                f"{it.status:11s} {score:>6s} {ver:>6s} {box:>20s}  {Path(it.crop_path).name}"
+                f" -> {Path(it.original_path).name if it.original_path else '-'}{flag}"
             )
 
 

@@ -19,8 +19,8 @@ def select(
     budget: str = typer.Option(
         None,
         "--budget",
-        help="Most review items to queue: a count (500) or a share of proposals (10%). "
-        "Default: no cap.",
+        help="Most review items to queue; an item is an image with all its candidate boxes: a "
+        "count (500) or a share of the images with undecided boxes (10%). Default: no cap.",
     ),
     audit_rate: float = typer.Option(
         None,
@@ -46,18 +46,20 @@ def select(
 ) -> None:
     """Route every undecided proposal: auto-accept, review queue, audit sample or reject.
 
-    Fits P(correct) on the labelled boxes the workspace has (seed boxes, review decisions;
-    too few -> the raw score, with a message), auto-accepts the largest set whose expected
-    precision reaches the target, queues the most informative of the rest (spread over
-    near-duplicate images, capped by the budget) and a random audit sample of the
-    auto-accepted set. Re-run it after each review round: it refits and re-routes every
-    proposal nobody decided or claimed.
+    Fits P(correct) per detector version on that version's labelled boxes (seed originals,
+    review decisions; too few -> nothing of that version is auto-accepted, with a
+    warning), auto-accepts the largest set whose expected precision reaches the target,
+    queues the most informative images (one item per image, spread over near-duplicate
+    images, capped by the budget) and a fresh random audit sample of the newly
+    auto-accepted boxes. Proposals on seed originals are never auto-accepted or audited:
+    the seed boxes are their labels. Re-run it after each review round: it refits and
+    re-routes every proposal nobody decided or claimed.
 
     Example: autolabel select ./ws --target-precision 0.99 --budget 500 --audit-rate 0.02
     """
     from autolabel import steps
     from autolabel.select.run import precision_estimate
-    from autolabel.select.stats import format_estimate
+    from autolabel.select.stats import format_summary
 
     with open_workspace(workspace) as ws:
         cfg = steps.load_options(
@@ -75,26 +77,14 @@ def select(
         )
         log = (lambda _: None) if as_json else (lambda m: typer.echo(m, err=True))
         summary = steps.select(ws, cfg, log=log)
-        est = precision_estimate(ws)
+        est = precision_estimate(ws, cfg.quality)
     if as_json:
         echo_json({**summary, "precision_estimate": est})
         return
-    r, q = summary["routes"], summary["queue"]
-    typer.echo(
-        f"{summary['n_proposals']} current proposals, {summary['n_fixed']} already decided "
-        f"or claimed"
-    )
-    exp = summary["expected_precision"]
-    exp_txt = f" (expected precision {exp:.3f})" if exp is not None else ""
-    typer.echo(
-        f"auto-accepted {r['auto'] + r['audit']}{exp_txt}, review {r['review']}, "
-        f"pending (over budget) {r['pending']}, rejected {r['rejected']}"
-    )
-    typer.echo(
-        f"queue: {q['uncertain']} uncertain, {q['missing']} possible missing, "
-        f"{q['audit']} audit ({q['queued_new']} new, {q['withdrawn']} withdrawn)"
-    )
-    typer.echo(format_estimate(est))
+    for line in format_summary(summary, est):
+        typer.echo(line)
+    for w in summary["warnings"]:
+        typer.echo(f"warning: {w}", err=True)
 
 
 def register(app: typer.Typer) -> None:

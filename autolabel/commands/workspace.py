@@ -10,9 +10,9 @@ import typer
 from autolabel.commands._common import (
     CONFIG_OPT,
     WORKSPACE_ARG,
+    StageBar,
     echo_json,
     open_workspace,
-    progress,
 )
 
 
@@ -110,17 +110,10 @@ def ingest(
                 "ingest.retry_errors": retry_errors,
             },
         )
-        with progress(transient=as_json) as bar:
-            task = bar.add_task("ingest", total=None, rate="")
-
-            def update(report: Any) -> None:
-                bar.update(
-                    task,
-                    completed=report.seen,
-                    rate=f"{report.files_per_second:,.0f} files/s",
-                )
-
-            report = steps.ingest(ws, cfg, folders, globs=glob or (), on_progress=update)
+        with StageBar("ingest", unit="files", transient=as_json) as bar:
+            report = steps.ingest(
+                ws, cfg, folders, globs=glob or (), on_progress=lambda r: bar.update(r.seen)
+            )
     if as_json:
         echo_json(report.as_dict())
         return
@@ -142,27 +135,45 @@ def status(
     workspace: Path = WORKSPACE_ARG,
     as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON object."),
 ) -> None:
-    """Show counts per stage (images, seed, runs, proposals, queue, decisions, exports).
+    """Show counts per stage (images, seed, runs, proposals, queue, decisions, exports), the
+    precision estimate of the auto-accepted boxes and why nothing is auto-accepted, if so.
 
     Example: autolabel status ./ws --json
     """
-    from autolabel.select.run import status_summary
+    from autolabel.select.run import precision_estimate, select_state
+    from autolabel.select.stats import compact_estimate, format_estimate
     from autolabel.store.images import workspace_status
 
     with open_workspace(workspace) as ws:
-        payload = {**workspace_status(ws), "auto_precision": status_summary(ws)}
+        est = precision_estimate(ws)
+        payload = {
+            **workspace_status(ws),
+            "auto_precision": compact_estimate(est),
+            "select": select_state(ws),
+        }
     if as_json:
         echo_json(payload)
         return
     typer.echo(f"workspace: {payload['workspace']} (schema {payload['schema_version']})")
     for key, value in payload.items():
-        if key in ("workspace", "schema_version"):
+        if key in ("workspace", "schema_version", "auto_precision", "select"):
             continue
         label = key.replace("_", " ")
-        if isinstance(value, dict):
+        if key == "auto_precision" and isinstance(value, dict):
+            # the route counts are on the proposals line; say once what "auto" covers here
+            rest = {k: v for k, v in value.items() if k != "auto"}
+            n_auto = value.get("auto")
+            typer.echo(
+                f"{label}: {_format_counts(rest)}"
+                + (f" (over {n_auto} auto-accepted boxes = auto + audit)" if n_auto else "")
+            )
+        elif isinstance(value, dict):
             typer.echo(f"{label}: {_format_counts(value) if value else 'none'}")
         else:
             typer.echo(f"{label}: {value}")
+    typer.echo(format_estimate(est))
+    for w in payload["select"]["warnings"]:
+        typer.echo(f"warning: {w}")
 
 
 def register(app: typer.Typer) -> None:

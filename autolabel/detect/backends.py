@@ -1,9 +1,10 @@
 """The backend registry: detector and refiner builders by name.
 
-The built-in backends (``grounding-dino``, ``exemplar``; ``sam``, ``hf-sam``) are always
-present; :func:`register_detector` / :func:`register_refiner` add a backend or replace one
-of the same name, never hide the others. Builders import their backend (and torch,
-transformers, OpenCV) only when called, so importing this module is cheap.
+The built-in backends (``grounding-dino``, ``exemplar``, ``regions``; ``sam``, ``hf-sam``,
+``snap``) are always present; :func:`register_detector` / :func:`register_refiner` add
+a backend or replace one of the same name, never hide the others. Builders import their
+backend (and torch, transformers, OpenCV) only when called, so importing this module is
+cheap.
 
 Example::
 
@@ -26,9 +27,24 @@ RefinerBuilder = Callable[..., Refiner]
 
 
 def _grounding_dino(**options: Any) -> Detector:
+    from autolabel.constants import DEFAULT_MODEL
+    from autolabel.detect.base import check_hub_model
     from autolabel.detect.grounding_dino import GroundingDinoDetector
 
+    check_hub_model(options.get("model") or DEFAULT_MODEL, kind="grounding-dino")  # before torch
     return GroundingDinoDetector(**options)
+
+
+def _regions(**options: Any) -> Detector:
+    from autolabel.detect.regions import RegionsDetector
+
+    return RegionsDetector(**options)
+
+
+def _snap(**options: Any) -> Refiner:
+    from autolabel.detect.snap import SnapRefiner
+
+    return SnapRefiner(**options)
 
 
 def _exemplar(**options: Any) -> Detector:
@@ -44,16 +60,20 @@ def _sam(**options: Any) -> Refiner:
 
 
 def _hf_sam(**options: Any) -> Refiner:
+    from autolabel.detect.base import check_hub_model
     from autolabel.detect.sam import HfSamRefiner
 
+    if options.get("model"):
+        check_hub_model(options["model"], kind="sam")  # before torch loads
     return HfSamRefiner(**options)
 
 
 BUILTIN_DETECTORS: dict[str, DetectorBuilder] = {
     "grounding-dino": _grounding_dino,
     "exemplar": _exemplar,
+    "regions": _regions,
 }
-BUILTIN_REFINERS: dict[str, RefinerBuilder] = {"sam": _sam, "hf-sam": _hf_sam}
+BUILTIN_REFINERS: dict[str, RefinerBuilder] = {"sam": _sam, "hf-sam": _hf_sam, "snap": _snap}
 
 _user_detectors: dict[str, DetectorBuilder] = {}
 _user_refiners: dict[str, RefinerBuilder] = {}

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from autolabel.detect.hub import hub_endpoint, hub_offline_env, hub_reachable
 from autolabel.errors import ModelError
 from autolabel.types import Proposals
 
@@ -126,13 +126,56 @@ def model_version_of(path_or_id: str | Path, revision: str | None = None) -> str
 
 def _how_to_place(model: str) -> str:
     return (
-        f"download it on a machine with internet (`autolabel models pull {model}` or "
+        f"download it on a machine with internet (`autolabel models pull {model}`, or "
         f"`huggingface-cli download {model} --local-dir models/{model.split('/')[-1]}`), copy "
         f"the folder here and pass its path"
     )
 
 
 EXPECTED_MODEL_TYPE = {"grounding-dino": "grounding-dino", "sam": "sam"}
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    return (
+        model.count("/") == 1
+        and not model.startswith((".", "/", "~"))
+        and not Path(model).expanduser().exists()
+    )
+
+
+def check_hub_model(model: str | Path, *, kind: str) -> None:
+    """Fail in seconds, before torch loads, when ``model`` resolves to a hub id that is not
+    in the local cache and cannot be downloaded (offline variable set, or the hub does not
+    answer :func:`hub_reachable`'s probe). Anything else passes (the loader reports it).
+
+    Raises:
+        ModelError: one line advising ``autolabel models pull <hub id>``.
+    """
+    from autolabel.detect.versions import resolve_model
+
+    try:
+        src = resolve_model(str(model), kind="hf-sam" if kind == "sam" else kind)
+    except Exception:  # version names and registry problems: the loader says it better
+        return
+    if not _looks_like_hub_id(src):
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(src, "config.json"), str):
+            return
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return
+    why = None
+    if hub_offline_env():
+        why = "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set"
+    elif not hub_reachable():
+        why = f"the hub ({hub_endpoint()}) is unreachable"
+    if why is not None:
+        raise ModelError(
+            f"model {src!r} is not available offline (not downloaded, and {why}): "
+            f"{_how_to_place(src)}"
+        )
 
 
 def load_hf(model: str | Path, *, kind: str, device: str, dtype: Any):
@@ -199,8 +242,14 @@ def _from_pretrained(src: str, kind: str, device: str, dtype: Any, local: bool):
     else:
         model_cls, proc_cls = transformers.SamModel, transformers.SamProcessor
     kwargs: dict[str, Any] = {}
-    if not local and (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")):
-        kwargs["local_files_only"] = True
+    offline_why = None
+    if not local:
+        if hub_offline_env():
+            offline_why = "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set"
+        elif not hub_reachable():
+            offline_why = f"the hub ({hub_endpoint()}) is unreachable"
+    if offline_why is not None:
+        kwargs["local_files_only"] = True  # the cache only: no minutes of retries
     try:
         processor = proc_cls.from_pretrained(src, **kwargs)
         net = model_cls.from_pretrained(src, dtype=dtype, **kwargs)
@@ -209,8 +258,13 @@ def _from_pretrained(src: str, kind: str, device: str, dtype: Any, local: bool):
             raise ModelError(
                 f"{src}: cannot load {kind} model ({str(exc).splitlines()[0]})"
             ) from None
+        if offline_why is not None:
+            raise ModelError(
+                f"model {src!r} is not available offline (not downloaded, and {offline_why}): "
+                f"{_how_to_place(src)}"
+            ) from None
         raise ModelError(
-            f"model {src!r} is not available offline and could not be downloaded "
+            f"model {src!r} could not be downloaded "
             f"({str(exc).splitlines()[0][:160]}); {_how_to_place(src)}"
         ) from None
     net = net.to(device).eval()

@@ -26,7 +26,6 @@ boxes and scores equal ``processor.post_process_grounded_object_detection`` with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,9 @@ import numpy as np
 
 from autolabel.constants import DEFAULT_MODEL
 from autolabel.detect.base import load_hf, model_version_of, resolve_device, select_dtype
-from autolabel.errors import InputError, ShapeError
+from autolabel.errors import EmptyPromptError, InputError, ShapeError
 from autolabel.geometry import box_iou
-from autolabel.types import Proposals
+from autolabel.types import Prompt, Proposals
 
 MAX_TEXT_TOKENS = 256
 IOU_COMPETE = 0.5
@@ -61,18 +60,15 @@ def normalize_phrases(prompt: str | Sequence[str]) -> list[str]:
     Returns:
         ``["red sneaker", "handbag"]`` (order kept).
     """
-    parts = re.split(r"[.\n;]", prompt) if isinstance(prompt, str) else list(prompt)
-    out: list[str] = []
-    for p in parts:
-        p = " ".join(str(p).replace(".", " ").lower().split())
-        if p and p not in out:
-            out.append(p)
-    return out
+    try:
+        return list(Prompt.parse(prompt).phrases)
+    except EmptyPromptError:
+        return []
 
 
 def prompt_text(phrases: Sequence[str]) -> str:
     """``["a", "b"]`` -> ``"a. b."`` (the text format Grounding DINO was trained on)."""
-    return ". ".join(phrases) + "."
+    return Prompt(tuple(phrases)).text
 
 
 def chunk_phrases(

@@ -134,35 +134,55 @@ def list_models(root: Path | None = None) -> list[dict[str, Any]]:
 def pull_model(name: str, *, root: Path | None = None, timeout: float = 10.0) -> Path:
     """Download a registry model into ``models/`` (checks sha256 where known).
 
+    ``name`` is a registry name or a hub id: the hub id of a registry model pulls that
+    model (into ``models/<dir>``, where ``--model <hub id>`` then finds it); any other hub id
+    (``owner/name``) is downloaded into the Hugging Face cache, where loading by hub id
+    finds it offline. The hub is probed once first, so an unreachable one fails in seconds.
+
     Raises:
         ModelError: unknown name, no network (fails fast, with how to place the files by
             hand), or a checksum mismatch.
     """
+    from autolabel.detect.hub import hub_endpoint, hub_offline_env, hub_reachable
+
     registry = load_registry()
-    if name not in registry:
-        raise ModelError(f"unknown model {name!r}: expected one of {sorted(registry)}")
-    entry = registry[name]
-    target = entry.local_path(root)
-    if entry.is_present(root):
-        return target
-    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    entry = registry.get(name) or next((e for e in registry.values() if e.hub == name), None)
+    is_hub_id = entry is None and name.count("/") == 1 and not Path(name).exists()
+    if entry is None and not is_hub_id:
+        raise ModelError(
+            f"unknown model {name!r}: expected one of {sorted(registry)} or a hub id like "
+            "IDEA-Research/grounding-dino-tiny"
+        )
+    if entry is not None and entry.is_present(root):
+        return entry.local_path(root)
+    offline = None
+    if hub_offline_env():
+        offline = "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set"
+    elif (entry is None or not entry.url) and not hub_reachable(min(timeout, 5.0)):
+        offline = f"the hub ({hub_endpoint()}) is unreachable"
     try:
+        if offline:
+            raise OSError(offline)
+        if entry is None:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(name, etag_timeout=timeout))
+        target = entry.local_path(root)
         if entry.url:
-            if offline:
-                raise OSError("HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set")
             _download(entry.url, target, entry.sha256, timeout=timeout)
         else:
-            if offline:
-                raise OSError("HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set")
             from huggingface_hub import snapshot_download
 
             snapshot_download(entry.hub, local_dir=target, etag_timeout=timeout)
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(
-            f"{missing_message(entry)}; reason: {str(exc).splitlines()[0][:200]}"
-        ) from None
+        how = (
+            missing_message(entry)
+            if entry is not None
+            else f"model {name!r} cannot be downloaded here: run this on a machine with internet"
+        )
+        raise ModelError(f"{how}; reason: {str(exc).splitlines()[0][:200]}") from None
     return target
 
 

@@ -1,13 +1,13 @@
 """Planning an export chunk by chunk: what both engines (local, Ray) share.
 
 A :class:`ChunkPlanner` holds everything that planning needs besides the labels (options,
-seed captions, the file-name stems that collide across the whole export), so any chunk of
+seed captions, the file names that differ from their stems across the whole export), so any chunk of
 whole images can be planned on its own, here or in a Ray read task, with the same result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,32 +27,36 @@ class ChunkPlanner:
     Attributes:
         options: the export section.
         seeds: seed captions per image id.
-        collisions: file-name stems shared by several selected images (those get ``-<id>``).
+        renamed: image id -> file name, for the images whose name is not their bare stem
+            (:func:`autolabel.export.plan.unique_names` over all selected images).
         formats: the formats (canonical order).
         version: the version name.
         crops_dir: folder the crops are written to (the temporary version's ``crops``).
         final: the version folder once renamed in.
         max_pixels: decompression-bomb guard.
         max_side: longest-side guard.
+        bundle_dir: folder the originals' bundle copies go to (the temporary version's
+            ``images``).
     """
 
     options: ExportConfig
     seeds: SeedCaptions
-    collisions: frozenset[str]
+    renamed: Mapping[int, str]
     formats: tuple[str, ...]
     version: str
     crops_dir: Path
     final: Path
     max_pixels: int
     max_side: int
+    bundle_dir: Path | None = None
 
     def names(self, labels: Sequence[Label]) -> dict[int, str]:
         """File-name stem per image id, unique over the whole export."""
         out: dict[int, str] = {}
         for lb in labels:
             if lb.image_id not in out:
-                stem = image_stem(lb.image_path)
-                out[lb.image_id] = f"{stem}-{lb.image_id}" if stem in self.collisions else stem
+                name = self.renamed.get(lb.image_id)
+                out[lb.image_id] = name if name is not None else image_stem(lb.image_path)
         return out
 
     def plan(self, labels: Sequence[Label]) -> ExportPlan:
@@ -61,7 +65,8 @@ class ChunkPlanner:
             labels, self.seeds, self.options,
             formats=self.formats, want_crops=needs_crops(self.formats), version=self.version,
             crops_dir=self.crops_dir, final=self.final,
-            max_pixels=self.max_pixels, max_side=self.max_side, names=self.names(labels),
+            max_pixels=self.max_pixels, max_side=self.max_side,
+            bundle_dir=self.bundle_dir, names=self.names(labels),
         )  # fmt: skip
 
 

@@ -3,23 +3,35 @@
 Layout of an export folder ``OUT``::
 
     OUT/LATEST              name of the newest complete version (replaced atomically)
-    OUT/v1/                 one complete version (never modified after it is renamed in)
-        export.json         options, counts and the list of files
-        manifest.jsonl      one row per label: source, sha256, box, run, route, reviewer ...
+    OUT/v1/                 one complete, self-contained version (a bundle: every path in it
+                            is relative to it; never modified after it is renamed in)
+        export.json  TRAINING.md   options, counts, files; training commands
+        images/<stem>.<ext>        the originals: hard links (copies across file systems),
+                                   upright re-encoded copies of EXIF-rotated ones
         crops/<stem>_<size>_<version>[_<k>].png
-        swift.jsonl  swift_messages.jsonl  swift_grounding.jsonl  swift_objects.jsonl
-        coco.json  yolo/  labelstudio.json  labelstudio_config.xml  odvg.jsonl ...
-        too_small.jsonl     boxes not cropped because they are below --min-size
-        skipped.jsonl       labels left out (original missing, changed or unreadable)
+        swift.jsonl  swift_messages.jsonl  swift_grounding.jsonl   (train split)
+        val/...                    the same files for the val split
+        coco.json  labelstudio.json  labelstudio_config.xml
+        yolo/  odvg/  qwen_vl/     other tools' files, out of reach of ``vN/*.jsonl``
+        meta/manifest.jsonl        one row per label: source, sha256, box, split, reviewer ...
+        meta/too_small.jsonl       boxes not cropped because they are below --min-size
+        meta/skipped.jsonl         labels left out (original missing, changed or unreadable)
 
 A version is built in ``OUT/.tmp-<version>-<pid>`` and renamed into place only when
-complete, so a crash (even ``kill -9``) leaves every earlier version and ``LATEST`` intact.
+complete, so a crash (even ``kill -9``) leaves every earlier version and ``LATEST`` intact;
+the next export cleans or adopts what a killed one left (:mod:`autolabel.export.recover`).
+
+Streaming: labels are read, planned and cut in image-id chunks through a temporary SQLite
+spill file (:mod:`autolabel.export.stream`) and the writers read the images back chunk by
+chunk, so peak memory does not grow with the number of labels. The only whole-export passes
+keep one short value per image: file-name stems (unique names) and content hashes (the
+train/val split).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +42,15 @@ from autolabel.errors import ConflictError, InputError
 from autolabel.export.chunks import ChunkPlanner, Event
 from autolabel.export.formats import ExportImage, ExportItem
 from autolabel.export.geometry import round_box
-from autolabel.export.plan import ImagePlan, check_version, image_stem, skip_row
+from autolabel.export.plan import (
+    ImagePlan,
+    check_size,
+    check_version,
+    image_stem,
+    skip_row,
+    unique_names,
+)
+from autolabel.export.recover import Adopted, recover, write_commit
 from autolabel.export.registry import (
     FileSink,
     FormatContext,
@@ -46,7 +66,6 @@ if TYPE_CHECKING:
     from autolabel.export.crops import TaskResult
 
 LATEST = "LATEST"
-_TMP_RE = re.compile(r"^\.tmp-(.+)-(\d+)$")
 
 
 @dataclass
@@ -56,9 +75,11 @@ class ExportResult:
     Attributes:
         version: the version written.
         path: the version folder.
-        counts: ``labels``, ``crops``, ``too_small``, ``skipped``, ``images``.
-        files: top-level entries of the version folder (files and folders such as
-            ``crops``); every file is listed in ``export.json``.
+        counts: ``labels``, ``crops``, ``too_small``, ``skipped``, ``images``,
+            ``train_images``, ``val_images``.
+        files: files written, relative to ``path``, with the per-image folders (``crops``,
+            ``images``, ``yolo/images``, ``yolo/labels``) listed by their folder name;
+            ``export.json`` lists every file.
     """
 
     version: str
@@ -66,28 +87,18 @@ class ExportResult:
     counts: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
+    def training_commands(self) -> list[tuple[str, str]]:
+        """``[(what for, command)]``: ms-swift commands for this version, ROOT_IMAGE_DIR set."""
+        from autolabel.export.training import swift_commands
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return swift_commands(str(self.path), self.files)
 
 
 def clean_stale(out: Path) -> list[str]:
-    """Remove temp folders left by crashed exports (their process is gone); returns names."""
-    removed = []
-    if not out.is_dir():
-        return removed
-    for entry in sorted(out.iterdir()):
-        m = _TMP_RE.match(entry.name)
-        if m and entry.is_dir() and not _pid_alive(int(m.group(2))):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-    return removed
+    """Remove leftovers of dead exports (see :func:`autolabel.export.recover.clean_stale`)."""
+    from autolabel.export.recover import clean_stale as clean
+
+    return clean(out)
 
 
 def read_latest(out: str | Path) -> str | None:
@@ -106,6 +117,11 @@ def _write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _write_latest(out: Path, version: str) -> None:
+    if read_latest(out) != version:
+        _write_atomic(out / LATEST, version + "\n")
 
 
 def local_events(
@@ -148,12 +164,11 @@ def export_dataset(
 ) -> ExportResult:
     """Export the workspace's labels as a new version under ``out``.
 
-    Streaming: a cheap first pass over the selected labels resolves file-name collisions;
-    then labels are planned and cut chunk by chunk (plan -> cut) into a spill file, and the
-    formats are written from it (write) before the commit (rename + ``LATEST`` + record).
-    Peak memory is bounded by a chunk, not by the number of labels. With
-    ``options.engine == "ray"`` planning and cutting run on Ray Data
-    (:mod:`autolabel.export.ray_engine`); the files are byte-identical.
+    Streaming: a cheap first pass over the selected labels resolves the file names; then
+    labels are planned and cut chunk by chunk (plan -> cut) into a spill file, the images are
+    split, and the formats are written from the spill (write) before the commit (commit file,
+    rename, ``LATEST``, record). With ``options.engine == "ray"`` planning and cutting run on
+    Ray Data (:mod:`autolabel.export.ray_engine`); the files are byte-identical.
 
     Args:
         ws: the workspace.
@@ -164,10 +179,11 @@ def export_dataset(
         on_progress: called with ``(images done, images total)`` while crops are cut.
 
     Returns:
-        The :class:`ExportResult` (version folder, counts, top-level files).
+        The :class:`ExportResult` (version folder, counts, files).
 
     Raises:
         InputError: an unknown format or an unsafe version name.
+        DatabaseDamagedError: ``PRAGMA quick_check`` finds damage (nothing is written).
         ConflictError: ``out/<version>`` already exists.
         NotFoundError: ``since`` names no earlier export.
     """
@@ -176,9 +192,16 @@ def export_dataset(
 
     opts = options if options is not None else ExportConfig()
     guards = image if image is not None else ImageConfig()
+    ws.check_integrity()  # a damaged database must not export partially with exit 0
     formats = parse_formats(opts.formats)
     check_version(opts.version)
-    out = _prepare_out(out)
+    check_size(opts.size, opts.max_size)
+    out, adopted = _prepare_out(out, ws)
+    request = _request(formats, opts, since)
+    marks = store.high_water_marks(ws)
+    for done in adopted:  # a killed run of this very export: finishing it is the result
+        if done.request == request and done.marks == marks and opts.version in (None, done.version):
+            return ExportResult(done.version, out / done.version, done.counts, done.files)
     version = opts.version or store.next_version(ws, _existing_versions(out))
     final = out / version
     if final.exists():
@@ -186,59 +209,91 @@ def export_dataset(
             f"{final}: version {version!r} already exists there; choose another --version "
             "or another --out (exports are never overwritten)"
         )
-    max_decision, max_proposal = store.high_water_marks(ws)
+    max_decision, max_proposal = marks
     since_marks, since_info = _since(ws, since)
     tmp = out / f".tmp-{version}-{os.getpid()}"
     crops_dir = tmp / "crops"
     crops_dir.mkdir(parents=True)
+    (tmp / "images").mkdir()
     spill_dir = out / f".tmp-spill-{version}-{os.getpid()}"
     spill_dir.mkdir()
+    commit: Path | None = None
     try:
         with Spill(spill_dir / "spill.sqlite") as spill:
-            total = _stems(ws, spill, opts.include, since_marks)
+            total, renamed = _names(ws, spill, opts.include, since_marks)
             planner = ChunkPlanner(
-                options=opts, seeds=store.seed_captions(ws),
-                collisions=spill.colliding_stems(), formats=formats, version=version,
-                crops_dir=crops_dir, final=final,
+                options=opts, seeds=store.seed_captions(ws), renamed=renamed,
+                formats=formats, version=version, crops_dir=crops_dir, final=final,
                 max_pixels=guards.max_pixels, max_side=guards.max_side,
+                bundle_dir=tmp / "images",
             )  # fmt: skip
             events = _engine_events(ws, planner, opts, since_marks)
-            cut = _consume(events, spill, tmp, total=total, on_progress=on_progress)
-            summary = _write(ws, tmp, spill, cut, planner, opts, since_info)
+            cut = _consume(events, spill, tmp, opts, final=final, total=total,
+                           on_progress=on_progress)  # fmt: skip
+            summary = _write(ws, tmp, final, spill, cut, planner, opts, since_info)
+
+            def items() -> Iterator[tuple[int, str | None]]:
+                for chunk in spill.image_chunks():
+                    for im in chunk:
+                        for it in im.items:
+                            yield it.label.proposal_id, it.crop
+
+            commit = write_commit(
+                out, version=version, request=request, marks=marks, items=items(),
+                config=summary["options"],
+            )  # fmt: skip
             _rename_into_place(tmp, final, version)
-            _write_atomic(out / LATEST, version + "\n")
+            _write_latest(out, version)
             store.record_export(
                 ws,
                 version=version,
                 out_dir=str(out),
                 formats=formats,
-                items=(
-                    (it.label.proposal_id, it.crop)
-                    for chunk in spill.image_chunks()
-                    for im in chunk
-                    for it in im.items
-                ),
+                items=items(),
                 max_decision_id=max_decision,
                 max_proposal_id=max_proposal,
                 config=summary["options"],
             )
-            top = spill.top_level()
+            commit.unlink(missing_ok=True)
+            files = spill.summary_files()
     except BaseException:
+        if commit is not None and not final.exists():
+            commit.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
-    return ExportResult(version=version, path=final, counts=summary["counts"], files=top)
+    return ExportResult(version=version, path=final, counts=summary["counts"], files=files)
 
 
-def _prepare_out(out: str | Path) -> Path:
-    """Resolve and create the export folder; remove temp folders of crashed exports."""
+def _prepare_out(out: str | Path, ws: Workspace) -> tuple[Path, list[Adopted]]:
+    """Resolve and create the export folder; clean or adopt leftovers of killed exports
+    (:func:`autolabel.export.recover.recover`).
+
+    Raises:
+        InputError: ``out`` is a file, or lies inside an ingested folder (its crops would be
+            ingested back as new images) or inside the workspace.
+    """
+    from autolabel.store.images import ingested_root_of
+
     path = Path(out).expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: expected a folder for --out, got a file")
+    root = ingested_root_of(ws, str(path))
+    if root is not None:
+        raise InputError(
+            f"--out {path} is inside the ingested folder {root}: expected an export folder "
+            "outside every ingested folder (its crops would be ingested back as new images)"
+        )
     path.mkdir(parents=True, exist_ok=True)
-    clean_stale(path)
-    return path
+    return path, recover(ws, path, _write_latest)
+
+
+def _request(formats: tuple[str, ...], opts: ExportConfig, since: str | None) -> dict[str, Any]:
+    """What an export was asked for (JSON-normalised), to recognise a re-run after a kill."""
+    body = {"formats": list(formats), "options": opts.model_dump(exclude={"workers"}),
+            "since": since}  # fmt: skip
+    return json.loads(json.dumps(body, sort_keys=True, default=str))
 
 
 def _existing_versions(out: Path) -> list[str]:
@@ -255,15 +310,20 @@ def _since(ws: Workspace, since: str | None) -> tuple[tuple[int, int] | None, di
     return (int(prev["id"]), int(prev["max_decision_id"] or 0)), {"since": prev["version"]}
 
 
-def _stems(ws: Workspace, spill: Spill, include: str, since: tuple[int, int] | None) -> int:
-    """First, cheap pass: the stem of every selected image into the spill; returns the count."""
+def _names(
+    ws: Workspace, spill: Spill, include: str, since: tuple[int, int] | None
+) -> tuple[int, dict[int, str]]:
+    """First, cheap pass: the stem of every selected image; returns the image count and the
+    names that differ from their stems (:func:`autolabel.export.plan.unique_names`)."""
     from autolabel.store.labels import iter_label_chunks
 
     for labels in iter_label_chunks(
         ws, include=include, since=since, images_per_chunk=CHUNK_IMAGE_IDS
     ):
         spill.add_stems((lb.image_id, image_stem(lb.image_path)) for lb in labels)
-    return spill.n_stems()
+    stems = spill.stems()
+    names = unique_names(stems)
+    return len(stems), {i: n for i, n in names.items() if n != stems[i]}
 
 
 def _engine_events(
@@ -278,24 +338,30 @@ def _engine_events(
 
 @dataclass
 class _Cut:
-    """What the cut pass learnt: counts, phrases and runs of the exported items."""
+    """What the cut pass learnt: counts, phrases, runs and splits of the exported items."""
 
     labels: int = 0
     crops: int = 0
     too_small: int = 0
     phrases: set[str] = field(default_factory=set)
     run_ids: set[int] = field(default_factory=set)
+    splits: dict[int, str] = field(default_factory=dict)
 
 
 def _consume(
     events: Iterator[Event],
     spill: Spill,
     tmp: Path,
+    opts: ExportConfig,
     *,
+    final: Path,
     total: int,
     on_progress: Callable[[int, int], None] | None,
 ) -> _Cut:
-    """Turn the engine's events into spilled images, skip rows and ``too_small.jsonl``."""
+    """Turn the engine's events into spilled images (each pointing at its bundle file),
+    skip rows and ``meta/too_small.jsonl``; then split the usable images."""
+    from autolabel.export.splits import assign_splits
+
     cut = _Cut()
     done = 0
     too_small_fh = None
@@ -304,29 +370,35 @@ def _consume(
             if kind == "rows":
                 if a:
                     if too_small_fh is None:
-                        too_small_fh = open(tmp / "too_small.jsonl", "w", encoding="utf-8")
-                        spill.add_file("too_small.jsonl")
+                        (tmp / "meta").mkdir(exist_ok=True)
+                        too_small_fh = open(tmp / "meta" / "too_small.jsonl", "w", encoding="utf-8")
+                        spill.add_file("meta/too_small.jsonl")
                     write_jsonl(too_small_fh, a)
                     cut.too_small += len(a)
                 spill.add_skipped(b)
                 continue
             done += 1
-            _take_image(a, b, spill, cut)
+            _take_image(a, b, spill, cut, opts, final)
             if on_progress is not None:
                 on_progress(done, total)
     finally:
         if too_small_fh is not None:
             too_small_fh.close()
+    sha, dhash = spill.hashes()
+    cut.splits = assign_splits(sha, dhash, val_fraction=opts.val_fraction)
     return cut
 
 
-def _take_image(p: ImagePlan, res: TaskResult, spill: Spill, cut: _Cut) -> None:
+def _take_image(
+    p: ImagePlan, res: TaskResult, spill: Spill, cut: _Cut, opts: ExportConfig, final: Path
+) -> None:
     if res.error is not None:
         for job in p.task.jobs:
             Path(job.out_path).unlink(missing_ok=True)
         reason, _, detail = res.error.partition(": ")
         spill.add_skipped(skip_row(it.label, reason, detail) for it in p.items)
         return
+    rel = f"images/{res.bundle_file}"
     spill.add_image(
         ExportImage(
             image_id=p.image_id,
@@ -336,8 +408,11 @@ def _take_image(p: ImagePlan, res: TaskResult, spill: Spill, cut: _Cut) -> None:
             height=p.task.height,
             sha256=str(res.sha256),
             items=p.items,
-        )
+            file=os.path.join(str(final), rel) if opts.absolute_paths else rel,
+        ),
+        dhash=res.dhash,
     )
+    spill.add_file(rel)
     for it in p.items:
         cut.labels += 1
         cut.phrases.add(it.label.phrase)
@@ -350,18 +425,22 @@ def _take_image(p: ImagePlan, res: TaskResult, spill: Spill, cut: _Cut) -> None:
 def _write(
     ws: Workspace,
     tmp: Path,
+    final: Path,
     spill: Spill,
     cut: _Cut,
     planner: ChunkPlanner,
     opts: ExportConfig,
     since_info: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write the formats, manifest, skipped list and export.json from the spill; returns
-    the summary (with ``files`` left out: they are streamed into export.json)."""
+    """Write the formats, manifest, skipped list, TRAINING.md and export.json from the spill;
+    returns the summary (with ``files`` left out: they are streamed into export.json)."""
+    from autolabel.export.splits import TRAIN, VAL
+    from autolabel.export.training import training_markdown
     from autolabel.store.runs import get_run
 
     runs = {rid: get_run(ws, rid) for rid in sorted(cut.run_ids)}
-    images = SpilledImages(spill)
+    images = SpilledImages(spill, splits=cut.splits)
+    n_val = sum(1 for s in cut.splits.values() if s == VAL)
     ctx = FormatContext(
         images=images,
         items=SpilledItems(images),
@@ -369,21 +448,24 @@ def _write(
         instruction=opts.instruction,
         labelstudio_root=opts.labelstudio_root,
         model_versions={rid: r.model_version for rid, r in runs.items()},
+        final=final,
         names=sorted(cut.phrases),
+        has_val=n_val > 0,
     )
     sink = FileSink(tmp, on_file=spill.add_file)
     write_formats(ctx, planner.formats, sink)
-    with sink.open("manifest.jsonl") as fh:
+    with sink.open("meta/manifest.jsonl") as fh:
         for chunk in images.chunks():
             write_jsonl(
                 fh,
                 (_manifest_row(im, it, runs, planner.version) for im in chunk for it in im.items),
             )
     if spill.n_skipped:
-        with sink.open("skipped.jsonl") as fh:
+        with sink.open("meta/skipped.jsonl") as fh:
             write_jsonl(fh, spill.skipped())
     if not needs_crops(planner.formats):
         (tmp / "crops").rmdir()
+    sink.text("TRAINING.md", training_markdown(spill.summary_files()))
     summary = {
         "version": planner.version,
         "formats": list(planner.formats),
@@ -395,10 +477,13 @@ def _write(
             "include": opts.include,
             "absolute_paths": opts.absolute_paths,
             "instruction": opts.instruction,
+            "val_fraction": opts.val_fraction,
             **since_info,
         },
         "counts": {
             "images": spill.n_images,
+            "train_images": sum(1 for s in cut.splits.values() if s == TRAIN),
+            "val_images": n_val,
             "labels": cut.labels,
             "crops": cut.crops,
             "too_small": cut.too_small,
@@ -434,6 +519,8 @@ def _manifest_row(
         "status": it.status,
         "source_path": im.path,
         "source_sha256": im.sha256,
+        "file": im.file,
+        "split": im.split,
         "image_id": im.image_id,
         "width": im.width,
         "height": im.height,

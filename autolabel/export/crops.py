@@ -8,6 +8,11 @@ and resizing). Boxes are given in EXIF-corrected pixels; they are mapped into th
 (raw) pixel grid, the region is resized there, and the EXIF transpose is applied to the small
 result only.
 
+The same task puts the original into the export bundle (``bundle_dir``): a hard link (or a
+copy) of the file when its stored pixels are upright, otherwise an upright re-encoded copy, so
+that full-image formats reference pixels that match their boxes whatever loader reads them.
+It also computes a difference hash of the upright pixels for the train/val grouping.
+
 This module only imports Pillow (inside functions) so worker processes start quickly.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -68,6 +74,8 @@ class ImageTask:
             hashes are not compared).
         max_pixels: decompression-bomb guard passed to the image reader.
         max_side: longest-side guard.
+        bundle_dir: folder to put the bundle copy of the original in (None: no copy).
+        bundle_stem: file stem of that copy (the extension follows the file written).
     """
 
     path: str
@@ -77,6 +85,8 @@ class ImageTask:
     expected_sha256: str | None = None
     max_pixels: int = 200_000_000
     max_side: int = 30_000
+    bundle_dir: str | None = None
+    bundle_stem: str = "image"
 
 
 @dataclass
@@ -89,6 +99,8 @@ class TaskResult:
         error: ``"<reason>: <detail>"`` when the image could not be used, else None.
         written: number of crops written.
         draft: the JPEG draft reduction used (1 = full decode).
+        dhash: difference hash of the upright pixels (see :func:`autolabel.export.splits.dhash`).
+        bundle_file: file name written in ``bundle_dir`` (None when no copy was asked for).
     """
 
     path: str
@@ -96,6 +108,8 @@ class TaskResult:
     error: str | None = None
     written: int = 0
     draft: int = 1
+    dhash: str | None = None
+    bundle_file: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -164,15 +178,18 @@ def _cut(im: Any, orient: int, s: float, task: ImageTask, job: CropJob) -> Any:
 
 
 def run_task(task: ImageTask) -> TaskResult:
-    """Hash the original and write all its crops (never raises for a bad image).
+    """Hash the original, write all its crops and its bundle copy (never raises for a bad
+    image).
 
     The crops are written to ``job.out_path`` (the parent folder must exist).
     """
     from autolabel.errors import ImageError
+    from autolabel.export.splits import dhash
+    from autolabel.imageio import fs_path
 
     result = TaskResult(path=task.path)
     try:
-        with open(task.path, "rb") as fh:
+        with open(fs_path(task.path), "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
         result.error = "not-found: the original no longer exists"
@@ -185,12 +202,12 @@ def run_task(task: ImageTask) -> TaskResult:
     if expected and ":" not in expected and expected != result.sha256:
         result.error = "changed: the original's sha256 differs from the one recorded at ingest"
         return result
-    if not task.jobs:
-        return result
     reduce = 8
     for job in task.jobs:
         x0, y0, x1, y1 = job.region
         reduce = min(reduce, draft_factor(x1 - x0, y1 - y0, *job.out_size))
+    if task.bundle_dir is not None and _peek_orientation(data) != 1:
+        reduce = 1  # the upright copy needs every pixel
     try:
         im, orient, s = _decode(data, task, reduce)
         result.draft = round(1 / s)
@@ -198,9 +215,64 @@ def run_task(task: ImageTask) -> TaskResult:
             out = _cut(im, orient, s, task, job)
             out.save(job.out_path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
             result.written += 1
+        result.dhash = dhash(_upright(im, orient))
+        if task.bundle_dir is not None:
+            result.bundle_file = _bundle(task, data, im, orient)
     except ImageError as exc:
         result.error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
     return result
+
+
+def _peek_orientation(data: bytes) -> int:
+    """EXIF orientation from the header (1 when the header cannot be read: decode reports it)."""
+    from autolabel import imageio
+
+    Image = imageio._pil()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return imageio._orientation(im)
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return 1
+
+
+def _upright(im: Any, orient: int) -> Any:
+    from PIL import Image
+
+    op = ORIENTATION_OP.get(orient)
+    return im if op is None else im.transpose(getattr(Image.Transpose, op))
+
+
+UPRIGHT_JPEG_QUALITY = 95
+"""Quality of the upright re-encoded copy of an EXIF-rotated JPEG original."""
+
+
+def _bundle(task: ImageTask, data: bytes, im: Any, orient: int) -> str:
+    """Put the original into ``task.bundle_dir``; returns the file name written.
+
+    Upright stored pixels: a hard link to the original (a copy of the bytes read when the
+    folder is on another file system). Otherwise the upright pixels re-encoded (JPEG quality
+    95 for JPEGs, PNG for the rest), without an orientation tag.
+    """
+    import os
+    from pathlib import Path
+
+    ext = Path(task.path).suffix.lower() or ".jpg"
+    folder = Path(task.bundle_dir or ".")
+    if ORIENTATION_OP.get(orient) is None:
+        name = f"{task.bundle_stem}{ext}"
+        try:
+            os.link(task.path, folder / name)
+        except OSError:
+            (folder / name).write_bytes(data)
+        return name
+    upright = _upright(im, orient)
+    if ext in (".jpg", ".jpeg"):
+        name = f"{task.bundle_stem}.jpg"
+        upright.save(folder / name, format="JPEG", quality=UPRIGHT_JPEG_QUALITY)
+    else:
+        name = f"{task.bundle_stem}.png"
+        upright.save(folder / name, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return name
 
 
 def run_tasks(
@@ -225,7 +297,9 @@ def run_tasks(
     # Do not call torch/OpenMP here: in a child forked after the parent ran torch (autocrop,
     # demo) torch.set_num_threads deadlocks (libgomp is not fork-safe).
     ctx = mp.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         for i, res in enumerate(
             pool.map(run_task, tasks, chunksize=_chunksize(len(tasks), workers))
         ):
@@ -233,6 +307,42 @@ def run_tasks(
             if on_done:
                 on_done(res)
     return results  # type: ignore[return-value]
+
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option: the signal the kernel sends a process when its parent dies (Linux)."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the export process dies, even by ``kill -9``.
+
+    On Linux the kernel delivers SIGKILL to the worker when its parent exits
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread polls ``os.getppid()``. Either
+    way a worker never keeps writing into a temp folder the next export is cleaning.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: poll below
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _chunksize(n: int, workers: int) -> int:
@@ -274,7 +384,9 @@ def iter_run_tasks(
     ctx = mp.get_context(method)  # workers run Pillow only (see run_tasks: no torch here)
     it = iter(pairs)
     pending: deque[tuple[list[K], Future[list[TaskResult | None]]]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
 
         def submit() -> bool:
             group = list(itertools.islice(it, batch))

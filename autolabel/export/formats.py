@@ -2,19 +2,23 @@
 
 Every function takes already-resolved records (:class:`ExportItem`, :class:`ExportImage`)
 and returns plain Python rows/dicts/text; writing files is the caller's job. Boxes are in
-pixels of the EXIF-corrected original unless a format says otherwise.
+pixels of the EXIF-corrected original unless a format says otherwise; full-image formats
+reference the image's bundle file (:attr:`ExportImage.file`), whose stored pixels are upright,
+so loaders that ignore EXIF orientation see the pixels the boxes refer to.
 
 Formats (registered by name in :mod:`autolabel.export.registry`):
     ``swift``: ``{"image": crop, "text": caption}`` rows (the seed article's form).
     ``swift-messages``: ms-swift's standard ``{"messages": [...], "images": [crop]}`` rows.
-    ``swift-grounding``: full image, Qwen-VL literal grounding text
-        ``<ref>phrase</ref><box>(x1,y1),(x2,y2)</box>`` in 0..1000 coordinates.
-    ``swift-objects``: full image, ms-swift's grounding rows with ``<ref-object>``/``<bbox>``
-        placeholders and ``objects`` in real pixels (ms-swift converts per model).
+    ``swift-grounding``: full image, ms-swift's grounding rows with ``<ref-object>``/
+        ``<bbox>`` placeholders and ``objects`` in real pixels; ms-swift converts them to each
+        model's convention (Qwen2-VL 0..1000 special tokens, Qwen2.5-VL absolute pixels).
+    ``qwen-vl-grounding``: full image, Qwen-VL (v1) literal grounding text
+        ``<ref>phrase</ref><box>(x1,y1),(x2,y2)</box>`` in 0..1000 coordinates; ms-swift passes
+        it through verbatim, so it is right for Qwen-VL v1 only.
     ``coco``: COCO detection JSON (``bbox`` = ``[x, y, w, h]``), categories = phrases.
-    ``yolo``: ``labels/<name>.txt`` (``class cx cy w h`` normalised) + ``data.yaml``.
+    ``yolo``: ``labels/<split>/<name>.txt`` (``class cx cy w h`` normalised) + ``data.yaml``.
     ``labelstudio``: Label Studio tasks with predictions (percent coordinates).
-    ``odvg``: Open-GroundingDino's OD JSONL rows + label map.
+    ``odvg``: Open-GroundingDino's OD and VG JSONL rows, label map and label list.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ class ExportImage:
         height: EXIF-corrected height.
         sha256: content hash checked at export time.
         items: the labels of this image.
+        file: what full-image formats write as the image: the bundle copy (upright pixels),
+            relative to the version folder or absolute (``--absolute-paths``).
+        split: ``train`` or ``val``.
     """
 
     image_id: int
@@ -74,6 +81,8 @@ class ExportImage:
     height: int
     sha256: str
     items: tuple[ExportItem, ...]
+    file: str = ""
+    split: str = "train"
 
 
 def _r(v: float, nd: int = 2) -> float:
@@ -121,10 +130,11 @@ def grounding_text(phrase: str, box: Box, width: int, height: int) -> str:
     return f"<ref>{phrase}</ref><box>({q[0]},{q[1]}),({q[2]},{q[3]})</box>"
 
 
-def swift_grounding_rows(
+def qwen_vl_grounding_rows(
     images: Sequence[ExportImage], image_ref: Callable[[ExportImage], str]
 ) -> list[dict[str, Any]]:
-    """One row per (image, phrase): the assistant lists every box of the phrase, Qwen-VL style."""
+    """Qwen-VL (v1) rows, one per (image, phrase): the assistant lists every box of the phrase
+    as literal ``<ref>``/``<box>`` text (0..1000). Not for Qwen2-VL / Qwen2.5-VL."""
     rows = []
     for im in images:
         for phrase, items in _phrase_groups(im):
@@ -146,17 +156,23 @@ def swift_grounding_rows(
     return rows
 
 
-def swift_objects_rows(
+GROUNDING_INSTRUCTION = "<image>Find the <ref-object> in the image."
+"""User turn of ``swift-grounding`` rows (ms-swift fills ``<ref-object>`` from ``objects``)."""
+
+
+def swift_grounding_rows(
     images: Sequence[ExportImage], image_ref: Callable[[ExportImage], str]
 ) -> list[dict[str, Any]]:
-    """ms-swift grounding rows: ``<ref-object>``/``<bbox>`` placeholders, real-pixel boxes."""
+    """ms-swift grounding rows, one per (image, phrase): ``<ref-object>``/``<bbox>``
+    placeholders and ``objects`` with real-pixel boxes, which ms-swift turns into each model's
+    own grounding tokens and coordinates."""
     rows = []
     for im in images:
         for phrase, items in _phrase_groups(im):
             rows.append(
                 {
                     "messages": [
-                        {"role": "user", "content": "<image>Find the <ref-object> in the image."},
+                        {"role": "user", "content": GROUNDING_INSTRUCTION},
                         {"role": "assistant", "content": "<bbox>" * len(items)},
                     ],
                     "images": [image_ref(im)],
@@ -177,14 +193,21 @@ def coco_dict(
     *,
     version: str,
     names: Sequence[str] | None = None,
+    first_category_id: int = 1,
 ) -> dict[str, Any]:
     """COCO detection dataset; image ids are workspace ids, annotation ids proposal ids.
 
-    ``names``: the categories (default :func:`categories` of ``images``; a streaming export
-    passes those of all its images when converting one chunk).
+    Args:
+        images: the images (one split or all).
+        image_ref: ``file_name`` of an image.
+        version: export version (``info.version``).
+        names: category names in id order (default: :func:`categories` of ``images``), so
+            train and val files share ids.
+        first_category_id: id of the first category: 1 (COCO's habit) or 0 (the ODVG
+            label ids, for Open-GroundingDino's validation file).
     """
-    cats = categories(images) if names is None else list(names)
-    cat_id = {c: i + 1 for i, c in enumerate(cats)}
+    cats = list(names) if names is not None else categories(images)
+    cat_id = {c: i + first_category_id for i, c in enumerate(cats)}
     out_images, anns = [], []
     for im in images:
         out_images.append(
@@ -224,12 +247,22 @@ def yolo_label_text(image: ExportImage, class_ids: Mapping[str, int]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def yolo_data_yaml(names: Sequence[str]) -> str:
-    """Ultralytics ``data.yaml``; ``path`` is left out so it defaults to the yaml's folder."""
+def yolo_data_yaml(names: Sequence[str], *, has_val: bool = True) -> str:
+    """Ultralytics ``data.yaml``; ``path`` is left out so it defaults to the yaml's folder.
+
+    ``val`` is the validation split (``images/val``); an export without one (a single image
+    group, or ``val_fraction`` 0) points ``val`` at the training images and says so.
+    """
     import json
 
-    lines = ["# autolabel export (YOLO detection); images/ links to the originals", "train: images"]
-    lines.append("val: images")
+    lines = [
+        "# autolabel export (YOLO detection); images/<split>/ are hard links to ../images/",
+        "train: images/train",
+    ]
+    if has_val:
+        lines.append("val: images/val")
+    else:
+        lines.append("val: images/train  # no validation split in this export")
     lines.append(f"nc: {len(names)}")
     lines.append("names:")
     lines.extend(f"  {i}: {json.dumps(n, ensure_ascii=False)}" for i, n in enumerate(names))
@@ -237,12 +270,12 @@ def yolo_data_yaml(names: Sequence[str]) -> str:
 
 
 # -- Label Studio --------------------------------------------------------------------------
-def labelstudio_url(path: str, root: str = "/") -> str:
-    """Local-files URL for Label Studio (``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=root``)."""
+def labelstudio_url(path: str) -> str:
+    """Local-files URL for Label Studio: ``path`` is relative to
+    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` (the version folder by default)."""
     from urllib.parse import quote
 
-    rel = os.path.relpath(path, root) if root else path
-    return "/data/local-files/?d=" + quote(rel.replace(os.sep, "/"))
+    return "/data/local-files/?d=" + quote(path.replace(os.sep, "/"))
 
 
 def _ls_result(it: ExportItem, width: int, height: int, with_score: bool) -> dict[str, Any]:
@@ -272,16 +305,21 @@ def _ls_result(it: ExportItem, width: int, height: int, with_score: bool) -> dic
 def labelstudio_tasks(
     images: Sequence[ExportImage],
     *,
-    model_versions: Mapping[int, str],
-    root: str = "/",
+    model_versions: Mapping[int, str | None],
+    image_url: Callable[[ExportImage], str],
 ) -> list[dict[str, Any]]:
-    """Label Studio import tasks: one per image, predictions per run, reviewed boxes as an
-    annotation (so reviewed work is not redone).
+    """Label Studio import tasks, one per image.
+
+    Every box is in a prediction (one per run, ``model_version`` = the detector's version).
+    An image whose boxes were all reviewed also gets them as one annotation (a finished
+    task); an image with some auto-accepted boxes gets no annotation, so Label Studio never
+    shows a finished task holding part of the boxes. Reviewers, per-box captions and sources
+    are kept in ``meta`` (and every caption in ``data.captions``).
 
     Args:
         images: exported images.
-        model_versions: run id -> model version string (the prediction's ``model_version``).
-        root: Label Studio's local-files document root.
+        model_versions: run id -> model version string.
+        image_url: the ``data.image`` URL of an image.
     """
     tasks = []
     for im in images:
@@ -293,20 +331,40 @@ def labelstudio_tasks(
             items = by_run[run_id]
             predictions.append(
                 {
-                    "model_version": model_versions.get(run_id, f"run-{run_id}"),
+                    "model_version": model_versions.get(run_id) or f"run-{run_id}",
                     "score": _r(sum(i.label.score for i in items) / len(items), 4),
                     "result": [_ls_result(i, im.width, im.height, True) for i in items],
                 }
             )
+        captions = [it.caption for it in im.items]
+        reviewers = sorted({it.label.reviewer for it in im.items if it.label.reviewer})
         task: dict[str, Any] = {
-            "data": {"image": labelstudio_url(im.path, root), "caption": im.items[0].caption},
-            "meta": {"image_id": im.image_id, "path": im.path, "sha256": im.sha256},
+            "data": {
+                "image": image_url(im),
+                "caption": "; ".join(dict.fromkeys(captions)),
+                "captions": captions,
+            },
+            "meta": {
+                "image_id": im.image_id,
+                "path": im.path,
+                "sha256": im.sha256,
+                "split": im.split,
+                "reviewers": reviewers,
+                "boxes": [
+                    {
+                        "id": f"p{it.label.proposal_id}",
+                        "caption": it.caption,
+                        "source": it.label.source,
+                        "reviewer": it.label.reviewer,
+                    }
+                    for it in im.items
+                ],
+            },
             "predictions": predictions,
         }
-        reviewed = [i for i in im.items if i.label.source == "reviewed"]
-        if reviewed:
+        if all(it.label.source == "reviewed" for it in im.items):
             task["annotations"] = [
-                {"result": [_ls_result(i, im.width, im.height, False) for i in reviewed]}
+                {"result": [_ls_result(i, im.width, im.height, False) for i in im.items]}
             ]
         tasks.append(task)
     return tasks
@@ -331,14 +389,13 @@ def labelstudio_config(names: Sequence[str]) -> str:
 def odvg_rows(
     images: Sequence[ExportImage],
     image_ref: Callable[[ExportImage], str],
-    *,
     names: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Open-GroundingDino OD rows (``detection.instances``) and the label map ``{id: name}``.
 
-    ``names``: the categories (default :func:`categories` of ``images``).
+    Label ids are 0-based indexes into ``names`` (default :func:`categories` of ``images``).
     """
-    names = categories(images) if names is None else list(names)
+    names = list(names) if names is not None else categories(images)
     ids = {n: i for i, n in enumerate(names)}
     rows = []
     for im in images:
@@ -360,3 +417,28 @@ def odvg_rows(
             }
         )
     return rows, {str(i): n for n, i in ids.items()}
+
+
+def odvg_grounding_rows(
+    images: Sequence[ExportImage], image_ref: Callable[[ExportImage], str]
+) -> list[dict[str, Any]]:
+    """Open-GroundingDino VG rows: ``grounding.regions`` (box + phrase) and a caption made of
+    the image's phrases the way its OD loader builds one (``"a . b ."``)."""
+    rows = []
+    for im in images:
+        phrases = sorted({it.label.phrase for it in im.items})
+        rows.append(
+            {
+                "filename": image_ref(im),
+                "height": im.height,
+                "width": im.width,
+                "grounding": {
+                    "caption": " . ".join(phrases) + " .",
+                    "regions": [
+                        {"bbox": [_r(v) for v in it.label.box], "phrase": it.label.phrase}
+                        for it in im.items
+                    ],
+                },
+            }
+        )
+    return rows

@@ -80,6 +80,16 @@ def check_version(version: str | None) -> None:
         )
 
 
+def check_size(size: int, max_size: int) -> None:
+    """Refuse a crop size above ``export.max_size`` (memory grows with size squared)."""
+    if size > max_size:
+        raise InputError(
+            f"size: expected at most export.max_size = {max_size} pixels, got {size} "
+            "(crops this large take ~size^2 x 12 bytes each; raise export.max_size in the "
+            "config to allow it)"
+        )
+
+
 def pick_caption(
     label: Label, seeds: Sequence[tuple[tuple[float, float, float, float], str]]
 ) -> tuple[str, str]:
@@ -101,15 +111,36 @@ def pick_caption(
 
 
 def image_names(labels: Sequence[Label]) -> dict[int, str]:
-    """Unique, file-system-safe stems per image id (``stem-<id>`` when stems collide)."""
+    """Unique, deterministic, file-system-safe stems per image id.
+
+    A stem is the file name's stem with unsafe characters replaced. A stem that is unique
+    (compared case-insensitively, as on case-insensitive file systems) is kept; colliding
+    stems become ``<stem>-<image id>``. Such names are unique among themselves (the id after
+    the last ``-`` differs), and a kept stem that equals one of them (``x-18.png`` next to
+    ``x.png`` and ``sub/x.png`` with id 18) is disambiguated too, until no name repeats.
+    """
     stems: dict[int, str] = {}
     for lb in labels:
         if lb.image_id not in stems:
             stems[lb.image_id] = image_stem(lb.image_path)
-    counts: dict[str, int] = {}
-    for s in stems.values():
-        counts[s] = counts.get(s, 0) + 1
-    return {i: (s if counts[s] == 1 else f"{s}-{i}") for i, s in stems.items()}
+    return unique_names(stems)
+
+
+def unique_names(stems: Mapping[int, str]) -> dict[int, str]:
+    """:func:`image_names` from the stems per image id (a streaming export passes the stems
+    of all its images, read in a first pass)."""
+    names = dict(stems)
+    plain = set(stems)  # ids still using their bare stem
+    while True:
+        counts: dict[str, int] = {}
+        for s in names.values():
+            counts[s.casefold()] = counts.get(s.casefold(), 0) + 1
+        clash = [i for i in sorted(plain) if counts[names[i].casefold()] > 1]
+        if not clash:
+            return names
+        for i in clash:
+            names[i] = f"{stems[i]}-{i}"
+            plain.discard(i)
 
 
 def image_stem(path: str) -> str:
@@ -138,6 +169,7 @@ class _Where:
     final: Path
     max_pixels: int
     max_side: int
+    bundle_dir: Path | None = None
 
 
 def plan_export(
@@ -152,6 +184,7 @@ def plan_export(
     final: Path,
     max_pixels: int,
     max_side: int,
+    bundle_dir: Path | None = None,
     names: Mapping[int, str] | None = None,
 ) -> ExportPlan:
     """Decide names, captions, regions, crop sizes and skips for every label.
@@ -167,6 +200,7 @@ def plan_export(
         final: the version folder once renamed in (for ``absolute_paths``).
         max_pixels: decompression-bomb guard for reading originals.
         max_side: longest-side guard for reading originals.
+        bundle_dir: folder the originals' bundle copies go to (None: no copies).
         names: file-name stem per image id (default: :func:`image_names` of ``labels``;
             a streaming export passes the names resolved over all its labels).
     """
@@ -174,7 +208,7 @@ def plan_export(
     by_image: dict[int, list[Label]] = {}
     for lb in labels:
         by_image.setdefault(lb.image_id, []).append(lb)
-    where = _Where(crops_dir, final, max_pixels, max_side)
+    where = _Where(crops_dir, final, max_pixels, max_side, bundle_dir)
     too_small: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     images: list[ImagePlan] = []
@@ -246,6 +280,8 @@ def _plan_image(
         expected_sha256=first.image_sha256,
         max_pixels=where.max_pixels,
         max_side=where.max_side,
+        bundle_dir=None if where.bundle_dir is None else str(where.bundle_dir),
+        bundle_stem=name,
     )
     return ImagePlan(image_id=image_id, name=name, items=tuple(items), task=task)
 
@@ -277,13 +313,15 @@ def _plan_label(
     )
     if not want_crops:
         return _Planned(item=replace(item, status="no-crop"))
-    if sizing.deciding_side < opts.min_size:
+    # upscaling is bounded too: a box is cut only if size <= max_upscale x its deciding side
+    if sizing.deciding_side < max(opts.min_size, opts.size / opts.max_upscale):
         row = {
             "proposal_id": lb.proposal_id,
             "image": lb.image_path,
             "box": round_box(box),
             "side": round(sizing.deciding_side, 2),
             "min_size": opts.min_size,
+            "max_upscale": opts.max_upscale,
             "resize": opts.resize,
         }
         return _Planned(item=replace(item, status="too-small"), too_small=row)

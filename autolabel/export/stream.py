@@ -14,6 +14,7 @@ import json
 import pickle
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +25,8 @@ CHUNK_IMAGES = 512
 
 _SCHEMA = """
 CREATE TABLE stems (image_id INTEGER PRIMARY KEY, stem TEXT NOT NULL);
-CREATE TABLE images (seq INTEGER PRIMARY KEY, blob BLOB NOT NULL);
+CREATE TABLE images (seq INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, sha256 TEXT NOT NULL,
+                     dhash TEXT, blob BLOB NOT NULL);
 CREATE TABLE files (name TEXT NOT NULL);
 CREATE TABLE skipped (proposal_id INTEGER NOT NULL, seq INTEGER NOT NULL, row TEXT NOT NULL);
 """
@@ -68,23 +70,37 @@ class Spill:
         """Record ``(image_id, stem)`` of the selected images (first one per id wins)."""
         self.conn.executemany("INSERT OR IGNORE INTO stems VALUES (?, ?)", rows)
 
-    def colliding_stems(self) -> frozenset[str]:
-        """Stems shared by more than one selected image."""
-        sql = "SELECT stem FROM stems GROUP BY stem HAVING COUNT(*) > 1"
-        return frozenset(str(r[0]) for r in self.conn.execute(sql))
+    def stems(self) -> dict[int, str]:
+        """``{image id: stem}`` of the selected images (one short string per image)."""
+        return {int(r[0]): str(r[1]) for r in self.conn.execute("SELECT image_id, stem FROM stems")}
 
     def n_stems(self) -> int:
         """Number of selected images."""
         return int(self.conn.execute("SELECT COUNT(*) FROM stems").fetchone()[0])
 
     # -- resolved images ---------------------------------------------------------------------------
-    def add_image(self, image: ExportImage) -> None:
-        """Append one resolved image (kept in the order added)."""
+    def add_image(self, image: ExportImage, dhash: str | None = None) -> None:
+        """Append one resolved image (kept in the order added) with its content hashes."""
         self.n_images += 1
         self.conn.execute(
-            "INSERT INTO images VALUES (?, ?)",
-            (self.n_images, pickle.dumps(image, protocol=pickle.HIGHEST_PROTOCOL)),
+            "INSERT INTO images VALUES (?, ?, ?, ?, ?)",
+            (
+                self.n_images,
+                image.image_id,
+                image.sha256,
+                dhash,
+                pickle.dumps(image, protocol=pickle.HIGHEST_PROTOCOL),
+            ),
         )
+
+    def hashes(self) -> tuple[dict[int, str], dict[int, str | None]]:
+        """``({image id: sha256}, {image id: dhash})`` of the images (for the split)."""
+        sha: dict[int, str] = {}
+        dh: dict[int, str | None] = {}
+        for i, s, d in self.conn.execute("SELECT image_id, sha256, dhash FROM images"):
+            sha[int(i)] = str(s)
+            dh[int(i)] = d
+        return sha, dh
 
     def image_chunks(self, size: int | None = None) -> Iterator[list[ExportImage]]:
         """The images in the order added, ``size`` (default :data:`CHUNK_IMAGES`) at a time."""
@@ -113,13 +129,12 @@ class Spill:
         for r in self.conn.execute("SELECT name FROM files ORDER BY name"):
             yield str(r[0])
 
-    def top_level(self) -> list[str]:
-        """Distinct first path components of the recorded files, sorted."""
-        sql = (
-            "SELECT DISTINCT CASE WHEN instr(name, '/') > 0 "
-            "THEN substr(name, 1, instr(name, '/') - 1) ELSE name END AS top "
-            "FROM files ORDER BY top"
-        )
+    def summary_files(self) -> list[str]:
+        """The recorded files, sorted, with the per-image folders (``crops``, ``images``,
+        ``yolo/images``, ``yolo/labels``) listed once by their folder name."""
+        folders = ("yolo/images/", "yolo/labels/", "crops/", "images/")
+        case = " ".join(f"WHEN substr(name, 1, {len(f)}) = '{f}' THEN '{f[:-1]}'" for f in folders)
+        sql = f"SELECT DISTINCT CASE {case} ELSE name END AS entry FROM files ORDER BY entry"
         return [str(r[0]) for r in self.conn.execute(sql)]
 
     def add_skipped(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -144,9 +159,12 @@ class SpilledImages:
     can work per chunk use :meth:`chunks`.
     """
 
-    def __init__(self, spill: Spill, size: int | None = None) -> None:
+    def __init__(
+        self, spill: Spill, size: int | None = None, splits: Mapping[int, str] | None = None
+    ) -> None:
         self._spill = spill
         self._size = size
+        self._splits = splits
 
     def __len__(self) -> int:
         return self._spill.n_images
@@ -156,8 +174,12 @@ class SpilledImages:
             yield from chunk
 
     def chunks(self) -> Iterator[list[ExportImage]]:
-        """Lists of at most ``size`` images, in order."""
-        return self._spill.image_chunks(self._size)
+        """Lists of at most ``size`` images, in order (each with its split when known)."""
+        if self._splits is None:
+            yield from self._spill.image_chunks(self._size)
+            return
+        for chunk in self._spill.image_chunks(self._size):
+            yield [replace(im, split=self._splits[im.image_id]) for im in chunk]
 
 
 class SpilledItems:

@@ -36,9 +36,13 @@ def input_cap(detector: Any, default: int) -> int:
 
     Shrinking in the loader threads to exactly what the detector's processor would produce
     moves the resize off the model's thread without changing what the model sees (a smaller
-    cap would make the processor upsample). Detectors that do not say fall back to
-    ``default`` (``detect.max_size``).
+    cap would make the processor upsample). A detector that works at (nearly) full
+    resolution says so with ``input_max_side`` (``regions``: its edge snapping needs the
+    pixels). Detectors that do not say fall back to ``default`` (``detect.max_size``).
     """
+    own = getattr(detector, "input_max_side", None)
+    if own:
+        return int(own)
     size = getattr(detector, "image_size", None)
     if size:
         return max(32, round(int(size) * 1333 / 800))

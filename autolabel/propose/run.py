@@ -54,6 +54,30 @@ Batches = Iterator[tuple[list[tuple[int, Proposals]], list[tuple[int, str]], flo
 """Per batch: ``([(image_id, proposals)], [(image_id, reason)], seconds)``."""
 
 
+def champion_note(ws_path: Any, model: str) -> str | None:
+    """One line when ``--model latest`` passed over newer versions that were not promoted.
+
+    Champion/challenger (:mod:`autolabel.train.promote`): ``latest`` is the newest promoted
+    version, so the proposals it made stay current; this says which versions were skipped
+    and why. None when nothing was skipped (or ``model`` is not ``latest``).
+    """
+    from autolabel.detect import versions
+
+    if model != versions.LATEST:
+        return None
+    found = versions.list_versions(ws_path)
+    promoted = [v for v in found if versions.is_promoted(v)]
+    if not promoted or promoted[-1] is found[-1]:
+        return None
+    skipped = [v for v in found if v.number > promoted[-1].number]
+    why = (skipped[-1].metadata.get("promotion") or {}).get("reason", "")
+    names = ", ".join(v.name for v in skipped)
+    return (
+        f"latest = {promoted[-1].name}: {names} not promoted ({why}); "
+        f"its proposals are kept (use --model {skipped[-1].name} to override)"
+    )
+
+
 @dataclass
 class ProposeSummary:
     """What a propose run did."""
@@ -148,7 +172,7 @@ def run_propose(
     settings = settings.replace(max_size=input_cap(detector, settings.detect.max_size))
     p = settings.propose
     parts = run_key_parts(settings, detector, refiner)
-    run = store_runs.create_run(ws, config=settings.record(), **parts)
+    run = store_runs.create_run(ws, config=settings.record(), resume=True, **parts)
     pending = store_runs.count_pending_images(ws, run.key)
     if p.limit is not None:
         pending = min(pending, p.limit)

@@ -8,6 +8,7 @@ the prompt and the detector's extra options, so every default lives in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,7 @@ def resolve_settings(
     prompt: str | Prompt,
     box_threshold: float | None = None,
     text_threshold: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ProposeSettings:
     """Combine the run's config sections with what the seed stage and versions calibrated.
 
@@ -137,7 +139,8 @@ def resolve_settings(
     Thresholds: the ``box_threshold``/``text_threshold`` flags > the fine-tuned version's >
     workspace setting ``seed.thresholds`` (when calibrated for the same detector) >
     ``detect.*``. Model names (``latest``, ``v2``, ``gdino-v2``, registry names) resolve
-    through :func:`autolabel.detect.versions.resolve_model`, as in finetune.
+    through :func:`autolabel.detect.versions.resolve_model`, as in finetune. The ``regions``
+    detector's model is :func:`regions_model` (trained on the seed when there is none yet).
 
     Args:
         ws: an open workspace.
@@ -145,6 +148,7 @@ def resolve_settings(
         prompt: the chosen prompt.
         box_threshold: the ``--box-threshold`` flag (None: not given).
         text_threshold: the ``--text-threshold`` flag (None: not given).
+        log: told one line when a ``regions`` model is trained on the fly.
 
     Raises:
         EmptyPromptError: the prompt has no phrase.
@@ -153,7 +157,10 @@ def resolve_settings(
     from autolabel.detect.versions import resolve_model, version_thresholds
 
     text = str(Prompt.parse(prompt))
-    model_path = resolve_model(cfg.detect.model, workspace=Path(ws.path))
+    if cfg.detect.detector == "regions":
+        model_path = regions_model(ws, cfg.detect.model, log=log)
+    else:
+        model_path = resolve_model(cfg.detect.model, workspace=Path(ws.path))
     seeded = ws.get_setting("seed.thresholds") or {}
     if seeded.get("detector") not in (None, cfg.detect.detector):
         seeded = {}  # calibrated for another detector: its thresholds mean nothing here
@@ -167,6 +174,10 @@ def resolve_settings(
         }
         if "box_threshold" not in seeded and box_threshold is None:
             seeded = {"box_threshold": EXEMPLAR_DEFAULT_THRESHOLD}
+    elif cfg.detect.detector == "regions" and "box_threshold" not in seeded:
+        from autolabel.seed.regions import DEFAULT_BOX_THRESHOLD
+
+        seeded = {"box_threshold": DEFAULT_BOX_THRESHOLD}
     bt = box_threshold if box_threshold is not None else seeded.get("box_threshold")
     tt = text_threshold if text_threshold is not None else seeded.get("text_threshold")
     detect = cfg.detect.model_copy(
@@ -183,6 +194,36 @@ def resolve_settings(
         image=cfg.image,
         detector_options=options,
     )
+
+
+def regions_model(ws: Any, model: str, *, log: Callable[[str], None] | None = None) -> str:
+    """The ``regions`` model folder for ``detect.model``.
+
+    ``regions-v2`` / ``v2`` name a workspace version, a folder written by
+    ``RegionModel.save`` is used as is; anything else (``latest``, or a Grounding DINO hub id
+    left in ``detect.model``) means the workspace's newest ``regions-vN``, trained on the
+    located seed boxes first when there is none (or the seed changed since; see
+    :func:`autolabel.seed.regions.ensure_regions_model`).
+
+    Raises:
+        InputError: a version the workspace does not have, or no version and no seed.
+        ConfigError: a folder that is not a regions model.
+    """
+    from autolabel.detect.versions import LATEST, looks_like_version, resolve_model
+    from autolabel.seed.regions import ensure_regions_model
+
+    name = str(model)
+    if name != LATEST and looks_like_version(name):
+        return resolve_model(name, workspace=Path(ws.path), kind="regions")
+    local = Path(name).expanduser()
+    if name != LATEST and local.exists():
+        if not (local / "model.joblib").is_file():
+            raise ConfigError(
+                f"--detector regions --model {name}: expected a regions model folder "
+                "(model.joblib), 'latest' or a regions-vN version, got another folder"
+            )
+        return str(local)
+    return str(ensure_regions_model(ws, log=log))
 
 
 def exemplar_options(ws: Any, prompt: str) -> dict[str, Any]:

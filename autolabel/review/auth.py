@@ -8,6 +8,10 @@ Rules:
   ``Authorization: Bearer``, ``X-Autolabel-Token``, ``?token=`` or the cookie the page sets.
 - Otherwise the reviewer names themself in the ``X-Reviewer`` header (other sites cannot set
   it without a CORS preflight, which fails).
+- State-changing requests (anything but GET/HEAD/OPTIONS) must come from the page itself: an
+  ``Origin`` other than the server's own, or ``Sec-Fetch-Site`` other than ``same-origin``
+  or ``none``, gets 403 (:func:`origin_problem`); requests without these headers (scripts,
+  curl) pass, since browsers always send ``Origin`` on cross-origin POSTs.
 
 This module imports FastAPI at import time (only the review app imports it).
 """
@@ -41,6 +45,31 @@ def host_name(host_header: str) -> str:
     if host_header.startswith("["):
         return host_header[1 : host_header.find("]")] if "]" in host_header else host_header
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def origin_problem(method: str, scheme: str, headers: dict[str, str]) -> str | None:
+    """Why a request must be refused as cross-origin, or None when it may proceed.
+
+    Args:
+        method: the HTTP method; GET/HEAD/OPTIONS change nothing and always pass.
+        scheme: ``http`` or ``https`` (the server's own).
+        headers: lower-case request header names to values.
+    """
+    if method.upper() in SAFE_METHODS:
+        return None
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return f"origin: expected a request from the review page itself, got {fetch_site}"
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    own = f"{scheme}://{headers.get('host', '')}"
+    if origin.lower() != own.lower():
+        return f"origin: expected {own[:100]}, got {origin[:100]!r}"
+    return None
 
 
 def check_bind(host: str, has_reviewers: bool) -> None:

@@ -12,7 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from autolabel.errors import InputError
+from autolabel.constants import AUTO_ROUTES
+from autolabel.errors import ConflictError, InputError
 from autolabel.store import queue as sq
 from autolabel.store.db import Workspace
 
@@ -21,6 +22,18 @@ MAX_REASON_CHARS = 200
 REJECT_REASONS = ("no_object", "wrong_object")
 # a box may stick out of the image by this many pixels (rounding in the browser)
 BOX_TOLERANCE_PX = 1.0
+MAX_LEASE_SECONDS = 365 * 24 * 3600.0
+FLAG_REASON = "flagged in gallery"
+GALLERY_MAX_ITEMS = 100_000
+GALLERY_ORDERS = ("upscale", "score", "id")
+
+
+def upscale_factor(box: Sequence[float], size: int, resize: str = "fit") -> float:
+    """How much export enlarges a box: ``size`` over the box side the resize mode scales
+    (the longer side for ``fit``/``pad``, the shorter for ``short-side``); > 1 = upscaled."""
+    w, h = float(box[2]) - float(box[0]), float(box[3]) - float(box[1])
+    side = min(w, h) if resize == "short-side" else max(w, h)
+    return float(size) / side if side > 0 else math.inf
 
 
 def validate_box(box: Sequence[float], width: int, height: int) -> tuple[float, ...]:
@@ -71,8 +84,13 @@ class ReviewQueue:
         lease_seconds: float = 120.0,
         conn: sqlite3.Connection | None = None,
     ) -> None:
+        lease = float(lease_seconds)
+        if not (math.isfinite(lease) and 0 < lease <= MAX_LEASE_SECONDS):
+            raise InputError(
+                f"lease_seconds: expected a number in (0, {MAX_LEASE_SECONDS:.0f}], got {lease}"
+            )
         self.ws = ws
-        self.lease_seconds = float(lease_seconds)
+        self.lease_seconds = lease
         self.conn = conn or ws.conn
 
     # -- reading ---------------------------------------------------------------------------
@@ -115,6 +133,145 @@ class ReviewQueue:
                 for b in (own + others)[:9]
             ]
         return out
+
+    def gallery(
+        self,
+        *,
+        phrase: str | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        order: str = "upscale",
+        offset: int = 0,
+        limit: int = 60,
+        export_size: int = 448,
+        export_resize: str = "fit",
+    ) -> dict[str, Any]:
+        """Auto-accepted boxes (no person decided them) for the spot-check gallery.
+
+        Args:
+            phrase: keep only this phrase (exact).
+            min_score: keep boxes with detector score >= this.
+            max_score: keep boxes with detector score <= this.
+            order: ``upscale`` (most enlarged by export first: thumbnails surface), ``score``
+                (least confident first) or ``id``.
+            offset: skip this many matches.
+            limit: at most this many items.
+            export_size: the export's ``size`` (for the upscale factor).
+            export_resize: the export's ``resize`` mode.
+
+        Returns:
+            ``{"items": [...], "total", "phrases", "estimate"}``; each item has
+            ``proposal_id, image_id, box, score, phrase, width, height, upscale``.
+        """
+        from autolabel.store.labels import iter_labels
+
+        if order not in GALLERY_ORDERS:
+            raise InputError(f"order: expected one of {', '.join(GALLERY_ORDERS)}, got {order!r}")
+        phrases: set[str] = set()
+        rows = []
+        for lab in iter_labels(self._view(), include="auto"):
+            phrases.add(lab.phrase)
+            if phrase and lab.phrase != phrase:
+                continue
+            if (min_score is not None and lab.score < min_score) or (
+                max_score is not None and lab.score > max_score
+            ):
+                continue
+            up = upscale_factor(lab.box, export_size, export_resize)
+            rows.append(
+                {
+                    "proposal_id": lab.proposal_id,
+                    "image_id": lab.image_id,
+                    "box": [round(v, 1) for v in lab.box],
+                    "score": round(lab.score, 4),
+                    "phrase": lab.phrase,
+                    "width": lab.width,
+                    "height": lab.height,
+                    "upscale": round(up, 3) if math.isfinite(up) else None,
+                }
+            )
+            if len(rows) >= GALLERY_MAX_ITEMS:
+                break
+        keys = {
+            "upscale": lambda r: (-(r["upscale"] or math.inf), r["proposal_id"]),
+            "score": lambda r: (r["score"], r["proposal_id"]),
+            "id": lambda r: r["proposal_id"],
+        }
+        rows.sort(key=keys[order])
+        return {
+            "items": rows[offset : offset + limit],
+            "total": len(rows),
+            "phrases": sorted(phrases),
+            "estimate": self.estimate(),
+        }
+
+    def estimate(self) -> dict[str, Any]:
+        """The precision estimate of the auto-accepted set (select's), plus a ``text`` line."""
+        from autolabel.select.run import precision_estimate
+        from autolabel.select.stats import format_estimate
+
+        est = precision_estimate(self._view())
+        return {**est, "text": format_estimate(est)}
+
+    def flag(self, reviewer: str, proposal_id: int) -> dict[str, Any]:
+        """Flag an auto-accepted box as wrong: an audit item rejected by ``reviewer``.
+
+        The flag is an ordinary decision (``reject`` on the proposal's ``audit`` queue item,
+        made for it if needed), so it counts as an audit outcome in the estimate, excludes
+        the box from export and is undone like any decision (:meth:`unflag`).
+
+        Returns:
+            ``{"decision_id", "item_id", "estimate"}``.
+
+        Raises:
+            NotFoundError: no such proposal.
+            ConflictError: a person already decided it, or someone holds its item.
+        """
+        sq.check_reviewer_name(reviewer)
+        item_id = sq.item_for_proposal(self.ws, proposal_id, conn=self.conn)
+        made = item_id is None
+        if item_id is None:
+            sq.enqueue(self.ws, [proposal_id], "audit", conn=self.conn)  # NotFoundError
+            item_id = int(sq.item_for_proposal(self.ws, proposal_id, conn=self.conn) or 0)
+        route = sq.get_item(self.ws, item_id, conn=self.conn)["route"]
+        if route not in AUTO_ROUTES:
+            if made:
+                sq.withdraw(self.ws, [proposal_id], conn=self.conn)
+            raise ConflictError(
+                f"proposal {proposal_id}: expected an auto-accepted box, got route {route!r}"
+            )
+        decision_id = sq.decide(
+            self.ws,
+            reviewer,
+            item_id,
+            "reject",
+            reason=FLAG_REASON,
+            lease_seconds=self.lease_seconds,
+            conn=self.conn,
+        )
+        return {"decision_id": decision_id, "item_id": item_id, "estimate": self.estimate()}
+
+    def unflag(self, reviewer: str, decision_id: int) -> dict[str, Any]:
+        """Undo a flag; its audit item goes back to the queue (open).
+
+        Returns:
+            ``{"item_id", "estimate"}``.
+        """
+        sq.check_reviewer_name(reviewer)
+        out = sq.undo(
+            self.ws,
+            reviewer,
+            decision_id=decision_id,
+            lease_seconds=self.lease_seconds,
+            conn=self.conn,
+        )
+        if out["item_id"] is not None:
+            sq.release(self.ws, reviewer, [out["item_id"]], conn=self.conn)
+        return {"item_id": out["item_id"], "estimate": self.estimate()}
+
+    def _view(self) -> Workspace:
+        """The workspace on this queue's connection (for library calls that use ``ws.conn``)."""
+        return self.ws if self.conn is self.ws.conn else Workspace(self.ws.path, self.conn)
 
     def held(self, reviewer: str) -> list[dict[str, Any]]:
         """Items the reviewer holds with a live lease (e.g. after reloading the page)."""

@@ -8,24 +8,28 @@ Routes (JSON unless noted; each needs the identity :mod:`autolabel.review.auth` 
 - ``POST /api/decide`` accept / adjust / reject / caption / skip; ``POST /api/undo``.
 - ``POST /api/renew`` keep my leases; ``POST /api/release`` give items back.
 - ``GET /api/stats`` done / remaining counts; ``GET /api/items/{id}`` one item.
-- ``GET /api/images/{id}`` the image by workspace id (JPEG preview, cached, ETag).
+- ``GET /gallery`` the spot-check page; ``GET /api/gallery`` auto-accepted boxes (filters:
+  phrase, score range; with the precision estimate); ``POST /api/gallery/flag`` /
+  ``unflag`` mark one wrong (an audit outcome) or take that back.
+- ``GET /api/images/{id}?max_side=N`` the image by workspace id: a JPEG preview whose side is
+  ``N`` rounded up to one of a few fixed sizes (cached, bounded; ETag).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from autolabel.review.auth import TOKEN_COOKIE, Identity
+from autolabel.review.previews import PreviewCache
 from autolabel.review.queue import ReviewQueue
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -33,8 +37,17 @@ STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "gallery.html": "text/html; charset=utf-8",
+    "gallery.js": "text/javascript; charset=utf-8",
 }
 IMAGE_CACHE_SECONDS = 24 * 3600
+
+
+MAX_ID = 2**63 - 1
+"""Largest id SQLite stores (INTEGER is 64-bit signed); larger ids are refused with 422."""
+
+Id = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
+Coord = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -42,19 +55,38 @@ class Strict(BaseModel):
 
 
 class DecideBody(Strict):
-    item_id: int
+    item_id: Id
     action: str = Field(max_length=16)
-    box: list[float] | None = Field(None, min_length=4, max_length=4)
+    box: list[Coord] | None = Field(None, min_length=4, max_length=4)
     caption: str | None = Field(None, max_length=4000)
     reason: str | None = Field(None, max_length=400)
 
 
 class UndoBody(Strict):
-    decision_id: int | None = None
+    decision_id: Id | None = None
 
 
 class ItemsBody(Strict):
-    item_ids: list[int] | None = Field(None, max_length=1000)
+    item_ids: list[Id] | None = Field(None, max_length=1000)
+
+
+class FlagBody(Strict):
+    proposal_id: Id
+
+
+class UnflagBody(Strict):
+    decision_id: Id
+
+
+def path_id(text: str) -> int:
+    """An id from a URL path segment: 1-18 ASCII digits, else HTTP 404.
+
+    ``str.isdigit`` alone accepts ``"²"`` and other Unicode digits that ``int`` refuses, and
+    19+ digits can exceed SQLite's 64-bit integers.
+    """
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise HTTPException(404, "not found")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -65,15 +97,19 @@ class RouteSettings:
         lease_seconds: claim length (reported to the page; the queue enforces it).
         preview_max_side: longest side of served images.
         static_root: folder with index.html/app.js/app.css.
-        cache_dir: where image previews are cached.
+        previews: the preview cache (fixed sizes, bounded decodes and disk use).
         workspace_name: shown in the page.
+        export_size: the export's ``size`` (the gallery shows each box's upscale factor).
+        export_resize: the export's ``resize`` mode.
     """
 
     lease_seconds: float
     preview_max_side: int
     static_root: Path
-    cache_dir: Path
+    previews: PreviewCache
     workspace_name: str
+    export_size: int = 448
+    export_resize: str = "fit"
 
 
 def build_router(
@@ -93,6 +129,7 @@ def build_router(
     _page_routes(router, who, settings)
     _queue_routes(router, queue, who, settings)
     _stats_route(router, queue, who)
+    _gallery_routes(router, queue, who, settings)
     _image_route(router, queue, who, settings)
     return router
 
@@ -117,6 +154,10 @@ def _page_routes(router: APIRouter, who: Any, settings: RouteSettings) -> None:
         if ident.mode == "token" and token:
             resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
         return resp
+
+    @router.get("/gallery", include_in_schema=False)
+    def gallery_page(ident: Identity = who) -> Response:
+        return _static(settings.static_root, "gallery.html")
 
     @router.get("/static/{name}", include_in_schema=False)
     def static(name: str, ident: Identity = who) -> Response:
@@ -147,9 +188,7 @@ def _queue_routes(
     @router.get("/api/items/{item_id}")
     def item(item_id: str, ident: Identity = who) -> dict[str, Any]:
         ident.require()
-        if not item_id.isdigit():
-            raise HTTPException(404, "not found")
-        return {"item": queue().item(int(item_id))}
+        return {"item": queue().item(path_id(item_id))}
 
     @router.post("/api/decide")
     def decide(body: DecideBody, ident: Identity = who) -> dict[str, Any]:
@@ -177,6 +216,40 @@ def _queue_routes(
         return {"released": queue().release(ident.require(), body.item_ids or [])}
 
 
+def _gallery_routes(
+    router: APIRouter, queue: Callable[[], ReviewQueue], who: Any, settings: RouteSettings
+) -> None:
+    @router.get("/api/gallery")
+    def gallery(
+        phrase: str | None = Query(None, max_length=200),
+        min_score: float | None = Query(None, ge=-1e9, le=1e9),
+        max_score: float | None = Query(None, ge=-1e9, le=1e9),
+        order: str = Query("upscale", max_length=16),
+        offset: int = Query(0, ge=0, le=10_000_000),
+        limit: int = Query(60, ge=1, le=500),
+        ident: Identity = who,
+    ) -> dict[str, Any]:
+        ident.require()
+        return queue().gallery(
+            phrase=phrase or None,
+            min_score=min_score,
+            max_score=max_score,
+            order=order,
+            offset=offset,
+            limit=limit,
+            export_size=settings.export_size,
+            export_resize=settings.export_resize,
+        )
+
+    @router.post("/api/gallery/flag")
+    def flag(body: FlagBody, ident: Identity = who) -> dict[str, Any]:
+        return queue().flag(ident.require(), body.proposal_id)
+
+    @router.post("/api/gallery/unflag")
+    def unflag(body: UnflagBody, ident: Identity = who) -> dict[str, Any]:
+        return queue().unflag(ident.require(), body.decision_id)
+
+
 def _stats_route(router: APIRouter, queue: Callable[[], ReviewQueue], who: Any) -> None:
     # counting 1M queue rows takes ~0.3 s: reuse the counts for 10x as long as they took
     cache: dict[str, Any] = {"at": 0.0, "ttl": -1.0, "value": None}
@@ -200,38 +273,21 @@ def _stats_route(router: APIRouter, queue: Callable[[], ReviewQueue], who: Any) 
 def _image_route(
     router: APIRouter, queue: Callable[[], ReviewQueue], who: Any, settings: RouteSettings
 ) -> None:
-    preview_side = settings.preview_max_side
+    previews = settings.previews
 
     @router.get("/api/images/{image_id}")
     def image(
         image_id: str,
         request: Request,
-        max_side: int | None = None,
+        max_side: int | None = Query(None, ge=0, le=1_000_000),
         ident: Identity = who,
     ) -> Response:
-        if not image_id.isdigit() or len(image_id) > 18:
-            raise HTTPException(404, "not found")
-        row = queue().image_file(int(image_id))
-        side = max_side if max_side and 16 <= max_side < preview_side else preview_side
+        row = queue().image_file(path_id(image_id))
+        side = previews.side(max_side)
         version = (row["sha256"] or str(row["mtime_ns"] or 0))[:16]
         etag = f'"{row["id"]}-{version}-{side}"'
         headers = {"Cache-Control": f"private, max-age={IMAGE_CACHE_SECONDS}", "ETag": etag}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        path = settings.cache_dir / f"{row['id']}_{version}_{side}.jpg"
-        if not path.exists():
-            write_preview(row["path"], path, side)
+        path = previews.get(row["path"], f"{row['id']}_{version}", side)
         return FileResponse(path, media_type="image/jpeg", headers=headers)
-
-
-def write_preview(src: str, dst: Path, max_side: int) -> None:
-    """Decode ``src`` (EXIF-corrected RGB), shrink to ``max_side``, write JPEG atomically."""
-    from autolabel.imageio import open_image
-
-    im = open_image(src)
-    if max(im.size) > max_side:
-        im.thumbnail((max_side, max_side))
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    im.save(tmp, format="JPEG", quality=88)
-    os.replace(tmp, dst)

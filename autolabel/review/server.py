@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from autolabel.errors import InputError
 
 if TYPE_CHECKING:
-    from autolabel.config import ReviewConfig
+    from autolabel.config import ExportConfig, ReviewConfig
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -113,6 +113,7 @@ def serve(
     review: ReviewConfig | None = None,
     *,
     on_ready: Callable[[str], None] | None = None,
+    export: ExportConfig | None = None,
 ) -> None:
     """Run the review app in the foreground until Ctrl-C.
 
@@ -120,6 +121,7 @@ def serve(
         workspace: the workspace folder.
         review: the ``review`` section (host, port, lease, preview size).
         on_ready: called with the URL once the socket is bound (the CLI prints it).
+        export: the ``export`` section (the gallery's upscale factors).
     """
     import uvicorn
 
@@ -127,7 +129,7 @@ def serve(
     from autolabel.review.app import create_app
 
     cfg = review if review is not None else ReviewConfig()
-    app = create_app(workspace, cfg)
+    app = create_app(workspace, cfg, export=export)
     sock = bind_socket(cfg.host, cfg.port)
     if on_ready is not None:
         on_ready(_url(cfg.host, int(sock.getsockname()[1])) + "/")

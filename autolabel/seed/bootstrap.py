@@ -3,7 +3,9 @@
 Pairing order per crop: an explicit mapping file, else the file-name stem, else a search
 over all originals (cheap thumbnail shortlist, then the full locate on the shortlist). A crop
 that cannot be located confidently is stored as ``not_found`` (box None) — it still serves
-as an exemplar and as caption data; without any originals it is ``no_original``.
+as an exemplar and as caption data; without any originals it is ``no_original``. A crop whose
+box fails the strict full-resolution check is ``not_found`` with ``info["flag"] = "loose"``
+and its best box in ``info["best_box"]``: a seed box is exact or it is not used.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from autolabel.seed.captions import (
     read_captions,
     sidecar_caption,
 )
-from autolabel.seed.locate import DEFAULT_MIN_SCORE, Match, locate
+from autolabel.seed.locate import DEFAULT_MIN_SCORE, DEFAULT_VERIFY_SCORE, Match, locate
 from autolabel.seed.pair import (
     SearchIndex,
     match_stem,
@@ -34,6 +36,7 @@ from autolabel.seed.pair import (
     stem_index,
 )
 from autolabel.store.db import Workspace
+from autolabel.types import Prompt
 
 #: A search stops early once a shortlisted original matches at least this well.
 EARLY_STOP_SCORE = 0.95
@@ -41,12 +44,14 @@ EARLY_STOP_SCORE = 0.95
 
 @dataclass
 class SeedAddReport:
-    """Counts of one ``seed add`` call."""
+    """Counts of one ``seed add`` call (``loose``: found but failing the strict full-resolution
+    check, counted in ``not_found`` too)."""
 
     crops: int = 0
     located: int = 0
     not_found: int = 0
     no_original: int = 0
+    loose: int = 0
     skipped: int = 0
     errors: int = 0
     paired_by: dict[str, int] = field(
@@ -60,6 +65,7 @@ class SeedAddReport:
             "located": self.located,
             "not_found": self.not_found,
             "no_original": self.no_original,
+            "loose": self.loose,
             "skipped": self.skipped,
             "errors": self.errors,
             "paired_by": dict(self.paired_by),
@@ -108,12 +114,13 @@ def _locate_best(
     originals: Sequence[Path],
     load: Callable[[Path], np.ndarray],
     min_score: float,
+    min_verify: float = DEFAULT_VERIFY_SCORE,
 ) -> tuple[Match, int | None, list[dict[str, Any]]]:
     best: tuple[Match, int | None] = (Match(None, -1.0, 0.0, "not_found"), None)
     tried = []
     for i in candidates:
         try:
-            m = locate(crop, load(originals[i]), min_score=min_score)
+            m = locate(crop, load(originals[i]), min_score=min_score, min_verify=min_verify)
         except ImageError:
             continue
         tried.append({"original": str(originals[i]), "score": round(m.score, 4)})
@@ -126,6 +133,21 @@ def _locate_best(
     return best[0], best[1], tried
 
 
+def _tally(ws: Workspace, rows: list[dict[str, Any]], report: SeedAddReport) -> None:
+    """Register located originals as images and count the rows into ``report``."""
+    for row in rows:
+        if row["status"] == "located" and row.get("original_path"):
+            row["image_id"] = ensure_image(ws, Path(row["original_path"]))
+        setattr(report, row["status"], getattr(report, row["status"]) + 1)
+        if "error" in row["info"]:
+            report.errors += 1
+        if row["info"].get("flag") == "loose":
+            report.loose += 1
+        pb = row["info"].get("paired_by")
+        if pb in report.paired_by:
+            report.paired_by[pb] += 1
+
+
 def add_seed_crops(
     ws: Workspace,
     crops_dir: str | Path,
@@ -134,6 +156,7 @@ def add_seed_crops(
     captions: str | Path | None = None,
     mapping: str | Path | None = None,
     min_score: float = DEFAULT_MIN_SCORE,
+    min_verify: float = DEFAULT_VERIFY_SCORE,
     search_top_k: int = 5,
     prompt_map: Mapping[str, str] | None = None,
     redo: bool = False,
@@ -150,6 +173,8 @@ def add_seed_crops(
             files are used.
         mapping: explicit crop -> original file (see :func:`autolabel.seed.pair.read_mapping`).
         min_score: locate score needed for ``located``.
+        min_verify: full-resolution score the side-refined box needs for ``located``; a
+            crop found but below it is ``not_found`` with ``info["flag"] == "loose"``.
         search_top_k: originals shortlisted per crop when pairing by search.
         prompt_map: caption -> phrase overrides (config ``seed.prompt_map``).
         redo: re-locate crops already stored with the same content.
@@ -193,6 +218,8 @@ def add_seed_crops(
             continue
         todo.append((c, sha))
     report.crops = len(crops)
+    if on_progress is not None:  # the total is known before the slow part (search index)
+        on_progress(0, len(todo))
 
     index: SearchIndex | None = None
     need_search = any(mapped.get(c) is None and match_stem(c.stem, stems) is None for c, _ in todo)
@@ -224,7 +251,7 @@ def add_seed_crops(
             paired_by = "stem" if original is not None else None
         if original is not None:
             try:
-                m = locate(crop, load_rgb(original), min_score=min_score)
+                m = locate(crop, load_rgb(original), min_score=min_score, min_verify=min_verify)
             except ImageError as exc:
                 row.update(status="not_found", original_path=str(original))
                 row["info"] = {"paired_by": paired_by, "error": str(exc)}
@@ -234,7 +261,9 @@ def add_seed_crops(
         elif index is not None and len(index):
             paired_by = "search"
             shortlist = index.shortlist(crop, k=search_top_k, load=load_rgb)
-            m, hit, tried = _locate_best(crop, shortlist, originals, load_rgb, min_score)
+            m, hit, tried = _locate_best(
+                crop, shortlist, originals, load_rgb, min_score, min_verify
+            )
             row["original_path"] = None if hit is None else str(originals[hit])
         else:
             return row
@@ -243,6 +272,7 @@ def add_seed_crops(
         row["box"] = m.box
         row["info"] = {
             "paired_by": paired_by,
+            "verify": None if m.verify is None else round(m.verify, 4),
             "scale": round(m.scale, 5),
             "crop_size": [int(crop.shape[1]), int(crop.shape[0])],
             **m.info,
@@ -259,15 +289,7 @@ def add_seed_crops(
             done += 1
             if on_progress is not None:
                 on_progress(done, len(todo))
-    for row in rows:
-        if row["status"] == "located" and row.get("original_path"):
-            row["image_id"] = ensure_image(ws, Path(row["original_path"]))
-        setattr(report, row["status"], getattr(report, row["status"]) + 1)
-        if "error" in row["info"]:
-            report.errors += 1
-        pb = row["info"].get("paired_by")
-        if pb in report.paired_by:
-            report.paired_by[pb] += 1
+    _tally(ws, rows, report)
     upsert_seed_items(ws, rows)
     report.seconds = time.perf_counter() - t0
     return report
@@ -288,7 +310,7 @@ def seed_exemplars(ws: Workspace, prompt: str) -> tuple[list[str], list[str], li
     from autolabel.store.seed import list_seed_items
 
     items = list_seed_items(ws, status="located") or list_seed_items(ws)
-    first = next((p.strip() for p in prompt.split(".") if p.strip()), "object")
+    first = Prompt.parse(prompt).first if prompt and prompt.strip() else "object"
     return (
         [it.crop_path for it in items],
         [it.phrase or first for it in items],

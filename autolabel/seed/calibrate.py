@@ -17,7 +17,7 @@ import numpy as np
 from autolabel.errors import InputError
 from autolabel.geometry import box_iou
 from autolabel.store.db import Workspace
-from autolabel.types import Proposals
+from autolabel.types import Prompt, Proposals
 
 #: Default grids of the sweep.
 BOX_GRID = tuple(round(float(v), 3) for v in np.arange(0.05, 0.951, 0.025))
@@ -25,6 +25,28 @@ TEXT_GRID = tuple(round(float(v), 3) for v in np.arange(0.0, 0.901, 0.05))
 #: Thresholds the detector runs with during calibration (below every grid value).
 SWEEP_BOX_THRESHOLD = 0.05
 SWEEP_TEXT_THRESHOLD = 0.0
+#: Fewer located seed boxes than this: thresholds are not calibrated (too few to trust).
+MIN_SEED_BOXES = 3
+#: Default of ``quality.min_recall``: lowest seed-box recall of thresholds that are adopted.
+MIN_RECALL = 0.3
+
+
+def threshold_problem(
+    result: Mapping[str, Any], *, min_recall: float = MIN_RECALL, min_boxes: int = MIN_SEED_BOXES
+) -> str | None:
+    """Why thresholds chosen by :func:`choose_thresholds` must not be adopted, or None.
+
+    Never adopted: fewer than ``min_boxes`` true boxes, F1 0 (nothing found), or recall
+    below ``min_recall`` (the detector would miss most objects on new images).
+    """
+    n, f1, rec = int(result["n"]), float(result["f1"]), float(result["recall"])
+    if n < min_boxes:
+        return f"only {n} located seed boxes (need >= {min_boxes})"
+    if f1 <= 0:
+        return f"F1 0.00 at the best thresholds: the detector found none of the {n} seed boxes"
+    if rec < min_recall:
+        return f"recall {rec:.2f} on {n} seed boxes is below quality.min_recall {min_recall:g}"
+    return None
 
 
 def match_counts(
@@ -167,10 +189,8 @@ def derive_prompts(
         raise InputError(f"{ws.path}: no seed items yet (run `autolabel seed add` first)")
     phrases = {it.id: phrase_from_caption(it.caption, prompt_map) for it in items}
     if prompt is not None:
-        manual = [" ".join(p.lower().split()) for p in prompt.split(".") if p.strip()]
-        if not manual:
-            raise InputError(f"--prompt: expected phrases separated by '. ', got {prompt!r}")
-        final_prompt = ". ".join(manual)
+        manual = list(Prompt.parse(prompt).phrases)
+        final_prompt = str(Prompt(tuple(manual)))
         phrases = {k: (v if v in manual else manual[0]) for k, v in phrases.items()}
     else:
         final_prompt = build_prompt(phrases.values(), max_phrases=max_phrases)
@@ -179,7 +199,7 @@ def derive_prompts(
                 "no captions to derive a prompt from: add captions (--captions or .txt "
                 "sidecars) or pass --prompt 'white sneaker. handbag'"
             )
-        top = final_prompt.split(". ")
+        top = list(Prompt.parse(final_prompt).phrases)
         phrases = {k: (v if v in top else (v or None)) for k, v in phrases.items()}
     set_phrases(ws, {k: (v or None) for k, v in phrases.items()})
     ws.set_setting("seed.prompt", final_prompt)
@@ -231,10 +251,16 @@ def calibrate(
     prompt: str | None = None,
     iou: float = 0.5,
     target_recall: float | None = None,
+    min_recall: float = MIN_RECALL,
     batch_size: int = 4,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a detector on the seed originals and store the best thresholds.
+    """Run a detector on the seed originals and store the best thresholds, unless they fail.
+
+    Thresholds with F1 0, recall below ``min_recall`` or from fewer than
+    :data:`MIN_SEED_BOXES` seed boxes are never adopted: the result then has
+    ``adopted`` False and a one-line ``warning`` (the reason and what to do), and the
+    workspace keeps its previous thresholds (or, without any, propose uses ``detect.*``).
 
     Args:
         ws: open workspace with located seed items.
@@ -244,12 +270,14 @@ def calibrate(
         prompt: detector prompt, chosen by :func:`autolabel.steps.resolve_prompt`.
         iou: IoU for a true positive.
         target_recall: see :func:`choose_thresholds`.
+        min_recall: lowest seed-box recall of adopted thresholds (``quality.min_recall``).
         batch_size: images per ``detect`` call.
         on_progress: ``(done, total)`` callback.
 
     Returns:
         The :func:`choose_thresholds` dict plus ``detector``, ``model``, ``model_version``,
-        ``prompt``; stored as workspace setting ``seed.thresholds``.
+        ``prompt``, ``adopted`` and ``warning`` (None when adopted); stored as workspace
+        setting ``seed.thresholds`` only when adopted.
 
     Raises:
         InputError: no located seed boxes, or no prompt.
@@ -305,5 +333,23 @@ def calibrate(
         model_version=str(getattr(det, "model_version", "")),
         prompt=prompt,
     )
-    ws.set_setting("seed.thresholds", result)
+    problem = threshold_problem(result, min_recall=min_recall)
+    result["adopted"] = problem is None
+    result["warning"] = None
+    if problem is None:
+        ws.set_setting("seed.thresholds", result)
+        return result
+    previous = ws.get_setting("seed.thresholds") or {}
+    kept = (
+        f"keeping the earlier box_threshold {previous['box_threshold']}"
+        if previous.get("box_threshold") is not None
+        and previous.get("detector") in (None, detector)
+        else "propose keeps the configured detect.box_threshold / text_threshold"
+    )
+    result["warning"] = (
+        f"seed calibrate: box_threshold {result['box_threshold']} not adopted ({problem}); "
+        f"{kept}. Check that the prompt {prompt!r} names what the crops show "
+        "(autolabel seed prompts --prompt ...), try another detector or model, or add more "
+        "seed crops with their originals"
+    )
     return result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -174,33 +175,40 @@ class SearchIndex:
             if on_progress is not None:
                 on_progress(i + 1)
         self._groups: list[tuple[np.ndarray, np.ndarray, int, int]] | None = None
+        self._groups_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.originals)
 
     def _small_groups(self) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
         """Stage-1 thumbnails grouped by shape and tiled into mosaics of ``cols`` columns:
-        ``[(indices, (rows*h, cols*w) float32 mosaic, h, w)]``."""
-        if self._groups is None:
-            from autolabel.seed.locate import _resize, to_gray
+        ``[(indices, (rows*h, cols*w) float32 mosaic, h, w)]``.
 
-            by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
-            for i, rgb in enumerate(self._rgb):
-                if rgb is None:
-                    continue
-                h, w = rgb.shape[:2]
-                g = to_gray(_resize(rgb, w / 2, h / 2))
-                by_shape.setdefault(g.shape, []).append((i, g))
-            self._groups = []
-            for (h, w), items in by_shape.items():
-                n = len(items)
-                cols = max(1, min(n, round(np.sqrt(n * h / w))))
-                rows = -(-n // cols)
-                mosaic = np.zeros((rows * h, cols * w), np.float32)
-                for k, (_, g) in enumerate(items):
-                    r, c = divmod(k, cols)
-                    mosaic[r * h : (r + 1) * h, c * w : (c + 1) * w] = g
-                self._groups.append((np.array([i for i, _ in items]), mosaic, h, w))
+        Built once, under a lock, and published only when complete: seed add searches from
+        several threads, and a half-built list made a crop ``not_found`` (score -1).
+        """
+        with self._groups_lock:
+            if self._groups is None:
+                from autolabel.seed.locate import _resize, to_gray
+
+                by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+                for i, rgb in enumerate(self._rgb):
+                    if rgb is None:
+                        continue
+                    h, w = rgb.shape[:2]
+                    g = to_gray(_resize(rgb, w / 2, h / 2))
+                    by_shape.setdefault(g.shape, []).append((i, g))
+                groups = []
+                for (h, w), items in by_shape.items():
+                    n = len(items)
+                    cols = max(1, min(n, round(np.sqrt(n * h / w))))
+                    rows = -(-n // cols)
+                    mosaic = np.zeros((rows * h, cols * w), np.float32)
+                    for k, (_, g) in enumerate(items):
+                        r, c = divmod(k, cols)
+                        mosaic[r * h : (r + 1) * h, c * w : (c + 1) * w] = g
+                    groups.append((np.array([i for i, _ in items]), mosaic, h, w))
+                self._groups = groups
         return self._groups
 
     def _stage1(

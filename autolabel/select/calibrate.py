@@ -1,8 +1,10 @@
 """Calibration: map signals to P(correct) with scikit-learn.
 
-"Correct" means IoU >= 0.5 with the accepted / true box. Labelled examples come from seed
-boxes (proposals on seed originals) and review decisions. With too few examples (or only
-one class) the calibrator falls back to the raw detector score and says why.
+"Correct" means IoU >= the match IoU (``quality.match_iou``, 0.9) with the accepted / true
+box. Labelled examples come from seed boxes (proposals on seed originals) and review
+decisions, of ONE detector version (select fits one calibrator per version). With too few
+examples (or only one class) the calibrator falls back to the raw detector score and says
+why; select then auto-accepts nothing of that version.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ FEATURES: tuple[str, ...] = (
     "exemplar_sim",
     "size_outlier",
     "aspect_outlier",
+    "layout_outlier",
+    "upscale",
 )
 """Signals the calibrator may use, in column order (directions in ``signals.SIGNALS``)."""
 
@@ -45,8 +49,8 @@ MIN_PER_CLASS = 3
 def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.ndarray:
     """Stack the known features into ``(n, len(FEATURES))`` float64 (NaN = missing).
 
-    ``n_competing`` and ``query_rank`` enter as ``log1p``; ``score`` comes from ``score``,
-    not ``signals``.
+    ``n_competing``, ``query_rank`` and ``upscale`` enter as ``log1p``; ``score`` comes from
+    ``score``, not ``signals``.
     """
     score = np.asarray(score, np.float64).reshape(-1)
     n = score.shape[0]
@@ -58,7 +62,7 @@ def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.n
             col = np.asarray(signals[name], np.float64).reshape(-1)
             if col.shape[0] != n:
                 raise ShapeError(f"signal {name!r}: expected {n} values, got {col.shape[0]}")
-            if name in ("n_competing", "query_rank"):
+            if name in ("n_competing", "query_rank", "upscale"):
                 col = np.log1p(np.clip(col, 0, None))
         else:
             col = np.full(n, np.nan)
@@ -148,7 +152,7 @@ def fit_calibrator(
 
     Args:
         X: ``(n, len(FEATURES))`` features from :func:`feature_matrix` (NaN = missing).
-        y: ``(n,)`` 1 = correct (IoU >= 0.5 with the true box), 0 = wrong.
+        y: ``(n,)`` 1 = correct (IoU >= the match IoU with the true box), 0 = wrong.
         method: ``logistic`` (standardised logistic regression over every feature present
             in the training data, median-imputed, plus missing-indicators) or ``isotonic``
             (monotone map of the raw score).
@@ -173,7 +177,7 @@ def fit_calibrator(
     if n < min_examples:
         return Calibrator(
             "raw-score",
-            reason=f"only {n} labelled examples (need >= {min_examples}); using the raw score",
+            reason=f"only {n} labelled examples (need >= {min_examples})",
             n_examples=n,
             n_correct=pos,
         )
@@ -182,7 +186,7 @@ def fit_calibrator(
             "raw-score",
             reason=(
                 f"labelled examples are almost all one class ({pos} correct, {n - pos} wrong; "
-                f"need >= {MIN_PER_CLASS} of each); using the raw score"
+                f"need >= {MIN_PER_CLASS} of each)"
             ),
             n_examples=n,
             n_correct=pos,

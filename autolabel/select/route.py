@@ -6,7 +6,9 @@ Pure functions over arrays of calibrated P(correct); the store layer applies the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +23,12 @@ MISSING_VALUE = 0.5
 
 
 def parse_budget(budget: str | int | float | None, n: int) -> int | None:
-    """Turn ``--budget`` into a count of review items.
+    """Turn ``--budget`` into a count of review items (an item is an image).
 
     Args:
         budget: None / "" (no cap), a count (``500`` or ``"500"``) or a share of the ``n``
-            routable proposals (``"10%"``).
-        n: number of routable proposals.
+            images with routable proposals (``"10%"``).
+        n: number of images with routable proposals.
 
     Returns:
         The cap, or None for no cap.
@@ -95,6 +97,9 @@ class RoutePlan:
         priority: ``(n,)`` queue priority (higher = reviewed first), 0 when not queued.
         expected_precision: mean P(correct) of the auto-accepted set (None when empty).
         auto_cutoff: lowest P(correct) in the auto-accepted set (None when empty).
+        groups: per group code (detector version): ``{"auto", "expected_precision",
+            "auto_cutoff", "new_auto", "audit_fresh", "audit_topup", "audit_kept",
+            "audit_done"}``.
     """
 
     route: np.ndarray
@@ -102,12 +107,114 @@ class RoutePlan:
     priority: np.ndarray
     expected_precision: float | None
     auto_cutoff: float | None = None
+    groups: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out = {r: int((self.route == r).sum()) for r in C.ROUTES}
         for reason in ("uncertain", "missing", "audit"):
             out[f"queue_{reason}"] = int((self.reason == reason).sum())
         return out
+
+
+def _auto_by_group(
+    p: np.ndarray, group: np.ndarray, can_auto: np.ndarray, target: float, floor: float
+) -> np.ndarray:
+    """Auto-accept mask: :func:`auto_accept_mask` within each group, only where allowed."""
+    auto = np.zeros(p.shape[0], bool)
+    for g in np.unique(group):
+        rows = np.flatnonzero((group == g) & can_auto)
+        if rows.size:
+            auto[rows] = auto_accept_mask(p[rows], target, floor=floor)
+    return auto
+
+
+def _missing_items(
+    p: np.ndarray, img: np.ndarray, kept: np.ndarray, rejected: np.ndarray, reject_below: float
+) -> np.ndarray:
+    """One "possible missing object" row per image where nothing is kept (its best rejected
+    box, when that has P(correct) >= ``reject_below / 2``)."""
+    n = p.shape[0]
+    img_kept = np.bincount(img, weights=kept.astype(float), minlength=img.max() + 1) > 0
+    cand = rejected & ~img_kept[img] & (p >= reject_below / 2.0)
+    missing = np.zeros(n, bool)
+    if cand.any():
+        ci = np.flatnonzero(cand)
+        order = ci[np.lexsort((-p[ci], img[ci]))]
+        first = np.r_[True, img[order][1:] != img[order][:-1]]
+        missing[order[first]] = True
+    return missing
+
+
+def _audit_sample(
+    auto: np.ndarray,
+    p: np.ndarray,
+    group: np.ndarray,
+    *,
+    audit_rate: float,
+    min_audit: int,
+    keep: np.ndarray,
+    was_auto: np.ndarray,
+    done_p: Mapping[int, np.ndarray],
+    rng: np.random.Generator,
+    groups: dict[int, dict[str, Any]],
+) -> np.ndarray:
+    """Audit rows per group: the open audit items kept, a fresh ``audit_rate`` sample of the
+    newly auto-accepted rows, then a top-up so the group's current auto-accepted set has at
+    least ``min_audit`` audit items (decided ones still in the set count)."""
+    audit = keep & auto
+    for g, info in groups.items():
+        a = auto & (group == g)
+        if not a.any():
+            continue
+        cutoff = info["auto_cutoff"]
+        done = int((np.asarray(done_p.get(g, []), np.float64) >= cutoff - 1e-9).sum())
+        new_rows = np.flatnonzero(a & ~was_auto & ~audit)
+        fresh = min(new_rows.size, math.ceil(audit_rate * new_rows.size)) if audit_rate else 0
+        if fresh:
+            audit[rng.choice(new_rows, size=fresh, replace=False)] = True
+        have = int((audit & a).sum()) + done
+        need = max(0, min(min_audit, int(a.sum()) + done) - have)
+        pool = np.flatnonzero(a & ~audit)
+        topup = min(need, pool.size)
+        if topup:
+            audit[rng.choice(pool, size=topup, replace=False)] = True
+        info.update(
+            new_auto=int(new_rows.size),
+            audit_fresh=fresh,
+            audit_topup=topup,
+            audit_kept=int((keep & a).sum()),
+            audit_done=done,
+        )
+    return audit
+
+
+def _image_items(
+    p: np.ndarray,
+    img: np.ndarray,
+    uncertain: np.ndarray,
+    missing: np.ndarray,
+    blocked_img: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One review item per image: ``(rows (k,), value (k,))``.
+
+    The item's row is the image's uncertain box most likely correct (shown first; the page
+    shows every current box of the image as a candidate), else its missing row; its value
+    is the largest :func:`review_value` of the image's uncertain boxes (or
+    :data:`MISSING_VALUE`). Images in ``blocked_img`` (an audit item or a claimed item
+    already shows them) get none.
+    """
+    cand = (uncertain | missing) & ~blocked_img[img]
+    ci = np.flatnonzero(cand)
+    if ci.size == 0:
+        return ci, np.zeros(0)
+    value = np.where(missing[ci], MISSING_VALUE, review_value(p[ci]))
+    # per image: uncertain before missing, then highest p first
+    order = np.lexsort((-p[ci], missing[ci], img[ci]))
+    ci_o, v_o = ci[order], value[order]
+    start = np.r_[True, img[ci_o][1:] != img[ci_o][:-1]]
+    starts = np.flatnonzero(start)
+    best_value = np.maximum.reduceat(v_o, starts)
+    return ci_o[starts], best_value
 
 
 def plan_routes(
@@ -122,31 +229,50 @@ def plan_routes(
     cluster: np.ndarray | None = None,
     decay: float = 1.0,
     keep_audit: np.ndarray | None = None,
-    audit_done: int = 0,
     image_has_label: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+    can_auto: np.ndarray | None = None,
+    was_auto: np.ndarray | None = None,
+    audit_done_p: Mapping[int, np.ndarray] | None = None,
+    min_audit: int = 0,
+    image_busy: np.ndarray | None = None,
 ) -> RoutePlan:
     """Decide the route of every routable (undecided, unclaimed) proposal.
 
-    1. Auto-accept the largest set with mean P(correct) >= ``target_precision``.
+    1. Auto-accept, within each ``group`` (detector version) whose rows ``can_auto`` (a
+       calibrator fitted on labelled boxes of that version), the largest set with mean
+       P(correct) >= ``target_precision``.
     2. Reject the rest with P(correct) < ``reject_below``.
     3. Everything in between is ``uncertain``; an image where nothing is kept (no auto, no
        uncertain, no human-accepted box) but whose best rejected box has P(correct) >=
        ``reject_below / 2`` gets that box queued as ``missing`` (a possible missed object).
-    4. Queue value is :func:`review_value` (``MISSING_VALUE`` for missing items), discounted
-       within image clusters by ``decay`` (:func:`diverse_priority`); the top ``budget``
-       are queued (route ``review``), the others stay ``pending`` for a later round.
-    5. A uniform random ``audit_rate`` share of the auto-accepted set (counting audit items
-       already reviewed, ``audit_done``, and those kept, ``keep_audit``) gets route
-       ``audit`` and queue reason ``audit``, at random priorities among the review items so
+    4. Audit (per group, see :func:`_audit_sample`): the open audit items kept, a fresh
+       uniform ``audit_rate`` sample of the rows auto-accepted now that were not before
+       (``was_auto``), and a top-up to ``min_audit`` audit items in the group's auto set
+       (``audit_done_p``: P(correct) of its decided audit items, counted while >= cutoff).
+       Route ``audit``, reason ``audit``, random priorities among the review items so
        reviewers cannot tell them apart.
+    5. Review items are images, not boxes (see :func:`_image_items`): at most one per
+       image, none for images with an audit item or a claimed or decided item
+       (``image_busy``). Their
+       value is discounted within image clusters by ``decay`` (:func:`diverse_priority`);
+       the top ``budget`` images are queued (route ``review``); every other uncertain box
+       stays ``pending`` for a later round.
 
     Args:
         p: ``(n,)`` calibrated P(correct).
         image_id: ``(n,)`` image of each proposal.
+        budget: most review items (images) to queue; None = no cap.
         cluster: ``(n,)`` cluster label of each proposal's image (None = no diversity).
         decay: diversity discount in (0, 1].
         keep_audit: ``(n,)`` bool, open audit items from earlier rounds (kept if still auto).
         image_has_label: ``(n,)`` bool, the image already has a human-accepted box.
+        group: ``(n,)`` int detector-version code (None = one group).
+        can_auto: ``(n,)`` bool, the row's group has a fitted calibrator (None = all).
+        was_auto: ``(n,)`` bool, the row was auto-accepted before this run (None = none).
+        audit_done_p: ``{group: (k,) P(correct)}`` of decided audit items per group.
+        min_audit: audit items each group's auto-accepted set should have.
+        image_busy: ``(n,)`` bool, the image has a claimed review item, or a decided one.
 
     Returns:
         A :class:`RoutePlan`.
@@ -160,44 +286,64 @@ def plan_routes(
         raise InputError(f"audit rate: expected a value in [0, 1], got {audit_rate}")
     if not 0 <= reject_below <= 1:
         raise InputError(f"reject-below: expected a value in [0, 1], got {reject_below}")
+
+    def flag(a: np.ndarray | None, default: bool) -> np.ndarray:
+        if a is None:
+            return np.full(n, default)
+        a = np.asarray(a, bool).reshape(-1)
+        if a.shape[0] != n:
+            raise ShapeError(f"expected {n} flags (one per proposal), got {a.shape[0]}")
+        return a
+
     route = np.full(n, C.ROUTE_PENDING, dtype=object)
     reason = np.full(n, "", dtype=object)
     priority = np.zeros(n)
     if n == 0:
         return RoutePlan(route, reason, priority, None, None)
-
-    auto = auto_accept_mask(p, target_precision, floor=max(AUTO_FLOOR, reject_below))
+    grp = np.zeros(n, np.int64) if group is None else np.asarray(group, np.int64).reshape(-1)
+    auto = _auto_by_group(
+        p, grp, flag(can_auto, True), target_precision, max(AUTO_FLOOR, reject_below)
+    )
     rejected = ~auto & (p < reject_below)
     uncertain = ~auto & ~rejected
-
-    # possible missing objects: images where nothing would be kept
-    kept = auto | uncertain
-    if image_has_label is not None:
-        kept = kept | np.asarray(image_has_label, bool)
     _, img = np.unique(image_id, return_inverse=True)
     img = img.reshape(-1)
-    img_kept = np.bincount(img, weights=kept.astype(float), minlength=img.max() + 1) > 0
-    cand = rejected & ~img_kept[img] & (p >= reject_below / 2.0)
-    missing = np.zeros(n, bool)
-    if cand.any():
-        ci = np.flatnonzero(cand)
-        order = ci[np.lexsort((-p[ci], img[ci]))]
-        first = np.r_[True, img[order][1:] != img[order][:-1]]
-        missing[order[first]] = True
+    missing = _missing_items(
+        p, img, auto | uncertain | flag(image_has_label, False), rejected, reject_below
+    )
 
-    queued = uncertain | missing
-    value = np.where(missing, MISSING_VALUE, review_value(p))
+    groups: dict[int, dict[str, Any]] = {}
+    for g in np.unique(grp[auto]).tolist():
+        a = auto & (grp == g)
+        groups[int(g)] = {
+            "auto": int(a.sum()),
+            "expected_precision": float(p[a].mean()),
+            "auto_cutoff": float(p[a].min()),
+        }
+    audit = _audit_sample(
+        auto,
+        p,
+        grp,
+        audit_rate=audit_rate,
+        min_audit=min_audit,
+        keep=flag(keep_audit, False),
+        was_auto=flag(was_auto, False),
+        done_p=audit_done_p or {},
+        rng=rng,
+        groups=groups,
+    )
+    blocked = np.zeros(img.max() + 1, bool)
+    blocked[img[audit]] = True
+    blocked[img[flag(image_busy, False)]] = True
+    rows, value = _image_items(p, img, uncertain, missing, blocked)
     if cluster is not None:
         cl = np.asarray(cluster).reshape(-1)
         if cl.shape[0] != n:
             raise ShapeError(f"cluster: expected {n} values, got {cl.shape[0]}")
-        prio = np.zeros(n)
-        qi = np.flatnonzero(queued)
-        prio[qi] = diverse_priority(value[qi], cl[qi], decay=decay)
+        prio = diverse_priority(value, cl[rows], decay=decay)
     else:
-        prio = np.where(queued, value, 0.0)
-    qi = np.flatnonzero(queued)
-    qi = qi[np.argsort(-prio[qi], kind="stable")]
+        prio = value
+    qi = rows[np.argsort(-prio, kind="stable")]
     if budget is not None:
         qi = qi[: max(int(budget), 0)]
 
@@ -209,21 +355,13 @@ def plan_routes(
     # rank-based priorities in (0, 1]: the order above, robust to the value scale
     if qi.size:
         priority[qi] = 1.0 - np.arange(qi.size) / (qi.size + 1.0)
-
-    # audit sample of the auto-accepted set
-    auto_idx = np.flatnonzero(auto)
-    if auto_idx.size and audit_rate > 0:
-        keep = np.zeros(n, bool) if keep_audit is None else np.asarray(keep_audit, bool) & auto
-        target = math.ceil(audit_rate * (auto_idx.size + audit_done))
-        need = max(0, target - audit_done - int(keep.sum()))
-        pool = np.flatnonzero(auto & ~keep)
-        new = rng.choice(pool, size=min(need, pool.size), replace=False) if need else []
-        audit = keep.copy()
-        audit[np.asarray(new, dtype=np.int64)] = True
-        ai = np.flatnonzero(audit)
-        route[ai] = C.ROUTE_AUDIT
-        reason[ai] = C.QUEUE_REASON_AUDIT
-        priority[ai] = rng.uniform(0.0, 1.0, size=ai.size)
+    ai = np.flatnonzero(audit)
+    route[ai] = C.ROUTE_AUDIT
+    reason[ai] = C.QUEUE_REASON_AUDIT
+    # the audit order comes from its own stream, one value per row: a re-run of select
+    # that keeps the sample keeps its priorities (kill -9 + re-run is byte-identical)
+    order = rng.spawn(1)[0].uniform(0.0, 1.0, size=n)
+    priority[ai] = order[ai]
     expected = float(p[auto].mean()) if auto.any() else None
     cutoff = float(p[auto].min()) if auto.any() else None
-    return RoutePlan(route, reason, priority, expected, cutoff)
+    return RoutePlan(route, reason, priority, expected, cutoff, groups)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autolabel import constants as C
 from autolabel.geometry import box_iou
-from autolabel.select.calibrate import Calibrator, feature_matrix, fit_calibrator
+from autolabel.select.calibrate import feature_matrix, fit_calibrator
+from autolabel.select.dedupe import learned_max_per_image, one_crop_per_object
+from autolabel.select.layout import fit_layout, layout_signals, suspicious_upscale
 from autolabel.select.route import auto_accept_mask, parse_budget, plan_routes, review_value
 from autolabel.select.signals import (
     EMBED_DIM,
@@ -29,7 +32,7 @@ from autolabel.select.signals import (
 from autolabel.select.stats import compact_estimate, estimate_from_outcomes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autolabel.config import SelectConfig
+    from autolabel.config import QualityConfig, SelectConfig
     from autolabel.store import Workspace
     from autolabel.store.select import CurrentProposals, Decisions
 
@@ -50,9 +53,13 @@ def _preload_sklearn() -> None:
 
 
 def computed_signals(
-    cur: CurrentProposals, seed: dict[str, np.ndarray] | None = None
+    cur: CurrentProposals,
+    seed: dict[str, np.ndarray] | None = None,
+    *,
+    export_size: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Detector signals plus the ones computed across boxes: margin, n_competing, outliers.
+    """Detector signals plus the ones computed across boxes: margin, n_competing, outliers,
+    layout (``layout_outlier``, ``upscale``: :mod:`autolabel.select.layout`).
 
     A detector's own ``n_competing`` wins where present; ``margin`` is computed per
     (image, phrase) group; size / aspect outliers need >= 3 located seed boxes.
@@ -70,6 +77,12 @@ def computed_signals(
         size_z, aspect_z = size_aspect_outliers(cur.xyxy, wh, seed["xyxy"], seed["wh"])
         sig["size_outlier"] = size_z
         sig["aspect_outlier"] = aspect_z
+    if n:
+        wh = np.stack([cur.width, cur.height], axis=1).astype(np.float64)
+        prior = (
+            None if seed is None else fit_layout(seed["xyxy"], seed["wh"], export_size=export_size)
+        )
+        sig.update(layout_signals(cur.xyxy, wh, prior, export_size=export_size))
     return sig
 
 
@@ -77,13 +90,15 @@ def labelled_examples(
     cur: CurrentProposals,
     decisions: Decisions,
     seed: dict[str, np.ndarray],
+    *,
+    match_iou: float = C.MATCH_IOU,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Rows of ``cur`` with a known outcome and that outcome (1 = correct).
 
-    - Review decisions: accept = correct; adjust to a box with IoU >= 0.5 = correct;
-      adjust with IoU < 0.5 or reject = wrong.
+    - Review decisions: accept = correct; adjust to a box with IoU >= ``match_iou`` with
+      the proposal = correct; a larger adjustment or a reject = wrong.
     - Seed originals: every undecided current proposal on an image with located seed boxes
-      is correct iff its IoU with one of them is >= 0.5.
+      is correct iff its IoU with one of them is >= ``match_iou``.
 
     Returns:
         ``(idx (m,), y (m,), {"decisions": ..., "seed": ...})``.
@@ -98,7 +113,7 @@ def labelled_examples(
     d_idx = pos[in_cur]
     d_y = np.array(
         [
-            decision_correct(a, tuple(pb), tuple(b))
+            decision_correct(a, tuple(pb), tuple(b), match_iou=match_iou)
             for a, pb, b in zip(
                 decisions.action[in_cur],
                 decisions.proposal_box[in_cur],
@@ -121,7 +136,7 @@ def labelled_examples(
                 rows = on_seed[cur.image_id[on_seed] == img]
                 boxes = seed["xyxy"][seed["image_id"] == img]
                 iou = box_iou(cur.xyxy[rows], boxes).max(axis=1)
-                ys[np.searchsorted(on_seed, rows)] = (iou >= 0.5).astype(np.int64)
+                ys[np.searchsorted(on_seed, rows)] = (iou >= match_iou).astype(np.int64)
             idx_parts.append(on_seed)
             y_parts.append(ys)
             n_seed = int(on_seed.size)
@@ -230,19 +245,187 @@ def _clusters(
     return labels
 
 
-def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[str, Any]:
-    """Calibrate, route and (re)fill the review queue; returns a summary dict.
+@dataclass
+class VersionCalibration:
+    """P(correct) of every current proposal, from one calibrator per detector version.
+
+    Attributes:
+        p: ``(n,)`` P(correct) (the raw score where the version has no fitted calibrator).
+        can_auto: ``(n,)`` bool, the row's version has a fitted calibrator.
+        code: ``(n,)`` int version code of each row (index into ``keys``).
+        keys: version keys (run keys), by code.
+        info: per version key: ``{"label", "calibration", "sources", "n_current",
+            "can_auto"}`` (``calibration`` is :meth:`Calibrator.describe`).
+        current: the key of the newest version among the current proposals (None if none).
+    """
+
+    p: np.ndarray
+    can_auto: np.ndarray
+    code: np.ndarray
+    keys: list[str]
+    info: dict[str, dict[str, Any]]
+    current: str | None
+
+
+def calibrate_versions(
+    ws: Workspace,
+    cur: CurrentProposals,
+    X: np.ndarray,
+    labelled: tuple[np.ndarray, np.ndarray, dict[str, int]],
+    *,
+    method: str,
+    min_labelled: int,
+    exclude: np.ndarray,
+) -> VersionCalibration:
+    """Fit one calibrator per detector version on that version's labelled boxes only.
+
+    A calibrator fitted on one detector's proposals says nothing about another's (a
+    fine-tuned model's junk boxes got P(correct) 0.9998 from the exemplar detector's
+    calibrator), so rows of a version without enough labelled boxes of its own keep the raw
+    score and ``can_auto`` False.
+
+    Args:
+        cur: current proposals (``n`` rows).
+        X: ``(n, len(FEATURES))`` features.
+        labelled: :func:`labelled_examples` output (decision rows first, then seed rows).
+        min_labelled: labelled boxes a version needs (``quality.min_labelled``).
+        exclude: ``(n,)`` bool rows that do not define the current version (seed originals).
+    """
+    from autolabel.store.select import run_versions
+
+    idx, y, sources = labelled
+    runs = run_versions(ws)
+    run_ids, run_inv = np.unique(cur.run_id, return_inverse=True)
+    key_of_run = [runs.get(int(r), ("?", "?"))[0] for r in run_ids]
+    keys = sorted(set(key_of_run))
+    run_code = np.array([keys.index(k) for k in key_of_run], np.int64)
+    code = run_code[np.asarray(run_inv, np.int64).reshape(-1)] if len(cur) else np.zeros(0, int)
+    label_of = {k: lab for k, lab in runs.values()}
+    from_seed = np.arange(idx.size) >= sources["decisions"]
+    p = np.zeros(len(cur))
+    can_auto = np.zeros(len(cur), bool)
+    info: dict[str, dict[str, Any]] = {}
+    for c, key in enumerate(keys):
+        rows = np.flatnonzero(code == c)
+        lab = code[idx] == c
+        cal = fit_calibrator(X[idx[lab]], y[lab], method=method, min_examples=min_labelled)
+        p[rows] = cal.predict(X[rows])
+        can_auto[rows] = cal.fitted
+        info[key] = {
+            "label": label_of.get(key, key),
+            "calibration": cal.describe(),
+            "sources": {
+                "seed": int((lab & from_seed).sum()),
+                "decisions": int((lab & ~from_seed).sum()),
+            },
+            "n_current": int(rows.size),
+            "can_auto": cal.fitted,
+        }
+    pool = np.flatnonzero(~exclude) if (~exclude).any() else np.arange(len(cur))
+    current = keys[int(code[pool[np.argmax(cur.run_id[pool])]])] if pool.size else None
+    return VersionCalibration(np.round(p, 6), can_auto, code, keys, info, current)
+
+
+def _version_warning(key: str, info: dict[str, Any], min_labelled: int) -> str | None:
+    """One line for a version that gets nothing auto-accepted, or None."""
+    if info["can_auto"]:
+        return None
+    cal = info["calibration"]
+    why = cal.get("reason") or f"fewer than {min_labelled} labelled boxes"
+    return (
+        f"detector version {info['label']} [{key}]: {why} of this version, so nothing of it is "
+        f"auto-accepted; review its queue items (autolabel review), then run select again"
+    )
+
+
+def _queue_context(
+    cur: CurrentProposals, queue: Any, rows: np.ndarray, fixed: np.ndarray, vc: VersionCalibration
+) -> dict[str, Any]:
+    """Inputs of :func:`plan_routes` that come from the queue: kept audit items, decided
+    audit items per version, images with a claimed item or a decided review item (one
+    review item per image: its reviewer saw all the image's boxes)."""
+    is_audit = queue.reason == C.QUEUE_REASON_AUDIT
+    open_audit = queue.proposal_id[is_audit & (queue.status == C.QUEUE_OPEN)]
+    taken = np.isin(queue.status, [C.QUEUE_CLAIMED, C.QUEUE_DONE])
+    done_rows = np.flatnonzero(np.isin(cur.ids, queue.proposal_id[is_audit & taken]))
+    done_p = {
+        int(c): vc.p[done_rows[vc.code[done_rows] == c]] for c in np.unique(vc.code[done_rows])
+    }
+    # an image whose review item was decided is settled: its reviewer saw every candidate
+    reviewed = (queue.status == C.QUEUE_DONE) & np.isin(
+        queue.reason, [C.QUEUE_REASON_UNCERTAIN, C.QUEUE_REASON_MISSING]
+    )
+    busy_images = queue.image_id[(queue.status == C.QUEUE_CLAIMED) | reviewed]
+    return {
+        "keep_audit": np.isin(cur.ids[rows], open_audit),
+        "audit_done_p": done_p,
+        "image_busy": np.isin(cur.image_id[rows], busy_images),
+        "was_auto": np.isin(cur.route[rows], C.AUTO_ROUTES),
+    }
+
+
+def _one_crop(
+    ws: Workspace,
+    cur: CurrentProposals,
+    p: np.ndarray,
+    decisions: Decisions,
+    seed: dict[str, np.ndarray],
+    cfg: SelectConfig,
+    log: Log,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """P(correct) 0 for duplicates / smaller copies / boxes over ``max_per_image``."""
+    from autolabel.errors import ImageError
+    from autolabel.imageio import load_rgb
+    from autolabel.store.select import image_paths
+
+    accepted = decisions.proposal_id[np.isin(decisions.action, C.ACCEPTING_ACTIONS)]
+    rejected = decisions.proposal_id[decisions.action == C.ACTION_REJECT]
+    paths = image_paths(ws, np.unique(cur.image_id).tolist()) if len(cur) else {}
+
+    def load(image_id: int) -> np.ndarray | None:
+        try:
+            return load_rgb(paths[image_id])
+        except (ImageError, KeyError):
+            return None
+
+    limit = cfg.max_per_image or learned_max_per_image(seed["image_id"])
+    drop, stats = one_crop_per_object(
+        cur.xyxy, cur.image_id, cur.phrase_code, p,
+        accepted=np.isin(cur.ids, accepted), ignore=np.isin(cur.ids, rejected), load=load,
+        seed_xyxy=seed["xyxy"], seed_image_id=seed["image_id"], min_p=cfg.reject_below,
+        max_per_image=limit, max_loads=cfg.max_image_loads,
+    )  # fmt: skip
+    log(f"one crop per object: {stats} (max_per_image {limit})")
+    return np.where(drop, 0.0, p), {**stats, "max_per_image": limit}
+
+
+def run_select(
+    ws: Workspace,
+    cfg: SelectConfig,
+    *,
+    quality: QualityConfig | None = None,
+    log: Log = _quiet,
+    export_size: int | None = None,
+) -> dict[str, Any]:
+    """Calibrate per detector version, route and (re)fill the review queue; returns a summary.
 
     Args:
         ws: the workspace.
         cfg: the ``select`` config section (the caller applies its flags).
+        quality: the ``quality`` config section (match IoU, minimum audited / labelled
+            boxes); None = its defaults.
         log: receives human-readable progress lines.
+        export_size: long side of exported crops (``export.size``), for the ``upscale``
+            signal; a box upscaled > 1.5x beyond the seed's is never auto-accepted.
 
     Returns:
-        ``{"n_proposals", "n_routable", "n_fixed", "routes": {...}, "queue": {...},
-        "calibration": {...}, "expected_precision", "budget", "seconds"}``; also stored as
+        ``{"n_proposals", "n_routable", "n_fixed", "n_seed_original", "routes": {...},
+        "queue": {...}, "calibration": {...} (the current version's), "versions": {key:
+        {...}}, "current_version", "warnings": [...], "expected_precision", "auto_cutoff",
+        "budget", "budget_images", "audit": {...}, "quality", "seconds"}``; also stored as
         the workspace setting ``select.last``.
     """
+    from autolabel.config import QualityConfig
     from autolabel.store.select import (
         apply_routes,
         fixed_proposal_ids,
@@ -250,45 +433,59 @@ def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[s
         load_decisions,
         load_queue,
         load_seed_boxes,
+        sync_seed_labels,
     )
 
     t0 = time.perf_counter()
+    quality = quality if quality is not None else QualityConfig()
     # scikit-learn takes seconds to import; do it while SQLite reads (which frees the GIL)
     threading.Thread(target=_preload_sklearn, daemon=True).start()
+    sync_seed_labels(ws)
     cur = load_current(ws)
     n = len(cur)
     log(f"loaded {n} current proposals in {time.perf_counter() - t0:.1f}s")
     seed = load_seed_boxes(ws)
     decisions = load_decisions(ws)
-    sig = computed_signals(cur, seed)
+    sig = computed_signals(cur, seed, export_size=export_size)
     sim = _exemplar_sim(ws, cur, cfg, log)
     if sim is not None:
         sig["exemplar_sim"] = sim
     X = feature_matrix(cur.score, sig)
-
-    idx, y, sources = labelled_examples(cur, decisions, seed)
-    cal: Calibrator = fit_calibrator(X[idx], y, method=cfg.method)
-    if not cal.fitted:
-        log(f"calibration: {cal.reason}")
-    else:
-        log(
-            f"calibration: {cal.method} on {cal.n_examples} labelled boxes "
-            f"({sources['seed']} from seed originals, {sources['decisions']} from reviews)"
-        )
-    p = np.round(cal.predict(X), 6)  # stored precision; unchanged rows are not rewritten
+    labelled = labelled_examples(cur, decisions, seed, match_iou=quality.match_iou)
+    on_seed = np.isin(cur.image_id, seed["image_id"])
+    vc = calibrate_versions(
+        ws,
+        cur,
+        X,
+        labelled,
+        method=cfg.method,
+        min_labelled=quality.min_labelled,
+        exclude=on_seed,
+    )
+    warnings = []
+    for key, info in vc.info.items():
+        cal, src = info["calibration"], info["sources"]
+        if cal["method"] != "raw-score":
+            log(
+                f"calibration [{key}]: {cal['method']} on {cal['n_examples']} labelled boxes "
+                f"({src['seed']} from seed originals, {src['decisions']} from reviews)"
+            )
+        if (w := _version_warning(key, info, quality.min_labelled)) is not None:
+            warnings.append(w)
+    p = vc.p
+    one_crop: dict[str, Any] = {}
+    if len(cur):  # issue 19 cause 5: a thumbnail upscaled to the export size goes to a person
+        p = np.where(suspicious_upscale(sig["upscale"]), np.minimum(p, 0.5), p)
+        p, one_crop = _one_crop(ws, cur, p, decisions, seed, cfg, log)
 
     fixed = np.isin(cur.ids, fixed_proposal_ids(ws.conn))
-    rows = np.flatnonzero(~fixed)
-    budget = parse_budget(cfg.budget, rows.size)
-    queue = load_queue(ws)
-    is_audit = queue.reason == C.QUEUE_REASON_AUDIT
-    open_audit_ids = queue.proposal_id[is_audit & (queue.status == C.QUEUE_OPEN)]
-    done_audit = int((is_audit & np.isin(queue.status, [C.QUEUE_CLAIMED, C.QUEUE_DONE])).sum())
-    keep_audit = np.isin(cur.ids[rows], open_audit_ids)
-    # images that already have a human-accepted box need no "missing" item
+    rows = np.flatnonzero(~fixed & ~on_seed)
+    seed_rows = np.flatnonzero(~fixed & on_seed)
+    n_images = int(np.unique(cur.image_id[rows]).size)
+    budget = parse_budget(cfg.budget, n_images)
+    ctx = _queue_context(cur, load_queue(ws), rows, fixed, vc)
     accepted_ids = decisions.proposal_id[np.isin(decisions.action, C.ACCEPTING_ACTIONS)]
     labelled_images = np.unique(cur.image_id[np.isin(cur.ids, accepted_ids)])
-    has_label = np.isin(cur.image_id[rows], labelled_images)
 
     decay = 1.0 - cfg.diversity
     cluster = None
@@ -304,31 +501,87 @@ def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[s
         rng=np.random.default_rng(cfg.seed),
         cluster=cluster,
         decay=decay,
-        keep_audit=keep_audit,
-        audit_done=done_audit,
-        image_has_label=has_label,
+        image_has_label=np.isin(cur.image_id[rows], labelled_images),
+        group=vc.code[rows],
+        can_auto=vc.can_auto[rows],
+        min_audit=quality.min_audited,
+        **ctx,
     )
+    # seed originals: their seed boxes are the labels; their proposals stay pending, unqueued
+    write = np.concatenate([rows, seed_rows])
+    route = np.concatenate([plan.route, np.full(seed_rows.size, C.ROUTE_PENDING, dtype=object)])
+    reason = np.concatenate([plan.reason, np.full(seed_rows.size, "", dtype=object)])
+    prio = np.concatenate([plan.priority, np.zeros(seed_rows.size)])
     fixed_rows = np.flatnonzero(fixed)
-    unchanged = (cur.route[rows] == plan.route) & (cur.p_correct[rows] == p[rows])
+    unchanged = (cur.route[write] == route) & (cur.p_correct[write] == p[write])
     rescored = fixed_rows[cur.p_correct[fixed_rows] != p[fixed_rows]]
     written = apply_routes(
         ws,
-        ids=cur.ids[rows],
-        image_id=cur.image_id[rows],
-        p_correct=p[rows],
-        route=plan.route,
-        reason=plan.reason,
-        priority=plan.priority,
+        ids=cur.ids[write],
+        image_id=cur.image_id[write],
+        p_correct=p[write],
+        route=route,
+        reason=reason,
+        priority=prio,
         score_only_ids=cur.ids[rescored],
         score_only_p=p[rescored],
         current_ids=cur.ids,
         unchanged=unchanged,
     )
+    return _summary(
+        ws,
+        cfg,
+        quality,
+        vc,
+        plan,
+        written,
+        warnings,
+        t0=t0,
+        n=n,
+        rows=rows,
+        n_fixed=int(fixed_rows.size),
+        n_seed=int(on_seed.sum()),
+        budget=budget,
+        n_images=n_images,
+        labelled=labelled,
+        one_crop=one_crop,
+    )
+
+
+def _summary(
+    ws: Workspace,
+    cfg: SelectConfig,
+    quality: QualityConfig,
+    vc: VersionCalibration,
+    plan: Any,
+    written: dict[str, int],
+    warnings: list[str],
+    *,
+    t0: float,
+    n: int,
+    rows: np.ndarray,
+    n_fixed: int,
+    n_seed: int,
+    budget: int | None,
+    n_images: int,
+    labelled: tuple[np.ndarray, np.ndarray, dict[str, int]],
+    one_crop: dict[str, Any],
+) -> dict[str, Any]:
+    """The select summary (stored as ``select.last``)."""
     counts = plan.counts()
+    for c, g in plan.groups.items():
+        vc.info[vc.keys[c]].update(
+            {k: g[k] for k in ("auto", "expected_precision", "auto_cutoff")},
+            audit={k: g.get(k, 0) for k in ("new_auto", "audit_fresh", "audit_topup")},
+        )
+    cur_info = vc.info.get(vc.current or "", {})
+    calibration = dict(cur_info.get("calibration", {"method": "raw-score", "n_examples": 0}))
+    calibration["sources"] = cur_info.get("sources", labelled[2])
     summary: dict[str, Any] = {
         "n_proposals": n,
         "n_routable": int(rows.size),
-        "n_fixed": int(fixed_rows.size),
+        "n_fixed": n_fixed,
+        "n_seed_original": n_seed,
         "routes": {k: counts[k] for k in ("auto", "audit", "review", "pending", "rejected")},
         "queue": {
             "uncertain": counts["queue_uncertain"],
@@ -336,32 +589,102 @@ def run_select(ws: Workspace, cfg: SelectConfig, *, log: Log = _quiet) -> dict[s
             "audit": counts["queue_audit"],
             **written,
         },
-        "calibration": {**cal.describe(), "sources": sources},
-        "expected_precision": plan.expected_precision,
-        "auto_cutoff": plan.auto_cutoff,
+        "calibration": calibration,
+        "versions": vc.info,
+        "current_version": vc.current,
+        "can_auto": bool(cur_info.get("can_auto", False)),
+        "warnings": warnings,
+        "one_crop": one_crop,
+        "expected_precision": cur_info.get("expected_precision"),
+        "auto_cutoff": cur_info.get("auto_cutoff"),
         "budget": budget,
+        "budget_images": n_images,
         "target_precision": cfg.target_precision,
+        "quality": quality.model_dump(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     ws.set_setting("select.last", summary)
     return summary
 
 
-def precision_estimate(ws: Workspace) -> dict[str, Any]:
-    """Estimated precision of the auto-accepted set, from the audit sample's outcomes.
+def _quality(ws: Workspace, quality: QualityConfig | None) -> Any:
+    """The quality settings: given, else those the last select ran with, else defaults."""
+    from autolabel.config import QualityConfig
 
-    An audited box counts as correct when the reviewer accepted it or adjusted it by a little
-    (IoU >= 0.5 with the adjusted box); a reject or a large adjustment counts as wrong. Only
-    audited boxes the last ``select`` would still auto-accept (``p_correct`` >= its cutoff)
-    count, so audits from earlier rounds describe the current auto-accepted set.
+    if quality is not None:
+        return quality
+    stored = (ws.get_setting("select.last", {}) or {}).get("quality")
+    return QualityConfig(**stored) if stored else QualityConfig()
+
+
+def precision_estimate(ws: Workspace, quality: QualityConfig | None = None) -> dict[str, Any]:
+    """Precision of the current auto-accepted set of the current detector version, from a
+    fresh random audit of it (Wilson 95% interval), or "unknown" with the reason.
+
+    The set: current proposals of the current version (the newest among the current
+    proposals at the last select) routed auto / audit with P(correct) at least that
+    version's cutoff, seed originals excluded. An audited box is correct when the reviewer
+    accepted it or adjusted it by a little (IoU >= ``quality.match_iou`` with the adjusted
+    box); a reject or a larger adjustment is wrong. With fewer than ``quality.min_audited``
+    decided audit items the precision is None (unknown), never a stale number.
 
     Returns:
         See :func:`autolabel.select.stats.estimate_from_outcomes`.
     """
-    from autolabel.store.select import audit_outcomes
+    from autolabel.store.select import auto_set
 
+    q = _quality(ws, quality)
     last = ws.get_setting("select.last", {}) or {}
-    return estimate_from_outcomes(audit_outcomes(ws, min_p=last.get("auto_cutoff")), last)
+    key = last.get("current_version")
+    info = (last.get("versions") or {}).get(key or "", {})
+    if key is None:
+        outcomes = {"n_auto": 0, "n_audit": 0, "n_audited": 0, "n_correct": 0}
+    else:
+        s = auto_set(ws, key, min_p=info.get("auto_cutoff"), match_iou=q.match_iou)
+        outcomes = {
+            "n_auto": int(s.ids.size),
+            "n_audit": int((s.audit_open | s.audited).sum()),
+            "n_audited": int(s.audited.sum()),
+            "n_correct": int(s.correct.sum()),
+        }
+    ctx = {
+        "selected": bool(last),
+        "version": key,
+        "version_label": info.get("label"),
+        "can_auto": info.get("can_auto"),
+        "calibration_reason": (info.get("calibration") or {}).get("reason"),
+        "expected_precision": info.get("expected_precision"),
+    }
+    return estimate_from_outcomes(outcomes, ctx, min_audited=q.min_audited, match_iou=q.match_iou)
+
+
+def estimate_truth_rows(ws: Workspace, est: dict[str, Any], ids: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: which of the proposals ``ids`` belong to the set ``est`` describes."""
+    from autolabel.store.select import auto_set
+
+    if not est.get("version"):
+        return np.zeros(len(ids), bool)
+    last = ws.get_setting("select.last", {}) or {}
+    info = (last.get("versions") or {}).get(est["version"], {})
+    s = auto_set(ws, est["version"], min_p=info.get("auto_cutoff"))
+    return np.isin(ids, s.ids)
+
+
+def select_state(ws: Workspace) -> dict[str, Any]:
+    """What the last select said about auto-accepting, for ``status`` and reports:
+    ``{"ran", "can_auto", "current_version", "calibration", "warnings"}``."""
+    last = ws.get_setting("select.last", {}) or {}
+    info = (last.get("versions") or {}).get(last.get("current_version") or "", {})
+    cal = info.get("calibration") or {}
+    return {
+        "ran": bool(last),
+        "can_auto": bool(last.get("can_auto", False)),
+        "current_version": info.get("label") or last.get("current_version"),
+        "calibration": {
+            k: cal.get(k) for k in ("method", "n_examples", "n_correct", "reason") if k in cal
+        },
+        "warnings": list(last.get("warnings") or []),
+    }
 
 
 def status_summary(ws: Workspace) -> dict[str, Any]:

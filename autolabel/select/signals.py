@@ -59,6 +59,14 @@ SIGNALS: dict[str, str] = {
     "aspect_outlier": (
         "robust |z| of log(width / height) against the seed boxes; higher = less likely correct"
     ),
+    "layout_outlier": (
+        "RMS robust z of relative area, centre x, centre y and aspect against the seed boxes "
+        "(select/layout.py); higher = less likely correct"
+    ),
+    "upscale": (
+        "export size / box long side, relative to the seed boxes' (> 1.5 is never "
+        "auto-accepted); higher = less likely correct"
+    ),
 }
 """Every signal the selector knows, with its direction."""
 

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from autolabel.errors import SchemaTooNewError, WorkspaceError
-from autolabel.store.schema import MIGRATIONS, latest_version
+from autolabel.errors import DatabaseDamagedError, SchemaTooNewError, WorkspaceError
+from autolabel.store.schema import MIGRATIONS, latest_version, required_tables
 
 DB_NAME = "autolabel.db"
 CONFIG_NAME = "config.yaml"
@@ -44,6 +44,11 @@ def migrate(conn: sqlite3.Connection, *, path: Path | str = "") -> int:
     """
     found = int(conn.execute("PRAGMA user_version").fetchone()[0])
     latest = latest_version()
+    if found < 0:
+        raise DatabaseDamagedError(
+            f"{path}: expected a workspace schema version >= 0, got {found} (the database was "
+            "changed outside autolabel; restore it from a backup)"
+        )
     if found > latest:
         raise SchemaTooNewError(
             f"{path}: workspace schema version {found} is newer than this autolabel "
@@ -56,9 +61,83 @@ def migrate(conn: sqlite3.Connection, *, path: Path | str = "") -> int:
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     return found
+
+
+def quick_check(conn: sqlite3.Connection, *, path: Path | str = "") -> None:
+    """``PRAGMA quick_check``: refuse a damaged database with one line.
+
+    Raises:
+        DatabaseDamagedError: SQLite reports damage (the first problem is named).
+    """
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        rows = [str(exc)]
+    if rows != ["ok"]:
+        raise DatabaseDamagedError(
+            f"{path}: database damaged (PRAGMA quick_check: {rows[0]}); nothing was "
+            "written. Restore autolabel.db from a backup"
+        )
+
+
+def check_tables(conn: sqlite3.Connection, *, path: Path | str = "") -> None:
+    """Refuse a database whose schema lacks a table or view of the current version.
+
+    Raises:
+        DatabaseDamagedError: a table or view is missing (e.g. dropped by hand).
+    """
+    have = {
+        str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN "
+                                        "('table', 'view')")
+    }  # fmt: skip
+    missing = sorted(required_tables() - have)
+    if missing:
+        raise DatabaseDamagedError(
+            f"{path}: expected the table(s) {', '.join(missing)} in the workspace database, "
+            "got none (the database was changed outside autolabel; restore it from a backup)"
+        )
+
+
+def _unclean(db: Path) -> bool:
+    """A ``-wal`` file next to the database: the last writer did not close it cleanly
+    (or another process has it open, in which case the check below is merely extra)."""
+    wal = db.with_name(db.name + "-wal")
+    try:
+        return wal.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _open_db(path: Path, db: Path) -> sqlite3.Connection:
+    """Connect, check (after an unclean shutdown) and migrate; one-line errors."""
+    if db.exists() and db.stat().st_size == 0:
+        raise DatabaseDamagedError(
+            f"{db}: expected an autolabel database, got an empty (0-byte) file; it is not "
+            "treated as a new workspace. Restore it from a backup, or delete it to start over"
+        )
+    existed = db.exists()
+    unclean = existed and _unclean(db)
+    conn = None
+    try:
+        conn = connect(db)
+        if unclean:
+            quick_check(conn, path=db)
+        migrate(conn, path=path)
+        if existed:
+            check_tables(conn, path=db)
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        raise DatabaseDamagedError(f"{db}: not a readable SQLite database ({exc})") from None
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+    return conn
 
 
 class Workspace:
@@ -83,9 +162,7 @@ class Workspace:
         if db.exists() and not exist_ok:
             raise WorkspaceError(f"{path}: a workspace already exists here")
         path.mkdir(parents=True, exist_ok=True)
-        conn = connect(db)
-        migrate(conn, path=path)
-        return cls(path, conn)
+        return cls(path, _open_db(path, db))
 
     @classmethod
     def open(cls, path: str | Path) -> Workspace:
@@ -100,12 +177,7 @@ class Workspace:
             raise WorkspaceError(
                 f"{path}: not an autolabel workspace (expected {DB_NAME} inside it)"
             )
-        try:
-            conn = connect(db)
-            migrate(conn, path=path)
-        except sqlite3.DatabaseError as exc:
-            raise WorkspaceError(f"{db}: not a readable SQLite database ({exc})") from exc
-        return cls(path, conn)
+        return cls(path, _open_db(path, db))
 
     def connect(self) -> sqlite3.Connection:
         """A new connection to the same database (for another thread)."""
@@ -128,6 +200,15 @@ class Workspace:
     def config_path(self) -> Path:
         return self.path / CONFIG_NAME
 
+    def check_integrity(self) -> None:
+        """``PRAGMA quick_check`` plus the schema's tables (before an export, for example).
+
+        Raises:
+            DatabaseDamagedError: the database is damaged or a table is missing.
+        """
+        check_tables(self.conn, path=self.db_path)
+        quick_check(self.conn, path=self.db_path)
+
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
     def transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
@@ -144,7 +225,8 @@ class Workspace:
         try:
             yield c
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite already rolled back on SQLITE_FULL and the like
+                c.execute("ROLLBACK")
             raise
         else:
             c.execute("COMMIT")

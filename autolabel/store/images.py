@@ -96,10 +96,15 @@ def write_scanned(
         replace: ids of existing rows that these files update (changed size/mtime, or a
             retried error); rows are matched by path.
 
+    A replaced row whose content changed (other sha256 or size) has its labels retired
+    (:func:`retire_labels`): they stay in the history but are no longer current, and the
+    image is proposed again.
+
     Returns:
-        Counts ``{"added", "updated", "duplicate", "error"}`` for this batch.
+        Counts ``{"added", "updated", "duplicate", "error", "stale"}`` for this batch
+        (``stale``: proposals retired because their original changed).
     """
-    counts = {"added": 0, "updated": 0, "duplicate": 0, "error": 0}
+    counts = {"added": 0, "updated": 0, "duplicate": 0, "error": 0, "stale": 0}
     replace_ids = set(replace)
     now = utcnow()
     with ws.transaction() as c:
@@ -129,8 +134,12 @@ def write_scanned(
             )
             existing = None
             if replace_ids:
-                existing = c.execute("SELECT id FROM images WHERE path = ?", (f.path,)).fetchone()
+                existing = c.execute(
+                    "SELECT id, sha256, width, height FROM images WHERE path = ?", (f.path,)
+                ).fetchone()
             if existing is not None and int(existing[0]) in replace_ids:
+                if (existing[1], existing[2], existing[3]) != (f.sha256, f.width, f.height):
+                    counts["stale"] += retire_labels(c, int(existing[0]))
                 c.execute(
                     "UPDATE images SET size=?, mtime_ns=?, sha256=?, width=?, height=?, format=?, "
                     "status=?, error=?, duplicate_of=? WHERE id = ?",
@@ -152,6 +161,81 @@ def write_scanned(
             elif status == "error":
                 counts["error"] += 1
     return counts
+
+
+INGEST_ROOTS_KEY = "ingest.roots"
+"""settings key: the folders ingest has scanned (absolute), so exports can stay out of them."""
+
+
+def record_ingest_roots(ws: Workspace, roots: Iterable[str]) -> None:
+    """Remember folders that were ingested (merged with the ones already recorded)."""
+    known = set(ws.get_setting(INGEST_ROOTS_KEY, []) or [])
+    new = known | {str(r) for r in roots}
+    if new != known:
+        ws.set_setting(INGEST_ROOTS_KEY, sorted(new))
+
+
+def _inside(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/") or "/"
+    return path == folder or path.startswith(folder if folder == "/" else folder + "/")
+
+
+def ingested_root_of(ws: Workspace, path: str) -> str | None:
+    """The ingested folder that contains (or is) ``path``, else None.
+
+    Checks the recorded ingest roots, and (for workspaces ingested before they were
+    recorded) whether any image row lies under ``path``.
+    """
+    for root in sorted(ws.get_setting(INGEST_ROOTS_KEY, []) or []):
+        if _inside(path, root):
+            return str(root)
+    prefix = path.rstrip("/") + "/"
+    row = ws.conn.execute(
+        # a range on the unique path index: every path starting with prefix
+        "SELECT path FROM images WHERE path >= ? AND path < ? LIMIT 1",
+        (prefix, prefix[:-1] + "0"),
+    ).fetchone()
+    return None if row is None else path
+
+
+def export_dirs(ws: Workspace) -> list[str]:
+    """Every folder an export was written to (ingest never enters them)."""
+    return [str(r[0]) for r in ws.conn.execute("SELECT DISTINCT out_dir FROM exports")]
+
+
+def retire_labels(c: sqlite3.Connection, image_id: int) -> int:
+    """Make an image's boxes stale because its file changed (inside the caller's transaction).
+
+    The proposals and decisions stay (history), but the image's ``run_images`` marks are
+    removed, so no proposal of it is current any more (``current_proposals``, labels,
+    export, select and the review queue skip them) and every run key proposes it again.
+    Open or claimed review items of the image are withdrawn.
+
+    Returns:
+        The number of proposals that were current and are now stale.
+    """
+    n = int(
+        c.execute(
+            "SELECT COUNT(*) FROM proposals p WHERE p.image_id = ? AND p.run_id = ("
+            "SELECT MAX(ri.run_id) FROM run_images ri WHERE ri.image_id = ? "
+            "AND ri.status = 'done')",
+            (image_id, image_id),
+        ).fetchone()[0]
+    )
+    # an unfinished run that already proposed the old picture is not resumed (its old boxes
+    # would be current again next to the new ones): the next propose starts a new run
+    c.execute(
+        "UPDATE runs SET finished_at = ? WHERE finished_at IS NULL AND id IN "
+        "(SELECT run_id FROM run_images WHERE image_id = ?)",
+        (utcnow(), image_id),
+    )
+    c.execute("DELETE FROM run_images WHERE image_id = ?", (image_id,))
+    c.execute(
+        "UPDATE queue_items SET status = 'withdrawn', claimed_by = NULL, lease_until = NULL "
+        "WHERE image_id = ? AND status IN ('open', 'claimed')",
+        (image_id,),
+    )
+    return n
 
 
 def get_image(ws: Workspace, image_id: int) -> ImageRecord:

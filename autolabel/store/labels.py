@@ -1,4 +1,5 @@
-"""The boxes that end up in the dataset: auto-accepted or accepted/adjusted by a reviewer.
+"""The boxes that end up in the dataset: auto-accepted, accepted/adjusted by a reviewer, or
+seed boxes (the hand crops located in their originals, provenance ``seed``).
 
 Decisions are an append-only log; an ``undo`` row cancels the decision it targets. For
 every current proposal the latest effective accept/adjust/reject decides its fate; with no
@@ -7,6 +8,7 @@ such decision an ``auto`` or ``audit`` route means auto-accepted.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +63,63 @@ _SINCE_SQL = """
 
 _LABELS_SQL = _EFFECTIVE.format(dec_where="") + "WHERE p.id > ?\nORDER BY p.id\n"
 
+_SEED_SELECT = """
+SELECT p.id AS proposal_id, p.image_id, p.run_id, p.x0, p.y0, p.x1, p.y1, p.score,
+       p.phrase, i.path, i.sha256, i.width, i.height, s.added_at
+FROM proposals p
+JOIN images i ON i.id = p.image_id
+JOIN seed_items s ON s.id = json_extract(p.signals, '$.seed_item_id')
+WHERE p.run_id = :seed_run AND s.status = 'located'
+"""
+
+_SEED_LABELS_SQL = _SEED_SELECT + "  AND p.id > :since_id\nORDER BY p.id\n"
+
+_SEED_CHUNK_SQL = (
+    _SEED_SELECT
+    + "  AND p.image_id >= :lo AND p.image_id < :hi{since}\nORDER BY p.image_id, p.id\n"
+)
+
+_SEED_IMAGES_SQL = (
+    "SELECT image_id FROM seed_items WHERE status = 'located' AND image_id IS NOT NULL{where}"
+)
+
+
+def _seed_label(r: Any) -> Label:
+    return Label(
+        proposal_id=int(r["proposal_id"]),
+        image_id=int(r["image_id"]),
+        image_path=r["path"],
+        image_sha256=r["sha256"],
+        width=int(r["width"] or 0),
+        height=int(r["height"] or 0),
+        box=(float(r["x0"]), float(r["y0"]), float(r["x1"]), float(r["y1"])),
+        phrase=r["phrase"],
+        caption=None,  # no reviewer caption; export picks the seed item's caption
+        score=float(r["score"]),
+        route="seed",
+        source="seed",
+        run_id=int(r["run_id"]),
+        reviewer=None,
+        decided_at=r["added_at"],
+    )
+
+
+def _seed_labels(ws: Workspace, since_proposal_id: int) -> Iterator[Label]:
+    from autolabel.store.select import SEED_RUN_ID, sync_seed_labels
+
+    sync_seed_labels(ws)
+    params = {"seed_run": SEED_RUN_ID, "since_id": since_proposal_id}
+    for r in ws.conn.execute(_SEED_LABELS_SQL, params):
+        yield _seed_label(r)
+
+
+def _seed_images(conn: Any, lo: int | None = None, hi: int | None = None) -> set[int]:
+    """Image ids of located seed boxes: on them the seed box is the label (never auto)."""
+    if lo is None:
+        return {int(r[0]) for r in conn.execute(_SEED_IMAGES_SQL.format(where=""))}
+    sql = _SEED_IMAGES_SQL.format(where=" AND image_id >= ? AND image_id < ?")
+    return {int(r[0]) for r in conn.execute(sql, (int(lo), int(hi)))}
+
 
 def iter_labels(
     ws: Workspace, *, include: str = "accepted", since_proposal_id: int = 0
@@ -68,16 +127,26 @@ def iter_labels(
     """Yield dataset labels in proposal-id order.
 
     Args:
-        include: ``accepted`` (auto + reviewed), ``auto`` (auto-accepted, not reviewed),
-            ``reviewed`` (accepted/adjusted by a person), ``all`` (every current proposal a
-            person did not reject, whatever its route).
+        include: ``accepted`` (auto + reviewed + seed boxes), ``auto`` (auto-accepted, not
+            reviewed), ``reviewed`` (accepted/adjusted by a person), ``all`` (seed boxes and
+            every current proposal a person did not reject, whatever its route).
         since_proposal_id: only proposals with a larger id.
     """
     _check_include(include)
-    for r in ws.conn.execute(_LABELS_SQL, (since_proposal_id,)):
-        label = _to_label(r, include)
-        if label is not None:
-            yield label
+    seed_images = _seed_images(ws.conn)
+    proposals = (
+        lb
+        for lb in (
+            _to_label(r, include, seed_images)
+            for r in ws.conn.execute(_LABELS_SQL, (since_proposal_id,))
+        )
+        if lb is not None
+    )
+    if include in ("accepted", "all"):
+        seeds = _seed_labels(ws, since_proposal_id)
+        yield from heapq.merge(proposals, seeds, key=lambda lab: lab.proposal_id)
+    else:
+        yield from proposals
 
 
 def _check_include(include: str) -> None:
@@ -85,13 +154,17 @@ def _check_include(include: str) -> None:
         raise InputError(f"include: expected one of {', '.join(INCLUDE_CHOICES)}, got {include!r}")
 
 
-def _to_label(r: Any, include: str) -> Label | None:
-    """One joined row -> a :class:`Label`, or None when ``include`` leaves it out."""
+def _to_label(r: Any, include: str, seed_images: set[int]) -> Label | None:
+    """One joined row -> a :class:`Label`, or None when ``include`` leaves it out.
+
+    On a seed original (``seed_images``) the seed box is the label: its proposals are never
+    auto-accepted.
+    """
     action = r["action"]
     if action == "reject":
         return None
     reviewed = action in ("accept", "adjust")
-    auto = action is None and r["route"] in AUTO_ROUTES
+    auto = action is None and r["route"] in AUTO_ROUTES and int(r["image_id"]) not in seed_images
     if include == "accepted" and not (reviewed or auto):
         return None
     if include == "auto" and not auto:
@@ -145,6 +218,10 @@ def iter_label_chunks(
     _check_include(include)
     if images_per_chunk < 1:
         raise InputError(f"images_per_chunk: expected >= 1, got {images_per_chunk}")
+    if include in ("accepted", "all"):
+        from autolabel.store.select import sync_seed_labels
+
+        sync_seed_labels(ws)
     for lo, hi in image_id_ranges(ws, images_per_chunk):
         chunk = labels_in_range(ws.conn, lo, hi, include=include, since=since)
         if chunk:
@@ -174,11 +251,26 @@ def labels_in_range(
             or a fresh one from :func:`autolabel.store.db.connect` in a distributed reader).
         include: as :func:`iter_labels`.
         since: as :func:`iter_label_chunks`.
+
+    Seed labels are read as they are stored; :func:`iter_label_chunks` syncs them first.
     """
     _check_include(include)
     sql = _CHUNK_SQL.format(since=_SINCE_SQL if since else "")
     params: dict[str, int] = {"lo": int(lo), "hi": int(hi)}
     if since:
         params.update(export_id=int(since[0]), decision_id=int(since[1]))
-    rows = (_to_label(r, include) for r in conn.execute(sql, params))
-    return [lb for lb in rows if lb is not None]
+    seed_images = _seed_images(conn, lo, hi)
+    rows = (_to_label(r, include, seed_images) for r in conn.execute(sql, params))
+    labels = [lb for lb in rows if lb is not None]
+    if include in ("accepted", "all"):
+        from autolabel.store.select import SEED_RUN_ID
+
+        seed_sql = _SEED_CHUNK_SQL.format(since=_SINCE_SQL if since else "")
+        seeds = [
+            _seed_label(r) for r in conn.execute(seed_sql, {**params, "seed_run": SEED_RUN_ID})
+        ]
+        if seeds:
+            labels = list(
+                heapq.merge(labels, seeds, key=lambda lab: (lab.image_id, lab.proposal_id))
+            )
+    return labels

@@ -654,3 +654,15 @@ def image_file(
     if row is None:
         raise NotFoundError(f"image {image_id}: no such image")
     return dict(row)
+
+
+def item_for_proposal(
+    ws: Workspace, proposal_id: int, *, conn: sqlite3.Connection | None = None
+) -> int | None:
+    """The queue item id of a proposal, or None when it was never queued."""
+    row = (
+        _c(ws, conn)
+        .execute("SELECT id FROM queue_items WHERE proposal_id = ?", (int(proposal_id),))
+        .fetchone()
+    )
+    return None if row is None else int(row[0])

@@ -15,6 +15,14 @@ from autolabel.errors import NotFoundError
 from autolabel.store.db import Workspace, utcnow
 from autolabel.types import Proposals, Run
 
+_DECIDED = (
+    # a human decision on a current proposal of the image (decisions on boxes of a file that
+    # changed since, see store.images.retire_labels, no longer keep the image from a run)
+    "AND NOT EXISTS (SELECT 1 FROM decisions d JOIN proposals dp ON dp.id = d.proposal_id "
+    "JOIN run_images dr ON dr.image_id = dp.image_id AND dr.run_id = dp.run_id "
+    "WHERE d.image_id = i.id AND d.action IN ('accept','adjust','reject'))"
+)
+
 
 def run_key(
     *,
@@ -72,8 +80,16 @@ def create_run(
     config: Mapping[str, Any] | None = None,
     kind: str = "propose",
     key_extra: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> Run:
-    """Insert a new run row (each invocation of propose is one run; resume shares the key)."""
+    """Insert a new run row (each invocation of propose is one run; resume shares the key).
+
+    With ``resume`` the latest *unfinished* run of the same kind and key (an interrupted or
+    killed propose) is continued instead: its row, and so the ``run_id`` of every proposal
+    and of the export manifest, is the one an uninterrupted run would have had. When no
+    image is pending for the key, the latest run of the key is returned (a re-run of a
+    finished propose records no empty run).
+    """
     key = run_key(
         detector=detector,
         model_version=model_version,
@@ -84,6 +100,19 @@ def create_run(
         extra=key_extra,
     )
     with ws.transaction() as c:
+        if resume:
+            row = c.execute(
+                "SELECT id FROM runs WHERE key = ? AND kind = ? AND finished_at IS NULL "
+                "ORDER BY id DESC LIMIT 1",
+                (key, kind),
+            ).fetchone()
+            if row is None and count_pending_images(ws, key) == 0:
+                row = c.execute(  # nothing left to do: a re-run adds no empty run
+                    "SELECT id FROM runs WHERE key = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+                    (key, kind),
+                ).fetchone()
+            if row is not None:
+                return get_run(ws, int(row[0]))
         cur = c.execute(
             "INSERT INTO runs(kind, detector, model, model_version, refiner, prompt, "
             "box_threshold, text_threshold, key, config, started_at) "
@@ -134,12 +163,7 @@ def iter_pending_images(
     """
     last = 0
     emitted = 0
-    decided = (
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.image_id = i.id "
-        "AND d.action IN ('accept','adjust','reject'))"
-        if skip_decided
-        else ""
-    )
+    decided = _DECIDED if skip_decided else ""
     while True:
         rows = ws.conn.execute(
             "SELECT i.id, i.path, i.width, i.height FROM images i "
@@ -159,12 +183,7 @@ def iter_pending_images(
 
 
 def count_pending_images(ws: Workspace, key: str, *, skip_decided: bool = True) -> int:
-    decided = (
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.image_id = i.id "
-        "AND d.action IN ('accept','adjust','reject'))"
-        if skip_decided
-        else ""
-    )
+    decided = _DECIDED if skip_decided else ""
     return int(
         ws.conn.execute(
             "SELECT COUNT(*) FROM images i WHERE i.status = 'ok' AND NOT EXISTS "
@@ -297,12 +316,7 @@ def pending_in_range(
     """
     from autolabel.store.db import connect
 
-    decided = (
-        "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.image_id = i.id "
-        "AND d.action IN ('accept','adjust','reject'))"
-        if skip_decided
-        else ""
-    )
+    decided = _DECIDED if skip_decided else ""
     conn = connect(Path(db_path))
     try:
         rows = conn.execute(

@@ -60,6 +60,15 @@ def sql_in(values: Iterable[str]) -> str:
     return ", ".join(out)
 
 
+def required_tables() -> set[str]:
+    """Tables and views every migrated workspace has (checked at open)."""
+    return {
+        "settings", "images", "seed_items", "runs", "run_images", "proposals",
+        "current_proposals", "reviewers", "queue_items", "decisions", "exports",
+        "exported_items",
+    }  # fmt: skip
+
+
 def latest_version() -> int:
     """The schema version this code writes."""
     return max(MIGRATIONS)

@@ -107,6 +107,23 @@ def seed_item_info(ws: Workspace, item_id: int) -> dict[str, Any]:
     return {} if row is None else json.loads(row[0] or "{}")
 
 
+def seed_verification(ws: Workspace) -> dict[int, dict[str, Any]]:
+    """``{item_id: {"verify", "flag", "best_box"}}`` from each item's ``info``.
+
+    ``verify`` is the full-resolution check of the box (higher = exact; None when the crop
+    was never located), ``flag`` is ``"loose"`` for a crop found but not exact enough.
+    """
+    out: dict[int, dict[str, Any]] = {}
+    for item_id, raw in ws.conn.execute("SELECT id, info FROM seed_items ORDER BY id"):
+        info = json.loads(raw or "{}")
+        out[int(item_id)] = {
+            "verify": info.get("verify"),
+            "flag": info.get("flag"),
+            "best_box": info.get("best_box"),
+        }
+    return out
+
+
 def known_crops(ws: Workspace) -> dict[str, str | None]:
     """``{crop_path: crop_sha256}`` of every seed item (to skip unchanged crops)."""
     return {r[0]: r[1] for r in ws.conn.execute("SELECT crop_path, crop_sha256 FROM seed_items")}

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.constants import MATCH_IOU
 from autolabel.geometry import iou
 from autolabel.store.db import Workspace, utcnow
 
@@ -202,18 +203,37 @@ class QueueState:
     status: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     item_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    image_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def load_queue(ws: Workspace, conn: sqlite3.Connection | None = None) -> QueueState:
-    """Every queue item's proposal, status and reason."""
+    """Every queue item's proposal, status, reason and image."""
     c = conn or ws.conn
-    rows = c.execute("SELECT proposal_id, status, reason, id FROM queue_items").fetchall()
+    rows = c.execute("SELECT proposal_id, status, reason, id, image_id FROM queue_items").fetchall()
     return QueueState(
         proposal_id=np.array([r[0] for r in rows], np.int64),
         status=np.array([r[1] for r in rows], dtype=object),
         reason=np.array([r[2] for r in rows], dtype=object),
         item_id=np.array([r[3] for r in rows], np.int64),
+        image_id=np.array([r[4] for r in rows], np.int64),
     )
+
+
+def run_versions(ws: Workspace) -> dict[int, tuple[str, str]]:
+    """``{run_id: (version key, label)}`` of every propose run.
+
+    The version key is the run key: a hash of detector, model version, prompt, thresholds,
+    refiner and input size (:func:`autolabel.store.runs.run_key`); the label names them for
+    people (``"grounding-dino gdino-v2, box >= 0.35, prompt 'dress'"``).
+    """
+    out: dict[int, tuple[str, str]] = {}
+    for r in ws.conn.execute(
+        "SELECT id, key, detector, model_version, refiner, prompt, box_threshold FROM runs"
+    ):
+        refiner = f" + {r[4]}" if r[4] else ""
+        prompt = r[5] if len(r[5]) <= 40 else r[5][:37] + "..."
+        out[int(r[0])] = (str(r[1]), f"{r[2]} {r[3]}{refiner}, box >= {r[6]:g}, prompt {prompt!r}")
+    return out
 
 
 def load_seed_boxes(ws: Workspace) -> dict[str, np.ndarray]:
@@ -375,46 +395,125 @@ def apply_routes(
     return stats
 
 
-def decision_correct(action: str, proposal_box: Sequence[float], box: Sequence[float]) -> bool:
-    """Outcome of a decision: accept, or adjust to a box with IoU >= 0.5, is correct."""
+def decision_correct(
+    action: str,
+    proposal_box: Sequence[float],
+    box: Sequence[float],
+    *,
+    match_iou: float = MATCH_IOU,
+) -> bool:
+    """Outcome of a decision for the proposal: accept, or adjust to a box with IoU >=
+    ``match_iou`` (``quality.match_iou``) with the proposal, is correct; a larger adjustment
+    or a reject is wrong."""
     if action == "accept":
         return True
     if action == "adjust":
         if any(v is None or v != v for v in box):  # adjust without a box: cannot tell
             return False
-        return iou(proposal_box, box) >= 0.5
+        return iou(proposal_box, box) >= match_iou
     return False
 
 
-def audit_outcomes(ws: Workspace, *, min_p: float | None = None) -> dict[str, Any]:
-    """Counts for the precision estimate: auto-accepted current proposals (not rejected by a
-    reviewer), audit items, decided audit items and how many were correct.
+@dataclass
+class AutoSet:
+    """The current auto-accepted set of one detector version (``n`` proposals)."""
 
-    Args:
-        min_p: count only decided audit items whose (refitted) ``p_correct`` is at least
-            this, i.e. boxes the current policy would still auto-accept (audits from earlier
-            rounds whose box fell out of the auto-accepted set do not describe it).
+    ids: np.ndarray  # (n,) int64
+    audit_open: np.ndarray  # (n,) bool: an open or claimed audit item
+    audited: np.ndarray  # (n,) bool: a decided audit item
+    correct: np.ndarray  # (n,) bool: the audit decision says correct (False unless audited)
+
+
+def auto_set(
+    ws: Workspace, run_key: str, *, min_p: float | None = None, match_iou: float = MATCH_IOU
+) -> AutoSet:
+    """The auto-accepted set the precision estimate describes, with its audit outcomes.
+
+    Current proposals of runs with key ``run_key`` routed ``auto`` / ``audit`` whose
+    ``p_correct`` is at least ``min_p`` (the version's lowest auto-accepted P(correct) at
+    the last select: decided audit boxes that fell below it left the set), except those on
+    seed originals (images with a located seed box: the seed box is their label).
     """
-    n_auto = ws.conn.execute(
-        _LAST_DECISION + "SELECT COUNT(*) FROM current_proposals p "
-        "WHERE p.route IN ('auto', 'audit') AND p.id NOT IN (SELECT last.proposal_id FROM last "
-        "JOIN decisions d ON d.id = last.did WHERE d.action = 'reject')"
-    ).fetchone()[0]
-    n_audit = ws.conn.execute(
-        "SELECT COUNT(*) FROM queue_items WHERE reason = 'audit' AND status != 'withdrawn'"
-    ).fetchone()[0]
     rows = ws.conn.execute(
-        _LAST_DECISION + "SELECT d.action, d.x0, d.y0, d.x1, d.y1, p.x0, p.y0, p.x1, p.y1 "
-        "FROM queue_items q JOIN last ON last.proposal_id = q.proposal_id "
-        "JOIN decisions d ON d.id = last.did JOIN proposals p ON p.id = q.proposal_id "
-        "WHERE q.reason = 'audit' AND q.status != 'withdrawn' "
-        "AND (? IS NULL OR p.p_correct IS NULL OR p.p_correct >= ?)",
-        (min_p, min_p),
+        _LAST_DECISION + "SELECT p.id, q.status, d.action, d.x0, d.y0, d.x1, d.y1, "
+        "p.x0, p.y0, p.x1, p.y1 "
+        "FROM current_proposals p JOIN runs r ON r.id = p.run_id "
+        "LEFT JOIN queue_items q ON q.proposal_id = p.id AND q.reason = 'audit' "
+        "LEFT JOIN last ON last.proposal_id = p.id LEFT JOIN decisions d ON d.id = last.did "
+        "WHERE p.route IN ('auto', 'audit') AND r.key = ? "
+        "AND (? IS NULL OR p.p_correct IS NULL OR p.p_correct >= ? - 1e-9) "
+        "AND p.image_id NOT IN (SELECT image_id FROM seed_items "
+        "WHERE status = 'located' AND image_id IS NOT NULL) ORDER BY p.id",
+        (run_key, min_p, min_p),
     ).fetchall()
-    correct = sum(decision_correct(r[0], tuple(r[5:9]), tuple(r[1:5])) for r in rows)
-    return {
-        "n_auto": int(n_auto),
-        "n_audit": int(n_audit),
-        "n_audited": len(rows),
-        "n_correct": int(correct),
+    n = len(rows)
+    audited = np.array([r[1] == "done" and r[2] is not None for r in rows], bool)
+    correct = np.array(
+        [
+            bool(a) and decision_correct(r[2], tuple(r[7:11]), tuple(r[3:7]), match_iou=match_iou)
+            for r, a in zip(rows, audited, strict=True)
+        ],
+        bool,
+    )
+    return AutoSet(
+        ids=np.array([r[0] for r in rows], np.int64).reshape(n),
+        audit_open=np.array([r[1] in ("open", "claimed") for r in rows], bool).reshape(n),
+        audited=audited.reshape(n),
+        correct=correct.reshape(n),
+    )
+
+
+SEED_RUN_ID = 0
+"""The ``runs`` row (id 0, kind ``seed``) holding one proposal per located seed box: the
+carrier of seed labels in exports (``exported_items`` needs a proposal id). It has no
+``run_images`` rows, so its proposals are never current: select, the queue and the
+estimate never see them."""
+
+
+def sync_seed_labels(ws: Workspace) -> int:
+    """Keep the seed-label proposals equal to the located seed boxes; returns rows written.
+
+    One proposal per located seed item (``signals.seed_item_id``), box / phrase / score
+    updated in place when the seed item changes (ids stay stable); items no longer
+    located are dropped by :func:`autolabel.store.labels.iter_labels`, which joins them.
+    """
+    want = {
+        int(r[0]): (int(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]), r[6], r[7])
+        for r in ws.conn.execute(
+            "SELECT id, image_id, x0, y0, x1, y1, COALESCE(phrase, ''), COALESCE(score, 1.0) "
+            "FROM seed_items WHERE status = 'located' AND image_id IS NOT NULL "
+            "AND x0 IS NOT NULL"
+        )
     }
+    have = {
+        int(r[1]): (int(r[0]), (int(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]))
+        for r in ws.conn.execute(
+            "SELECT id, json_extract(signals, '$.seed_item_id'), image_id, x0, y0, x1, y1, "
+            "phrase, score FROM proposals WHERE run_id = ?",
+            (SEED_RUN_ID,),
+        )
+        if r[1] is not None
+    }
+    new = [(k, v) for k, v in want.items() if k not in have]
+    changed = [(have[k][0], v) for k, v in want.items() if k in have and have[k][1] != v]
+    if not new and not changed:
+        return 0
+    now = utcnow()
+    with ws.transaction() as c:
+        c.execute(
+            "INSERT OR IGNORE INTO runs(id, kind, detector, model, model_version, refiner, "
+            "prompt, box_threshold, text_threshold, key, started_at, finished_at) "
+            "VALUES (?, 'seed', 'seed', 'seed', 'seed', NULL, '', 0, 0, 'seed', ?, ?)",
+            (SEED_RUN_ID, now, now),
+        )
+        c.executemany(
+            "INSERT INTO proposals(run_id, image_id, x0, y0, x1, y1, phrase, score, signals) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            [(SEED_RUN_ID, *v, json.dumps({"seed_item_id": k})) for k, v in new],
+        )
+        c.executemany(
+            "UPDATE proposals SET image_id = ?, x0 = ?, y0 = ?, x1 = ?, y1 = ?, phrase = ?, "
+            "score = ? WHERE id = ?",
+            [(*v, pid) for pid, v in changed],
+        )
+    return len(new) + len(changed)

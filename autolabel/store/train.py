@@ -76,3 +76,34 @@ def rejected_images(ws: Workspace) -> list[dict[str, Any]]:
         }
         for r in ws.conn.execute(_REJECTS_SQL)
     ]
+
+
+# effective (not undone) rejects of a proposal, with the rejected box
+_REJECTED_BOXES_SQL = """
+SELECT d.id, p.image_id, i.path, p.x0, p.y0, p.x1, p.y1
+FROM decisions d
+JOIN proposals p ON p.id = d.proposal_id
+JOIN images i ON i.id = p.image_id
+WHERE d.action = 'reject'
+  AND d.id NOT IN (SELECT target_id FROM decisions
+                   WHERE action = 'undo' AND target_id IS NOT NULL)
+ORDER BY d.id
+"""
+
+
+def rejected_boxes(ws: Workspace) -> list[dict[str, Any]]:
+    """Boxes a reviewer rejected (undone rejects excluded), oldest first.
+
+    Returns:
+        One dict per decision: ``decision_id``, ``image_id``, ``path``, ``box``
+        ``(x0, y0, x1, y1)`` in original pixels.
+    """
+    return [
+        {
+            "decision_id": int(r["id"]),
+            "image_id": int(r["image_id"]),
+            "path": r["path"],
+            "box": (float(r["x0"]), float(r["y0"]), float(r["x1"]), float(r["y1"])),
+        }
+        for r in ws.conn.execute(_REJECTED_BOXES_SQL)
+    ]

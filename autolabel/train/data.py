@@ -21,6 +21,7 @@ import numpy as np
 
 from autolabel.errors import InputError, ModelError
 from autolabel.geometry import flip_boxes, iou, scale_boxes, xyxy_to_cxcywh_norm
+from autolabel.types import Prompt
 
 # token ids that GroundingDino's build_label_maps treats as phrase delimiters
 DELIMITER_IDS = (101, 102, 1012, 1029, 0)
@@ -89,6 +90,7 @@ class TrainingSet:
 
     @property
     def prompt(self) -> str:
+        """The text the model is trained with (:attr:`autolabel.types.Prompt.text`)."""
         return build_prompt(self.phrases)
 
 
@@ -99,10 +101,12 @@ def normalize_phrase(text: str) -> str:
 
 
 def build_prompt(phrases: Sequence[str]) -> str:
-    """``["red square", "blue circle"]`` -> ``"red square. blue circle."``."""
-    if not phrases:
-        raise InputError("prompt: expected at least one phrase, got none")
-    return ". ".join(phrases) + "."
+    """``["red square", "blue circle"]`` -> ``"red square. blue circle."`` (``Prompt.text``).
+
+    Raises:
+        EmptyPromptError: no phrase.
+    """
+    return Prompt(tuple(phrases)).text
 
 
 def is_no_object_reason(reason: str | None) -> bool:

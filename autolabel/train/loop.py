@@ -17,6 +17,7 @@ from autolabel.detect import versions
 from autolabel.errors import ConflictError, InputError
 from autolabel.train.data import TrainingSet, build_training_set, split_train_val
 from autolabel.train.model import apply_freeze, predict
+from autolabel.train.promote import judge_version
 from autolabel.train.state import RUN_FILE, is_resumable, read_run, resumable_partial
 from autolabel.train.trainer import Callback, FinetuneResult, Trainer, pinned_threads, write_json
 
@@ -179,6 +180,10 @@ def finetune_workspace(
 ) -> FinetuneResult:
     """Build the training set from a workspace and fine-tune (see :func:`finetune`).
 
+    A finished version is then judged against the workspace's current proposals
+    (:func:`autolabel.train.promote.judge_version`): ``result.metadata["promotion"]`` says
+    whether ``latest`` now names it, and why (one line).
+
     The training set is collected only when no resumable run exists (a resumed run uses
     its own data snapshot).
 
@@ -196,7 +201,7 @@ def finetune_workspace(
     training = None
     if resumable_partial(ws.path, restart=restart) is None:
         training = build_training_set(ws, default_phrase=default_phrase)
-    return finetune(
+    result = finetune(
         ws.path,
         training,
         base=resolved,
@@ -205,3 +210,8 @@ def finetune_workspace(
         callback=callback,
         stop_at_step=stop_at_step,
     )
+    if not result.interrupted and result.path is not None:
+        # champion/challenger: ``latest`` names this version only if it beats the current
+        # proposals on held-out reviewed images at the match IoU
+        judge_version(ws, result.path, result.metadata)
+    return result

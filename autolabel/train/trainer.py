@@ -34,6 +34,7 @@ from autolabel.train.data import (
 )
 from autolabel.train.metrics import average_precision, best_f1_threshold
 from autolabel.train.model import apply_freeze, load_trainable, predict, trainable_state
+from autolabel.train.promote import challenger_summary
 from autolabel.train.state import BEST_WEIGHTS, LAST_CHECKPOINT, TrainState
 
 if TYPE_CHECKING:
@@ -468,6 +469,12 @@ class Trainer:
             text_threshold=self.text_threshold,
         )
         metadata = self._metadata(used, ap_after, thresholds)
+        # champion/challenger (train/promote.py): the score at the match IoU on held-out images
+        summary = challenger_summary(self.val, pairs, thresholds.get("box_threshold"))
+        metadata["validation"].update(summary)
+        heldout = set(summary["heldout_paths"])
+        rows = [{"path": s.path, "boxes": s.boxes.tolist()} for s in self.val if s.path in heldout]
+        write_json(final_tmp / "heldout.json", rows)
         write_json(final_tmp / versions.METADATA, metadata)
         write_json(final_tmp / "history.json", self.state.history)
         target = self.partial.parent / self.version
@@ -617,8 +624,7 @@ def calibrate(
         box_threshold=SWEEP_BOX_THRESHOLD,
         text_threshold=SWEEP_TEXT_THRESHOLD,
     )
-    # NOTE: the detector's own prompt form (no trailing "."), unlike build_prompt's
-    prompt = ". ".join(phrases)
+    prompt = build_prompt(phrases)
     preds, truths = [], []
     for start in range(0, len(val), 4):
         chunk = val[start : start + 4]

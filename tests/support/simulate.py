@@ -3,8 +3,8 @@
 It turns known true boxes into proposals the way a real open-vocabulary detector errs:
 
 - a true object is found with probability ``p_detect``; a found object is localised well
-  (IoU about 0.8-0.95) with probability ``p_localise``, otherwise badly (a part or an
-  over-wide box, IoU < 0.5);
+  (a few pixels of jitter, IoU about 0.9-0.98) with probability ``p_localise``, otherwise
+  badly (a part or an over-wide box, IoU < 0.5);
 - each distractor box (e.g. the thumbnails of :func:`autolabel.synth.make_screenshot`)
   becomes a false positive with probability ``p_distractor``, plus a few random boxes;
 - ``score`` of correct boxes is drawn higher than that of wrong ones but the two overlap
@@ -12,7 +12,8 @@ It turns known true boxes into proposals the way a real open-vocabulary detector
   ``token_score`` and ``exemplar_score`` carry independent evidence about correctness (so a
   calibrator using them can beat the raw score).
 
-Correct = IoU >= 0.5 with a true box; :func:`simulate_proposals` returns that label too.
+Correct = IoU >= the match IoU (``quality.match_iou``, 0.9) with a true box;
+:func:`simulate_proposals` returns that label too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from autolabel.constants import MATCH_IOU
 from autolabel.geometry import box_iou
 from autolabel.types import Proposals
 
@@ -47,6 +49,8 @@ def simulate_proposals(
     p_distractor: float = 0.5,
     random_fp: float = 0.3,
     hardness: float = 0.0,
+    jitter: float = 0.012,
+    match_iou: float = MATCH_IOU,
 ) -> tuple[Proposals, np.ndarray]:
     """Proposals for one image from its true boxes.
 
@@ -57,9 +61,11 @@ def simulate_proposals(
         distractors: ``(m, 4)`` look-alike regions that may become false positives.
         threshold: lowest score emitted (the detector's box threshold).
         hardness: 0..1, lowers the scores of correct boxes on this image (hard images).
+        jitter: standard deviation of a well-localised box's sides, as a share of its size.
+        match_iou: IoU a box needs with a true box to be correct.
 
     Returns:
-        ``(proposals, correct)``: ``correct (n,)`` bool, IoU >= 0.5 with a true box.
+        ``(proposals, correct)``: ``correct (n,)`` bool, IoU >= ``match_iou`` with a true box.
     """
     W, H = size
     truth = np.asarray(truth, np.float64).reshape(-1, 4)
@@ -69,7 +75,7 @@ def simulate_proposals(
             continue
         w, h = t[2] - t[0], t[3] - t[1]
         if rng.random() < p_localise:
-            jit = rng.normal(0, 0.03, 4) * np.array([w, h, w, h])
+            jit = rng.normal(0, jitter, 4) * np.array([w, h, w, h])
             boxes.append(t + jit)
         elif rng.random() < 0.5:  # a part of the object
             fx, fy = rng.uniform(0.3, 0.6, 2)
@@ -95,7 +101,7 @@ def simulate_proposals(
     xyxy[:, 3] = np.maximum(xyxy[:, 3], xyxy[:, 1] + 1)
     n = xyxy.shape[0]
     if truth.shape[0]:
-        correct = box_iou(xyxy, truth).max(axis=1) >= 0.5
+        correct = box_iou(xyxy, truth).max(axis=1) >= match_iou
     else:
         correct = np.zeros(n, bool)
     good = _beta_between(rng, 5.0 - 3.0 * hardness, 2.0, threshold, n)
@@ -116,19 +122,19 @@ def simulate_proposals(
 
 
 def simulated_reviewer_action(
-    box: Sequence[float], truth: np.ndarray
+    box: Sequence[float], truth: np.ndarray, *, match_iou: float = MATCH_IOU
 ) -> tuple[str, tuple[float, float, float, float] | None]:
     """What a careful reviewer does with a proposed box, given the image's true boxes.
 
-    Returns ``("accept", None)`` when IoU >= 0.5 with a true box, ``("adjust", true_box)``
-    when it overlaps one (IoU > 0.1), else ``("reject", None)``.
+    Returns ``("accept", None)`` when IoU >= ``match_iou`` with a true box,
+    ``("adjust", true_box)`` when it overlaps one (IoU > 0.1), else ``("reject", None)``.
     """
     t = np.asarray(truth, np.float64).reshape(-1, 4)
     if t.shape[0] == 0:
         return "reject", None
     iou = box_iou(np.asarray(box, np.float64).reshape(1, 4), t)[0]
     j = int(np.argmax(iou))
-    if iou[j] >= 0.5:
+    if iou[j] >= match_iou:
         return "accept", None
     if iou[j] > 0.1:
         return "adjust", tuple(float(v) for v in t[j])  # type: ignore[return-value]

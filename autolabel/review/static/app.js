@@ -1,11 +1,15 @@
 // autolabel review page: plain JS, no build step.
-// Holds the current item plus one prefetched item (both claimed with a lease, renewed while
-// the page is open); every key press maps to one POST to the review API.
+// Holds the current item plus a few prefetched ones (claimed with a lease, renewed while the
+// page is open) whose previews are downloaded *and decoded* ahead, so a key press shows the
+// next item at once. Decisions go to an outbox that is sent in the background, in order:
+// the reviewer never waits on the server. A failed send is shown and retried; the outbox is
+// kept in localStorage, so a reload or a crash does not lose it.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
-  const PREFETCH = 2; // items held at once: the one shown + the next one
+  const PREFETCH = 4; // items held at once: the one shown + the next three
   const MIN_BOX = 2; // px in image coordinates
+  const RETRY_MS = [500, 1000, 2000, 5000, 10000];
   const state = {
     reviewer: null,
     lease: 120,
@@ -18,7 +22,10 @@
     editing: false,
     busy: false,
     filling: null,
-    images: new Map(), // image_id -> prefetched Image
+    images: new Map(), // image_id -> {img, ready}: prefetched and decoded previews
+    outbox: [], // decisions not yet confirmed by the server, oldest first
+    sending: false,
+    failures: 0,
   };
   const headers = {};
 
@@ -106,6 +113,8 @@
   async function start(name) {
     state.reviewer = name;
     $("who").textContent = name;
+    loadOutbox();
+    flush();
     try {
       const held = await api("GET", "/api/held");
       state.queue = held.items;
@@ -132,20 +141,22 @@
   // ---- queue: claim, prefetch, lease -----------------------------------------------------
   function fill() {
     if (state.filling) return state.filling;
-    state.filling = (async () => {
-      try {
-        while (state.queue.length < PREFETCH) {
-          const r = await api("POST", "/api/next");
-          if (!r.item) break;
-          if (state.queue.some((it) => it.item_id === r.item.item_id)) break;
-          state.queue.push(r.item);
-          prefetch(r.item);
-        }
-      } finally {
-        state.filling = null;
+    const filling = (async () => {
+      while (state.queue.length < PREFETCH) {
+        const r = await api("POST", "/api/next");
+        if (!r.item) break;
+        if (state.queue.some((it) => it.item_id === r.item.item_id)) break;
+        state.queue.push(r.item);
+        prefetch(r.item);
       }
     })();
-    return state.filling;
+    // cleared only after the assignment: a fill with nothing to do finishes synchronously
+    state.filling = filling;
+    const done = () => {
+      if (state.filling === filling) state.filling = null;
+    };
+    filling.then(done, done);
+    return filling;
   }
 
   function imageUrl(item) {
@@ -153,11 +164,22 @@
   }
 
   function prefetch(item) {
-    if (state.images.has(item.image_id)) return;
-    const im = new Image();
-    im.src = imageUrl(item);
-    state.images.set(item.image_id, im);
-    if (state.images.size > 16) state.images.delete(state.images.keys().next().value);
+    if (state.images.has(item.image_id)) return state.images.get(item.image_id);
+    const img = new Image();
+    img.id = "img";
+    img.alt = "image under review";
+    img.draggable = false;
+    img.decoding = "sync";
+    img.src = imageUrl(item);
+    // decode() resolves once the pixels are ready to paint; errors show as a broken image
+    const entry = { img, ready: img.decode().then(() => true, () => false) };
+    state.images.set(item.image_id, entry);
+    const held = new Set(state.queue.map((it) => it.image_id));
+    for (const key of state.images.keys()) {
+      if (state.images.size <= 2 * PREFETCH) break;
+      if (!held.has(key)) state.images.delete(key);
+    }
+    return entry;
   }
 
   function heldIds() {
@@ -207,9 +229,11 @@
     state.box = item.box.slice();
     $("empty").hidden = true;
     stage.hidden = false;
-    const img = $("img");
-    img.onload = render;
-    img.src = imageUrl(item);
+    const entry = prefetch(item);
+    const old = $("img");
+    if (old !== entry.img) old.replaceWith(entry.img);
+    entry.img.onload = render;
+    entry.ready.then(() => state.cur === item && render());
     stage.dataset.itemId = String(item.item_id);
     $("reason").textContent = item.reason;
     $("reason").className = "badge " + item.reason;
@@ -365,23 +389,98 @@
     setEditing(false);
   }
 
-  // ---- decisions -------------------------------------------------------------------------
-  async function send(action, extra, { advance = true } = {}) {
-    if (!state.cur || state.busy) return null;
-    state.busy = true;
-    const item = state.cur;
+  // ---- decisions: an outbox sent in the background ---------------------------------------
+  function outboxKey() {
+    return "autolabel.outbox." + state.reviewer;
+  }
+
+  function saveOutbox() {
     try {
-      const r = await api("POST", "/api/decide", Object.assign({ item_id: item.item_id, action }, extra));
-      if (advance) next(item);
-      return r;
+      localStorage.setItem(outboxKey(), JSON.stringify(state.outbox));
     } catch (e) {
-      toast(e.message, "error");
-      if (e.status === 409 || e.status === 404) next(item); // someone else has it now
-      return null;
-    } finally {
-      state.busy = false;
-      refreshStats();
+      /* storage full or disabled: the outbox still lives in memory */
     }
+  }
+
+  function loadOutbox() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(outboxKey()) || "[]");
+      if (Array.isArray(saved)) state.outbox = saved;
+    } catch (e) {
+      state.outbox = [];
+    }
+    if (state.outbox.length) toast(state.outbox.length + " unsent decision(s) from before: sending");
+  }
+
+  function showPending() {
+    const n = state.outbox.length;
+    const el = $("pending");
+    if (!el) return;
+    el.hidden = n === 0 || state.failures === 0;
+    el.textContent = n + " decision" + (n === 1 ? "" : "s") + " not saved yet: retrying…";
+  }
+
+  async function flush() {
+    if (state.sending) return;
+    state.sending = true;
+    try {
+      while (state.outbox.length) {
+        const entry = state.outbox[0];
+        try {
+          await api("POST", "/api/decide", entry.body);
+          state.failures = 0;
+        } catch (e) {
+          if (e.status === undefined || e.status >= 500 || e.status === 429 || e.status === 401) {
+            // network or server trouble: keep it, show it, retry later
+            state.failures += 1;
+            showPending();
+            const wait = RETRY_MS[Math.min(state.failures - 1, RETRY_MS.length - 1)];
+            setTimeout(flush, wait);
+            return;
+          }
+          // refused for good (decided by someone else, bad input): say so, drop it
+          toast("item " + entry.body.item_id + " not saved: " + e.message, "error");
+        }
+        state.outbox.shift();
+        saveOutbox();
+        showPending();
+      }
+      statsSoon();
+    } finally {
+      state.sending = false;
+    }
+  }
+
+  function waitFlushed() {
+    return new Promise((resolve) => {
+      const check = () => (state.outbox.length ? setTimeout(check, 20) : resolve());
+      flush();
+      check();
+    });
+  }
+
+  // counting a 1M-item queue costs the server ~0.3 s of CPU: refresh the counter at most
+  // every 2 s while deciding (the server also reuses its counts), never once per decision
+  let statsTimer = null;
+  let statsAt = 0;
+  function statsSoon() {
+    if (statsTimer) return;
+    const wait = Math.max(300, statsAt + 2000 - Date.now());
+    statsTimer = setTimeout(() => {
+      statsTimer = null;
+      statsAt = Date.now();
+      refreshStats();
+    }, wait);
+  }
+
+  function send(action, extra, { advance = true } = {}) {
+    if (!state.cur) return false;
+    const item = state.cur;
+    state.outbox.push({ body: Object.assign({ item_id: item.item_id, action }, extra) });
+    saveOutbox();
+    if (advance) next(item);
+    flush();
+    return true;
   }
 
   function next(done) {
@@ -389,7 +488,6 @@
     show(state.queue[0] || null);
     fill().then(() => {
       if (!state.cur && state.queue.length) show(state.queue[0]);
-      else if (state.queue[1]) prefetch(state.queue[1]);
     }, (e) => toast(e.message, "error"));
   }
 
@@ -419,8 +517,7 @@
     $("caption-box").hidden = true;
     if (!text || !state.cur) return;
     const item = state.cur;
-    const r = await send("caption", { caption: text }, { advance: false });
-    if (r) {
+    if (send("caption", { caption: text }, { advance: false })) {
       item.caption = text;
       if (state.cur === item) $("caption").textContent = "caption: " + text;
       toast("caption saved");
@@ -439,6 +536,7 @@
     if (state.busy) return;
     state.busy = true;
     try {
+      await waitFlushed(); // the server undoes the last decision it has
       const r = await api("POST", "/api/undo", {});
       if (r.item) {
         state.queue = [r.item].concat(state.queue.filter((it) => it.item_id !== r.item.item_id));

@@ -1,0 +1,691 @@
+"""Candidate rectangles from image structure, and their features, for the ``regions`` detector.
+
+Everything here works on a downscaled copy of the capture (short side ~``SMALL_SHORT``):
+
+1. **UI colours**: the few colours that cover large flat areas (page background, cards,
+   side bars, frames); a pixel within ``COLOR_TOL`` of one of them is *background*.
+2. **Components**: connected components of the non-background mask (against all UI colours,
+   and against the most common one only, so a picture inside a card and the card are both
+   found), at two closing sizes, plus components of each UI colour itself (a flat-coloured
+   photo background inside the page).
+3. **Rectangle fits** of each component: its bounding box; the box with rows/columns
+   trimmed where the component's span is short (a sticker or price tag sticking out of a
+   corner); the box with uniform outer bands peeled off (a frame).
+
+Features (one row per candidate, :data:`FEATURES`) describe position and size, texture,
+colour, how much of the box and of a ring around it is background, how straight and strong
+its four borders are, text-likeness, and how similar it looks to the seed crops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Short side of the downscaled copy used for candidates and features (long side capped).
+SMALL_SHORT = 300
+SMALL_LONG_MAX = 720
+#: Colour distance (max over channels) within which a pixel belongs to a UI colour.
+COLOR_TOL = 7
+#: A colour is a UI colour when it covers at least this share of the image.
+UI_MIN_SHARE = 0.005
+#: Side of the grey thumbnails compared with seed crops.
+THUMB = 12
+
+FEATURES: tuple[str, ...] = (
+    "cx",
+    "cy",
+    "w",
+    "h",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "log_aspect",
+    "area",
+    "area_vs_max",
+    "log_px",
+    "bg_inside",
+    "bg_ring_out",
+    "bg_ring_in",
+    "grad_inside",
+    "std_inside",
+    "sat_inside",
+    "edge_min",
+    "edge_mean",
+    "edge_mag",
+    "ring_contrast",
+    "inner_line",
+    "text_like",
+    "n_colors",
+    "contained_by",
+    "contains",
+    "source",
+    "seed_sim",
+    "seed_hist",
+    "d_w",
+    "d_h",
+    "d_cx",
+    "d_cy",
+    "d_aspect",
+    "d_px",
+    "layout",
+)
+
+
+#: Columns computed (layout statistics, signals) but not given to the classifier: a picture's
+#: height and aspect follow its product, not the layout, so a seed of a few products would
+#: teach the scorer the wrong thing.
+NOT_SCORED: tuple[str, ...] = ("h", "y1", "log_aspect", "area", "d_h", "d_aspect")
+SCORED = np.array([i for i, f in enumerate(FEATURES) if f not in NOT_SCORED], np.int64)
+
+
+@dataclass
+class Prepared:
+    """Maps of one downscaled image shared by candidates and features."""
+
+    small: np.ndarray  #: (h, w, 3) uint8
+    f: float  #: small pixels per original pixel
+    full_hw: tuple[int, int]
+    gray: np.ndarray  #: (h, w) float32
+    bg: np.ndarray  #: (h, w) bool, pixel of a UI colour
+    ui_colors: np.ndarray  #: (k, 3)
+    near: list[np.ndarray]  #: per UI colour, (h, w) bool: pixel of that colour
+    ii_bg: np.ndarray
+    ii_grad: np.ndarray
+    ii_g: np.ndarray
+    ii_g2: np.ndarray
+    ii_sat: np.ndarray
+    ii_ex: np.ndarray  #: integral of vertical-line edge map (steps along x)
+    ii_ey: np.ndarray  #: integral of horizontal-line edge map (steps along y)
+    ii_mx: np.ndarray
+    ii_my: np.ndarray
+    ii_rgb: np.ndarray  #: (h+1, w+1, 3) float64 integral of ``small``
+
+
+def _integral(a: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.integral(np.ascontiguousarray(a, dtype=np.float32), sdepth=cv2.CV_64F)
+
+
+def _rect_sum(ii: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sums over ``(n, 4)`` integer boxes (clipped) from an integral image."""
+    h, w = ii.shape[0] - 1, ii.shape[1] - 1
+    x0 = np.clip(b[:, 0], 0, w)
+    x1 = np.clip(b[:, 2], 0, w)
+    y0 = np.clip(b[:, 1], 0, h)
+    y1 = np.clip(b[:, 3], 0, h)
+    return ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
+
+
+def _area(b: np.ndarray) -> np.ndarray:
+    return np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+
+
+def _color_key(small: np.ndarray) -> np.ndarray:
+    """15-bit colour key (5 bits per channel) per pixel: ``(h, w) int32``."""
+    q = (small >> 3).astype(np.int32)
+    return (q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]
+
+
+def ui_colors(
+    small: np.ndarray, key: np.ndarray, *, min_share: float = UI_MIN_SHARE, k: int = 6
+) -> np.ndarray:
+    """The colours covering large flat areas, most common first: ``(k', 3) float32``."""
+    import cv2
+
+    # only flat pixels vote (3x3 range small): photo pixels rarely do
+    g = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    ker = np.ones((3, 3), np.uint8)
+    flat = cv2.subtract(cv2.dilate(g, ker), cv2.erode(g, ker)) <= 4
+    kf = key[flat]
+    counts = np.bincount(kf, minlength=1 << 15)
+    total = key.size
+    order = np.argsort(-counts)[: 4 * k]
+    order = order[counts[order] >= min_share * total]
+    if not len(order):
+        return np.zeros((0, 3), np.float32)
+    pix = small[flat].astype(np.float64)
+    sums = np.stack(
+        [np.bincount(kf, weights=pix[:, c], minlength=1 << 15)[order] for c in range(3)], 1
+    )
+    means = sums / counts[order][:, None]
+    cols: list[np.ndarray] = []
+    for c in means.astype(np.float32):
+        if all(np.abs(c - o).max() > COLOR_TOL for o in cols):
+            cols.append(c)
+        if len(cols) >= k:
+            break
+    return np.asarray(cols, np.float32).reshape(-1, 3)
+
+
+_BIN_CENTRES = None
+
+
+def near_masks(key: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """Per UI colour, pixels whose 5-bit colour bin lies within ``COLOR_TOL`` (+ half a bin)
+    of it: a lookup on the colour key, ``[(h, w) bool, ...]``."""
+    global _BIN_CENTRES
+    if _BIN_CENTRES is None:
+        k = np.arange(1 << 15)
+        _BIN_CENTRES = np.stack([(k >> 10) & 31, (k >> 5) & 31, k & 31], 1) * 8.0 + 3.5
+    out = []
+    for c in cols:
+        d = np.maximum(np.abs(_BIN_CENTRES[:, 0] - c[0]), np.abs(_BIN_CENTRES[:, 1] - c[1]))
+        lut = np.maximum(d, np.abs(_BIN_CENTRES[:, 2] - c[2])) <= COLOR_TOL + 4
+        out.append(lut[key])
+    return out
+
+
+def prepare(image: np.ndarray) -> Prepared:
+    """Downscale ``image`` ``(H, W, 3) uint8`` and compute the shared maps."""
+    import cv2
+
+    H, W = image.shape[:2]
+    # an integer factor (OpenCV's INTER_AREA is several times faster on those), then a
+    # cap on the long side for long scroll captures
+    k = max(1, round(min(H, W) / SMALL_SHORT))
+    small = (
+        cv2.resize(image, (max(1, W // k), max(1, H // k)), interpolation=cv2.INTER_AREA)
+        if k > 1
+        else np.ascontiguousarray(image)
+    )
+    if max(small.shape[:2]) > SMALL_LONG_MAX:
+        g = SMALL_LONG_MAX / max(small.shape[:2])
+        small = cv2.resize(
+            small,
+            (max(1, round(small.shape[1] * g)), max(1, round(small.shape[0] * g))),
+            interpolation=cv2.INTER_AREA,
+        )
+    f = small.shape[1] / W
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    key = _color_key(small)
+    cols = ui_colors(small, key)
+    near = near_masks(key, cols)
+    bg = np.logical_or.reduce(near) if near else np.zeros(small.shape[:2], bool)
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    grad = np.abs(gx) + np.abs(gy)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    # steps between neighbours: a line at x is the boundary between x-1 and x
+    dx = np.zeros_like(gray)
+    dx[:, 1:] = np.abs(gray[:, 1:] - gray[:, :-1])
+    dy = np.zeros_like(gray)
+    dy[1:] = np.abs(gray[1:] - gray[:-1])
+    # tolerate one pixel of misplacement at this scale
+    ex = cv2.dilate((dx > 6).astype(np.uint8), np.ones((1, 3), np.uint8)).astype(np.float32)
+    ey = cv2.dilate((dy > 6).astype(np.uint8), np.ones((3, 1), np.uint8)).astype(np.float32)
+    mx = cv2.dilate(dx, np.ones((1, 3), np.uint8))
+    my = cv2.dilate(dy, np.ones((3, 1), np.uint8))
+    return Prepared(
+        small=small,
+        f=f,
+        full_hw=(H, W),
+        gray=gray,
+        bg=bg,
+        ui_colors=cols,
+        near=near,
+        ii_bg=_integral(bg.astype(np.float32)),
+        ii_grad=_integral(grad),
+        ii_g=_integral(gray),
+        ii_g2=_integral(gray * gray),
+        ii_sat=_integral(hsv[..., 1].astype(np.float32)),
+        ii_ex=_integral(ex),
+        ii_ey=_integral(ey),
+        ii_mx=_integral(mx),
+        ii_my=_integral(my),
+        ii_rgb=cv2.integral(small, sdepth=cv2.CV_64F),
+    )
+
+
+# -- candidates -----------------------------------------------------------------------------
+def _trim(sub: np.ndarray, frac: float) -> tuple[int, int, int, int] | None:
+    """Rows/columns of a component mask whose span is at least ``frac`` of the widest."""
+    rows = sub.any(axis=1)
+    cols = sub.any(axis=0)
+    if not rows.any():
+        return None
+    h, w = sub.shape
+    first = np.where(rows, sub.argmax(axis=1), w)
+    last = np.where(rows, w - 1 - sub[:, ::-1].argmax(axis=1), -1)
+    span = (last - first + 1).clip(0)
+    ok_r = np.flatnonzero(span >= frac * span.max())
+    firstc = np.where(cols, sub.argmax(axis=0), h)
+    lastc = np.where(cols, h - 1 - sub[::-1].argmax(axis=0), -1)
+    spanc = (lastc - firstc + 1).clip(0)
+    ok_c = np.flatnonzero(spanc >= frac * spanc.max())
+    if not len(ok_r) or not len(ok_c):
+        return None
+    return int(ok_c[0]), int(ok_r[0]), int(ok_c[-1]) + 1, int(ok_r[-1]) + 1
+
+
+def _peel(gray: np.ndarray, b: tuple[int, int, int, int], max_frac: float = 0.15):
+    """Peel uniform outer bands (a frame) off box ``b``; None when nothing peels."""
+    x0, y0, x1, y1 = b
+    patch = gray[y0:y1, x0:x1]
+    if patch.shape[0] < 8 or patch.shape[1] < 8:
+        return None
+    ih, iw = patch.shape
+    rs = patch[:, iw // 10 : iw - iw // 10].std(axis=1)
+    cs = patch[ih // 10 : ih - ih // 10].std(axis=0)
+    lim_r = max(1, int(max_frac * len(rs)))
+    lim_c = max(1, int(max_frac * len(cs)))
+
+    def run(a: np.ndarray, lim: int) -> int:
+        k = 0
+        while k < lim and a[k] < 3.0:
+            k += 1
+        return k
+
+    t = run(rs, lim_r)
+    bt = run(rs[::-1], lim_r)
+    lft = run(cs, lim_c)
+    rt = run(cs[::-1], lim_c)
+    if t + bt + lft + rt == 0:
+        return None
+    return x0 + lft, y0 + t, x1 - rt, y1 - bt
+
+
+def _line_cov(ii: np.ndarray, pos: np.ndarray, lo: int, hi: int, rows: bool) -> np.ndarray:
+    """Share of ``[lo, hi)`` covered by edge pixels on each row (``rows``) / column at ``pos``."""
+    if hi <= lo:
+        return np.zeros(len(pos))
+    if rows:
+        s = ii[pos + 1, hi] - ii[pos, hi] - ii[pos + 1, lo] + ii[pos, lo]
+    else:
+        s = ii[hi, pos + 1] - ii[hi, pos] - ii[lo, pos + 1] + ii[lo, pos]
+    return s / (hi - lo)
+
+
+def _to_lines(p: Prepared, b, *, outward: bool, min_cov: float, reach: float):
+    """Move each side of ``b`` to the nearest line (edge coverage >= ``min_cov`` over the
+    middle 80 % of the side) outward or inward within ``reach`` of the box size."""
+    h, w = p.bg.shape
+    x0, y0, x1, y1 = b
+    bw, bh = x1 - x0, y1 - y0
+    ix, iy = bw // 10, bh // 10
+    out = [x0, y0, x1, y1]
+    for side in range(4):
+        rows = side in (1, 3)
+        size = bh if rows else bw
+        r = max(2, int(reach * size))
+        c = out[side]
+        step = (-1 if side in (0, 1) else 1) * (1 if outward else -1)
+        lim = (h if rows else w) - 1
+        pos = c + step * np.arange(2 if not outward else 1, r + 1)
+        pos = pos[(pos >= 0) & (pos <= lim)]
+        if not len(pos):
+            continue
+        if rows:
+            cov = _line_cov(p.ii_ey, pos, x0 + ix, x1 - ix, True)
+        else:
+            cov = _line_cov(p.ii_ex, pos, y0 + iy, y1 - iy, False)
+        hit = np.flatnonzero(cov >= min_cov)
+        if len(hit):
+            out[side] = int(pos[hit[0]])
+    if out[2] - out[0] < 4 or out[3] - out[1] < 4:
+        return tuple(b)
+    return tuple(out)
+
+
+def candidates(p: Prepared, *, min_side: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate boxes in small-image pixels.
+
+    Returns:
+        ``(boxes (n, 4) int64, source (n,) int64)``; source: 0 bbox, 1 trimmed, 2 peeled,
+        3 colour region, 4 grown to lines, 5 shrunk to lines (6: an exemplar match, added
+        by the detector) (an id, no direction).
+    """
+    import cv2
+
+    h, w = p.bg.shape
+    masks = [~p.bg]
+    if len(p.ui_colors) > 1:
+        masks.append(~p.near[0])
+    out: list[tuple[int, int, int, int]] = []
+    src: list[int] = []
+
+    def add(b, s: int) -> None:
+        x0, y0, x1, y1 = b
+        if x1 - x0 >= min_side and y1 - y0 >= min_side:
+            out.append((int(x0), int(y0), int(x1), int(y1)))
+            src.append(s)
+
+    min_area = 0.002 * h * w
+    for mi, m in enumerate(masks):
+        m8 = m.astype(np.uint8)
+        m8 = cv2.morphologyEx(m8, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+        for k in (1, 3) if mi == 0 else (3,):
+            mk = m8 if k == 1 else cv2.morphologyEx(m8, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+            n, lab, stats, _ = cv2.connectedComponentsWithStats(mk, connectivity=4)
+            for i in range(1, n):
+                x, y, bw, bh, _ = stats[i]
+                if bw * bh < min_area or bw < min_side or bh < min_side:
+                    continue
+                if bw >= 0.98 * w and bh >= 0.9 * h:
+                    continue
+                b = (x, y, x + bw, y + bh)
+                add(b, 0)
+                sub = lab[y : y + bh, x : x + bw] == i
+                for frac in (0.6, 0.85):
+                    t = _trim(sub, frac)
+                    if t is not None and t != (0, 0, bw, bh):
+                        add((x + t[0], y + t[1], x + t[2], y + t[3]), 1)
+                pe = _peel(p.gray, b)
+                if pe is not None:
+                    add(pe, 2)
+    # flat-coloured regions that are not the page itself (a photo's plain background)
+    for m in p.near[1:3]:
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=4)
+        for i in range(1, n):
+            x, y, bw, bh, _ = stats[i]
+            if bw * bh < min_area or (bw >= 0.98 * w and bh >= 0.9 * h):
+                continue
+            add((x, y, x + bw, y + bh), 3)
+    # edge-line variants of the larger candidates: grow each side out to the nearest long
+    # straight line (a picture whose background partly matches the page), or shrink it in
+    # to one (a picture touching a header or banner)
+    for b, s_ in list(zip(out, src, strict=True)):
+        if s_ != 0 or (b[2] - b[0]) * (b[3] - b[1]) < 5 * min_area:
+            continue
+        g = _to_lines(p, b, outward=True, min_cov=0.5, reach=0.4)
+        if g != b:
+            add(g, 4)
+        k = _to_lines(p, b, outward=False, min_cov=0.8, reach=0.35)
+        if k != b:
+            add(k, 5)
+    if not out:
+        return np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
+    arr = np.asarray(out, np.int64)
+    s = np.asarray(src, np.int64)
+    _, idx = np.unique(arr, axis=0, return_index=True)
+    idx = np.sort(idx)
+    return arr[idx], s[idx]
+
+
+# -- features -------------------------------------------------------------------------------
+def thumbs(small: np.ndarray, boxes: np.ndarray, ii_rgb: np.ndarray | None = None):
+    """Grey ``THUMB x THUMB`` thumbnails (zero-mean, unit-norm) and 4x4x4-bin colour
+    histograms of the thumbnail cells, from per-channel integral images (all boxes at once).
+
+    Args:
+        small: ``(h, w, 3) uint8``; boxes: ``(n, 4)`` int; ii_rgb: ``(h+1, w+1, 3)`` integral
+            of ``small`` (computed when None).
+
+    Returns:
+        ``(t (n, THUMB*THUMB) float32, hist (n, 64) float32)``.
+    """
+    import cv2
+
+    if ii_rgb is None:
+        ii_rgb = cv2.integral(small, sdepth=cv2.CV_64F)
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    n = len(b)
+    if n == 0:
+        return np.zeros((0, THUMB * THUMB), np.float32), np.zeros((0, 64), np.float32)
+    g = np.linspace(0, 1, THUMB + 1)
+    xs = np.round(b[:, 0:1] + (b[:, 2:3] - b[:, 0:1]) * g).astype(np.int64)  # (n, T+1)
+    ys = np.round(b[:, 1:2] + (b[:, 3:4] - b[:, 1:2]) * g).astype(np.int64)
+    xs = np.maximum.accumulate(xs, axis=1)
+    ys = np.maximum.accumulate(ys, axis=1)
+    S = ii_rgb[ys[:, :, None], xs[:, None, :]]  # (n, T+1, T+1, 3)
+    cell = S[:, 1:, 1:] - S[:, :-1, 1:] - S[:, 1:, :-1] + S[:, :-1, :-1]
+    area = (np.diff(ys, axis=1)[:, :, None] * np.diff(xs, axis=1)[:, None, :]).clip(1)
+    mean = cell / area[..., None]  # (n, T, T, 3)
+    gray = (mean @ np.array([0.299, 0.587, 0.114])).reshape(n, -1)
+    gray = gray - gray.mean(axis=1, keepdims=True)
+    nrm = np.linalg.norm(gray, axis=1, keepdims=True)
+    t = np.where(nrm > 0, gray / np.maximum(nrm, 1e-9), 0.0).astype(np.float32)
+    q = np.clip(mean, 0, 255).astype(np.int64) >> 6
+    code = (q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).reshape(n, -1)
+    hist = np.zeros((n, 64), np.float32)
+    np.add.at(hist, (np.repeat(np.arange(n), code.shape[1]), code.ravel()), 1.0)
+    hist /= code.shape[1]
+    return t, hist
+
+
+def crop_descriptors(crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Thumbnails/histograms of whole seed crops (see :func:`thumbs`)."""
+    import cv2
+
+    ts, hs = [], []
+    for c in crops:
+        c = np.asarray(c)
+        f = min(1.0, 128 / max(c.shape[:2]))
+        if f < 1:
+            c = cv2.resize(
+                c,
+                (max(2, round(c.shape[1] * f)), max(2, round(c.shape[0] * f))),
+                interpolation=cv2.INTER_AREA,
+            )
+        t, hh = thumbs(c, np.array([[0, 0, c.shape[1], c.shape[0]]]))
+        ts.append(t[0])
+        hs.append(hh[0])
+    return (
+        np.asarray(ts, np.float32).reshape(-1, THUMB * THUMB),
+        np.asarray(hs, np.float32).reshape(-1, 64),
+    )
+
+
+def base_features(
+    p: Prepared, boxes: np.ndarray, source: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features that need no seed statistics.
+
+    Args:
+        p: prepared maps; boxes: ``(n, 4)`` int small-image boxes; source: ``(n,)``.
+
+    Returns:
+        ``(X (n, len(FEATURES)) float32, thumbs (n, THUMB*THUMB), hists (n, 64))``; the
+        seed-dependent columns (``seed_*``, ``d_*``, ``layout``) are zero until
+        :func:`seed_features` fills them.
+    """
+    h, w = p.bg.shape
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    n = len(b)
+    bw = np.maximum(b[:, 2] - b[:, 0], 1).astype(np.float64)
+    bh = np.maximum(b[:, 3] - b[:, 1], 1).astype(np.float64)
+    area = bw * bh
+    cols: dict[str, np.ndarray] = {}
+    cols["cx"] = (b[:, 0] + b[:, 2]) / 2 / w
+    cols["cy"] = (b[:, 1] + b[:, 3]) / 2 / h
+    cols["w"] = bw / w
+    cols["h"] = bh / h
+    cols["x0"] = b[:, 0] / w
+    cols["y0"] = b[:, 1] / h
+    cols["x1"] = b[:, 2] / w
+    cols["y1"] = b[:, 3] / h
+    cols["log_aspect"] = np.log(bh / bw)
+    cols["area"] = area / (w * h)
+    cols["log_px"] = np.log(np.maximum(bw, bh) / p.f)
+    bg_in = _rect_sum(p.ii_bg, b) / area
+    cols["bg_inside"] = bg_in
+    r = np.maximum(2, (0.03 * np.minimum(bw, bh)).astype(np.int64))
+    outer = np.stack([b[:, 0] - r, b[:, 1] - r, b[:, 2] + r, b[:, 3] + r], 1)
+    inner = np.stack([b[:, 0] + r, b[:, 1] + r, b[:, 2] - r, b[:, 3] - r], 1)
+    o_area = np.maximum(
+        _area(
+            np.stack(
+                [
+                    outer[:, 0].clip(0),
+                    outer[:, 1].clip(0),
+                    outer[:, 2].clip(max=w),
+                    outer[:, 3].clip(max=h),
+                ],
+                1,
+            )
+        )
+        - area,
+        1,
+    )
+    cols["bg_ring_out"] = np.where(
+        o_area > 1, (_rect_sum(p.ii_bg, outer) - _rect_sum(p.ii_bg, b)) / o_area, 1.0
+    )
+    i_area = np.maximum(area - _area(inner), 1)
+    cols["bg_ring_in"] = (_rect_sum(p.ii_bg, b) - _rect_sum(p.ii_bg, inner)) / i_area
+    cols["grad_inside"] = _rect_sum(p.ii_grad, b) / area / 100
+    mean = _rect_sum(p.ii_g, b) / area
+    cols["std_inside"] = np.sqrt(np.maximum(_rect_sum(p.ii_g2, b) / area - mean**2, 0)) / 64
+    cols["sat_inside"] = _rect_sum(p.ii_sat, b) / area / 255
+    # border lines: coverage of the step map along each side (middle 80 %)
+    ix = (0.1 * bw).astype(np.int64)
+    iy = (0.1 * bh).astype(np.int64)
+    top = np.stack([b[:, 0] + ix, b[:, 1], b[:, 2] - ix, b[:, 1] + 1], 1)
+    bot = np.stack([b[:, 0] + ix, b[:, 3], b[:, 2] - ix, b[:, 3] + 1], 1)
+    lef = np.stack([b[:, 0], b[:, 1] + iy, b[:, 0] + 1, b[:, 3] - iy], 1)
+    rig = np.stack([b[:, 2], b[:, 1] + iy, b[:, 2] + 1, b[:, 3] - iy], 1)
+    span_x = np.maximum(bw - 2 * ix, 1)
+    span_y = np.maximum(bh - 2 * iy, 1)
+    e = np.stack(
+        [
+            np.where(b[:, 1] <= 0, 0.6, _rect_sum(p.ii_ey, top) / span_x),
+            np.where(b[:, 3] >= h, 0.6, _rect_sum(p.ii_ey, bot) / span_x),
+            np.where(b[:, 0] <= 0, 0.6, _rect_sum(p.ii_ex, lef) / span_y),
+            np.where(b[:, 2] >= w, 0.6, _rect_sum(p.ii_ex, rig) / span_y),
+        ],
+        1,
+    ).clip(0, 1)
+    mags = np.stack(
+        [
+            _rect_sum(p.ii_my, top) / span_x,
+            _rect_sum(p.ii_my, bot) / span_x,
+            _rect_sum(p.ii_mx, lef) / span_y,
+            _rect_sum(p.ii_mx, rig) / span_y,
+        ],
+        1,
+    )
+    cols["edge_min"] = e.min(axis=1)
+    cols["edge_mean"] = e.mean(axis=1)
+    cols["edge_mag"] = mags.mean(axis=1) / 64
+    # contrast between the ring just outside and just inside (mean grey)
+    ring_o = (_rect_sum(p.ii_g, outer) - _rect_sum(p.ii_g, b)) / o_area
+    ring_i = (_rect_sum(p.ii_g, b) - _rect_sum(p.ii_g, inner)) / i_area
+    cols["ring_contrast"] = np.abs(ring_o - ring_i) / 64
+    cols["inner_line"] = _inner_lines(p, b)
+    t, hist = thumbs(p.small, b, p.ii_rgb)
+    ncol = (hist > 0.02).sum(axis=1)
+    cols["n_colors"] = ncol / 64
+    # text / UI-chrome likeness: much background inside, strong edges, few colours
+    cols["text_like"] = bg_in * cols["grad_inside"] / (1 + ncol / 8)
+    # containment among candidates (a picture sits inside a card / contains a sticker)
+    lt = np.maximum(b[:, None, :2], b[None, :, :2])
+    rb = np.minimum(b[:, None, 2:], b[None, :, 2:])
+    inter = np.prod((rb - lt).clip(0), axis=2).astype(np.float64)
+    inside = inter >= 0.95 * area[:, None]  # i inside j
+    np.fill_diagonal(inside, False)
+    cols["contained_by"] = np.log1p(inside.sum(axis=1))
+    cols["contains"] = np.log1p(inside.sum(axis=0))
+    picture = bg_in < 0.5
+    amax = area[picture].max() if picture.any() else area.max() if n else 1.0
+    cols["area_vs_max"] = area / max(amax, 1.0)
+    cols["source"] = source.astype(np.float64)
+    X = np.zeros((n, len(FEATURES)), np.float32)
+    for k, name in enumerate(FEATURES):
+        if name in cols:
+            X[:, k] = cols[name]
+    return X, t, hist
+
+
+def _inner_lines(p: Prepared, b: np.ndarray) -> np.ndarray:
+    """Strongest straight line strictly inside each box (coverage over its full width or
+    height, 6-94 % of the way across): high when a box spans two stacked regions."""
+    out = np.zeros(len(b))
+    for i, (x0, y0, x1, y1) in enumerate(b):
+        bw, bh = x1 - x0, y1 - y0
+        if bw < 8 or bh < 8:
+            continue
+        ys = np.arange(y0 + max(2, int(0.06 * bh)), y1 - max(2, int(0.06 * bh)))
+        xs = np.arange(x0 + max(2, int(0.06 * bw)), x1 - max(2, int(0.06 * bw)))
+        m = 0.0
+        if len(ys):
+            m = _line_cov(p.ii_ey, ys, x0, x1, True).max()
+        if len(xs):
+            m = max(m, _line_cov(p.ii_ex, xs, y0, y1, False).max())
+        out[i] = m
+    return out
+
+
+@dataclass
+class SeedStats:
+    """Seed boxes' layout (each box, and the spread used as the distance scale) and crops.
+
+    Layout distances are to the *nearest* seed box, not to the mean: a seed mixing phone and
+    desktop captures has two clusters, and a mean sits between them.
+    """
+
+    mean: np.ndarray  #: (6,) of w, h, cx, cy, log_aspect, log_px
+    std: np.ndarray
+    thumbs: np.ndarray  #: (m, THUMB*THUMB)
+    hists: np.ndarray  #: (m, 64)
+    origin: np.ndarray  #: (m,) int: training image index of each crop (-1 unknown)
+    layout: np.ndarray  #: (k, 6) layout columns of each seed box
+    layout_origin: np.ndarray  #: (k,) training image index of each seed box
+
+
+_LAYOUT_COLS = ("w", "h", "cx", "cy", "log_aspect", "log_px")
+_STD_FLOOR = np.array([0.05, 0.04, 0.05, 0.04, 0.1, 0.1])
+
+
+def seed_stats(
+    X_pos: np.ndarray, thumbs_: np.ndarray, hists: np.ndarray, origin, pos_origin
+) -> SeedStats:
+    """Layout statistics from the base features of the positive (seed) boxes ``X_pos``
+    (cut from training images ``pos_origin``) and the crops' descriptors."""
+    idx = [FEATURES.index(c) for c in _LAYOUT_COLS]
+    v = X_pos[:, idx].astype(np.float64)
+    mean = v.mean(axis=0) if len(v) else np.zeros(len(idx))
+    std = np.maximum(v.std(axis=0) if len(v) > 1 else _STD_FLOOR, _STD_FLOOR)
+    return SeedStats(
+        mean,
+        std,
+        thumbs_,
+        hists,
+        np.asarray(origin, np.int64),
+        v,
+        np.asarray(pos_origin, np.int64),
+    )
+
+
+def seed_features(
+    X: np.ndarray,
+    t: np.ndarray,
+    hist: np.ndarray,
+    stats: SeedStats,
+    *,
+    exclude_origin: int | None = None,
+) -> np.ndarray:
+    """Fill the seed-dependent columns of ``X`` in place (and return it).
+
+    ``exclude_origin``: leave out the crops cut from this training image (leave-one-out, so
+    that training positives do not find themselves).
+    """
+    idx = [FEATURES.index(c) for c in _LAYOUT_COLS]
+    v = X[:, idx].astype(np.float64)
+    ref = stats.layout
+    if exclude_origin is not None:
+        ref = ref[stats.layout_origin != exclude_origin]
+    if not len(ref):
+        ref = stats.mean[None]
+    # per-column distance to each seed box, in units of the seed spread; the nearest box
+    # by width and place (see NOT_SCORED) gives every column
+    z = (v[:, None, :] - ref[None]) / stats.std  # (n, k, 6)
+    d2 = (z[:, :, [0, 2, 3]] ** 2).sum(axis=2)
+    j = d2.argmin(axis=1) if len(X) else np.zeros(0, np.int64)
+    zn = np.abs(z[np.arange(len(X)), j])
+    for k, name in enumerate(("d_w", "d_h", "d_cx", "d_cy", "d_aspect", "d_px")):
+        X[:, FEATURES.index(name)] = zn[:, k]
+    X[:, FEATURES.index("layout")] = -0.5 * (d2.min(axis=1) if len(X) else 0.0)
+    keep = np.ones(len(stats.thumbs), bool)
+    if exclude_origin is not None:
+        keep &= stats.origin != exclude_origin
+    if keep.any() and len(X):
+        sims = t @ stats.thumbs[keep].T
+        X[:, FEATURES.index("seed_sim")] = sims.max(axis=1)
+        hi = np.minimum(hist[:, None, :], stats.hists[keep][None]).sum(axis=2)
+        X[:, FEATURES.index("seed_hist")] = hi.max(axis=1)
+    else:
+        X[:, FEATURES.index("seed_sim")] = 0.0
+        X[:, FEATURES.index("seed_hist")] = 0.0
+    return X
