@@ -195,3 +195,33 @@ def test_ray_export_is_byte_identical_to_local(tmp_path: Path, monkeypatch):
     assert local.counts == remote.counts
     assert local.counts["skipped"] == 3 and local.counts["crops"] == 117
     assert _same_tree(local.path, remote.path) == []
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_chunk_size_does_not_change_the_bundle(tmp_path: Path, monkeypatch):
+    """One image per chunk (names, splits and categories resolved across chunks) writes the
+    same bytes as one chunk for the whole export: EXIF-rotated bundle copies, colliding stems
+    (``a`` in two folders), reviewed + auto boxes, a train/val split, every format."""
+    from tests.support.consumers import build_workspace
+
+    ws, _ = build_workspace(tmp_path / "w")
+    opts = ExportConfig(formats=["all"], min_size=32, workers=1, val_fraction=0.5, version="v1")
+    try:
+        whole = export_dataset(ws, tmp_path / "whole", opts)
+        monkeypatch.setattr(core, "CHUNK_IMAGE_IDS", 1)
+        monkeypatch.setattr(stream, "CHUNK_IMAGES", 1)
+        chunked = export_dataset(ws, tmp_path / "chunked", opts.model_copy(update={"workers": 2}))
+    finally:
+        ws.close()
+    a, b = _tree(whole.path), _tree(chunked.path)
+    assert sorted(a) == sorted(b)
+    assert [k for k in a if a[k] != b[k]] == []
+    assert whole.counts["val_images"] >= 1 and whole.counts["train_images"] >= 1
+    assert any(k.startswith("val/") for k in a) and "odvg/coco_val.json" in a
+    stems = [Path(k).stem for k in a if k.startswith("images/")]
+    assert len(stems) == len({s.casefold() for s in stems})  # unique across chunks
