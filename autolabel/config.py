@@ -161,6 +161,10 @@ class ExportConfig(_Section):
     include: Literal["accepted", "auto", "reviewed", "all"] = "accepted"
     absolute_paths: bool = False
     workers: int = Field(2, ge=1)
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray_actors: int = Field(2, ge=1)
+    ray_cpus_per_actor: float = Field(0.5, gt=0)
     instruction: str = "Describe the product in the image."
     labelstudio_root: str = ""
     val_fraction: float = Field(0.1, ge=0, lt=1)

@@ -517,8 +517,9 @@ def autocrop(
     Options: the workspace's ``config.yaml`` over :data:`autolabel.steps.AUTOCROP_PRESET`
     (target precision 0.98, swift JSONL only), then the arguments that are not None
     (``size`` = ``export.size``, ``target_precision`` = ``select.target_precision``,
-    ``detector``/``model``/``refiner``/``device`` = ``detect.*``, ``engine``/``batch_size`` =
-    ``propose.*``). Every step is the one the stage command runs.
+    ``detector``/``model``/``refiner``/``device`` = ``detect.*``, ``engine`` =
+    ``propose.engine`` and ``export.engine``, ``batch_size`` = ``propose.batch_size``).
+    Every step is the one the stage command runs.
 
     Returns:
         Summary: ``images`` (in the workspace, seed originals included), ``in_dir_files``
@@ -560,6 +561,7 @@ def autocrop(
                 "detect.refiner": refiner,
                 "detect.device": device,
                 "propose.engine": engine,
+                "export.engine": engine,
                 "propose.batch_size": batch_size,
                 "select.target_precision": target_precision,
                 "export.size": size,
@@ -601,7 +603,7 @@ def autocrop(
         export_path, crops = None, 0
         if steps.count_export_labels(ws, cfg) == 0:
             log("[export] no auto-accepted boxes yet: nothing written (review, then re-run)")
-        elif labels_changed_since_last_export(ws):
+        elif labels_changed_since_last_export(ws, include=cfg.export.include):
             export = _export(ws, cfg, timer, out_path)
             export_path, crops = str(export.path), int(export.counts.get("crops", 0))
         else:
@@ -657,7 +659,9 @@ def review_then_export(
         pass
     ws = Workspace.open(ws_path)
     try:
-        if steps.count_export_labels(ws, cfg) == 0 or not labels_changed_since_last_export(ws):
+        if steps.count_export_labels(ws, cfg) == 0 or not labels_changed_since_last_export(
+            ws, include=cfg.export.include
+        ):
             return {"export": None}
         timer = StageTimer(log, bars)
         export = _export(ws, cfg, timer, Path(out_dir))

@@ -253,6 +253,10 @@ NON_DEFAULT: dict[str, Any] = {
     "export.include": "all",
     "export.absolute_paths": True,
     "export.workers": 1,
+    "export.engine": "ray",
+    "export.ray_address": "auto",
+    "export.ray_actors": 3,
+    "export.ray_cpus_per_actor": 1.0,
     "export.instruction": "Name the product.",
     "export.labelstudio_root": "/data",
     "export.val_fraction": 0.25,
@@ -362,7 +366,9 @@ class Recorder:
         mp.setattr(autolabel.propose, "run_propose", record("propose", self.summary))
         mp.setattr(autolabel.select.run, "run_select", record("select", selected))
         mp.setattr(autolabel.export, "export_dataset", record("export", exported, skip=2))
-        mp.setattr(autolabel.store.exports, "labels_changed_since_last_export", lambda ws: True)
+        mp.setattr(
+            autolabel.store.exports, "labels_changed_since_last_export", lambda ws, **kw: True
+        )
         mp.setattr(steps, "count_export_labels", lambda ws, cfg: 1)  # exports are refused
         mp.setattr(autolabel.review.server, "serve", record("review", None))
         # as on a machine with Grounding DINO weights: without them autocrop alone switches

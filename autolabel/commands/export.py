@@ -81,6 +81,9 @@ def export(
         None, "--workers", min=1, help="Crop-writing processes (default: export.workers)."
     ),
     config: Path | None = CONFIG_OPT,
+    engine: str | None = typer.Option(
+        None, "--engine", help="local (process pool) or ray (Ray Data; export.ray_*)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -114,6 +117,7 @@ def export(
                 "export.include": include,
                 "export.absolute_paths": absolute_paths,
                 "export.workers": workers,
+                "export.engine": engine,
                 "export.val_fraction": val_fraction,
                 "export.instruction": instruction,
             },

@@ -120,7 +120,9 @@ def autocrop(
     refiner: str | None = typer.Option(
         None, "--refiner", help="none, sam, hf-sam or snap (edges, no weights)."
     ),
-    engine: str | None = typer.Option(None, "--engine", help="local or ray."),
+    engine: str | None = typer.Option(
+        None, "--engine", help="local or ray: propose and export [propose.engine, export.engine]."
+    ),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, mps."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per batch."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

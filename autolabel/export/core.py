@@ -20,6 +20,12 @@ Layout of an export folder ``OUT``::
 A version is built in ``OUT/.tmp-<version>-<pid>`` and renamed into place only when
 complete, so a crash (even ``kill -9``) leaves every earlier version and ``LATEST`` intact;
 the next export cleans or adopts what a killed one left (:mod:`autolabel.export.recover`).
+
+Streaming: labels are read, planned and cut in image-id chunks through a temporary SQLite
+spill file (:mod:`autolabel.export.stream`) and the writers read the images back chunk by
+chunk, so peak memory does not grow with the number of labels. The only whole-export passes
+keep one short value per image: file-name stems (unique names) and content hashes (the
+train/val split).
 """
 
 from __future__ import annotations
@@ -27,36 +33,37 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autolabel.errors import ConflictError, InputError
+from autolabel.export.chunks import ChunkPlanner, Event
 from autolabel.export.formats import ExportImage, ExportItem
 from autolabel.export.geometry import round_box
 from autolabel.export.plan import (
-    ExportPlan,
+    ImagePlan,
     check_size,
     check_version,
-    plan_export,
+    image_stem,
     skip_row,
+    unique_names,
 )
 from autolabel.export.recover import Adopted, recover, write_commit
 from autolabel.export.registry import (
     FileSink,
     FormatContext,
-    json_text,
-    jsonl,
     needs_crops,
     parse_formats,
     write_formats,
 )
+from autolabel.export.stream import Spill, SpilledImages, SpilledItems, write_json, write_jsonl
 from autolabel.store.db import Workspace
-from autolabel.types import Label
 
 if TYPE_CHECKING:
     from autolabel.config import ExportConfig, ImageConfig
+    from autolabel.export.crops import TaskResult
 
 LATEST = "LATEST"
 
@@ -70,7 +77,9 @@ class ExportResult:
         path: the version folder.
         counts: ``labels``, ``crops``, ``too_small``, ``skipped``, ``images``,
             ``train_images``, ``val_images``.
-        files: files written, relative to ``path``.
+        files: files written, relative to ``path``, with the per-image folders (``crops``,
+            ``images``, ``yolo/images``, ``yolo/labels``) listed by their folder name;
+            ``export.json`` lists every file.
     """
 
     version: str
@@ -115,21 +124,33 @@ def _write_latest(out: Path, version: str) -> None:
         _write_atomic(out / LATEST, version + "\n")
 
 
-def _select_labels(
-    ws: Workspace, include: str, since: str | None
-) -> tuple[list[Label], dict[str, Any]]:
-    from autolabel.store import exports as store
-    from autolabel.store.labels import iter_labels
+def local_events(
+    ws: Workspace,
+    planner: ChunkPlanner,
+    *,
+    include: str,
+    since: tuple[int, int] | None,
+    workers: int,
+) -> Iterator[Event]:
+    """The local engine: plan chunk by chunk here, cut in ``workers`` processes (streaming)."""
+    from autolabel.export.crops import iter_run_tasks
+    from autolabel.store.labels import iter_label_chunks
 
-    labels = list(iter_labels(ws, include=include))
-    info: dict[str, Any] = {}
-    if since:
-        prev = store.get_export(ws, None if since == "last" else since)
-        done = store.exported_proposal_ids(ws, up_to_export_id=int(prev["id"]))
-        changed = store.proposals_decided_after(ws, int(prev["max_decision_id"] or 0))
-        labels = [lb for lb in labels if lb.proposal_id not in done or lb.proposal_id in changed]
-        info = {"since": prev["version"]}
-    return labels, info
+    def pairs() -> Iterator[tuple[Any, Any]]:
+        for labels in iter_label_chunks(
+            ws, include=include, since=since, images_per_chunk=CHUNK_IMAGE_IDS
+        ):
+            plan = planner.plan(labels)
+            yield ("rows", plan.too_small, plan.skipped), None
+            for p in plan.images:
+                yield ("image", p, None), p.task
+
+    for (kind, a, b), res in iter_run_tasks(pairs(), workers=workers):
+        yield (kind, a, b) if kind == "rows" else (kind, a, res)
+
+
+CHUNK_IMAGE_IDS = 1000
+"""Image ids per label query (and per Ray read task)."""
 
 
 def export_dataset(
@@ -143,7 +164,11 @@ def export_dataset(
 ) -> ExportResult:
     """Export the workspace's labels as a new version under ``out``.
 
-    Plan (pure) -> cut crops -> write dataset files -> commit (rename + ``LATEST`` + record).
+    Streaming: a cheap first pass over the selected labels resolves the file names; then
+    labels are planned and cut chunk by chunk (plan -> cut) into a spill file, the images are
+    split, and the formats are written from the spill (write) before the commit (commit file,
+    rename, ``LATEST``, record). With ``options.engine == "ray"`` planning and cutting run on
+    Ray Data (:mod:`autolabel.export.ray_engine`); the files are byte-identical.
 
     Args:
         ws: the workspace.
@@ -185,48 +210,60 @@ def export_dataset(
             "or another --out (exports are never overwritten)"
         )
     max_decision, max_proposal = marks
-    labels, since_info = _select_labels(ws, opts.include, since)
+    since_marks, since_info = _since(ws, since)
     tmp = out / f".tmp-{version}-{os.getpid()}"
     crops_dir = tmp / "crops"
     crops_dir.mkdir(parents=True)
     (tmp / "images").mkdir()
+    spill_dir = out / f".tmp-spill-{version}-{os.getpid()}"
+    spill_dir.mkdir()
+    commit: Path | None = None
     try:
-        plan = plan_export(
-            labels, store.seed_captions(ws), opts,
-            formats=formats, want_crops=needs_crops(formats), version=version,
-            crops_dir=crops_dir, final=final,
-            max_pixels=guards.max_pixels, max_side=guards.max_side, bundle_dir=tmp / "images",
-        )  # fmt: skip
-        images, skipped = _cut(plan, opts, final=final, on_progress=on_progress)
-        summary = _write(ws, tmp, final, plan, images, skipped, opts, since_info)
-        items = [it for im in images for it in im.items]
-        commit = write_commit(
-            out, version=version, request=request, marks=marks,
-            items=[(it.label.proposal_id, it.crop) for it in items], config=summary["options"],
-        )  # fmt: skip
-        try:
+        with Spill(spill_dir / "spill.sqlite") as spill:
+            total, renamed = _names(ws, spill, opts.include, since_marks)
+            planner = ChunkPlanner(
+                options=opts, seeds=store.seed_captions(ws), renamed=renamed,
+                formats=formats, version=version, crops_dir=crops_dir, final=final,
+                max_pixels=guards.max_pixels, max_side=guards.max_side,
+                bundle_dir=tmp / "images",
+            )  # fmt: skip
+            events = _engine_events(ws, planner, opts, since_marks)
+            cut = _consume(events, spill, tmp, opts, final=final, total=total,
+                           on_progress=on_progress)  # fmt: skip
+            summary = _write(ws, tmp, final, spill, cut, planner, opts, since_info)
+
+            def items() -> Iterator[tuple[int, str | None]]:
+                for chunk in spill.image_chunks():
+                    for im in chunk:
+                        for it in im.items:
+                            yield it.label.proposal_id, it.crop
+
+            commit = write_commit(
+                out, version=version, request=request, marks=marks, items=items(),
+                config=summary["options"],
+            )  # fmt: skip
             _rename_into_place(tmp, final, version)
-        except BaseException:
+            _write_latest(out, version)
+            store.record_export(
+                ws,
+                version=version,
+                out_dir=str(out),
+                formats=formats,
+                items=items(),
+                max_decision_id=max_decision,
+                max_proposal_id=max_proposal,
+                config=summary["options"],
+            )
             commit.unlink(missing_ok=True)
-            raise
+            files = spill.summary_files()
     except BaseException:
+        if commit is not None and not final.exists():
+            commit.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_latest(out, version)
-    store.record_export(
-        ws,
-        version=version,
-        out_dir=str(out),
-        formats=formats,
-        items=[(it.label.proposal_id, it.crop) for it in items],
-        max_decision_id=max_decision,
-        max_proposal_id=max_proposal,
-        config=summary["options"],
-    )
-    commit.unlink(missing_ok=True)
-    return ExportResult(
-        version=version, path=final, counts=summary["counts"], files=summary["files"]
-    )
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+    return ExportResult(version=version, path=final, counts=summary["counts"], files=files)
 
 
 def _prepare_out(out: str | Path, ws: Workspace) -> tuple[Path, list[Adopted]]:
@@ -263,105 +300,175 @@ def _existing_versions(out: Path) -> list[str]:
     return [p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
-def _cut(
-    plan: ExportPlan,
+def _since(ws: Workspace, since: str | None) -> tuple[tuple[int, int] | None, dict[str, Any]]:
+    """``(export id, its max decision id)`` of the ``--since`` export, and the info row."""
+    from autolabel.store import exports as store
+
+    if not since:
+        return None, {}
+    prev = store.get_export(ws, None if since == "last" else since)
+    return (int(prev["id"]), int(prev["max_decision_id"] or 0)), {"since": prev["version"]}
+
+
+def _names(
+    ws: Workspace, spill: Spill, include: str, since: tuple[int, int] | None
+) -> tuple[int, dict[int, str]]:
+    """First, cheap pass: the stem of every selected image; returns the image count and the
+    names that differ from their stems (:func:`autolabel.export.plan.unique_names`)."""
+    from autolabel.store.labels import iter_label_chunks
+
+    for labels in iter_label_chunks(
+        ws, include=include, since=since, images_per_chunk=CHUNK_IMAGE_IDS
+    ):
+        spill.add_stems((lb.image_id, image_stem(lb.image_path)) for lb in labels)
+    stems = spill.stems()
+    names = unique_names(stems)
+    return len(stems), {i: n for i, n in names.items() if n != stems[i]}
+
+
+def _engine_events(
+    ws: Workspace, planner: ChunkPlanner, opts: ExportConfig, since: tuple[int, int] | None
+) -> Iterator[Event]:
+    if opts.engine == "ray":
+        from autolabel.export.ray_engine import ray_events
+
+        return ray_events(ws, planner, opts, include=opts.include, since=since)
+    return local_events(ws, planner, include=opts.include, since=since, workers=opts.workers)
+
+
+@dataclass
+class _Cut:
+    """What the cut pass learnt: counts, phrases, runs and splits of the exported items."""
+
+    labels: int = 0
+    crops: int = 0
+    too_small: int = 0
+    phrases: set[str] = field(default_factory=set)
+    run_ids: set[int] = field(default_factory=set)
+    splits: dict[int, str] = field(default_factory=dict)
+
+
+def _consume(
+    events: Iterator[Event],
+    spill: Spill,
+    tmp: Path,
     opts: ExportConfig,
     *,
     final: Path,
+    total: int,
     on_progress: Callable[[int, int], None] | None,
-) -> tuple[list[ExportImage], list[dict[str, Any]]]:
-    """Cut the crops, hash every original and put it into the bundle, split the images;
-    returns the usable images and all skips."""
-    from autolabel.export.crops import run_tasks
+) -> _Cut:
+    """Turn the engine's events into spilled images (each pointing at its bundle file),
+    skip rows and ``meta/too_small.jsonl``; then split the usable images."""
     from autolabel.export.splits import assign_splits
 
-    total = len(plan.images)
+    cut = _Cut()
     done = 0
+    too_small_fh = None
+    try:
+        for kind, a, b in events:
+            if kind == "rows":
+                if a:
+                    if too_small_fh is None:
+                        (tmp / "meta").mkdir(exist_ok=True)
+                        too_small_fh = open(tmp / "meta" / "too_small.jsonl", "w", encoding="utf-8")
+                        spill.add_file("meta/too_small.jsonl")
+                    write_jsonl(too_small_fh, a)
+                    cut.too_small += len(a)
+                spill.add_skipped(b)
+                continue
+            done += 1
+            _take_image(a, b, spill, cut, opts, final)
+            if on_progress is not None:
+                on_progress(done, total)
+    finally:
+        if too_small_fh is not None:
+            too_small_fh.close()
+    sha, dhash = spill.hashes()
+    cut.splits = assign_splits(sha, dhash, val_fraction=opts.val_fraction)
+    return cut
 
-    def tick(_res: Any) -> None:
-        nonlocal done
-        done += 1
-        if on_progress is not None:
-            on_progress(done, total)
 
-    results = run_tasks([p.task for p in plan.images], workers=opts.workers, on_done=tick)
-    usable = []
-    skipped = list(plan.skipped)
-    for p, res in zip(plan.images, results, strict=True):
-        if res.error is not None:
-            for job in p.task.jobs:
-                Path(job.out_path).unlink(missing_ok=True)
-            reason, _, detail = res.error.partition(": ")
-            skipped.extend(skip_row(it.label, reason, detail) for it in p.items)
-            continue
-        usable.append((p, res))
-    splits = assign_splits(
-        {p.image_id: str(res.sha256) for p, res in usable},
-        {p.image_id: res.dhash for p, res in usable},
-        val_fraction=opts.val_fraction,
+def _take_image(
+    p: ImagePlan, res: TaskResult, spill: Spill, cut: _Cut, opts: ExportConfig, final: Path
+) -> None:
+    if res.error is not None:
+        for job in p.task.jobs:
+            Path(job.out_path).unlink(missing_ok=True)
+        reason, _, detail = res.error.partition(": ")
+        spill.add_skipped(skip_row(it.label, reason, detail) for it in p.items)
+        return
+    rel = f"images/{res.bundle_file}"
+    spill.add_image(
+        ExportImage(
+            image_id=p.image_id,
+            path=p.task.path,
+            name=p.name,
+            width=p.task.width,
+            height=p.task.height,
+            sha256=str(res.sha256),
+            items=p.items,
+            file=os.path.join(str(final), rel) if opts.absolute_paths else rel,
+        ),
+        dhash=res.dhash,
     )
-    images: list[ExportImage] = []
-    for p, res in usable:
-        rel = f"images/{res.bundle_file}"
-        images.append(
-            ExportImage(
-                image_id=p.image_id,
-                path=p.task.path,
-                name=p.name,
-                width=p.task.width,
-                height=p.task.height,
-                sha256=str(res.sha256),
-                items=p.items,
-                file=str(final / rel) if opts.absolute_paths else rel,
-                split=splits[p.image_id],
-            )
-        )
-    return images, skipped
+    spill.add_file(rel)
+    for it in p.items:
+        cut.labels += 1
+        cut.phrases.add(it.label.phrase)
+        cut.run_ids.add(it.label.run_id)
+    crops = [f"crops/{it.crop_name}" for it in p.items if it.crop is not None]
+    cut.crops += len(crops)
+    spill.add_files(crops)
 
 
 def _write(
     ws: Workspace,
     tmp: Path,
     final: Path,
-    plan: ExportPlan,
-    images: list[ExportImage],
-    skipped: list[dict[str, Any]],
+    spill: Spill,
+    cut: _Cut,
+    planner: ChunkPlanner,
     opts: ExportConfig,
     since_info: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write the formats, manifest, too_small/skipped lists and export.json; returns it."""
+    """Write the formats, manifest, skipped list, TRAINING.md and export.json from the spill;
+    returns the summary (with ``files`` left out: they are streamed into export.json)."""
+    from autolabel.export.splits import TRAIN, VAL
     from autolabel.export.training import training_markdown
     from autolabel.store.runs import get_run
 
-    items = [it for im in images for it in im.items]
-    runs = {rid: get_run(ws, rid) for rid in sorted({it.label.run_id for it in items})}
+    runs = {rid: get_run(ws, rid) for rid in sorted(cut.run_ids)}
+    images = SpilledImages(spill, splits=cut.splits)
+    n_val = sum(1 for s in cut.splits.values() if s == VAL)
     ctx = FormatContext(
         images=images,
-        items=items,
-        version=plan.version,
+        items=SpilledItems(images),
+        version=planner.version,
         instruction=opts.instruction,
         labelstudio_root=opts.labelstudio_root,
         model_versions={rid: r.model_version for rid, r in runs.items()},
         final=final,
+        names=sorted(cut.phrases),
+        has_val=n_val > 0,
     )
-    sink = FileSink(tmp)
-    write_formats(ctx, plan.formats, sink)
-    manifest = [_manifest_row(im, it, runs, plan.version) for im in images for it in im.items]
-    sink.text("meta/manifest.jsonl", jsonl(manifest))
-    if plan.too_small:
-        sink.text("meta/too_small.jsonl", jsonl(plan.too_small))
-    if skipped:
-        sink.text("meta/skipped.jsonl", jsonl(sorted(skipped, key=lambda r: r["proposal_id"])))
-    if not plan.want_crops:
+    sink = FileSink(tmp, on_file=spill.add_file)
+    write_formats(ctx, planner.formats, sink)
+    with sink.open("meta/manifest.jsonl") as fh:
+        for chunk in images.chunks():
+            write_jsonl(
+                fh,
+                (_manifest_row(im, it, runs, planner.version) for im in chunk for it in im.items),
+            )
+    if spill.n_skipped:
+        with sink.open("meta/skipped.jsonl") as fh:
+            write_jsonl(fh, spill.skipped())
+    if not needs_crops(planner.formats):
         (tmp / "crops").rmdir()
-    crops = sorted((it for it in items if it.crop), key=lambda i: i.crop_name)
-    bundle = sorted(f"images/{Path(im.file).name}" for im in images)
-    files = sorted([*sink.files, *bundle, *(f"crops/{it.crop_name}" for it in crops)])
-    sink.text("TRAINING.md", training_markdown(files))
-    files = sorted([*files, "TRAINING.md"])
+    sink.text("TRAINING.md", training_markdown(spill.summary_files()))
     summary = {
-        "version": plan.version,
-        "formats": list(plan.formats),
+        "version": planner.version,
+        "formats": list(planner.formats),
         "options": {
             "size": opts.size,
             "resize": opts.resize,
@@ -374,17 +481,17 @@ def _write(
             **since_info,
         },
         "counts": {
-            "images": len(images),
-            "train_images": sum(1 for im in images if im.split == "train"),
-            "val_images": sum(1 for im in images if im.split == "val"),
-            "labels": len(items),
-            "crops": sum(1 for it in items if it.crop is not None),
-            "too_small": len(plan.too_small),
-            "skipped": len(skipped),
+            "images": spill.n_images,
+            "train_images": sum(1 for s in cut.splits.values() if s == TRAIN),
+            "val_images": n_val,
+            "labels": cut.labels,
+            "crops": cut.crops,
+            "too_small": cut.too_small,
+            "skipped": spill.n_skipped,
         },
-        "files": files,
     }
-    (tmp / "export.json").write_text(json_text(summary), encoding="utf-8")
+    with open(tmp / "export.json", "w", encoding="utf-8") as fh:
+        write_json(fh, summary, {"files": spill.files()})
     return summary
 
 

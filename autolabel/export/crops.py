@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from autolabel.export.geometry import (
     ORIENTATION_OP,
@@ -31,6 +32,8 @@ from autolabel.export.geometry import (
     corrected_to_raw,
     draft_factor,
 )
+
+K = TypeVar("K")
 
 PAD_FILL = (128, 128, 128)
 """Neutral grey used around the crop in ``pad`` mode."""
@@ -344,3 +347,61 @@ def die_with_parent(parent_pid: int) -> None:
 
 def _chunksize(n: int, workers: int) -> int:
     return max(1, min(16, n // (workers * 8)))
+
+
+def _run_batch(tasks: Sequence[ImageTask | None]) -> list[TaskResult | None]:
+    return [None if t is None else run_task(t) for t in tasks]
+
+
+def iter_run_tasks(
+    pairs: Iterable[tuple[K, ImageTask | None]],
+    *,
+    workers: int = 1,
+    batch: int = 8,
+    window: int = 4,
+) -> Iterator[tuple[K, TaskResult | None]]:
+    """Run a stream of tasks, yielding ``(key, result)`` in input order with bounded memory.
+
+    Keys stay in this process; only the tasks travel to the workers, ``batch`` tasks per
+    call, with at most ``window * workers`` calls in flight (the input is read only as far
+    as that). A None task passes through with a None result, in order.
+
+    Args:
+        pairs: ``(key, task or None)`` in the order the results are wanted.
+        workers: processes (1 = run here).
+        batch: tasks per call to a worker.
+        window: calls in flight per worker.
+    """
+    if workers <= 1:
+        for key, task in pairs:
+            yield key, None if task is None else run_task(task)
+        return
+    import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)  # workers run Pillow only (see run_tasks: no torch here)
+    it = iter(pairs)
+    pending: deque[tuple[list[K], Future[list[TaskResult | None]]]] = deque()
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
+
+        def submit() -> bool:
+            group = list(itertools.islice(it, batch))
+            if not group:
+                return False
+            keys = [k for k, _ in group]
+            pending.append((keys, pool.submit(_run_batch, [t for _, t in group])))
+            return True
+
+        more = True
+        while more and len(pending) < window * workers:
+            more = submit()
+        while pending:
+            keys, fut = pending.popleft()
+            results = fut.result()
+            if more:
+                more = submit()
+            yield from zip(keys, results, strict=True)

@@ -7,6 +7,7 @@ tasks it holds are run by :func:`autolabel.export.crops.run_tasks`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -121,8 +122,13 @@ def image_names(labels: Sequence[Label]) -> dict[int, str]:
     stems: dict[int, str] = {}
     for lb in labels:
         if lb.image_id not in stems:
-            stem = _STEM_BAD.sub("_", Path(lb.image_path).stem).strip("._") or "image"
-            stems[lb.image_id] = stem
+            stems[lb.image_id] = image_stem(lb.image_path)
+    return unique_names(stems)
+
+
+def unique_names(stems: Mapping[int, str]) -> dict[int, str]:
+    """:func:`image_names` from the stems per image id (a streaming export passes the stems
+    of all its images, read in a first pass)."""
     names = dict(stems)
     plain = set(stems)  # ids still using their bare stem
     while True:
@@ -135,6 +141,13 @@ def image_names(labels: Sequence[Label]) -> dict[int, str]:
         for i in clash:
             names[i] = f"{stems[i]}-{i}"
             plain.discard(i)
+
+
+def image_stem(path: str) -> str:
+    """File-system-safe stem of an original (before collisions are resolved)."""
+    # os.path, not pathlib: pathlib interns every path part (a table that grows with 10^6 names)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return _STEM_BAD.sub("_", stem).strip("._") or "image"
 
 
 def skip_row(lb: Label, reason: str, detail: str) -> dict[str, Any]:
@@ -172,6 +185,7 @@ def plan_export(
     max_pixels: int,
     max_side: int,
     bundle_dir: Path | None = None,
+    names: Mapping[int, str] | None = None,
 ) -> ExportPlan:
     """Decide names, captions, regions, crop sizes and skips for every label.
 
@@ -187,8 +201,10 @@ def plan_export(
         max_pixels: decompression-bomb guard for reading originals.
         max_side: longest-side guard for reading originals.
         bundle_dir: folder the originals' bundle copies go to (None: no copies).
+        names: file-name stem per image id (default: :func:`image_names` of ``labels``;
+            a streaming export passes the names resolved over all its labels).
     """
-    names = image_names(labels)
+    names = image_names(labels) if names is None else names
     by_image: dict[int, list[Label]] = {}
     for lb in labels:
         by_image.setdefault(lb.image_id, []).append(lb)
@@ -309,9 +325,10 @@ def _plan_label(
             "resize": opts.resize,
         }
         return _Planned(item=replace(item, status="too-small"), too_small=row)
-    crop = str(where.final / "crops" / crop_name) if opts.absolute_paths else f"crops/{crop_name}"
+    final_crops = os.path.join(str(where.final), "crops")
+    crop = os.path.join(final_crops, crop_name) if opts.absolute_paths else f"crops/{crop_name}"
     job = CropJob(
-        out_path=str(where.crops_dir / crop_name),
+        out_path=os.path.join(str(where.crops_dir), crop_name),
         region=region,
         out_size=sizing.out_size,
         canvas=sizing.canvas,

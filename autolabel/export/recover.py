@@ -22,7 +22,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ def write_commit(
     version: str,
     request: Mapping[str, Any],
     marks: tuple[int, int],
-    items: Sequence[tuple[int, str | None]],
+    items: Iterable[tuple[int, str | None]],
     config: Mapping[str, Any],
 ) -> Path:
     """Write the commit file (atomically, fsynced) before the version is renamed in."""

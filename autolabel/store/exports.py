@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from autolabel.constants import ROUTES
@@ -100,12 +101,23 @@ def record_export(
     version: str,
     out_dir: str,
     formats: Sequence[str],
-    items: Sequence[tuple[int, str | None]],
+    items: Iterable[tuple[int, str | None]],
     max_decision_id: int,
     max_proposal_id: int,
     config: Mapping[str, Any],
 ) -> int:
-    """Insert an export row and its items (``(proposal_id, crop_path or None)``) atomically."""
+    """Insert an export row and its items (``(proposal_id, crop_path or None)``) atomically.
+
+    ``items`` may be a generator: it is consumed once, row by row, inside the transaction.
+    """
+    counted = 0
+
+    def rows(export_id: int) -> Iterator[tuple[int, int, str | None]]:
+        nonlocal counted
+        for pid, crop in items:
+            counted += 1
+            yield (export_id, int(pid), crop)
+
     with ws.transaction() as c:
         cur = c.execute(
             "INSERT INTO exports(version, out_dir, formats, n_items, max_decision_id, "
@@ -114,7 +126,7 @@ def record_export(
                 version,
                 out_dir,
                 json.dumps(list(formats)),
-                len(items),
+                0,
                 int(max_decision_id),
                 int(max_proposal_id),
                 json.dumps(dict(config), sort_keys=True, default=str),
@@ -124,8 +136,9 @@ def record_export(
         export_id = int(cur.lastrowid or 0)
         c.executemany(
             "INSERT INTO exported_items(export_id, proposal_id, crop_path) VALUES (?,?,?)",
-            [(export_id, int(pid), crop) for pid, crop in items],
+            rows(export_id),
         )
+        c.execute("UPDATE exports SET n_items = ? WHERE id = ?", (counted, export_id))
     return export_id
 
 
@@ -181,8 +194,9 @@ def add_decision(
 def labels_changed_since_last_export(ws: Workspace, *, include: str = "accepted") -> bool:
     """Whether a full export now would differ from the latest one in which labels it holds.
 
-    True when there is no export yet, when the set of labels (``include``) differs from the
-    latest export's items, or when any decision was made after it.
+    True when there is no export yet, when any decision was made after it, or when the set
+    of labels (``include``) differs from the latest export's items. The sets are compared by
+    a streaming merge in proposal-id order, so memory stays flat at 10^6 labels.
     """
     from autolabel.store.labels import iter_labels
 
@@ -191,13 +205,19 @@ def labels_changed_since_last_export(ws: Workspace, *, include: str = "accepted"
     ).fetchone()
     if row is None:
         return True
-    exported = {
+    newer = ws.conn.execute(
+        "SELECT 1 FROM decisions WHERE id > ? AND proposal_id IS NOT NULL LIMIT 1",
+        (int(row[1] or 0),),
+    ).fetchone()
+    if newer is not None:
+        return True
+    exported = (
         int(r[0])
         for r in ws.conn.execute(
-            "SELECT proposal_id FROM exported_items WHERE export_id = ?", (row[0],)
+            "SELECT proposal_id FROM exported_items WHERE export_id = ? ORDER BY proposal_id",
+            (row[0],),
         )
-    }
-    current = {lab.proposal_id for lab in iter_labels(ws, include=include)}
-    if current != exported:
-        return True
-    return bool(proposals_decided_after(ws, int(row[1] or 0)))
+    )
+    current = (lab.proposal_id for lab in iter_labels(ws, include=include))
+    sentinel = -1
+    return any(a != b for a, b in itertools.zip_longest(current, exported, fillvalue=sentinel))

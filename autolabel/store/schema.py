@@ -235,3 +235,16 @@ def _initial(conn: sqlite3.Connection) -> None:
         );
         """,
     )
+
+
+@migration(2)
+def _export_scale_indexes(conn: sqlite3.Connection) -> None:
+    """Indexes for streaming exports: labels by image-id range, ``--since`` at 10^6 labels."""
+    run_script(
+        conn,
+        """
+        CREATE INDEX IF NOT EXISTS decisions_image ON decisions(image_id);
+        CREATE INDEX IF NOT EXISTS exported_items_proposal
+            ON exported_items(proposal_id, export_id);
+        """,
+    )
