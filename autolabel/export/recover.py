@@ -81,16 +81,17 @@ def write_commit(
     """Write the commit file (atomically, fsynced) before the version is renamed in."""
     path = commit_path(out, version)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    body = {
-        "version": version,
-        "out_dir": str(out),
-        "request": dict(request),
-        "marks": list(marks),
-        "items": [[int(p), c] for p, c in items],
-        "config": dict(config),
-    }
+    # the same JSON as json.dump(sort_keys=True), with the items streamed: one entry per
+    # label must not be held in memory at 10^6 labels
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(body, fh, sort_keys=True, default=str)
+        fh.write('{"config": ' + json.dumps(dict(config), sort_keys=True, default=str))
+        fh.write(', "items": [')
+        for k, (p, c) in enumerate(items):
+            fh.write((", " if k else "") + json.dumps([int(p), c]))
+        fh.write('], "marks": ' + json.dumps(list(marks)))
+        fh.write(', "out_dir": ' + json.dumps(str(out)))
+        fh.write(', "request": ' + json.dumps(dict(request), sort_keys=True, default=str))
+        fh.write(', "version": ' + json.dumps(version) + "}")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
