@@ -458,7 +458,7 @@ def run_demo(
             ),
         )
         export = None
-        if steps.count_export_labels(ws, cfg):
+        if steps.has_export_labels(ws, cfg):
             export = _export(ws, cfg, timer, root / "export")
         else:
             log("[export] no auto-accepted boxes: nothing to export (review them first)")
@@ -601,7 +601,7 @@ def autocrop(
         from autolabel.store.exports import labels_changed_since_last_export
 
         export_path, crops = None, 0
-        if steps.count_export_labels(ws, cfg) == 0:
+        if not steps.has_export_labels(ws, cfg):
             log("[export] no auto-accepted boxes yet: nothing written (review, then re-run)")
         elif labels_changed_since_last_export(ws, include=cfg.export.include):
             export = _export(ws, cfg, timer, out_path)
@@ -659,7 +659,7 @@ def review_then_export(
         pass
     ws = Workspace.open(ws_path)
     try:
-        if steps.count_export_labels(ws, cfg) == 0 or not labels_changed_since_last_export(
+        if not steps.has_export_labels(ws, cfg) or not labels_changed_since_last_export(
             ws, include=cfg.export.include
         ):
             return {"export": None}

@@ -414,11 +414,12 @@ def export_version(ws: Any, out: Path) -> str:
     return f"v{max(nums, default=0) + 1}"
 
 
-def count_export_labels(ws: Any, cfg: Config) -> int:
-    """How many labels a full export with ``cfg.export.include`` would hold."""
+def has_export_labels(ws: Any, cfg: Config) -> bool:
+    """Whether a full export with ``cfg.export.include`` would hold any label (stops at the
+    first one: autocrop asks on every run, and counting read every label)."""
     from autolabel.store.labels import iter_labels
 
-    return sum(1 for _ in iter_labels(ws, include=cfg.export.include))
+    return next(iter(iter_labels(ws, include=cfg.export.include)), None) is not None
 
 
 def export(
@@ -441,7 +442,7 @@ def export(
     from autolabel.export import export_dataset
 
     include = cfg.export.include
-    if count_export_labels(ws, cfg) == 0:
+    if not has_export_labels(ws, cfg):
         raise InputError(
             f"nothing to export: expected {include} labels (export.include), got none in "
             f"{ws.path}; nothing was written (run `autolabel select`, or review, first)"

@@ -369,7 +369,7 @@ class Recorder:
         mp.setattr(
             autolabel.store.exports, "labels_changed_since_last_export", lambda ws, **kw: True
         )
-        mp.setattr(steps, "count_export_labels", lambda ws, cfg: 1)  # exports are refused
+        mp.setattr(steps, "has_export_labels", lambda ws, cfg: True)  # exports are refused
         mp.setattr(autolabel.review.server, "serve", record("review", None))
         # as on a machine with Grounding DINO weights: without them autocrop alone switches
         # to the weight-free regions detector (tests/test_regions_wiring.py)
