@@ -3,8 +3,17 @@
 "Correct" means IoU >= the match IoU (``quality.match_iou``, 0.9) with the accepted / true
 box. Labelled examples come from seed boxes (proposals on seed originals) and review
 decisions, of ONE detector version (select fits one calibrator per version). With too few
-examples (or only one class) the calibrator falls back to the raw detector score and says
-why; select then auto-accepts nothing of that version.
+examples the calibrator falls back to the raw detector score and says why; select then
+auto-accepts nothing of that version.
+
+When the labelled boxes are (almost) all one class a logistic or isotonic fit is meaningless
+(a detector that is nearly always right gives no wrong examples to learn from). Then
+:func:`fit_rate_calibrator` estimates P(correct) of a box with score ``s`` as the Jeffreys
+posterior mean ``(k + 0.5) / (n + 1)`` of the ``n`` labelled boxes scored at or *below*
+``s`` (``k`` of them correct). If a higher score never means a lower chance of being right,
+that is a conservative estimate for every box at ``s``; it needs about 50 correct reviewed
+boxes in a row before it reaches 0.99. Boxes with fewer than ``min_examples`` labelled boxes
+at or below their score are not supported (never auto-accepted).
 """
 
 from __future__ import annotations
@@ -75,14 +84,17 @@ class Calibrator:
     """A fitted map from feature rows to P(correct).
 
     Attributes:
-        method: ``logistic``, ``isotonic`` or ``raw-score`` (the fallback).
-        reason: why the fallback was used (empty when fitted).
+        method: ``logistic``, ``isotonic``, ``rate`` (one-class labels, see
+            :func:`fit_rate_calibrator`) or ``raw-score`` (the fallback).
+        reason: why the fallback (or the rate estimate) was used; empty for a full fit.
+        min_support: ``rate`` only: labelled boxes needed at or below a score.
         n_examples / n_correct: the labelled data it was fitted on.
         columns: the feature columns used (present in the training data).
     """
 
     method: str
     reason: str = ""
+    min_support: int = 0
     n_examples: int = 0
     n_correct: int = 0
     columns: list[str] = field(default_factory=list)
@@ -116,11 +128,33 @@ class Calibrator:
         if self.method == "isotonic":
             s = np.nan_to_num(X[:, 0], nan=0.0)
             return np.clip(self._model.predict(s), 0.0, 1.0)
+        if self.method == "rate":
+            n, k = self._rate_counts(X)
+            return (k + 0.5) / (n + 1.0)
         out = np.empty(X.shape[0])
         step = 200_000
         for a in range(0, X.shape[0], step):
             out[a : a + step] = self._model.predict_proba(self._design(X[a : a + step]))[:, 1]
         return out
+
+    def _rate_counts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``rate``: labelled boxes (n) and correct ones (k) at or below each row's score."""
+        scores, cum = self._model
+        s = np.nan_to_num(np.asarray(X, np.float64)[:, 0], nan=-np.inf)
+        n = np.searchsorted(scores, s, side="right")
+        k = np.concatenate([[0], cum])[n]
+        return n.astype(np.float64), k.astype(np.float64)
+
+    def supported(self, X: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: rows whose P(correct) rests on enough labelled data to act on.
+
+        Every row for a logistic / isotonic fit, none for ``raw-score``; for ``rate`` the
+        rows with at least ``min_support`` labelled boxes at or below their score.
+        """
+        X = np.asarray(X, np.float64)
+        if self.method == "rate":
+            return self._rate_counts(X)[0] >= self.min_support
+        return np.full(X.shape[0], self.fitted, bool)
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (stored in the workspace setting ``select.calibration``)."""
@@ -222,6 +256,55 @@ def fit_calibrator(
     model.fit(cal._design(X), y)
     cal._model = model
     return cal
+
+
+def fit_rate_calibrator(
+    score: np.ndarray, y: np.ndarray, *, min_examples: int = MIN_EXAMPLES, why: str = ""
+) -> Calibrator:
+    """P(correct) from the correct share of labelled boxes scored at or below each score.
+
+    For labels that are (almost) all one class: see the module docstring. Only labels that
+    say something about unseen boxes belong here (reviewed boxes, not the boxes a detector
+    was trained on).
+
+    Args:
+        score: ``(n,)`` detector scores of the labelled boxes.
+        y: ``(n,)`` 1 = correct, 0 = wrong.
+        min_examples: labelled boxes needed at or below a score to act on it, and in all.
+        why: the reason a full fit was not possible (kept in ``reason``).
+
+    Returns:
+        A ``rate`` :class:`Calibrator`, or ``raw-score`` with fewer than ``min_examples``.
+    """
+    score = np.asarray(score, np.float64).reshape(-1)
+    y = np.asarray(y).astype(int).reshape(-1)
+    if score.shape != y.shape:
+        raise ShapeError(
+            f"fit_rate_calibrator: expected score and y of one length, got "
+            f"{score.shape} and {y.shape}"
+        )
+    n, pos = int(y.size), int(y.sum())
+    if n < min_examples:
+        return Calibrator(
+            "raw-score",
+            reason=f"{why}{'; ' if why else ''}only {n} reviewed boxes for a rate estimate "
+            f"(need >= {min_examples})",
+            n_examples=n,
+            n_correct=pos,
+        )
+    order = np.argsort(np.nan_to_num(score, nan=-np.inf), kind="stable")
+    scores = np.nan_to_num(score[order], nan=-np.inf)
+    cum = np.cumsum(y[order])
+    return Calibrator(
+        "rate",
+        reason=f"{why}{'; ' if why else ''}P(correct) = correct share of the {n} reviewed "
+        "boxes scored at or below each box",
+        n_examples=n,
+        n_correct=pos,
+        columns=["score"],
+        min_support=min_examples,
+        _model=(scores, cum),
+    )
 
 
 def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 10) -> dict[str, list[float]]:

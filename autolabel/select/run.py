@@ -18,7 +18,7 @@ import numpy as np
 
 from autolabel import constants as C
 from autolabel.geometry import box_iou
-from autolabel.select.calibrate import feature_matrix, fit_calibrator
+from autolabel.select.calibrate import feature_matrix, fit_calibrator, fit_rate_calibrator
 from autolabel.select.dedupe import learned_max_per_image, one_crop_per_object
 from autolabel.select.layout import fit_layout, layout_signals, suspicious_upscale
 from autolabel.select.route import auto_accept_mask, parse_budget, plan_routes, review_value
@@ -282,7 +282,10 @@ def calibrate_versions(
     A calibrator fitted on one detector's proposals says nothing about another's (a
     fine-tuned model's junk boxes got P(correct) 0.9998 from the exemplar detector's
     calibrator), so rows of a version without enough labelled boxes of its own keep the raw
-    score and ``can_auto`` False.
+    score and ``can_auto`` False. When a version's labelled boxes are (almost) all one class,
+    its reviewed boxes (not the seed originals it learned from) give a conservative ``rate``
+    estimate (:func:`autolabel.select.calibrate.fit_rate_calibrator`); ``can_auto`` is then
+    True only for rows with enough reviewed boxes at or below their score.
 
     Args:
         cur: current proposals (``n`` rows).
@@ -309,8 +312,15 @@ def calibrate_versions(
         rows = np.flatnonzero(code == c)
         lab = code[idx] == c
         cal = fit_calibrator(X[idx[lab]], y[lab], method=method, min_examples=min_labelled)
+        if not cal.fitted and cal.n_examples >= min_labelled:  # (almost) one class
+            # the detector learned from the seed originals: only reviews say how it does
+            # on boxes it has not seen
+            rev = lab & ~from_seed
+            cal = fit_rate_calibrator(
+                X[idx[rev], 0], y[rev], min_examples=min_labelled, why=cal.reason
+            )
         p[rows] = cal.predict(X[rows])
-        can_auto[rows] = cal.fitted
+        can_auto[rows] = cal.supported(X[rows])
         info[key] = {
             "label": label_of.get(key, key),
             "calibration": cal.describe(),
@@ -319,7 +329,7 @@ def calibrate_versions(
                 "decisions": int((lab & ~from_seed).sum()),
             },
             "n_current": int(rows.size),
-            "can_auto": cal.fitted,
+            "can_auto": bool(can_auto[rows].any()) if rows.size else cal.fitted,
         }
     pool = np.flatnonzero(~exclude) if (~exclude).any() else np.arange(len(cur))
     current = keys[int(code[pool[np.argmax(cur.run_id[pool])]])] if pool.size else None

@@ -1,0 +1,110 @@
+"""Issue 19: a detector that is (almost) always right still gets auto-accepted, honestly.
+
+With (almost) only correct labelled boxes no logistic / isotonic fit exists, and before,
+nothing was ever auto-accepted (every crop went to a person). The ``rate`` calibrator
+estimates P(correct) from the reviewed boxes scored at or below each box; seed originals
+(which the detector learned from) do not count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autolabel.config import QualityConfig, SelectConfig
+from autolabel.select.calibrate import FEATURES, fit_calibrator, fit_rate_calibrator
+from autolabel.select.run import precision_estimate, run_select
+from tests.support.quality import TRUE_BOX, add_images, add_run, review_open_items, shifted
+
+QUAL = QualityConfig(min_audited=5, min_labelled=20)
+
+
+def _X(score):
+    X = np.full((len(score), len(FEATURES)), np.nan)
+    X[:, 0] = score
+    return X
+
+
+def test_rate_calibrator_counts_reviewed_boxes_at_or_below_each_score():
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0.5, 0.9, 60)
+    y = np.ones(60, int)
+    y[np.argsort(s)[:2]] = 0  # the two lowest-scored boxes were wrong
+    full = fit_calibrator(_X(s), y, min_examples=20)
+    assert not full.fitted and "almost all one class" in full.reason
+    cal = fit_rate_calibrator(s, y, min_examples=20, why=full.reason)
+    assert cal.method == "rate" and cal.n_examples == 60 and cal.n_correct == 58
+    p = cal.predict(_X([0.95, float(np.sort(s)[29]), 0.3]))
+    assert p[0] == pytest.approx(58.5 / 61)  # all 60 at or below
+    assert p[1] == pytest.approx(28.5 / 31)  # 30 at or below, 2 of them wrong
+    assert p[2] == pytest.approx(0.5)  # nothing known below every reviewed box
+    assert cal.supported(_X([0.95, float(np.sort(s)[18]), 0.3])).tolist() == [True, False, False]
+    # 49 correct in a row is what 0.99 takes
+    assert fit_rate_calibrator(np.ones(48), np.ones(48)).predict(_X([1.0]))[0] < 0.99
+    assert fit_rate_calibrator(np.ones(49), np.ones(49)).predict(_X([1.0]))[0] >= 0.99
+    few = fit_rate_calibrator(s[:10], y[:10], min_examples=20)
+    assert not few.fitted and "only 10 reviewed boxes" in few.reason
+
+
+def _world(ws, n, *, n_wrong=0, seed=0):
+    """n images, one box each, every box tight (correct at 0.9) except the n_wrong
+    lowest-scored ones, which are loose (IoU 0.75)."""
+    rng = np.random.default_rng(seed)
+    ids = add_images(ws, n)
+    scores = np.sort(rng.uniform(0.55, 0.99, n))
+    boxes = {}
+    for k, i in enumerate(ids):
+        box = shifted(TRUE_BOX, 0.75 if k < n_wrong else rng.uniform(0.93, 0.99))
+        boxes[i] = [(box, float(scores[k]))]
+    add_run(ws, boxes, model_version="regions-v1")
+    return ids
+
+
+def _routes(ws):
+    return dict(ws.conn.execute("SELECT route, COUNT(*) FROM current_proposals GROUP BY route"))
+
+
+def test_an_always_right_detector_is_auto_accepted_after_enough_reviews(workspace):
+    _world(workspace, 120)
+    sel = SelectConfig(
+        target_precision=0.99, budget=60, audit_rate=0.02, diversity=0.0,
+        exemplar_similarity=False,
+    )  # fmt: skip
+    s1 = run_select(workspace, sel, quality=QUAL)
+    assert s1["routes"]["auto"] + s1["routes"]["audit"] == 0
+    assert review_open_items(workspace) == 60  # the 60 most doubtful (lowest scores)
+    s2 = run_select(workspace, sel, quality=QUAL)
+    info = s2["versions"][s2["current_version"]]
+    assert info["calibration"]["method"] == "rate" and info["can_auto"] is True
+    assert "almost all one class" in info["calibration"]["reason"]
+    assert s2["routes"]["auto"] + s2["routes"]["audit"] == 60
+    assert s2["expected_precision"] == pytest.approx(60.5 / 61, abs=1e-4)
+    assert s2["routes"]["audit"] >= 5  # a fresh audit sample backs the estimate
+    review_open_items(workspace, reasons=("audit",))
+    est = precision_estimate(workspace, QUAL)
+    assert est["status"] == "ok" and est["precision"] == 1.0 and est["n_audited"] >= 5
+
+
+def test_seed_originals_do_not_vouch_for_the_detector_that_learned_from_them(workspace):
+    from tests.support.quality import add_seed_items
+
+    ids = _world(workspace, 80)
+    add_seed_items(workspace, ids[40:])  # 40 correct seed labels, no review
+    sel = SelectConfig(target_precision=0.99, diversity=0.0, exemplar_similarity=False)
+    s = run_select(workspace, sel, quality=QUAL)
+    assert s["routes"]["auto"] + s["routes"]["audit"] == 0
+    assert any("only 0 reviewed boxes" in w for w in s["warnings"])
+
+
+def test_two_wrong_reviewed_boxes_keep_the_estimate_below_the_target(workspace):
+    _world(workspace, 120, n_wrong=2)
+    sel = SelectConfig(target_precision=0.99, budget=60, diversity=0.0, exemplar_similarity=False)
+    run_select(workspace, sel, quality=QUAL)
+    review_open_items(workspace)  # 58 accepts and the 2 loose boxes adjusted (wrong)
+    s = run_select(workspace, sel, quality=QUAL)
+    assert s["versions"][s["current_version"]]["calibration"]["method"] == "rate"
+    assert s["routes"]["auto"] + s["routes"]["audit"] == 0
+    p = workspace.conn.execute(
+        "SELECT MAX(p_correct) FROM current_proposals WHERE route != 'auto'"
+    ).fetchone()[0]
+    assert p == pytest.approx(58.5 / 61, abs=1e-4)
