@@ -475,7 +475,13 @@ def finetune(
     if cfg.detect.detector == "regions":
         from autolabel.train.regions import finetune_regions
 
-        return finetune_regions(ws, seed=cfg.finetune.seed, callback=callback)
+        return finetune_regions(
+            ws,
+            seed=cfg.finetune.seed,
+            val_split=cfg.finetune.val_split,
+            match_iou=cfg.quality.match_iou,
+            callback=callback,
+        )
 
     chosen = resolve_prompt(ws, cfg, prompt, required=False)
     return finetune_workspace(

@@ -179,27 +179,45 @@ def test_propose_calibrate_finetune_with_regions(tmp_path, folders):
         ).fetchall()
         accepted = rejected = 0
         reviewed = set()
+        counts: dict[str, list[int]] = {}
         for pid, path, *box in rows:
             truth = folders["truth"].get(Path(path).name)
             if truth is None:
                 continue
             reviewed.add(path)
             good = box_iou([box], [truth])[0, 0] >= 0.9
+            counts.setdefault(path, [0, 0])[0 if good else 1] += 1
             review_proposal(ws, pid, "accept" if good else "reject")
             accepted, rejected = accepted + good, rejected + (not good)
         assert accepted >= 6 and rejected >= 1
 
-        # finetune trains the active detector: regions -> regions-v2
+        # finetune trains the active detector: regions -> regions-v2, judged on held-out
+        # reviewed images against the current proposals (champion / challenger)
         result = steps.finetune(ws, cfg)
         assert result.version == "regions-v2" and result.path.is_dir()
         m2 = result.metadata
-        assert m2["review_positive"] == accepted and m2["review_negative"] == rejected
+        held = m2["heldout_images"]
+        with_box = [q for q, c in counts.items() if c[0]]  # images with an accepted box
+        assert held == max(1, round(0.2 * len(with_box)))
+        assert m2["review_images"] == len(reviewed) - held
+        out = set(m2["validation"]["heldout_paths"])
+        assert out <= reviewed and len(out) == held
+        # the held-out images' decisions are not trained on
+        assert m2["review_positive"] == sum(c[0] for q, c in counts.items() if q not in out)
+        assert m2["review_negative"] == sum(c[1] for q, c in counts.items() if q not in out)
         assert m2["base"] == "regions-v1"  # the seed rows were reused
         assert m2["content_hash"] != meta["content_hash"]
-
-        # propose --model latest uses it; the new content hash is a new run key
+        promo = m2["promotion"]
+        ch, champ = promo["challenger"], promo["champion"]
+        assert promo["n_images"] == held and ch is not None and champ is not None
+        assert promo["promoted"] is (ch > champ)
         latest = cfg.with_flags({"detect.model": "latest"})
-        settings, third, lines = _propose(ws, latest)
+        settings, _, _ = _propose(ws, latest)
+        assert Path(settings.detect.model).name == ("regions-v2" if ch > champ else "regions-v1")
+
+        # naming the version uses it; the new content hash is a new run key
+        named = cfg.with_flags({"detect.model": "regions-v2"})
+        settings, third, lines = _propose(ws, named)
         assert Path(settings.detect.model).name == "regions-v2" and not lines
         # every image is proposed again except the reviewed ones (decisions are final)
         assert third.key != first.key and third.images == third.pending == 16 - len(reviewed)
@@ -279,3 +297,16 @@ def test_autocrop_offline_with_only_seed_crops_and_originals(tmp_path, folders):
     # the top box is the main picture on most new captures (measured 6 of 8)
     hits = sum(v >= 0.9 for v in best.values())
     assert hits > len(folders["truth"]) / 2, best
+
+
+def test_heldout_paths_are_a_stable_share_of_the_reviewed_images():
+    from autolabel.train.regions import heldout_paths
+
+    paths = [f"/data/img_{i:03d}.png" for i in range(40)]
+    held = heldout_paths(paths, 0.2)
+    assert len(held) == 8 and held <= set(paths)
+    assert heldout_paths(list(reversed(paths)), 0.2) == held  # by path, not by order
+    assert heldout_paths(paths + ["/data/new.png"], 0.2) & held  # mostly the same images
+    assert heldout_paths(paths[:4], 0.2) == set()  # too few to judge on
+    assert len(heldout_paths(paths[:5], 0.2)) == 1
+    assert heldout_paths(paths, 0.0) == set()

@@ -164,10 +164,15 @@ def _progress_printer(bar: Any, quiet: bool) -> Callable[[dict], None]:
 def _summary(result: Any, workspace: Path) -> str:
     """What a finished run printed: version, validation AP50, thresholds, how to use it."""
     meta = result.metadata
+    promo = meta.get("promotion")
+    promo_line = ""
+    if promo is not None:  # champion/challenger (autolabel/train/promote.py)
+        state = "promoted" if promo["promoted"] else "NOT promoted, latest unchanged"
+        promo_line = f"  {state}: {promo['reason']}\n"
     if meta.get("detector") == "regions":
         return (
             f"{result.version}: {result.path}\n  {meta['source_text']} in "
-            f"{meta['train_seconds']:.1f}s (content hash {meta['content_hash']})\n"
+            f"{meta['train_seconds']:.1f}s (content hash {meta['content_hash']})\n{promo_line}"
             f"  use it: autolabel propose {workspace} --detector regions --model latest"
         )
     val = meta["validation"]
@@ -188,10 +193,8 @@ def _summary(result: Any, workspace: Path) -> str:
         f"  calibrated on validation: box_threshold {fmt(th['box_threshold'])}, "
         f"text_threshold {fmt(th['text_threshold'])}"
     )
-    promo = meta.get("promotion")
-    if promo is not None:  # champion/challenger (autolabel/train/promote.py)
-        state = "promoted" if promo["promoted"] else "NOT promoted, latest unchanged"
-        lines.append(f"  {state}: {promo['reason']}")
+    if promo_line:
+        lines.append(promo_line.rstrip("\n"))
     lines.append(
         f"  use it: autolabel propose {workspace} --model latest "
         f"--box-threshold {fmt(th['box_threshold'])} --text-threshold {fmt(th['text_threshold'])}"

@@ -160,14 +160,16 @@ def train_seed_model(ws: Any, *, seed: int = 0, workers: int = 2) -> Path:
 def ensure_regions_model(ws: Any, *, log: Callable[[str], None] | None = None) -> Path:
     """The ``regions`` model a propose run uses when none is named.
 
-    The newest ``regions-vN``; a new one trained on the seed when there is none, or when the
-    newest was trained on the seed alone and the seed changed since (a fine-tuned version is
-    kept: ``autolabel finetune`` made it on purpose).
+    The newest *promoted* ``regions-vN`` (a retrain that did not beat the current proposals
+    on held-out reviewed images is kept aside, see :mod:`autolabel.train.regions`); a new one
+    trained on the seed when there is none, or when the newest was trained on the seed alone
+    and the seed changed since (a fine-tuned version is kept: ``autolabel finetune`` made it
+    on purpose).
 
     Raises:
         InputError: no version and no located seed box.
     """
-    found = versions.list_versions(ws.path, FAMILY)
+    found = [v for v in versions.list_versions(ws.path, FAMILY) if versions.is_promoted(v)]
     if found:
         newest = found[-1]
         if newest.metadata.get("source") != SOURCE_SEED:

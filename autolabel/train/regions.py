@@ -6,8 +6,14 @@ retrained instead, in seconds: accepted and adjusted review boxes are positives,
 boxes negatives, images rejected as "no object" contribute only negatives, and the located
 seed boxes stay positives. When the newest seed-only version was trained on the current seed
 its training rows are reused (``train_regions(base=...)``), otherwise the seed originals are
-read again. The result is the next ``models/regions-vN``, which ``propose`` then uses (its
-content hash is in the run key, so every image is proposed again).
+read again. The result is the next ``models/regions-vN``.
+
+Champion / challenger, as for Grounding DINO (:mod:`autolabel.train.promote`): a share
+(``finetune.val_split``) of the reviewed images, chosen by a hash of their path (the same
+images every time), is held out of training; the new version is promoted only if its AP at
+the match IoU on them beats the workspace's current proposals of those images. ``--model
+latest`` names the newest promoted version, so a retrain that is no better leaves the
+proposals -- and the review labels the selector calibrated on them -- in place.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.constants import MATCH_IOU
 from autolabel.detect import versions
 from autolabel.errors import InputError
 from autolabel.geometry import box_iou
@@ -74,14 +81,69 @@ def _seed_base(ws: Any, items: list[dict[str, Any]]) -> Path | None:
     return None
 
 
+def heldout_paths(paths: list[str], share: float) -> set[str]:
+    """The reviewed images held out of training: ``round(share * n)`` of them (at least one
+    from 5 images on, none below), the lowest by a hash of the path -- stable across runs."""
+    import hashlib
+
+    n = max(1, round(share * len(paths))) if share > 0 and len(paths) >= 5 else 0
+    ranked = sorted(paths, key=lambda p: hashlib.sha1(p.encode("utf-8", "replace")).hexdigest())
+    return set(ranked[:n])
+
+
+def _judge(
+    ws: Any, path: Path, held: dict[str, dict[str, Any]], match_iou: float
+) -> dict[str, Any]:
+    """Score the new version on the held-out reviewed images and decide its promotion
+    (:func:`autolabel.train.promote.judge_version`); returns the promotion record."""
+    import json
+
+    from autolabel.detect.regions import RegionsDetector
+    from autolabel.imageio import load_rgb
+    from autolabel.store.images import find_image
+    from autolabel.train.promote import agnostic_ap, judge_version
+
+    det = RegionsDetector(path)
+    preds, truths, ids, kept = [], [], [], []
+    for p, e in sorted(held.items()):
+        rec = find_image(ws, p)
+        if rec is None:
+            continue
+        prop = det.detect([load_rgb(p)], [""])[0]
+        preds.append((prop.xyxy, prop.score, np.zeros(len(prop.score), np.int64)))
+        truths.append(np.asarray(e["pos"], np.float64).reshape(-1, 4))
+        ids.append(int(rec.id))
+        kept.append(p)
+    (path / "heldout.json").write_text(
+        json.dumps([{"path": p, "boxes": t.tolist()} for p, t in zip(kept, truths, strict=True)]),
+        encoding="utf-8",
+    )
+    meta = versions.read_metadata(path)
+    meta["validation"] = {
+        "match_iou": match_iou,
+        "ap_match_after": agnostic_ap(preds, truths, iou=match_iou) if ids else None,
+        "heldout_image_ids": ids,
+        "heldout_paths": kept,
+    }
+    return judge_version(ws, path, meta)
+
+
 def finetune_regions(
-    ws: Any, *, seed: int = 0, callback: Callable[[dict], None] | None = None
+    ws: Any,
+    *,
+    seed: int = 0,
+    val_split: float = 0.2,
+    match_iou: float = MATCH_IOU,
+    callback: Callable[[dict], None] | None = None,
 ) -> RegionsFinetuneResult:
-    """Retrain the ``regions`` scorer on seed + review decisions -> the next ``regions-vN``.
+    """Retrain the ``regions`` scorer on seed + review decisions -> the next ``regions-vN``,
+    promoted only if it beats the current proposals on held-out reviewed images.
 
     Args:
         ws: an open workspace.
         seed: random seed (jittered negatives, classifier).
+        val_split: share of the reviewed images held out to judge the new version.
+        match_iou: IoU a box needs with the reviewed box to count (``quality.match_iou``).
         callback: told ``{"event": "done", "version": ...}`` at the end.
 
     Raises:
@@ -110,8 +172,11 @@ def finetune_regions(
     if base_path is None and items:
         samples, paths = seed_samples(items)
         index = {p: i for i, p in enumerate(paths)}
+    held = heldout_paths([p for p, e in reviewed.items() if e["pos"] or e["empty"]], val_split)
     n_pos = n_neg = 0
     for path, e in reviewed.items():
+        if path in held:
+            continue
         n_pos, n_neg = n_pos + len(e["pos"]), n_neg + len(e["neg"])
         if path in index:  # a seed original that was also reviewed: merge
             s = samples[index[path]]
@@ -135,10 +200,12 @@ def finetune_regions(
             "seed_hash": seed_fingerprint(items) if items else None,
             "review_positive": n_pos,
             "review_negative": n_neg,
-            "review_images": len(reviewed),
+            "review_images": len(reviewed) - len(held),
+            "heldout_images": len(held),
             "base": base_path.name if base_path is not None else None,
         },
     )
+    _judge(ws, path, {p: reviewed[p] for p in held}, match_iou)
     meta = versions.read_metadata(path)
     if callback is not None:
         callback({"event": "done", "version": path.name, "path": str(path)})
