@@ -306,7 +306,7 @@ def test_heldout_paths_are_a_stable_share_of_the_reviewed_images():
     held = heldout_paths(paths, 0.2)
     assert len(held) == 8 and held <= set(paths)
     assert heldout_paths(list(reversed(paths)), 0.2) == held  # by path, not by order
-    assert heldout_paths(paths + ["/data/new.png"], 0.2) & held  # mostly the same images
+    assert heldout_paths([*paths, "/data/new.png"], 0.2) & held  # mostly the same images
     assert heldout_paths(paths[:4], 0.2) == set()  # too few to judge on
     assert len(heldout_paths(paths[:5], 0.2)) == 1
     assert heldout_paths(paths, 0.0) == set()
