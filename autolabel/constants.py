@@ -70,6 +70,8 @@ DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 """Hub id of the default detector checkpoint."""
 WEIGHT_FREE_DETECTOR = "regions"
 """What ``autocrop``/``demo`` use when the Grounding DINO weights are not on the machine."""
+SEED_TRAINED_DETECTORS = ("regions", "exemplar")
+"""Detectors built from the seed crops: their proposals on seed originals are in-sample."""
 GENERIC_PROMPT = "product photo"
 """``autocrop``'s prompt when seed crops come without captions and nothing else names them."""
 

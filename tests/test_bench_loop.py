@@ -140,4 +140,4 @@ def test_tiny_benchmark_run(tmp_path, capsys):
         assert 0 <= r["correct"] <= r["exported"]
         if r["exported"]:
             assert r["precision"] == pytest.approx(r["correct"] / r["exported"])
-        assert r["n_seen"] + r["n_unseen"] == 4
+        assert r["n_seen"] + r["n_unseen"] == 2 * r["round"]  # a batch of 2 per round

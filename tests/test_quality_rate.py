@@ -108,3 +108,19 @@ def test_two_wrong_reviewed_boxes_keep_the_estimate_below_the_target(workspace):
         "SELECT MAX(p_correct) FROM current_proposals WHERE route != 'auto'"
     ).fetchone()[0]
     assert p == pytest.approx(58.5 / 61, abs=1e-4)
+
+
+@pytest.mark.parametrize(("detector", "auto"), [("test", True), ("regions", False)])
+def test_seed_labels_calibrate_only_a_detector_that_did_not_learn_from_them(
+    workspace, detector, auto
+):
+    from tests.support.quality import build_world
+
+    build_world(workspace, 60, seed=2, n_seed=30, detector=detector)
+    sel = SelectConfig(target_precision=0.9, diversity=0.0, exemplar_similarity=False)
+    s = run_select(workspace, sel, quality=QUAL)
+    info = s["versions"][s["current_version"]]
+    assert (s["routes"]["auto"] + s["routes"]["audit"] > 0) is auto
+    assert info["sources"]["seed"] == (60 if auto else 0)  # 30 seed images x 2 boxes
+    if not auto:
+        assert "60 boxes on seed originals do not count" in info["calibration"]["reason"]

@@ -282,8 +282,10 @@ def calibrate_versions(
     A calibrator fitted on one detector's proposals says nothing about another's (a
     fine-tuned model's junk boxes got P(correct) 0.9998 from the exemplar detector's
     calibrator), so rows of a version without enough labelled boxes of its own keep the raw
-    score and ``can_auto`` False. When a version's labelled boxes are (almost) all one class,
-    its reviewed boxes (not the seed originals it learned from) give a conservative ``rate``
+    score and ``can_auto`` False. A version that learned from the seed (regions, exemplar, a
+    workspace fine-tune: :func:`autolabel.store.select.seed_trained_versions`) is calibrated
+    on reviews only: its boxes on the seed originals are in-sample. When a version's
+    labelled boxes are (almost) all one class, its reviewed boxes give a conservative ``rate``
     estimate (:func:`autolabel.select.calibrate.fit_rate_calibrator`); ``can_auto`` is then
     True only for rows with enough reviewed boxes at or below their score.
 
@@ -294,10 +296,11 @@ def calibrate_versions(
         min_labelled: labelled boxes a version needs (``quality.min_labelled``).
         exclude: ``(n,)`` bool rows that do not define the current version (seed originals).
     """
-    from autolabel.store.select import run_versions
+    from autolabel.store.select import run_versions, seed_trained_versions
 
     idx, y, sources = labelled
     runs = run_versions(ws)
+    in_sample = seed_trained_versions(ws)
     run_ids, run_inv = np.unique(cur.run_id, return_inverse=True)
     key_of_run = [runs.get(int(r), ("?", "?"))[0] for r in run_ids]
     keys = sorted(set(key_of_run))
@@ -311,13 +314,19 @@ def calibrate_versions(
     for c, key in enumerate(keys):
         rows = np.flatnonzero(code == c)
         lab = code[idx] == c
+        n_in_sample = int((lab & from_seed).sum()) if key in in_sample else 0
+        if n_in_sample:  # it learned from the seed originals: only reviews say how it
+            lab &= ~from_seed  # does on boxes it has not seen
         cal = fit_calibrator(X[idx[lab]], y[lab], method=method, min_examples=min_labelled)
         if not cal.fitted and cal.n_examples >= min_labelled:  # (almost) one class
-            # the detector learned from the seed originals: only reviews say how it does
-            # on boxes it has not seen
             rev = lab & ~from_seed
             cal = fit_rate_calibrator(
                 X[idx[rev], 0], y[rev], min_examples=min_labelled, why=cal.reason
+            )
+        if n_in_sample and not cal.fitted:
+            cal.reason += (
+                f" ({n_in_sample} boxes on seed originals do not count: the detector learned "
+                "from them)"
             )
         p[rows] = cal.predict(X[rows])
         can_auto[rows] = cal.supported(X[rows])

@@ -10,10 +10,12 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autolabel import constants as C
 from autolabel.constants import MATCH_IOU
 from autolabel.geometry import iou
 from autolabel.store.db import Workspace, utcnow
@@ -233,6 +235,24 @@ def run_versions(ws: Workspace) -> dict[int, tuple[str, str]]:
         refiner = f" + {r[4]}" if r[4] else ""
         prompt = r[5] if len(r[5]) <= 40 else r[5][:37] + "..."
         out[int(r[0])] = (str(r[1]), f"{r[2]} {r[3]}{refiner}, box >= {r[6]:g}, prompt {prompt!r}")
+    return out
+
+
+def seed_trained_versions(ws: Workspace) -> set[str]:
+    """Version keys (run keys) of detectors that learned from the seed boxes.
+
+    ``regions`` and ``exemplar`` are built from the seed crops, and a fine-tuned Grounding
+    DINO version of this workspace (``models/gdino-vN``) was trained on them, so their
+    proposals on the seed originals are in-sample: they say little about unseen boxes. A
+    pretrained model (a hub id, another checkpoint) did not see them.
+    """
+    out = set()
+    for key, detector, model in ws.conn.execute("SELECT key, detector, model FROM runs"):
+        name = Path(str(model)).name
+        if detector in C.SEED_TRAINED_DETECTORS or (
+            name.startswith("gdino-v") and Path(str(model)).parent.name == "models"
+        ):
+            out.add(str(key))
     return out
 
 

@@ -159,6 +159,7 @@ def build_world(
     thumbnails: int = 1,
     image_dir: Path | None = None,
     deceptive_share: float = 0.0,
+    detector: str = "test",
 ) -> list[int]:
     """Images with one true product box each and a detector's proposals for them.
 
@@ -169,7 +170,7 @@ def build_world(
     apart while the score alone cannot, except on a ``deceptive_share`` of loose boxes whose
     signal looks tight (errors no calibrator can avoid: only the audit finds them). The
     first ``n_seed`` images get a located seed box (the true box). ``image_dir``: write the
-    image files there. Returns the image ids.
+    image files there; ``detector``: the run's detector name. Returns the image ids.
     """
     rng = np.random.default_rng(seed)
     ids = add_images(ws, n_images, prefix=prefix, image_dir=image_dir)
@@ -187,7 +188,7 @@ def build_world(
             thumb = (x0, 290.0, x0 + 50.0, 340.0)
             items.append((thumb, rng.uniform(0.3, 0.85), rng.uniform(0.1, 0.6)))
         boxes[i] = items
-    add_run(ws, boxes, model_version=model_version)
+    add_run(ws, boxes, model_version=model_version, detector=detector)
     if n_seed:
         add_seed_items(ws, ids[:n_seed])
     return ids
