@@ -25,20 +25,31 @@ def _X(score):
     return X
 
 
-def test_rate_calibrator_counts_reviewed_boxes_at_or_below_each_score():
+def test_rate_calibrator_pools_reviewed_boxes_into_monotone_blocks():
     rng = np.random.default_rng(0)
     s = rng.uniform(0.5, 0.9, 60)
     y = np.ones(60, int)
-    y[np.argsort(s)[:2]] = 0  # the two lowest-scored boxes were wrong
+    low = np.argsort(s)
+    y[low[:2]] = 0  # the two lowest-scored boxes were wrong
     full = fit_calibrator(_X(s), y, min_examples=20)
     assert not full.fitted and "almost all one class" in full.reason
     cal = fit_rate_calibrator(s, y, min_examples=20, why=full.reason)
     assert cal.method == "rate" and cal.n_examples == 60 and cal.n_correct == 58
-    p = cal.predict(_X([0.95, float(np.sort(s)[29]), 0.3]))
-    assert p[0] == pytest.approx(58.5 / 61)  # all 60 at or below
-    assert p[1] == pytest.approx(28.5 / 31)  # 30 at or below, 2 of them wrong
-    assert p[2] == pytest.approx(0.5)  # nothing known below every reviewed box
-    assert cal.supported(_X([0.95, float(np.sort(s)[18]), 0.3])).tolist() == [True, False, False]
+    mid = float(s[low[30]])
+    p = cal.predict(_X([0.95, mid, float(s[low[0]]), 0.3]))
+    # the 58 correct ones are one block: a wrong box among the lowest scores does not pull
+    # the top down; the two wrong ones are a block of their own, too small to act on
+    assert p[:2] == pytest.approx([58.5 / 59] * 2)
+    assert p[2] == pytest.approx(0.5 / 3)
+    assert p[3] == pytest.approx(0.3 * 0 + min(0.3, 0.5 / 3))  # below every reviewed score
+    assert cal.supported(_X([0.95, mid, float(s[low[0]]), 0.3])).tolist() == [
+        True, True, False, False,
+    ]  # fmt: skip
+    # a wrong box inside the top block does pull it down
+    y2 = np.ones(60, int)
+    y2[low[45]] = 0
+    top = fit_rate_calibrator(s, y2, min_examples=20)
+    assert top.predict(_X([0.95]))[0] < 0.99
     # 49 correct in a row is what 0.99 takes
     assert fit_rate_calibrator(np.ones(48), np.ones(48)).predict(_X([1.0]))[0] < 0.99
     assert fit_rate_calibrator(np.ones(49), np.ones(49)).predict(_X([1.0]))[0] >= 0.99
@@ -46,15 +57,29 @@ def test_rate_calibrator_counts_reviewed_boxes_at_or_below_each_score():
     assert not few.fitted and "only 10 reviewed boxes" in few.reason
 
 
-def _world(ws, n, *, n_wrong=0, seed=0):
-    """n images, one box each, every box tight (correct at 0.9) except the n_wrong
-    lowest-scored ones, which are loose (IoU 0.75)."""
+def test_monotone_blocks_merge_small_top_blocks_down():
+    from autolabel.select.calibrate import monotone_blocks
+
+    s = np.arange(41, dtype=float)
+    y = np.ones(41, int)
+    y[30] = 0  # 30 correct, a wrong one, 10 correct
+    starts, n, k = monotone_blocks(s, y, 20)
+    assert n.tolist() == [41.0] and k.tolist() == [40.0]  # the 10 on top are too few alone
+    starts, n, k = monotone_blocks(s, y, 5)
+    assert n.tolist() == [31.0, 10.0] and k.tolist() == [30.0, 10.0]
+    assert starts.tolist() == [0.0, 31.0]
+    assert np.all(np.diff(k / n) >= 0)
+
+
+def _world(ws, n, *, wrong=(), seed=0):
+    """n images, one box each, scores increasing with the image; every box tight (correct
+    at 0.9) except those whose score rank is in ``wrong``: loose (IoU 0.75)."""
     rng = np.random.default_rng(seed)
     ids = add_images(ws, n)
     scores = np.sort(rng.uniform(0.55, 0.99, n))
     boxes = {}
     for k, i in enumerate(ids):
-        box = shifted(TRUE_BOX, 0.75 if k < n_wrong else rng.uniform(0.93, 0.99))
+        box = shifted(TRUE_BOX, 0.75 if k in wrong else rng.uniform(0.93, 0.99))
         boxes[i] = [(box, float(scores[k]))]
     add_run(ws, boxes, model_version="regions-v1")
     return ids
@@ -96,18 +121,24 @@ def test_seed_originals_do_not_vouch_for_the_detector_that_learned_from_them(wor
     assert any("only 0 reviewed boxes" in w for w in s["warnings"])
 
 
-def test_two_wrong_reviewed_boxes_keep_the_estimate_below_the_target(workspace):
-    _world(workspace, 120, n_wrong=2)
+@pytest.mark.parametrize(
+    ("wrong", "p_top", "auto"),
+    [((0, 1), 58.5 / 59, 60), ((40, 50), 58.5 / 61, 0)],
+    ids=["wrong-among-the-lowest", "wrong-among-the-highest"],
+)
+def test_where_the_wrong_reviewed_boxes_are_decides(workspace, wrong, p_top, auto):
+    _world(workspace, 120, wrong=wrong)
     sel = SelectConfig(target_precision=0.99, budget=60, diversity=0.0, exemplar_similarity=False)
     run_select(workspace, sel, quality=QUAL)
-    review_open_items(workspace)  # 58 accepts and the 2 loose boxes adjusted (wrong)
+    review_open_items(workspace)  # the 60 lowest: 58 accepts, the 2 loose ones adjusted
     s = run_select(workspace, sel, quality=QUAL)
     assert s["versions"][s["current_version"]]["calibration"]["method"] == "rate"
-    assert s["routes"]["auto"] + s["routes"]["audit"] == 0
+    assert s["routes"]["auto"] + s["routes"]["audit"] == auto
     p = workspace.conn.execute(
-        "SELECT MAX(p_correct) FROM current_proposals WHERE route != 'auto'"
+        "SELECT MAX(p_correct) FROM current_proposals p WHERE NOT EXISTS "
+        "(SELECT 1 FROM decisions d WHERE d.proposal_id = p.id)"
     ).fetchone()[0]
-    assert p == pytest.approx(58.5 / 61, abs=1e-4)
+    assert p == pytest.approx(p_top, abs=1e-4)
 
 
 @pytest.mark.parametrize(("detector", "auto"), [("test", True), ("regions", False)])

@@ -8,12 +8,14 @@ auto-accepts nothing of that version.
 
 When the labelled boxes are (almost) all one class a logistic or isotonic fit is meaningless
 (a detector that is nearly always right gives no wrong examples to learn from). Then
-:func:`fit_rate_calibrator` estimates P(correct) of a box with score ``s`` as the Jeffreys
-posterior mean ``(k + 0.5) / (n + 1)`` of the ``n`` labelled boxes scored at or *below*
-``s`` (``k`` of them correct). If a higher score never means a lower chance of being right,
-that is a conservative estimate for every box at ``s``; it needs about 50 correct reviewed
-boxes in a row before it reaches 0.99. Boxes with fewer than ``min_examples`` labelled boxes
-at or below their score are not supported (never auto-accepted).
+:func:`fit_rate_calibrator` assumes only that a higher score never means a lower chance of
+being right: the reviewed boxes, in score order, are pooled into monotone blocks (pool
+adjacent violators), a block with fewer than ``min_examples`` boxes joins the one below it
+(the lowest block excepted), and a box gets the Jeffreys posterior mean ``(k + 0.5) / (n +
+1)`` of the block its score falls in (never more than any block above). So it takes 49
+correct reviews in one block to reach 0.99, a wrong box among the lowest scores does not
+pull the top down, and one in the top block does. Boxes below every reviewed score, or in a
+block of fewer than ``min_examples``, are not supported (never auto-accepted).
 """
 
 from __future__ import annotations
@@ -129,31 +131,33 @@ class Calibrator:
             s = np.nan_to_num(X[:, 0], nan=0.0)
             return np.clip(self._model.predict(s), 0.0, 1.0)
         if self.method == "rate":
-            n, k = self._rate_counts(X)
-            return (k + 0.5) / (n + 1.0)
+            block, below = self._rate_block(X)
+            rate = self._model[3]
+            raw = np.clip(np.nan_to_num(X[:, 0], nan=0.0), 0.0, 1.0)
+            return np.where(below, np.minimum(raw, rate[0]), rate[block])
         out = np.empty(X.shape[0])
         step = 200_000
         for a in range(0, X.shape[0], step):
             out[a : a + step] = self._model.predict_proba(self._design(X[a : a + step]))[:, 1]
         return out
 
-    def _rate_counts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``rate``: labelled boxes (n) and correct ones (k) at or below each row's score."""
-        scores, cum = self._model
+    def _rate_block(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``rate``: each row's block (clipped to 0) and whether it is below every block."""
+        starts = self._model[0]
         s = np.nan_to_num(np.asarray(X, np.float64)[:, 0], nan=-np.inf)
-        n = np.searchsorted(scores, s, side="right")
-        k = np.concatenate([[0], cum])[n]
-        return n.astype(np.float64), k.astype(np.float64)
+        block = np.searchsorted(starts, s, side="right") - 1
+        return np.maximum(block, 0), block < 0
 
     def supported(self, X: np.ndarray) -> np.ndarray:
         """``(n,)`` bool: rows whose P(correct) rests on enough labelled data to act on.
 
         Every row for a logistic / isotonic fit, none for ``raw-score``; for ``rate`` the
-        rows with at least ``min_support`` labelled boxes at or below their score.
+        rows in a block of at least ``min_support`` reviewed boxes.
         """
         X = np.asarray(X, np.float64)
         if self.method == "rate":
-            return self._rate_counts(X)[0] >= self.min_support
+            block, below = self._rate_block(X)
+            return ~below & (self._model[1][block] >= self.min_support)
         return np.full(X.shape[0], self.fitted, bool)
 
     def describe(self) -> dict[str, Any]:
@@ -261,16 +265,15 @@ def fit_calibrator(
 def fit_rate_calibrator(
     score: np.ndarray, y: np.ndarray, *, min_examples: int = MIN_EXAMPLES, why: str = ""
 ) -> Calibrator:
-    """P(correct) from the correct share of labelled boxes scored at or below each score.
+    """P(correct) from monotone blocks of reviewed boxes (see the module docstring).
 
-    For labels that are (almost) all one class: see the module docstring. Only labels that
-    say something about unseen boxes belong here (reviewed boxes, not the boxes a detector
-    was trained on).
+    For labels that are (almost) all one class. Only labels that say something about unseen
+    boxes belong here (reviewed boxes, not the boxes a detector was trained on).
 
     Args:
         score: ``(n,)`` detector scores of the labelled boxes.
         y: ``(n,)`` 1 = correct, 0 = wrong.
-        min_examples: labelled boxes needed at or below a score to act on it, and in all.
+        min_examples: boxes a block needs to act on its rate, and labelled boxes in all.
         why: the reason a full fit was not possible (kept in ``reason``).
 
     Returns:
@@ -292,19 +295,55 @@ def fit_rate_calibrator(
             n_examples=n,
             n_correct=pos,
         )
-    order = np.argsort(np.nan_to_num(score, nan=-np.inf), kind="stable")
-    scores = np.nan_to_num(score[order], nan=-np.inf)
-    cum = np.cumsum(y[order])
+    starts, bn, bk = monotone_blocks(score, y, min_examples)
+    rate = np.minimum.accumulate(((bk + 0.5) / (bn + 1.0))[::-1])[::-1]
     return Calibrator(
         "rate",
-        reason=f"{why}{'; ' if why else ''}P(correct) = correct share of the {n} reviewed "
-        "boxes scored at or below each box",
+        reason=f"{why}{'; ' if why else ''}P(correct) from {starts.size} score block(s) of "
+        f"the {n} reviewed boxes (top block: {int(bk[-1])} of {int(bn[-1])} correct)",
         n_examples=n,
         n_correct=pos,
         columns=["score"],
         min_support=min_examples,
-        _model=(scores, cum),
+        _model=(starts, bn, bk, rate),
     )
+
+
+def monotone_blocks(
+    score: np.ndarray, y: np.ndarray, min_block: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool adjacent violators over labelled boxes in score order, then merge small blocks.
+
+    Args:
+        score: ``(n,)`` scores (NaN sorts lowest).
+        y: ``(n,)`` 1 = correct, 0 = wrong.
+        min_block: a block with fewer boxes joins the block below it (the lowest excepted).
+
+    Returns:
+        ``(starts (b,), n (b,), k (b,))``: each block's lowest score, size and correct count;
+        ``k / n`` never decreases with the score.
+    """
+    s = np.nan_to_num(np.asarray(score, np.float64), nan=-np.inf)
+    order = np.argsort(s, kind="stable")
+    uniq, first, counts = np.unique(s[order], return_index=True, return_counts=True)
+    sums = np.add.reduceat(np.asarray(y, np.float64)[order], first) if first.size else first
+    blocks: list[list[float]] = []  # [start, n, k]
+    for u, c, k in zip(uniq, counts, sums, strict=True):
+        blocks.append([float(u), float(c), float(k)])
+        # pool violators and equal rates: the coarsest monotone partition
+        while len(blocks) > 1 and blocks[-2][2] / blocks[-2][1] >= blocks[-1][2] / blocks[-1][1]:
+            _, n2, k2 = blocks.pop()
+            blocks[-1][1] += n2
+            blocks[-1][2] += k2
+    i = len(blocks) - 1
+    while i > 0:
+        if blocks[i][1] < min_block:
+            _, n2, k2 = blocks.pop(i)
+            blocks[i - 1][1] += n2
+            blocks[i - 1][2] += k2
+        i -= 1
+    arr = np.array(blocks, np.float64).reshape(-1, 3)
+    return arr[:, 0], arr[:, 1], arr[:, 2]
 
 
 def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = 10) -> dict[str, list[float]]:
