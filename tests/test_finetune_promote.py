@@ -33,6 +33,35 @@ def test_decide(challenger, champion, n, promoted, words) -> None:
     assert d["match_iou"] == 0.9
 
 
+@pytest.mark.parametrize(
+    ("wins", "losses", "promoted"),
+    [(1, 0, False), (4, 0, False), (5, 0, True), (6, 1, False), (7, 1, True)],
+)
+def test_a_better_ap_must_also_win_clearly_more_images(wins, losses, promoted) -> None:
+    from autolabel.train.promote import sign_test_p
+
+    d = decide(1.0, 0.95, n_images=20, champion_name="regions-v1", wins=wins, losses=losses)
+    assert d["promoted"] is promoted and (d["wins"], d["losses"]) == (wins, losses)
+    assert (sign_test_p(wins, losses) <= 0.05) is promoted
+    if not promoted:
+        assert "not clearly better" in d["reason"] and "sign test" in d["reason"]
+    assert sign_test_p(5, 0) == pytest.approx(1 / 32)
+    assert sign_test_p(0, 0) == 1.0
+
+
+def test_top1_correct() -> None:
+    from autolabel.train.promote import top1_correct
+
+    t = np.array([[0, 0, 100, 100]], float)
+    good = (np.array([[0, 0, 100, 80], [0, 0, 100, 99]], float), np.array([0.2, 0.9]), None)
+    bad = (np.array([[0, 0, 100, 80], [0, 0, 100, 99]], float), np.array([0.9, 0.2]), None)
+    none = (np.zeros((0, 4)), np.zeros(0), None)
+    got = top1_correct(
+        [good, bad, none, none, good], [t, t, t, np.zeros((0, 4)), np.zeros((0, 4))], iou=0.9
+    )
+    assert got == [True, False, False, True, False]
+
+
 def test_agnostic_ap_uses_the_match_iou_and_threshold() -> None:
     truth = [np.array([[0, 0, 100, 100]], float)]
     loose = [(np.array([[0, 0, 100, 80]], float), np.array([0.9]), np.array([0]))]

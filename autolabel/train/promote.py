@@ -104,6 +104,37 @@ def challenger_summary(
     }
 
 
+def top1_correct(preds: Sequence[Pred], truths: Sequence[np.ndarray], *, iou: float) -> list[bool]:
+    """Per image: is the top-scoring box right (IoU >= ``iou`` with a true box)?
+
+    An image without true boxes is right only when nothing was proposed.
+    """
+    from autolabel.geometry import box_iou
+
+    out = []
+    for (xyxy, score, _), boxes in zip(preds, truths, strict=True):
+        xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(xyxy) or not len(boxes):
+            out.append(not len(xyxy) and not len(boxes))
+            continue
+        top = xyxy[int(np.argmax(np.asarray(score, np.float64)))][None]
+        out.append(bool(box_iou(top, boxes).max() >= iou))
+    return out
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """One-sided sign test: P(at least ``wins`` of ``wins + losses`` fair coin flips)."""
+    from math import comb
+
+    n = wins + losses
+    return sum(comb(n, k) for k in range(wins, n + 1)) / 2**n if n else 1.0
+
+
+SIGN_TEST_ALPHA = 0.05
+"""A challenger must win significantly more held-out images than it loses (when counted)."""
+
+
 def decide(
     challenger: float | None,
     champion: float | None,
@@ -111,6 +142,8 @@ def decide(
     n_images: int,
     champion_name: str,
     match_iou: float = MATCH_IOU,
+    wins: int | None = None,
+    losses: int | None = None,
 ) -> dict[str, Any]:
     """Promote or not, with a one-line reason (pure).
 
@@ -119,6 +152,10 @@ def decide(
         champion: the current proposals' AP on the same images (None = none to compare).
         n_images: held-out reviewed images compared on.
         champion_name: what made the current proposals (for the message).
+        wins / losses: held-out images where only the challenger's / only the champion's top
+            box is right. When given, a higher AP is not enough: the wins must beat the
+            losses in a one-sided sign test at :data:`SIGN_TEST_ALPHA` (a new version starts
+            with no reviewed boxes of its own, so switching must be worth it).
 
     Returns:
         ``{"promoted", "reason", "challenger", "champion", "champion_name", "n_images",
@@ -131,6 +168,19 @@ def decide(
     elif champion is None:
         promoted = True
         reason = f"{at} {challenger:.3f} on {n_images} held-out images; no current proposals"
+    elif (
+        challenger > champion
+        and wins is not None
+        and losses is not None
+        and ((pv := sign_test_p(wins, losses)) > SIGN_TEST_ALPHA)
+    ):
+        promoted = False
+        reason = (
+            f"{at} {challenger:.3f} > {champion:.3f} of {champion_name} on {n_images} "
+            f"held-out reviewed images, but its top box is right on {wins} image(s) where "
+            f"the current one is wrong and wrong on {losses} where it is right (sign test "
+            f"p = {pv:.2f} > {SIGN_TEST_ALPHA}): not clearly better; current proposals kept"
+        )
     elif challenger > champion:
         promoted = True
         reason = (
@@ -151,17 +201,17 @@ def decide(
         "champion_name": champion_name,
         "n_images": n_images,
         "match_iou": match_iou,
+        "wins": wins,
+        "losses": losses,
     }
 
 
-def champion_score(
-    ws: Any, image_ids: Sequence[int | None], truths: Sequence[np.ndarray], *, match_iou: float
-) -> tuple[float | None, str]:
-    """AP at ``match_iou`` of the workspace's current proposals on the given images.
+def current_preds(ws: Any, image_ids: Sequence[int | None]) -> tuple[list[Pred] | None, str]:
+    """The workspace's current proposals of the given images as predictions.
 
     Returns:
-        ``(ap, name)``; ap None when none of the images has current proposals; name is the
-        model (version) of the runs that made them.
+        ``(preds, name)``; preds None when none of the images has current proposals; name
+        is the model (version) of the runs that made them.
     """
     from autolabel.store.select import load_current
 
@@ -181,27 +231,54 @@ def champion_score(
             for r in ws.conn.execute(f"SELECT model_version FROM runs WHERE id IN ({marks})", runs)
         }
     )
-    return agnostic_ap(preds, truths, iou=match_iou), ", ".join(Path(n).name for n in names)
+    return preds, ", ".join(Path(n).name for n in names)
+
+
+def champion_score(
+    ws: Any, image_ids: Sequence[int | None], truths: Sequence[np.ndarray], *, match_iou: float
+) -> tuple[float | None, str]:
+    """AP at ``match_iou`` of the workspace's current proposals on the given images.
+
+    Returns:
+        ``(ap, name)``; ap None when none of the images has current proposals; name is the
+        model (version) of the runs that made them.
+    """
+    preds, name = current_preds(ws, image_ids)
+    if preds is None:
+        return None, name
+    return agnostic_ap(preds, truths, iou=match_iou), name
 
 
 def judge_version(ws: Any, version_dir: str | Path, metadata: dict[str, Any]) -> dict[str, Any]:
     """Compare a finished version with the current proposals; record the decision.
 
     Writes ``metadata["promotion"]`` into ``version_dir/metadata.json`` and returns it.
+    With ``metadata["validation"]["top1_correct"]`` (the challenger's per-image top-box
+    outcome, aligned with ``heldout_image_ids``) the sign test of :func:`decide` applies.
     """
     val = metadata.get("validation", {})
     match_iou = float(val.get("match_iou", MATCH_IOU))
     ids = list(val.get("heldout_image_ids", []))
     truths = _heldout_truths(version_dir, val.get("heldout_paths", []))
     champion, name = (None, "none")
+    wins = losses = None
     if ids and len(truths) == len(ids):
-        champion, name = champion_score(ws, ids, truths, match_iou=match_iou)
+        preds, name = current_preds(ws, ids)
+        if preds is not None:
+            champion = agnostic_ap(preds, truths, iou=match_iou)
+            mine = val.get("top1_correct")
+            if mine is not None and len(mine) == len(ids):
+                theirs = top1_correct(preds, truths, iou=match_iou)
+                wins = sum(a and not b for a, b in zip(mine, theirs, strict=True))
+                losses = sum(b and not a for a, b in zip(mine, theirs, strict=True))
     decision = decide(
         val.get("ap_match_after"),
         champion,
         n_images=len(ids),
         champion_name=name,
         match_iou=match_iou,
+        wins=wins,
+        losses=losses,
     )
     metadata["promotion"] = decision
     path = Path(version_dir) / "metadata.json"

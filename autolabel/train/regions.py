@@ -11,7 +11,10 @@ read again. The result is the next ``models/regions-vN``.
 Champion / challenger, as for Grounding DINO (:mod:`autolabel.train.promote`): a share
 (``finetune.val_split``) of the reviewed images, chosen by a hash of their path (the same
 images every time), is held out of training; the new version is promoted only if its AP at
-the match IoU on them beats the workspace's current proposals of those images. ``--model
+the match IoU on them beats the workspace's current proposals of those images *and* its top
+box is right on significantly more of them than it is wrong where the current one is right
+(a sign test: a new version starts without reviewed boxes of its own, so nothing of it is
+auto-accepted until it has some -- switching must be worth that). ``--model
 latest`` names the newest promoted version, so a retrain that is no better leaves the
 proposals -- and the review labels the selector calibrated on them -- in place.
 """
@@ -101,7 +104,7 @@ def _judge(
     from autolabel.detect.regions import RegionsDetector
     from autolabel.imageio import load_rgb
     from autolabel.store.images import find_image
-    from autolabel.train.promote import agnostic_ap, judge_version
+    from autolabel.train.promote import agnostic_ap, judge_version, top1_correct
 
     det = RegionsDetector(path)
     preds, truths, ids, kept = [], [], [], []
@@ -122,6 +125,7 @@ def _judge(
     meta["validation"] = {
         "match_iou": match_iou,
         "ap_match_after": agnostic_ap(preds, truths, iou=match_iou) if ids else None,
+        "top1_correct": top1_correct(preds, truths, iou=match_iou),
         "heldout_image_ids": ids,
         "heldout_paths": kept,
     }
