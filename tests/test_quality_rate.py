@@ -155,3 +155,22 @@ def test_seed_labels_calibrate_only_a_detector_that_did_not_learn_from_them(
     assert info["sources"]["seed"] == (60 if auto else 0)  # 30 seed images x 2 boxes
     if not auto:
         assert "60 boxes on seed originals do not count" in info["calibration"]["reason"]
+
+
+def test_a_set_audited_whole_is_known_exactly():
+    from autolabel.select.stats import estimate_from_outcomes
+
+    ctx = {"selected": True, "version": "k", "can_auto": True}
+    whole = estimate_from_outcomes(
+        {"n_auto": 5, "n_audit": 5, "n_audited": 5, "n_correct": 4}, ctx, min_audited=10
+    )
+    assert whole["status"] == "ok" and whole["precision"] == whole["low"] == whole["high"] == 0.8
+    assert "every one of the 5" in whole["reason"]
+    part = estimate_from_outcomes(
+        {"n_auto": 6, "n_audit": 5, "n_audited": 5, "n_correct": 5}, ctx, min_audited=10
+    )
+    assert part["status"] == "unknown" and part["precision"] is None
+    big = estimate_from_outcomes(
+        {"n_auto": 300, "n_audit": 10, "n_audited": 10, "n_correct": 10}, ctx, min_audited=10
+    )
+    assert big["precision"] == 1.0 and big["low"] < 0.75 and big["high"] == 1.0

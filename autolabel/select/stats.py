@@ -63,7 +63,9 @@ def estimate_from_outcomes(
         items that were correct, ``low``/``high`` its Wilson 95% interval), ``unknown``
         (too few decided audit items: ``precision``/``low``/``high`` None) or ``none``
         (nothing is auto-accepted); ``reason`` says why when not ``ok``; ``expected`` is
-        the calibrated mean P(correct) of the set at the last select.
+        the calibrated mean P(correct) of the set at the last select. A set small enough
+        to be audited whole (fewer boxes than ``min_audited``, all decided) is known
+        exactly: ``low == high == precision`` and ``reason`` says so.
     """
     k, n = int(outcomes["n_correct"]), int(outcomes["n_audited"])
     n_auto, n_audit = int(outcomes["n_auto"]), int(outcomes["n_audit"])
@@ -81,14 +83,18 @@ def estimate_from_outcomes(
         )
     elif n_auto == 0:
         status, reason = "none", "nothing is auto-accepted"
-    elif n < min_audited:
+    elif n < min_audited and n < n_auto:
         status = "unknown"
         reason = (
             f"only {n} of {n_audit} audit items of the current auto-accepted set reviewed "
             f"(need >= {min_audited})"
         )
     known = status == "ok"
-    low, high = wilson_interval(k, n) if known else (None, None)
+    census = known and n >= n_auto  # every box of the set audited: known exactly
+    low, high = wilson_interval(k, n) if known and not census else (None, None)
+    if census:
+        low = high = k / n
+        reason = f"every one of the {n_auto} auto-accepted boxes was audited"
     return {
         "status": status,
         "reason": reason,
@@ -121,6 +127,12 @@ def format_estimate(est: Mapping[str, Any]) -> str:
                 else "; run select again to draw more audit items"
             )
         return f"precision of auto-accepted boxes: unknown ({reason}){todo}"
+    if est["low"] == est["high"]:  # audited whole
+        return (
+            f"precision of auto-accepted boxes: {est['precision']:.3f} exactly (all "
+            f"{est['n_auto']} audited, IoU >= {est.get('match_iou', 0.9):g}: "
+            f"{est['n_correct']} correct)"
+        )
     return (
         f"precision of auto-accepted boxes: {est['precision']:.3f} "
         f"[{est['low']:.3f}, {est['high']:.3f}] (Wilson 95%, IoU >= {est.get('match_iou', 0.9):g}: "
