@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from autolabel import constants as C
-from autolabel.constants import MATCH_IOU
+from autolabel.constants import MATCH_IOU, SEED_TRAINED_DETECTORS
 from autolabel.geometry import iou
 from autolabel.store.db import Workspace, utcnow
 
@@ -249,7 +248,7 @@ def seed_trained_versions(ws: Workspace) -> set[str]:
     out = set()
     for key, detector, model in ws.conn.execute("SELECT key, detector, model FROM runs"):
         name = Path(str(model)).name
-        if detector in C.SEED_TRAINED_DETECTORS or (
+        if detector in SEED_TRAINED_DETECTORS or (
             name.startswith("gdino-v") and Path(str(model)).parent.name == "models"
         ):
             out.add(str(key))
