@@ -60,8 +60,8 @@ def decode_preview(path: str, side: int) -> Any:
 
     from autolabel import imageio
 
-    imageio._stat_regular(path)
-    with imageio._open_header(path) as im:
+    imageio.stat_regular(path)
+    with imageio.open_header(path) as im:
         imageio.check_size(path, im.size[0], im.size[1], *_guards())
         orient = imageio.exif_orientation(im)
         raw_w, raw_h = im.size
