@@ -26,7 +26,7 @@ from typing import Any
 
 from autolabel.errors import ImageError
 
-PREVIEW_SIZES = (256, 768, 1600)
+PREVIEW_SIZES = (256, 768, 1024, 1600)
 """Longest sides of the previews served (plus the configured maximum, if smaller)."""
 DEFAULT_MAX_DECODES = 2
 DEFAULT_MAX_FILES = 20_000
