@@ -6,10 +6,11 @@ every item still needs its own preview decode on the server), serves it on 127.0
 the review page in Debian's chromium through Playwright and presses ``a`` for each decision.
 
 Latency per decision = from the key event (``keydown`` timestamp in the page) to the first
-painted frame showing the next item with its preview decoded (the page's
-``window.autolabelPerf`` hook, set after ``img.decode()`` and the next animation frame).
-The page holds 4 items and their decoded previews ahead and sends decisions in the
-background, so the reviewer does not wait on the server.
+painted frame showing the next item with its preview decoded (:data:`LATENCY_HOOK`, added
+from outside: after ``img.decode()`` and the next animation frame). The page holds 4 items
+and their decoded previews ahead and sends decisions in the background, so the reviewer does
+not wait on the server. p50/p95/p99 are printed with the load average (the machine may be
+shared: compare runs only at similar load).
 
 ``--think-ms`` is the time the simulated reviewer looks at an item before pressing (a person
 needs 0.3-2 s to check a box); with 0 the benchmark presses as fast as items appear, which
@@ -19,6 +20,8 @@ Usage:
     python benchmarks/bench_review_ui.py                        # 1M items, 60 decisions
     python benchmarks/bench_review_ui.py --decisions 200        # the issue's measurement
     python benchmarks/bench_review_ui.py --items 100000 --think-ms 0
+    python benchmarks/bench_review_ui.py --decisions 200 --profile     # where the time goes
+    python benchmarks/bench_review_ui.py --cpu-throttle 4               # page CPU 4x slower
 """
 
 from __future__ import annotations
@@ -210,6 +213,16 @@ def profile_report(prof: list[dict], long_tasks: list[list[float]], resources: l
             f"  {k:6s} p50={pct(vals, 50):6.1f}  p95={pct(vals, 95):6.1f}  max={max(vals):6.1f} ms"
         )
     print(f"  preview not loaded at key press: {sum(not r['loaded'] for r in rows)}/{len(rows)}")
+    kinds: dict[str, list[float]] = {}
+    for x in resources:
+        kind = x["name"].split("/api/")[-1].split("?")[0].split("/")[0]
+        kinds.setdefault(kind, []).append(x["responseEnd"] - x["startTime"])
+    print(
+        "  request durations (ms): "
+        + "  ".join(
+            f"{k} p50={pct(v, 50):.0f} p95={pct(v, 95):.0f}" for k, v in sorted(kinds.items())
+        )
+    )
     print(
         "  slowest decisions (ms): total sync decode frame loaded | overlapping long tasks, "
         "requests"

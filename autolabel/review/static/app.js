@@ -153,12 +153,20 @@
     }).observe(view);
   }
 
-  // once the item on screen is painted with its image decoded: the place for work a key
-  // press must not wait for (it would compete with that frame for the main thread and CPU)
+  // once the item on screen is painted with its image decoded (its frame and the one after
+  // it have begun): the place for work a key press must not wait for; it would compete with
+  // that frame for the main thread and, on a busy machine, for the CPU
   function afterPaint(fn) {
+    let done = false;
+    const run = () => {
+      if (done) return;
+      done = true;
+      fn();
+    };
+    setTimeout(run, 250); // a hidden page paints no frames: never hold a decision for that
     const img = $("img");
     const decoded = img && img.src ? img.decode().catch(() => {}) : Promise.resolve();
-    decoded.then(() => requestAnimationFrame(() => setTimeout(fn, 0)));
+    decoded.then(() => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(run, 0))));
   }
 
   function showMessage(msg) {
@@ -521,24 +529,24 @@
     if (!state.cur) return false;
     const item = state.cur;
     state.outbox.push({ body: Object.assign({ item_id: item.item_id, action }, extra) });
-    if (advance) next(item);
-    // saved (and sent) once the next item is on screen, one frame later; a page that is
-    // closed or reloaded before that saves it on pagehide
+    if (advance) {
+      state.queue = state.queue.filter((it) => it.item_id !== item.item_id);
+      show(state.queue[0] || null);
+    }
+    // saved, sent and the window refilled once the next item is on screen; a page that is
+    // closed or reloaded before that saves the outbox on pagehide
     afterPaint(() => {
       saveOutbox();
       flush();
+      if (advance) refill();
     });
     return true;
   }
 
-  function next(done) {
-    state.queue = state.queue.filter((it) => it.item_id !== done.item_id);
-    show(state.queue[0] || null);
-    afterPaint(() =>
-      fill().then(() => {
-        if (!state.cur && state.queue.length) show(state.queue[0]);
-      }, (e) => toast(e.message, "error"))
-    );
+  function refill() {
+    fill().then(() => {
+      if (!state.cur && state.queue.length) show(state.queue[0]);
+    }, (e) => toast(e.message, "error"));
   }
 
   function accept() {
