@@ -125,7 +125,18 @@ def _pil() -> Any:
     return Image
 
 
-def _stat_regular(path: str) -> os.stat_result:
+def stat_regular(path: str) -> os.stat_result:
+    """``os.stat`` of a regular, non-empty file, every failure mapped to an ImageError.
+
+    Args:
+        path: the image path (long Windows paths are handled by :func:`fs_path`).
+
+    Returns:
+        The file's stat result.
+
+    Raises:
+        ImageError: missing, unreadable, not a regular file or 0 bytes.
+    """
     try:
         st = os.stat(fs_path(path))
     except FileNotFoundError:
@@ -143,8 +154,15 @@ def _stat_regular(path: str) -> os.stat_result:
     return st
 
 
-def _open_header(path: str, data: bytes | None = None) -> PILImage.Image:
-    """``Image.open`` (of ``data`` if given) with every failure mapped to an ImageError."""
+def open_header(path: str, data: bytes | None = None) -> PILImage.Image:
+    """``Image.open`` (of ``data`` if given) with every failure mapped to an ImageError.
+
+    Only the header is read: the pixels are decoded by the caller's ``load()`` (after
+    ``draft`` for a reduced-size JPEG decode, as the review previews do).
+
+    Raises:
+        ImageError: unreadable, not an image, truncated or a broken header.
+    """
     Image = _pil()
     try:
         if data is not None:
@@ -235,10 +253,10 @@ def probe(
     """
     spath = os.fsdecode(path)
     if data is None:
-        _stat_regular(spath)
+        stat_regular(spath)
     elif not data:
         raise ImageError(spath, REASON_EMPTY, "0 bytes")
-    with _open_header(spath, data) as im:
+    with open_header(spath, data) as im:
         w, h = im.size
         orient = _orientation(im)
         info = ImageInfo(
@@ -336,8 +354,8 @@ def open_image(
     """
     Image = _pil()
     spath = os.fsdecode(path)
-    _stat_regular(spath)
-    with _open_header(spath) as im:
+    stat_regular(spath)
+    with open_header(spath) as im:
         _check_size(spath, im.size[0], im.size[1], max_pixels, max_side)
         orient = _orientation(im)
         try:

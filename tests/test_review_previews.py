@@ -37,6 +37,8 @@ ANN = {"X-Reviewer": "ann"}
         (16, 1600, 256),
         (256, 1600, 256),
         (257, 1600, 768),
+        (769, 1600, 1024),
+        (1025, 1600, 1600),
         (1599, 1600, 1600),
         (10_000, 1600, 1600),
         (0, 1600, 1600),
@@ -49,7 +51,7 @@ def test_requested_sides_round_up_to_a_few_fixed_sizes(requested, max_side, expe
     assert preview_side(requested, max_side) == expected
 
 
-def test_any_max_side_leaves_at_most_three_cache_files_per_image(workspace, tmp_path):
+def test_any_max_side_leaves_at_most_four_cache_files_per_image(workspace, tmp_path):
     from PIL import Image
 
     build_queue(workspace, 1, image_dir=tmp_path / "img", size=(2000, 1000))
@@ -61,8 +63,8 @@ def test_any_max_side_leaves_at_most_three_cache_files_per_image(workspace, tmp_
             sizes.add(Image.open(io.BytesIO(r.content)).size)
         assert c.get("/api/images/1?max_side=-5", headers=ANN).status_code == 422
     files = list((workspace.path / "cache" / "review").glob("*.jpg"))
-    assert len(files) <= 3, [f.name for f in files]
-    assert sizes == {(256, 128), (768, 384), (1600, 800)}
+    assert len(files) <= 4, [f.name for f in files]
+    assert sizes == {(256, 128), (768, 384), (1024, 512), (1600, 800)}
 
 
 def _images(folder: Path, n: int, size=(900, 600)) -> list[Path]:

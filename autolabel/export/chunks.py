@@ -8,7 +8,7 @@ whole images can be planned on its own, here or in a Ray read task, with the sam
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ class ChunkPlanner:
         max_side: longest-side guard.
         bundle_dir: folder the originals' bundle copies go to (the temporary version's
             ``images``).
+        phrase_captions: ``{phrase: the one seed caption it was derived from}``.
     """
 
     options: ExportConfig
@@ -49,6 +50,7 @@ class ChunkPlanner:
     max_pixels: int
     max_side: int
     bundle_dir: Path | None = None
+    phrase_captions: Mapping[str, str] = field(default_factory=dict)
 
     def names(self, labels: Sequence[Label]) -> dict[int, str]:
         """File-name stem per image id, unique over the whole export."""
@@ -67,6 +69,7 @@ class ChunkPlanner:
             crops_dir=self.crops_dir, final=self.final,
             max_pixels=self.max_pixels, max_side=self.max_side,
             bundle_dir=self.bundle_dir, names=self.names(labels),
+            phrase_captions=self.phrase_captions,
         )  # fmt: skip
 
 

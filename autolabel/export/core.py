@@ -189,6 +189,7 @@ def export_dataset(
     """
     from autolabel.config import ExportConfig, ImageConfig
     from autolabel.store import exports as store
+    from autolabel.store.seed import phrase_captions
 
     opts = options if options is not None else ExportConfig()
     guards = image if image is not None else ImageConfig()
@@ -225,7 +226,7 @@ def export_dataset(
                 options=opts, seeds=store.seed_captions(ws), renamed=renamed,
                 formats=formats, version=version, crops_dir=crops_dir, final=final,
                 max_pixels=guards.max_pixels, max_side=guards.max_side,
-                bundle_dir=tmp / "images",
+                bundle_dir=tmp / "images", phrase_captions=phrase_captions(ws),
             )  # fmt: skip
             events = _engine_events(ws, planner, opts, since_marks)
             cut = _consume(events, spill, tmp, opts, final=final, total=total,

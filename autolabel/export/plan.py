@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,12 +91,27 @@ def check_size(size: int, max_size: int) -> None:
 
 
 def pick_caption(
-    label: Label, seeds: Sequence[tuple[tuple[float, float, float, float], str]]
+    label: Label,
+    seeds: Sequence[tuple[tuple[float, float, float, float], str]],
+    phrase_captions: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
-    """Reviewed caption > seed caption of an overlapping seed box (IoU >= 0.5) > phrase.
+    """THE text rule, so that one dataset's texts are of one kind (full captions where known).
+
+    Reviewed caption > caption of an overlapping seed box on the same image (IoU >= 0.5: the
+    seed's own box) > the one seed caption the box's phrase was derived from (``seed
+    prompts``; a box found elsewhere by "white sneaker" gets "white sneaker with blue
+    stripes", the same text as the seed box of that product) > the phrase itself (a phrase
+    typed with ``--prompt``, or one several different captions gave).
+
+    Args:
+        label: the label (its ``caption`` is the reviewer's).
+        seeds: ``[(seed box xyxy, caption), ...]`` of the label's image.
+        phrase_captions: ``{phrase: caption}`` for phrases derived from exactly one seed
+            caption (:func:`autolabel.store.seed.phrase_captions`).
 
     Returns:
-        ``(caption, source)`` with source ``reviewed``, ``seed`` or ``phrase``.
+        ``(caption, source)`` with source ``reviewed``, ``seed``, ``seed-phrase`` or
+        ``phrase``.
     """
     if label.caption:
         return label.caption, "reviewed"
@@ -107,6 +122,10 @@ def pick_caption(
             best, best_iou = caption, v
     if best is not None:
         return best, "seed"
+    if phrase_captions:
+        full = phrase_captions.get(" ".join(label.phrase.lower().split()))
+        if full:
+            return full, "seed-phrase"
     return label.phrase, "phrase"
 
 
@@ -170,6 +189,7 @@ class _Where:
     max_pixels: int
     max_side: int
     bundle_dir: Path | None = None
+    phrase_captions: Mapping[str, str] = field(default_factory=dict)
 
 
 def plan_export(
@@ -186,6 +206,7 @@ def plan_export(
     max_side: int,
     bundle_dir: Path | None = None,
     names: Mapping[int, str] | None = None,
+    phrase_captions: Mapping[str, str] | None = None,
 ) -> ExportPlan:
     """Decide names, captions, regions, crop sizes and skips for every label.
 
@@ -203,12 +224,14 @@ def plan_export(
         bundle_dir: folder the originals' bundle copies go to (None: no copies).
         names: file-name stem per image id (default: :func:`image_names` of ``labels``;
             a streaming export passes the names resolved over all its labels).
+        phrase_captions: ``{phrase: the one seed caption it was derived from}``
+            (see :func:`pick_caption`).
     """
     names = image_names(labels) if names is None else names
     by_image: dict[int, list[Label]] = {}
     for lb in labels:
         by_image.setdefault(lb.image_id, []).append(lb)
-    where = _Where(crops_dir, final, max_pixels, max_side, bundle_dir)
+    where = _Where(crops_dir, final, max_pixels, max_side, bundle_dir, phrase_captions or {})
     too_small: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     images: list[ImagePlan] = []
@@ -299,7 +322,7 @@ def _plan_label(
     box = clip_box(lb.box, lb.width, lb.height)
     if box[2] - box[0] < 1 or box[3] - box[1] < 1:
         return _Planned(skipped=skip_row(lb, "empty-box", "box has no area inside the image"))
-    caption, source = pick_caption(lb, seeds)
+    caption, source = pick_caption(lb, seeds, where.phrase_captions)
     region = expand_box(box, opts.margin, lb.width, lb.height)
     sizing = resize_plan(region[2] - region[0], region[3] - region[1], opts.size, opts.resize)
     item = ExportItem(

@@ -26,7 +26,7 @@ from typing import Any
 
 from autolabel.errors import ImageError
 
-PREVIEW_SIZES = (256, 768, 1600)
+PREVIEW_SIZES = (256, 768, 1024, 1600)
 """Longest sides of the previews served (plus the configured maximum, if smaller)."""
 DEFAULT_MAX_DECODES = 2
 DEFAULT_MAX_FILES = 20_000
@@ -60,8 +60,8 @@ def decode_preview(path: str, side: int) -> Any:
 
     from autolabel import imageio
 
-    imageio._stat_regular(path)
-    with imageio._open_header(path) as im:
+    imageio.stat_regular(path)
+    with imageio.open_header(path) as im:
         imageio.check_size(path, im.size[0], im.size[1], *_guards())
         orient = imageio.exif_orientation(im)
         raw_w, raw_h = im.size

@@ -17,7 +17,7 @@ import numpy as np
 from autolabel.errors import InputError
 from autolabel.geometry import box_iou
 from autolabel.store.db import Workspace
-from autolabel.types import Prompt, Proposals
+from autolabel.types import Prompt, Proposals, SeedItem
 
 #: Default grids of the sweep.
 BOX_GRID = tuple(round(float(v), 3) for v in np.arange(0.05, 0.951, 0.025))
@@ -176,18 +176,22 @@ def derive_prompts(
 
     Returns:
         ``{"prompt", "phrases": {phrase: count}, "items", "without_caption"}``; also stored
-        as workspace setting ``seed.prompt`` (the prompt string).
+        as workspace setting ``seed.prompt`` (the prompt string), and the captions each
+        phrase was derived from as ``seed.phrase_captions`` (export gives a box found by a
+        phrase made from one caption that full caption; a phrase from ``prompt`` that no
+        caption gave has none).
 
     Raises:
         InputError: no seed items, or no caption and no ``prompt``.
     """
     from autolabel.seed.captions import build_prompt, phrase_from_caption
-    from autolabel.store.seed import list_seed_items, set_phrases
+    from autolabel.store.seed import list_seed_items, set_phrase_captions, set_phrases
 
     items = list_seed_items(ws)
     if not items:
         raise InputError(f"{ws.path}: no seed items yet (run `autolabel seed add` first)")
-    phrases = {it.id: phrase_from_caption(it.caption, prompt_map) for it in items}
+    derived = {it.id: phrase_from_caption(it.caption, prompt_map) for it in items}
+    phrases = dict(derived)
     if prompt is not None:
         manual = list(Prompt.parse(prompt).phrases)
         final_prompt = str(Prompt(tuple(manual)))
@@ -202,6 +206,7 @@ def derive_prompts(
         top = list(Prompt.parse(final_prompt).phrases)
         phrases = {k: (v if v in top else (v or None)) for k, v in phrases.items()}
     set_phrases(ws, {k: (v or None) for k, v in phrases.items()})
+    set_phrase_captions(ws, _phrase_sources(items, derived, phrases))
     ws.set_setting("seed.prompt", final_prompt)
     counts: dict[str, int] = {}
     for v in phrases.values():
@@ -213,6 +218,19 @@ def derive_prompts(
         "items": len(items),
         "without_caption": sum(1 for it in items if not it.caption),
     }
+
+
+def _phrase_sources(
+    items: Sequence[SeedItem], derived: Mapping[int, str], phrases: Mapping[int, str | None]
+) -> dict[str, list[str]]:
+    """``{phrase: captions}``: the captions whose own derived phrase is the item's final phrase
+    (an item given the manual prompt's first phrase instead is no source of it)."""
+    out: dict[str, list[str]] = {}
+    for it in items:
+        final = phrases.get(it.id)
+        if final and it.caption and it.caption.strip() and derived.get(it.id) == final:
+            out.setdefault(final, []).append(it.caption.strip())
+    return out
 
 
 def calibration_inputs(

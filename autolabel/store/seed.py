@@ -147,6 +147,35 @@ def set_phrases(ws: Workspace, phrases: Mapping[int, str | None]) -> None:
         )
 
 
+PHRASE_CAPTIONS = "seed.phrase_captions"
+"""Workspace setting: ``{prompt phrase: [seed captions it was derived from]}``."""
+
+
+def set_phrase_captions(ws: Workspace, mapping: Mapping[str, Iterable[str]]) -> None:
+    """Store which seed captions each prompt phrase was derived from (``seed prompts``).
+
+    Args:
+        mapping: ``{phrase: captions}``; captions are stripped, deduplicated and sorted.
+    """
+    clean = {
+        str(k): sorted({str(c).strip() for c in v if c and str(c).strip()})
+        for k, v in mapping.items()
+        if k
+    }
+    with ws.transaction():
+        ws.set_setting(PHRASE_CAPTIONS, {k: v for k, v in clean.items() if v})
+
+
+def phrase_captions(ws: Workspace) -> dict[str, str]:
+    """``{phrase: caption}`` for the prompt phrases derived from exactly one seed caption.
+
+    A phrase made from several different captions ("white sneaker" from two shoes) is left
+    out: which product a box found by it shows is not known. Empty before ``seed prompts``.
+    """
+    stored = ws.get_setting(PHRASE_CAPTIONS) or {}
+    return {str(k): str(v[0]) for k, v in stored.items() if isinstance(v, list) and len(v) == 1}
+
+
 def seed_boxes_by_image(
     ws: Workspace, *, image_ids: Sequence[int] | None = None
 ) -> dict[int, list[tuple[tuple[float, float, float, float], str | None]]]:
