@@ -24,6 +24,11 @@ from autolabel.types import Prompt
         ("white running shoe with blue stripes", "white running shoe"),
         ("New 2024 black leather handbag, free shipping", "black leather handbag"),
         ("A white coffee cup on a saucer", "white coffee cup"),
+        # a caption that names the picture first is about what the picture shows
+        ("product photo of a ceramic coffee mug", "ceramic coffee mug"),
+        ("Close-up of a leather handbag", "leather handbag"),
+        ("product photo", "product photo"),
+        ("bottle of wine", "bottle"),
         ("orange tabby cat plush toy for kids", "tabby cat plush toy"),
         ("白色运动鞋…", "white sneaker"),
         ("白色运动鞋，透气网面", "white sneaker"),

@@ -85,6 +85,11 @@ _EN_DROP = {
     "a", "an", "the", "new", "hot", "sale", "best", "cheap", "free", "shipping", "original",
     "genuine", "official", "brand", "this", "these", "my", "our", "2024", "2025", "2026",
 }  # fmt: skip
+_EN_GENERIC = {
+    "product", "products", "photo", "photos", "picture", "pictures", "image", "images", "shot",
+    "close-up", "closeup", "view", "front", "side", "top", "detail", "item",
+}  # fmt: skip
+"""Words that name the picture, not the object: "product photo of a mug" is about the mug."""
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _PUNCT = re.compile(r"[，。、；：！？…,.;:!?()（）\[\]【】「」\"'“”/|~\-—·]+")
 
@@ -100,6 +105,9 @@ def _english_phrase(text: str) -> str:
         stop = w != raw.rstrip(",.;:!?") or bool(re.search(r"[,.;:!?]$", raw))
         w = w.strip(",.;:!?")
         if w in _EN_CUT:
+            if w == "of" and words and all(x in _EN_GENERIC for x in words):
+                words = []  # "product photo of a ceramic mug": the mug, not the photo
+                continue
             if words:
                 break
             continue
