@@ -22,13 +22,22 @@ DHASH_SIZE = 8
 def dhash(image: Any) -> str:
     """64-bit difference hash of a PIL image as 16 hex digits (higher = brighter to the right).
 
+    The grey image is first box-averaged (``reduce``) down to at least 8x the
+    ``(DHASH_SIZE + 1) x DHASH_SIZE`` grid, then resized to the grid (bilinear): the same hash
+    as a direct bilinear resize up to ties in flat areas, at a fraction of the cost on
+    full-size originals (the export hashes every one).
+
     Args:
         image: a PIL image (any mode, any size).
     """
     import numpy as np
     from PIL import Image
 
-    small = image.convert("L").resize((DHASH_SIZE + 1, DHASH_SIZE), Image.Resampling.BILINEAR)
+    grey = image.convert("L")
+    factor = min(grey.size[0] // (8 * (DHASH_SIZE + 1)), grey.size[1] // (8 * DHASH_SIZE))
+    if factor > 1:
+        grey = grey.reduce(factor)
+    small = grey.resize((DHASH_SIZE + 1, DHASH_SIZE), Image.Resampling.BILINEAR)
     px = np.asarray(small, dtype=np.int16).reshape(-1).tolist()
     bits = 0
     for y in range(DHASH_SIZE):
