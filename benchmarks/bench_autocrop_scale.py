@@ -248,13 +248,29 @@ def one_size(n: int, detector: str, root: Path, source: tuple[int, int], repeats
     }
 
 
-def projection(res: dict, ray_workers: int) -> dict:
-    """Hours for 10^6 images: linear in the stage times; on Ray propose+export divide."""
-    scale = 1_000_000 / res["images"]
-    secs = {s["stage"]: s["seconds"] * scale for s in res["stages"]}
-    one = sum(secs.values())
-    spread = sum(v for k, v in secs.items() if k in ("propose", "export"))
-    ray = one - spread + spread / ray_workers
+def fit(n_lo: int, t_lo: float, n_hi: int, t_hi: float) -> tuple[float, float]:
+    """``(seconds per image, fixed seconds)`` of the line through two sizes' timings; the
+    plain per-image rate of the big size when the fit has no positive slope (noise)."""
+    slope = (t_hi - t_lo) / max(n_hi - n_lo, 1)
+    if slope <= 0:
+        return t_hi / max(n_hi, 1), 0.0
+    return slope, max(0.0, t_hi - slope * n_hi)
+
+
+def projection(lo: dict, big: dict, ray_workers: int, n: int = 1_000_000) -> dict:
+    """Hours for ``n`` images from the two sizes' stage times: each stage a line through
+    both (fixed + per image), the seed stages fixed (the seed set does not grow); on Ray
+    the per-image part of propose and export divides by the workers."""
+    lo_secs = {s["stage"]: s["seconds"] for s in lo["stages"]}
+    one = ray = 0.0
+    for s in big["stages"]:
+        name, t_hi = s["stage"], s["seconds"]
+        if name.startswith("seed"):
+            one, ray = one + t_hi, ray + t_hi
+            continue
+        per, fixed = fit(lo["images"], lo_secs.get(name, 0.0), big["images"], t_hi)
+        one += fixed + per * n
+        ray += fixed + per * n / (ray_workers if name in ("propose", "export") else 1)
     return {
         "one_machine_h": round(one / 3600, 2),
         f"ray_{ray_workers}_workers_h": round(ray / 3600, 2),
@@ -407,7 +423,8 @@ def run_sizes(args: argparse.Namespace) -> None:
                 raise SystemExit(f"{n} images failed:\n{proc.stderr[-3000:]}")
             results[n] = json.loads(proc.stdout.strip().splitlines()[-1])
     big, lo = results[args.images], results[small]
-    proj = projection(big, args.ray_workers)
+    proj = projection(lo, big, args.ray_workers)
+    noop_per, noop_fixed = fit(small, lo["noop_s"], args.images, big["noop_s"])
     report = {
         "load_average": os.getloadavg(),
         "cpus": os.cpu_count(),
@@ -416,6 +433,8 @@ def run_sizes(args: argparse.Namespace) -> None:
         "sizes": results,
         "rss_ratio_big_over_small": round(big["rss_mb"] / lo["rss_mb"], 3),
         "projection_1e6": proj,
+        "projection_1e5": projection(lo, big, args.ray_workers, n=100_000),
+        "noop_100k_s": round(noop_fixed + noop_per * 100_000, 1),
     }
     print(json.dumps(report, indent=1))
     for n, r in results.items():
@@ -428,13 +447,15 @@ def run_sizes(args: argparse.Namespace) -> None:
         )
     print(f"peak RSS {args.images} / {small}: {report['rss_ratio_big_over_small']}")
     print(
-        f"no-op re-run at {args.images} images: {big['noop_s']} s "
-        f"(x{100_000 / args.images:g} -> ~{big['noop_s'] * 100_000 / args.images:.1f} s at 100k)"
+        f"no-op re-run: {lo['noop_s']} s at {small}, {big['noop_s']} s at {args.images} images "
+        f"-> ~{noop_fixed + noop_per * 100_000:.1f} s at 100k (line through both)"
     )
     print(
         f"projection to 10^6 images: {proj['one_machine_h']} h on this machine, "
         f"{proj[f'ray_{args.ray_workers}_workers_h']} h on {args.ray_workers} Ray workers"
     )
+    p5 = report["projection_1e5"]
+    print(f"projection to 10^5 images: {p5['one_machine_h'] * 60:.0f} min on this machine")
     print(f"load average {report['load_average']}, {report['cpus']} CPUs")
 
 
