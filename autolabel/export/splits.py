@@ -47,8 +47,8 @@ def dhash(image: Any) -> str:
     return f"{bits:016x}"
 
 
-def _unit(key: str) -> float:
-    """``key`` -> a number in [0, 1) (first 8 bytes of its sha256)."""
+def split_unit(key: str) -> float:
+    """``key`` -> a number in [0, 1) (first 8 bytes of its sha256): a group's score."""
     return int(hashlib.sha256(f"split:{key}".encode()).hexdigest()[:16], 16) / 2**64
 
 
@@ -96,7 +96,7 @@ def assign_splits(
     groups: dict[int, list[int]] = {}
     for i in sorted(content):
         groups.setdefault(find(i), []).append(i)
-    score = {root: _unit(min(content[i] for i in members)) for root, members in groups.items()}
+    score = {root: split_unit(min(content[i] for i in members)) for root, members in groups.items()}
     val_roots = {r for r, s in score.items() if s < val_fraction}
     if val_fraction > 0 and not val_roots and len(groups) >= 2:
         val_roots = {min(score, key=lambda r: (score[r], r))}
