@@ -268,7 +268,10 @@ def projection(lo: dict, big: dict, ray_workers: int, n: int = 1_000_000) -> dic
         if name.startswith("seed"):
             one, ray = one + t_hi, ray + t_hi
             continue
-        per, fixed = fit(lo["images"], lo_secs.get(name, 0.0), big["images"], t_hi)
+        if name in lo_secs:
+            per, fixed = fit(lo["images"], lo_secs[name], big["images"], t_hi)
+        else:  # a stage only the big size ran: its plain per-image rate
+            per, fixed = t_hi / max(big["images"], 1), 0.0
         one += fixed + per * n
         ray += fixed + per * n / (ray_workers if name in ("propose", "export") else 1)
     return {
