@@ -23,9 +23,9 @@ the next export cleans or adopts what a killed one left (:mod:`autolabel.export.
 
 Streaming: labels are read, planned and cut in image-id chunks through a temporary SQLite
 spill file (:mod:`autolabel.export.stream`) and the writers read the images back chunk by
-chunk, so peak memory does not grow with the number of labels. The only whole-export passes
-keep one short value per image: file-name stems (unique names) and content hashes (the
-train/val split).
+chunk, so peak memory does not grow with the number of labels. The two whole-export passes,
+file names (unique over all images) and the train/val split (near-duplicate groups over all
+images), run as SQL in the spill file, so they hold no per-image entry in memory either.
 """
 
 from __future__ import annotations
