@@ -47,13 +47,10 @@ def test_names_in_sql_equal_unique_names_on_random_collisions(tmp_path: Path):
 
 def _spill_splits(tmp_path: Path, sha: dict[int, str], dh: dict[int, str | None], vf: float):
     with Spill(tmp_path / f"split{vf}.sqlite") as spill:
-        for i in sha:  # image rows as the cut pass stores them (the blob is not read here)
-            spill.conn.execute(
-                "INSERT INTO images(seq, image_id, sha256, dhash, blob) VALUES (?, ?, ?, ?, ?)",
-                (i, i, sha[i], dh[i], b""),
-            )
+        for i in sha:
+            spill.add_hashes(i, sha[i], dh[i])
         counts = spill.assign_splits(vf)
-        got = dict(spill.conn.execute("SELECT image_id, split FROM images"))
+        got = dict(spill.conn.execute("SELECT image_id, split FROM hashes"))
     assert counts == {TRAIN: sum(s == TRAIN for s in got.values()), VAL: len(got) - counts[TRAIN]}
     return got
 
@@ -90,11 +87,7 @@ def _passes_peak(root: Path, n_images: int, per_image: int) -> tuple[int, int]:
                 names_peak = tracemalloc.get_traced_memory()[1]
                 assert total == n_images and renamed == {}
                 for image_id in range(1, n_images + 1):  # what the cut pass stores
-                    spill.conn.execute(
-                        "INSERT INTO images(seq, image_id, sha256, dhash, blob) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (image_id, image_id, f"{image_id:064x}", f"{image_id // 2:016x}", b""),
-                    )
+                    spill.add_hashes(image_id, f"{image_id:064x}", f"{image_id // 2:016x}")
                 tracemalloc.reset_peak()
                 base = tracemalloc.get_traced_memory()[0]
                 counts = spill.assign_splits(0.1)

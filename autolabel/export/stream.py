@@ -27,8 +27,9 @@ CHUNK_IMAGES = 512
 _SCHEMA = """
 CREATE TABLE stems (image_id INTEGER PRIMARY KEY, stem TEXT NOT NULL, name TEXT, key TEXT,
                     plain INTEGER);
-CREATE TABLE images (seq INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, sha256 TEXT NOT NULL,
-                     dhash TEXT, blob BLOB NOT NULL, grp INTEGER, split TEXT);
+CREATE TABLE images (seq INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, blob BLOB NOT NULL);
+CREATE TABLE hashes (image_id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, dhash TEXT,
+                     grp INTEGER, split TEXT);
 CREATE TABLE groups (grp INTEGER PRIMARY KEY, score REAL NOT NULL, val INTEGER NOT NULL);
 CREATE TABLE files (name TEXT NOT NULL);
 CREATE TABLE skipped (proposal_id INTEGER NOT NULL, seq INTEGER NOT NULL, row TEXT NOT NULL);
@@ -113,41 +114,46 @@ class Spill:
         """Append one resolved image (kept in the order added) with its content hashes."""
         self.n_images += 1
         self.conn.execute(
-            "INSERT INTO images(seq, image_id, sha256, dhash, blob) VALUES (?, ?, ?, ?, ?)",
-            (
-                self.n_images,
-                image.image_id,
-                image.sha256,
-                dhash,
-                pickle.dumps(image, protocol=pickle.HIGHEST_PROTOCOL),
-            ),
+            "INSERT INTO images(seq, image_id, blob) VALUES (?, ?, ?)",
+            (self.n_images, image.image_id, pickle.dumps(image, protocol=pickle.HIGHEST_PROTOCOL)),
+        )
+        self.add_hashes(image.image_id, image.sha256, dhash)
+
+    def add_hashes(self, image_id: int, sha256: str, dhash: str | None) -> None:
+        """Record an image's content hashes for :meth:`assign_splits` (a narrow table: the
+        split pass rewrites its rows, never the pickled images)."""
+        self.conn.execute(
+            "INSERT INTO hashes(image_id, sha256, dhash) VALUES (?, ?, ?)",
+            (image_id, sha256, dhash),
         )
 
     def assign_splits(self, val_fraction: float) -> dict[str, int]:
         """:func:`autolabel.export.splits.assign_splits` over the stored images, in SQLite
         (memory does not grow with the images); returns the image count per split.
 
-        Groups: every image starts as its own group (its id); the group ids are lowered to the
-        smallest one among images with the same sha256, then the same dhash, until nothing
-        changes (the union-find's root, the group's smallest image id). Each group is scored
-        by ``split_unit`` of its smallest sha256, and the same rules as ``assign_splits``
-        pick ``val`` (a non-empty val set when there are two groups or more, never an empty
-        train set).
+        Groups: every image starts as its own group (its id); the group ids of images sharing
+        a sha256, then a dhash, are lowered to the smallest among them, until nothing changes
+        (the union-find's root: the group's smallest image id). Each group is scored by
+        ``split_unit`` of its smallest sha256, and the same rules as ``assign_splits`` pick
+        ``val`` (a non-empty val set when there are two groups or more, never an empty train
+        set).
         """
         c = self.conn
-        c.execute("CREATE INDEX IF NOT EXISTS images_sha ON images(sha256, grp)")
-        c.execute("CREATE INDEX IF NOT EXISTS images_dhash ON images(dhash, grp)")
-        c.execute("UPDATE images SET grp = image_id")
+        c.execute("CREATE INDEX IF NOT EXISTS hashes_sha ON hashes(sha256, grp)")
+        c.execute("CREATE INDEX IF NOT EXISTS hashes_dhash ON hashes(dhash, grp)")
+        c.execute("UPDATE hashes SET grp = image_id WHERE grp IS NOT image_id")
+        # only rows whose hash is shared can move: the shared hashes are found once per round
         lower = (
-            "UPDATE images SET grp = (SELECT MIN(i.grp) FROM images i WHERE i.{col} = images.{col})"
-            " WHERE {col} IS NOT NULL AND grp > (SELECT MIN(i.grp) FROM images i"
-            " WHERE i.{col} = images.{col})"
+            "UPDATE hashes SET grp = (SELECT MIN(h.grp) FROM hashes h WHERE h.{col} = hashes.{col})"
+            " WHERE {col} IN (SELECT {col} FROM hashes WHERE {col} IS NOT NULL GROUP BY {col}"
+            " HAVING COUNT(*) > 1) AND grp > (SELECT MIN(h.grp) FROM hashes h"
+            " WHERE h.{col} = hashes.{col})"
         )
         while sum(c.execute(lower.format(col=col)).rowcount for col in ("sha256", "dhash")):
             pass
         c.execute("DELETE FROM groups")
         c.execute(
-            "INSERT INTO groups SELECT grp, split_unit(MIN(sha256)), 0 FROM images GROUP BY grp"
+            "INSERT INTO groups SELECT grp, split_unit(MIN(sha256)), 0 FROM hashes GROUP BY grp"
         )
         c.execute("UPDATE groups SET val = (score < ?)", (float(val_fraction),))
         n_groups, n_val = c.execute("SELECT COUNT(*), COALESCE(SUM(val), 0) FROM groups").fetchone()
@@ -163,12 +169,12 @@ class Spill:
                 "(SELECT grp FROM groups ORDER BY score DESC, grp DESC LIMIT 1)"
             )
         c.execute(
-            "UPDATE images SET split = (SELECT CASE WHEN g.val THEN ? ELSE ? END FROM groups g "
-            "WHERE g.grp = images.grp)",
+            "UPDATE hashes SET split = (SELECT CASE WHEN g.val THEN ? ELSE ? END FROM groups g "
+            "WHERE g.grp = hashes.grp)",
             (VAL, TRAIN),
         )
         counts = {TRAIN: 0, VAL: 0}
-        for split, n in c.execute("SELECT split, COUNT(*) FROM images GROUP BY split"):
+        for split, n in c.execute("SELECT split, COUNT(*) FROM hashes GROUP BY split"):
             counts[str(split)] = int(n)
         return counts
 
@@ -179,7 +185,8 @@ class Spill:
         last = 0
         while True:
             rows = self.conn.execute(
-                "SELECT seq, blob, split FROM images WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT i.seq, i.blob, h.split FROM images i JOIN hashes h USING (image_id) "
+                "WHERE i.seq > ? ORDER BY i.seq LIMIT ?",
                 (last, size),
             ).fetchall()
             if not rows:
