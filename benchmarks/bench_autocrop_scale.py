@@ -12,7 +12,8 @@ trained on the seed originals). Each size runs in its own process, which reports
 - export against its limit: the crops of the version re-cut by ``export_dataset`` in one
   process (workers=1) vs a tight loop doing only the same pixel work (read + open + JPEG
   draft + decode + LANCZOS resize + PNG level-1 encode into memory), one core each, best of
-  ``--repeats`` alternated runs;
+  ``--repeats`` alternated runs; also against the same loop writing its PNGs to files (the
+  export writes one file per crop: on small crops creating it is a large part of the cost);
 - a projection to 10^6 images on this machine and on ``--ray-workers`` Ray workers
   (propose and export spread, ingest and select on the driver).
 
@@ -103,19 +104,23 @@ def write_config(ws_path: Path, crop: int) -> None:
     )
 
 
-def tight_loop(rows: list[dict], size: int, resize: str = "fit") -> float:
+def tight_loop(
+    rows: list[dict], size: int, resize: str = "fit", write_dir: Path | None = None
+) -> float:
     """Crops/s of the same pixel work as the export, nothing else (one core).
 
     Per original: read the file, open it, JPEG draft by the export's factor, decode; per crop:
     LANCZOS resize of the region to the export's size (padded in ``pad`` mode), PNG encode
     (level 1) into memory. No hashing, no file writes, no database: the limit the export's
-    cut pass is measured against.
+    cut pass is measured against. With ``write_dir`` each PNG is written to a file there
+    instead (one new file per crop, as the export must).
 
     Args:
         rows: ``meta/manifest.jsonl`` rows of the export (``crop``, ``source_path``,
             ``crop_box``).
         size: the export's crop size.
         resize: the export's resize mode.
+        write_dir: folder to write the PNGs to (None: into memory).
     """
     import io
 
@@ -148,14 +153,15 @@ def tight_loop(rows: list[dict], size: int, resize: str = "fit") -> float:
                 canvas = Image.new("RGB", p.canvas, PAD_FILL)
                 canvas.paste(out, p.offset)
                 out = canvas
-            out.save(io.BytesIO(), format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+            dest = io.BytesIO() if write_dir is None else write_dir / f"{n}.png"
+            out.save(dest, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
             n += 1
     return n / max(time.perf_counter() - t, 1e-9)
 
 
 def export_vs_limit(ws_path: Path, rows: list[dict], root: Path, crop: int, repeats: int) -> dict:
-    """Best-of-``repeats`` crops/s of a one-process export and of :func:`tight_loop`,
-    alternated (a shared machine's load moves both the same way)."""
+    """Best-of-``repeats`` crops/s of a one-process export and of :func:`tight_loop` (into
+    memory, and writing files), alternated (a shared machine's load moves them alike)."""
     import shutil
 
     from autolabel.config import ExportConfig
@@ -163,7 +169,7 @@ def export_vs_limit(ws_path: Path, rows: list[dict], root: Path, crop: int, repe
     from autolabel.store import Workspace
 
     crops = sum(1 for r in rows if r["crop"])
-    export_best, limit_best = 0.0, 0.0
+    export_best = limit_best = files_best = 0.0
     ws = Workspace.open(ws_path)
     try:
         for k in range(repeats):
@@ -176,12 +182,17 @@ def export_vs_limit(ws_path: Path, rows: list[dict], root: Path, crop: int, repe
             export_best = max(export_best, crops / max(time.perf_counter() - t, 1e-9))
             shutil.rmtree(root / "bench_out" / f"b{k}")
             limit_best = max(limit_best, tight_loop(rows, crop))
+            (root / "tight").mkdir()
+            files_best = max(files_best, tight_loop(rows, crop, write_dir=root / "tight"))
+            shutil.rmtree(root / "tight")
     finally:
         ws.close()
     return {
         "export_crops_per_s_1proc": round(export_best, 1),
         "tight_loop_crops_per_s": round(limit_best, 1),
         "export_vs_limit": round(export_best / max(limit_best, 1e-9), 3),
+        "tight_loop_files_crops_per_s": round(files_best, 1),
+        "export_vs_limit_with_files": round(export_best / max(files_best, 1e-9), 3),
     }
 
 
@@ -446,7 +457,8 @@ def run_sizes(args: argparse.Namespace) -> None:
             f"{n} images ({r['crops']} crops): autocrop {r['autocrop_s']} s, images/s per stage "
             f"{per}, peak RSS {r['rss_mb']} MB, no-op re-run {r['noop_s']} s, export "
             f"{r['export_crops_per_s_1proc']} crops/s vs tight loop "
-            f"{r['tight_loop_crops_per_s']} (ratio {r['export_vs_limit']})"
+            f"{r['tight_loop_crops_per_s']} (ratio {r['export_vs_limit']}; "
+            f"{r['export_vs_limit_with_files']} of the loop writing its PNGs to files)"
         )
     print(f"peak RSS {args.images} / {small}: {report['rss_ratio_big_over_small']}")
     print(
