@@ -7,69 +7,17 @@ so thousands of labels take well under a second to create.
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import os
 import tracemalloc
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from autolabel.config import ExportConfig
 from autolabel.export import core, export_dataset, stream
 from autolabel.store import Workspace
 from autolabel.store import exports as store
-from autolabel.store import runs as store_runs
-from autolabel.store.db import utcnow
-from tests.support.proposals import mock_proposals
-
-W, H = 64, 48
-PHRASES = ("red box", "blue box", "shoe")
-
-
-def _fake_workspace(root: Path, n_images: int, per_image: int) -> Workspace:
-    """``n_images`` originals (links to one PNG), ``per_image`` auto-routed boxes each."""
-    photos = root / "photos"
-    photos.mkdir(parents=True)
-    src = photos / "src.png"
-    arr = [(x * 4 % 256, y * 5 % 256, (x + y) % 256) for y in range(H) for x in range(W)]
-    im = Image.new("RGB", (W, H))
-    im.putdata(arr)
-    im.save(src)
-    sha = hashlib.sha256(src.read_bytes()).hexdigest()
-    ws = Workspace.create(root / "ws")
-    rows = []
-    for i in range(n_images):
-        p = photos / f"shot_{i:06d}.png"
-        os.link(src, p)
-        rows.append((str(p), sha, W, H, "PNG", "ok", utcnow()))
-    with ws.transaction() as c:
-        c.executemany(
-            "INSERT INTO images(path, sha256, width, height, format, status, added_at) "
-            "VALUES (?,?,?,?,?,?,?)",
-            rows,
-        )
-    run = store_runs.create_run(
-        ws, detector="exemplar", model="m", model_version="mv", refiner=None,
-        prompt="box", box_threshold=0.3, text_threshold=0.25,
-    )  # fmt: skip
-    ids = [int(r[0]) for r in ws.conn.execute("SELECT id FROM images ORDER BY id")]
-    boxes = [(1 + k, 1 + k, 40 + k, 30 + k) for k in range(per_image)]
-    results = [
-        (
-            image_id,
-            mock_proposals(
-                boxes, phrase=[PHRASES[(image_id + k) % len(PHRASES)] for k in range(per_image)]
-            ),
-        )
-        for image_id in ids
-    ]
-    store_runs.write_batch(ws, run, results)
-    store_runs.finish_run(ws, run)
-    with ws.transaction() as c:
-        c.execute("UPDATE proposals SET route = 'auto'")
-    return ws
-
+from tests.support.export_scale import fake_workspace
 
 OPTS = ExportConfig(formats=["all"], size=32, min_size=8, workers=1)
 
@@ -92,7 +40,7 @@ def test_export_peak_memory_does_not_grow_with_label_count(tmp_path: Path, monke
     per_image = 16
     for n_images in (125, 500):  # 2k and 8k labels, the same chunk size
         root = tmp_path / str(n_images)
-        ws = _fake_workspace(root, n_images, per_image=per_image)
+        ws = fake_workspace(root, n_images, per_image=per_image)
         try:
             peaks[n_images] = _peak_bytes(ws, root / "out")
             counts = store.list_exports(ws)[-1]["n_items"]
@@ -105,7 +53,7 @@ def test_export_peak_memory_does_not_grow_with_label_count(tmp_path: Path, monke
 
 
 def test_since_export_takes_only_new_and_changed_labels(tmp_path: Path):
-    ws = _fake_workspace(tmp_path, 30, per_image=2)
+    ws = fake_workspace(tmp_path, 30, per_image=2)
     try:
         first = export_dataset(ws, tmp_path / "out", OPTS)
         assert first.counts["labels"] == 60
@@ -127,7 +75,7 @@ def test_since_export_takes_only_new_and_changed_labels(tmp_path: Path):
 
 
 def test_result_lists_per_image_folders_once_and_export_json_every_file(tmp_path: Path):
-    ws = _fake_workspace(tmp_path, 5, per_image=2)
+    ws = fake_workspace(tmp_path, 5, per_image=2)
     try:
         res = export_dataset(ws, tmp_path / "out", OPTS)
     finally:
@@ -169,7 +117,7 @@ def test_ray_export_is_byte_identical_to_local(tmp_path: Path, monkeypatch):
     from autolabel.export import ray_engine
 
     monkeypatch.setattr(ray_engine, "RANGE_IMAGE_IDS", 8)  # 5 read tasks, 2 actors
-    ws = _fake_workspace(tmp_path, 40, per_image=3)
+    ws = fake_workspace(tmp_path, 40, per_image=3)
     try:
         # a label whose original is gone -> skipped.jsonl; a reviewed caption
         gone = ws.conn.execute("SELECT path FROM images ORDER BY id LIMIT 1").fetchone()[0]

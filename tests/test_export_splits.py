@@ -47,3 +47,14 @@ def test_small_exports(n, fraction, want_val):
     content = {i: f"c{i}" for i in range(n)}
     splits = assign_splits(content, {}, val_fraction=fraction)
     assert sum(v == VAL for v in splits.values()) == want_val
+
+
+def test_dhash_of_a_full_size_original_matches_its_draft_and_thumbnail_sizes():
+    # the export hashes whatever it decoded (full, or JPEG-drafted by 2/4/8): the box-averaged
+    # path for large images must give the hash of the smaller decodes
+    big = _photo(3, size=(1080, 2340))
+    want = dhash(big)
+    for k in (2, 4, 8):
+        assert dhash(big.reduce(k)) == want, k
+    assert dhash(big.resize((90, 195), Image.Resampling.BILINEAR)) == want
+    assert dhash(_photo(4, size=(1080, 2340))) != want

@@ -23,9 +23,9 @@ the next export cleans or adopts what a killed one left (:mod:`autolabel.export.
 
 Streaming: labels are read, planned and cut in image-id chunks through a temporary SQLite
 spill file (:mod:`autolabel.export.stream`) and the writers read the images back chunk by
-chunk, so peak memory does not grow with the number of labels. The only whole-export passes
-keep one short value per image: file-name stems (unique names) and content hashes (the
-train/val split).
+chunk, so peak memory does not grow with the number of labels. The two whole-export passes,
+file names (unique over all images) and the train/val split (near-duplicate groups over all
+images), run as SQL in the spill file, so they hold no per-image entry in memory either.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from autolabel.export.plan import (
     check_version,
     image_stem,
     skip_row,
-    unique_names,
 )
 from autolabel.export.recover import Adopted, recover, write_commit
 from autolabel.export.registry import (
@@ -315,16 +314,14 @@ def _names(
     ws: Workspace, spill: Spill, include: str, since: tuple[int, int] | None
 ) -> tuple[int, dict[int, str]]:
     """First, cheap pass: the stem of every selected image; returns the image count and the
-    names that differ from their stems (:func:`autolabel.export.plan.unique_names`)."""
+    names that differ from their stems (:meth:`Spill.resolve_names`: ``unique_names`` in SQL)."""
     from autolabel.store.labels import iter_label_chunks
 
     for labels in iter_label_chunks(
         ws, include=include, since=since, images_per_chunk=CHUNK_IMAGE_IDS
     ):
         spill.add_stems((lb.image_id, image_stem(lb.image_path)) for lb in labels)
-    stems = spill.stems()
-    names = unique_names(stems)
-    return len(stems), {i: n for i, n in names.items() if n != stems[i]}
+    return spill.n_stems(), spill.resolve_names()
 
 
 def _engine_events(
@@ -339,14 +336,14 @@ def _engine_events(
 
 @dataclass
 class _Cut:
-    """What the cut pass learnt: counts, phrases, runs and splits of the exported items."""
+    """What the cut pass learnt: counts, phrases, runs, and images per split."""
 
     labels: int = 0
     crops: int = 0
     too_small: int = 0
     phrases: set[str] = field(default_factory=set)
     run_ids: set[int] = field(default_factory=set)
-    splits: dict[int, str] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
 
 
 def _consume(
@@ -361,8 +358,6 @@ def _consume(
 ) -> _Cut:
     """Turn the engine's events into spilled images (each pointing at its bundle file),
     skip rows and ``meta/too_small.jsonl``; then split the usable images."""
-    from autolabel.export.splits import assign_splits
-
     cut = _Cut()
     done = 0
     too_small_fh = None
@@ -385,8 +380,7 @@ def _consume(
     finally:
         if too_small_fh is not None:
             too_small_fh.close()
-    sha, dhash = spill.hashes()
-    cut.splits = assign_splits(sha, dhash, val_fraction=opts.val_fraction)
+    cut.splits = spill.assign_splits(opts.val_fraction)
     return cut
 
 
@@ -440,8 +434,8 @@ def _write(
     from autolabel.store.runs import get_run
 
     runs = {rid: get_run(ws, rid) for rid in sorted(cut.run_ids)}
-    images = SpilledImages(spill, splits=cut.splits)
-    n_val = sum(1 for s in cut.splits.values() if s == VAL)
+    images = SpilledImages(spill)
+    n_val = cut.splits.get(VAL, 0)
     ctx = FormatContext(
         images=images,
         items=SpilledItems(images),
@@ -483,7 +477,7 @@ def _write(
         },
         "counts": {
             "images": spill.n_images,
-            "train_images": sum(1 for s in cut.splits.values() if s == TRAIN),
+            "train_images": cut.splits.get(TRAIN, 0),
             "val_images": n_val,
             "labels": cut.labels,
             "crops": cut.crops,

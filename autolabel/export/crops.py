@@ -117,7 +117,9 @@ def _decode(data: bytes, task: ImageTask, reduce: int) -> tuple[Any, int, float]
     """Decode the original (drafted by ``reduce`` if JPEG) -> (RGB raw image, orientation, s).
 
     ``s`` is the factor from raw pixels to the decoded grid (1/draft). Uses the same guards,
-    orientation reading and colour conversion as :mod:`autolabel.imageio`.
+    orientation reading and colour conversion as :mod:`autolabel.imageio`. The file is opened
+    once: a rotated original with a bundle copy is decoded in full (the upright copy needs
+    every pixel), whatever ``reduce`` says.
     """
     from autolabel import imageio
     from autolabel.errors import ImageError
@@ -139,6 +141,8 @@ def _decode(data: bytes, task: ImageTask, reduce: int) -> tuple[Any, int, float]
         raise ImageError(
             path, "size-changed", f"expected {task.width}x{task.height}, got {cw}x{ch}"
         )
+    if task.bundle_dir is not None and orient != 1:
+        reduce = 1  # the upright copy needs every pixel
     s = 1.0
     if reduce > 1 and im.format == "JPEG" and min(raw_w, raw_h) >= 8 * reduce:
         im.draft("RGB", (raw_w // reduce, raw_h // reduce))
@@ -206,8 +210,6 @@ def run_task(task: ImageTask) -> TaskResult:
     for job in task.jobs:
         x0, y0, x1, y1 = job.region
         reduce = min(reduce, draft_factor(x1 - x0, y1 - y0, *job.out_size))
-    if task.bundle_dir is not None and _peek_orientation(data) != 1:
-        reduce = 1  # the upright copy needs every pixel
     try:
         im, orient, s = _decode(data, task, reduce)
         result.draft = round(1 / s)
@@ -221,18 +223,6 @@ def run_task(task: ImageTask) -> TaskResult:
     except ImageError as exc:
         result.error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
     return result
-
-
-def _peek_orientation(data: bytes) -> int:
-    """EXIF orientation from the header (1 when the header cannot be read: decode reports it)."""
-    from autolabel import imageio
-
-    Image = imageio._pil()
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return imageio._orientation(im)
-    except (OSError, SyntaxError, ValueError, EOFError):
-        return 1
 
 
 def _upright(im: Any, orient: int) -> Any:

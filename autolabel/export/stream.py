@@ -19,14 +19,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from autolabel.export.formats import ExportImage, ExportItem
+from autolabel.export.splits import TRAIN, VAL, split_unit
 
 CHUNK_IMAGES = 512
 """Images read back from the spill per chunk by the writers."""
 
 _SCHEMA = """
-CREATE TABLE stems (image_id INTEGER PRIMARY KEY, stem TEXT NOT NULL);
-CREATE TABLE images (seq INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, sha256 TEXT NOT NULL,
-                     dhash TEXT, blob BLOB NOT NULL);
+CREATE TABLE stems (image_id INTEGER PRIMARY KEY, stem TEXT NOT NULL, name TEXT, key TEXT,
+                    plain INTEGER);
+CREATE TABLE images (seq INTEGER PRIMARY KEY, image_id INTEGER NOT NULL, blob BLOB NOT NULL);
+CREATE TABLE hashes (image_id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, dhash TEXT,
+                     grp INTEGER, split TEXT);
+CREATE TABLE groups (grp INTEGER PRIMARY KEY, score REAL NOT NULL, val INTEGER NOT NULL);
 CREATE TABLE files (name TEXT NOT NULL);
 CREATE TABLE skipped (proposal_id INTEGER NOT NULL, seq INTEGER NOT NULL, row TEXT NOT NULL);
 """
@@ -48,6 +52,8 @@ class Spill:
         self.conn.execute("PRAGMA journal_mode = OFF")
         self.conn.execute("PRAGMA synchronous = OFF")
         self.conn.execute("PRAGMA cache_size = -16000")
+        self.conn.create_function("casefold", 1, str.casefold, deterministic=True)
+        self.conn.create_function("split_unit", 1, split_unit, deterministic=True)
         for stmt in _SCHEMA.strip().split(";\n"):
             self.conn.execute(stmt)
         self.conn.execute("BEGIN")
@@ -68,11 +74,36 @@ class Spill:
     # -- image stems (file-name collisions) ----------------------------------------------------
     def add_stems(self, rows: Iterable[tuple[int, str]]) -> None:
         """Record ``(image_id, stem)`` of the selected images (first one per id wins)."""
-        self.conn.executemany("INSERT OR IGNORE INTO stems VALUES (?, ?)", rows)
+        self.conn.executemany("INSERT OR IGNORE INTO stems(image_id, stem) VALUES (?, ?)", rows)
 
     def stems(self) -> dict[int, str]:
-        """``{image id: stem}`` of the selected images (one short string per image)."""
+        """``{image id: stem}`` of the selected images (one short string per image: for tests
+        and small exports; the export itself uses :meth:`resolve_names`)."""
         return {int(r[0]): str(r[1]) for r in self.conn.execute("SELECT image_id, stem FROM stems")}
+
+    def resolve_names(self) -> dict[int, str]:
+        """:func:`autolabel.export.plan.unique_names` of the stored stems, computed in SQLite
+        (memory does not grow with the images); returns only the names that differ from their
+        stems.
+
+        Each round renames every image still on its bare stem whose name clashes
+        (``str.casefold``) with another image's to ``<stem>-<image id>``, until no name
+        repeats: the rounds of ``unique_names``, one ``UPDATE`` each.
+        """
+        c = self.conn
+        c.execute("UPDATE stems SET name = stem, key = casefold(stem), plain = 1")
+        c.execute("CREATE INDEX IF NOT EXISTS stems_key ON stems(key)")
+        while True:
+            cur = c.execute(
+                "UPDATE stems SET name = stem || '-' || image_id, "
+                "key = casefold(stem || '-' || image_id), plain = 0 "
+                "WHERE plain = 1 AND key IN "
+                "(SELECT key FROM stems GROUP BY key HAVING COUNT(*) > 1)"
+            )
+            if cur.rowcount <= 0:
+                break
+        rows = c.execute("SELECT image_id, name FROM stems WHERE plain = 0")
+        return {int(i): str(n) for i, n in rows}
 
     def n_stems(self) -> int:
         """Number of selected images."""
@@ -83,37 +114,85 @@ class Spill:
         """Append one resolved image (kept in the order added) with its content hashes."""
         self.n_images += 1
         self.conn.execute(
-            "INSERT INTO images VALUES (?, ?, ?, ?, ?)",
-            (
-                self.n_images,
-                image.image_id,
-                image.sha256,
-                dhash,
-                pickle.dumps(image, protocol=pickle.HIGHEST_PROTOCOL),
-            ),
+            "INSERT INTO images(seq, image_id, blob) VALUES (?, ?, ?)",
+            (self.n_images, image.image_id, pickle.dumps(image, protocol=pickle.HIGHEST_PROTOCOL)),
+        )
+        self.add_hashes(image.image_id, image.sha256, dhash)
+
+    def add_hashes(self, image_id: int, sha256: str, dhash: str | None) -> None:
+        """Record an image's content hashes for :meth:`assign_splits` (a narrow table: the
+        split pass rewrites its rows, never the pickled images)."""
+        self.conn.execute(
+            "INSERT INTO hashes(image_id, sha256, dhash) VALUES (?, ?, ?)",
+            (image_id, sha256, dhash),
         )
 
-    def hashes(self) -> tuple[dict[int, str], dict[int, str | None]]:
-        """``({image id: sha256}, {image id: dhash})`` of the images (for the split)."""
-        sha: dict[int, str] = {}
-        dh: dict[int, str | None] = {}
-        for i, s, d in self.conn.execute("SELECT image_id, sha256, dhash FROM images"):
-            sha[int(i)] = str(s)
-            dh[int(i)] = d
-        return sha, dh
+    def assign_splits(self, val_fraction: float) -> dict[str, int]:
+        """:func:`autolabel.export.splits.assign_splits` over the stored images, in SQLite
+        (memory does not grow with the images); returns the image count per split.
+
+        Groups: every image starts as its own group (its id); the group ids of images sharing
+        a sha256, then a dhash, are lowered to the smallest among them, until nothing changes
+        (the union-find's root: the group's smallest image id). Each group is scored by
+        ``split_unit`` of its smallest sha256, and the same rules as ``assign_splits`` pick
+        ``val`` (a non-empty val set when there are two groups or more, never an empty train
+        set).
+        """
+        c = self.conn
+        c.execute("CREATE INDEX IF NOT EXISTS hashes_sha ON hashes(sha256, grp)")
+        c.execute("CREATE INDEX IF NOT EXISTS hashes_dhash ON hashes(dhash, grp)")
+        c.execute("UPDATE hashes SET grp = image_id WHERE grp IS NOT image_id")
+        # only rows whose hash is shared can move: the shared hashes are found once per round
+        lower = (
+            "UPDATE hashes SET grp = (SELECT MIN(h.grp) FROM hashes h WHERE h.{col} = hashes.{col})"
+            " WHERE {col} IN (SELECT {col} FROM hashes WHERE {col} IS NOT NULL GROUP BY {col}"
+            " HAVING COUNT(*) > 1) AND grp > (SELECT MIN(h.grp) FROM hashes h"
+            " WHERE h.{col} = hashes.{col})"
+        )
+        while sum(c.execute(lower.format(col=col)).rowcount for col in ("sha256", "dhash")):
+            pass
+        c.execute("DELETE FROM groups")
+        c.execute(
+            "INSERT INTO groups SELECT grp, split_unit(MIN(sha256)), 0 FROM hashes GROUP BY grp"
+        )
+        c.execute("UPDATE groups SET val = (score < ?)", (float(val_fraction),))
+        n_groups, n_val = c.execute("SELECT COUNT(*), COALESCE(SUM(val), 0) FROM groups").fetchone()
+        if val_fraction > 0 and n_val == 0 and n_groups >= 2:
+            c.execute(
+                "UPDATE groups SET val = 1 WHERE grp = "
+                "(SELECT grp FROM groups ORDER BY score, grp LIMIT 1)"
+            )
+            n_val = 1
+        if n_val and n_val == n_groups:  # never an empty training set
+            c.execute(
+                "UPDATE groups SET val = 0 WHERE grp = "
+                "(SELECT grp FROM groups ORDER BY score DESC, grp DESC LIMIT 1)"
+            )
+        c.execute(
+            "UPDATE hashes SET split = (SELECT CASE WHEN g.val THEN ? ELSE ? END FROM groups g "
+            "WHERE g.grp = hashes.grp)",
+            (VAL, TRAIN),
+        )
+        counts = {TRAIN: 0, VAL: 0}
+        for split, n in c.execute("SELECT split, COUNT(*) FROM hashes GROUP BY split"):
+            counts[str(split)] = int(n)
+        return counts
 
     def image_chunks(self, size: int | None = None) -> Iterator[list[ExportImage]]:
-        """The images in the order added, ``size`` (default :data:`CHUNK_IMAGES`) at a time."""
+        """The images in the order added, ``size`` (default :data:`CHUNK_IMAGES`) at a time,
+        each with its split once :meth:`assign_splits` ran."""
         size = size or CHUNK_IMAGES
         last = 0
         while True:
             rows = self.conn.execute(
-                "SELECT seq, blob FROM images WHERE seq > ? ORDER BY seq LIMIT ?", (last, size)
+                "SELECT i.seq, i.blob, h.split FROM images i JOIN hashes h USING (image_id) "
+                "WHERE i.seq > ? ORDER BY i.seq LIMIT ?",
+                (last, size),
             ).fetchall()
             if not rows:
                 return
             last = int(rows[-1][0])
-            yield [pickle.loads(r[1]) for r in rows]
+            yield [_image(r[1], r[2]) for r in rows]
 
     # -- files and skip rows ---------------------------------------------------------------------
     def add_file(self, name: str) -> None:
@@ -152,19 +231,22 @@ class Spill:
             yield json.loads(r[0])
 
 
+def _image(blob: bytes, split: str | None) -> ExportImage:
+    image: ExportImage = pickle.loads(blob)
+    return image if split is None or split == image.split else replace(image, split=split)
+
+
 class SpilledImages:
     """The resolved images of an export as a re-iterable, chunked sequence.
 
-    Iterating yields :class:`ExportImage` one at a time (ordered by image id); writers that
-    can work per chunk use :meth:`chunks`.
+    Iterating yields :class:`ExportImage` one at a time (ordered by image id), each with its
+    split once :meth:`Spill.assign_splits` ran; writers that can work per chunk use
+    :meth:`chunks`.
     """
 
-    def __init__(
-        self, spill: Spill, size: int | None = None, splits: Mapping[int, str] | None = None
-    ) -> None:
+    def __init__(self, spill: Spill, size: int | None = None) -> None:
         self._spill = spill
         self._size = size
-        self._splits = splits
 
     def __len__(self) -> int:
         return self._spill.n_images
@@ -174,12 +256,8 @@ class SpilledImages:
             yield from chunk
 
     def chunks(self) -> Iterator[list[ExportImage]]:
-        """Lists of at most ``size`` images, in order (each with its split when known)."""
-        if self._splits is None:
-            yield from self._spill.image_chunks(self._size)
-            return
-        for chunk in self._spill.image_chunks(self._size):
-            yield [replace(im, split=self._splits[im.image_id]) for im in chunk]
+        """Lists of at most ``size`` images, in order."""
+        yield from self._spill.image_chunks(self._size)
 
 
 class SpilledItems:

@@ -1,0 +1,109 @@
+"""The whole-autocrop scale benchmark (benchmarks/bench_autocrop_scale.py): its helpers, and
+its kill-at-any-point mode at a tiny size."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks" / "bench_autocrop_scale.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_autocrop_scale", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_source_size_and_crop_size():
+    b = load_bench()
+    assert b.parse_size("1080x2340") == (1080, 2340)
+    assert b.parse_size("180X320") == (180, 320)
+    for bad in ("1080", "axb", "32x320"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            b.parse_size(bad)
+    assert b.crop_size((180, 320)) == 128
+    assert b.crop_size((1080, 1920)) == 448
+
+
+def test_kill_moments_are_spread_over_the_run():
+    b = load_bench()
+    moments = b.kill_moments(100.0, 4, seed=3)
+    assert len(moments) == 4
+    for i, t in enumerate(moments):  # one in each quarter, never at its very edge
+        assert 25 * i < t < 25 * (i + 1)
+    assert moments == b.kill_moments(100.0, 4, seed=3)
+    assert moments != b.kill_moments(100.0, 4, seed=4)
+
+
+def test_stage_at_kill_reads_the_stage_log():
+    b = load_bench()
+    log = [
+        "[ingest] ...",
+        "[ingest] 30 new images (0 errors) (0.1s)",
+        "[seed add] ...",
+        "[seed add] 8 hand crops: 8 located (1.9s)",
+        "[propose] trained regions-v1 on 8 seed boxes in 0.8s",
+    ]
+    assert b.stage_at_kill([]) == "before ingest"
+    assert b.stage_at_kill(log[:1]) == "ingest"
+    assert b.stage_at_kill(log[:3]) == "seed add"
+    assert b.stage_at_kill(log[:4]) == "after seed add"
+    assert b.stage_at_kill(log) == "after seed add"  # an info line is no stage start
+    assert b.stage_at_kill([*log, "[propose] ..."]) == "propose"
+
+
+def test_tree_digest_ignores_only_the_decision_time(tmp_path: Path):
+    b = load_bench()
+    rows = [{"proposal_id": 1, "decided_at": "2026-01-01T00:00:00"}, {"proposal_id": 2}]
+    for name, when in (("a", "2026-01-01T00:00:00"), ("b", "2027-05-05T00:00:00")):
+        (tmp_path / name / "v1" / "meta").mkdir(parents=True)
+        rows[0]["decided_at"] = when
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        (tmp_path / name / "v1" / "meta" / "manifest.jsonl").write_text(text)
+        (tmp_path / name / "v1" / "x.png").write_bytes(b"\x89PNG" + name.encode())
+    a, c = b.tree_digest(tmp_path / "a"), b.tree_digest(tmp_path / "b")
+    assert b.differences(a, c) == ["v1/x.png"]
+    (tmp_path / "b" / "v1" / "x.png").write_bytes(b"\x89PNGa")
+    (tmp_path / "b" / "LATEST").write_text("v1\n")
+    assert b.differences(a, b.tree_digest(tmp_path / "b")) == ["LATEST"]
+
+
+def test_projection_fits_a_line_through_both_sizes():
+    b = load_bench()
+    assert b.fit(100, 3.0, 300, 7.0) == (0.02, 1.0)  # 1 s fixed + 20 ms per image
+    assert b.fit(100, 5.0, 300, 3.0) == (0.01, 0.0)  # noise: the big size's plain rate
+    lo = {"images": 100, "stages": [{"stage": "ingest", "seconds": 3.0}]}
+    big = {
+        "images": 300,
+        "stages": [
+            {"stage": "ingest", "seconds": 7.0},
+            {"stage": "seed add", "seconds": 36.0},  # fixed: the seed set does not grow
+            {"stage": "propose", "seconds": 30.0},  # no small-size time: 0.1 s per image
+        ],
+    }
+    proj = b.projection(lo, big, ray_workers=10, n=100_000)
+    assert proj["one_machine_h"] == round((1 + 2000 + 36 + 10_000) / 3600, 2)
+    assert proj["ray_10_workers_h"] == round((1 + 2000 + 36 + 1000) / 3600, 2)
+
+
+@pytest.mark.slow
+def test_kill_mode_passes_at_a_tiny_size():
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--images", "30", "--kill", "2", "--seed", "1"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("kill ")]
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert len(lines) == 2 and all(": PASS" in line for line in lines), proc.stdout
