@@ -19,7 +19,7 @@ its four borders are, text-likeness, and how similar it looks to the seed crops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,15 @@ COLOR_TOL = 7
 UI_MIN_SHARE = 0.005
 #: Side of the grey thumbnails compared with seed crops.
 THUMB = 12
+#: Frame bands (a picture inside a thin uniform card border): widest band as a share of the
+#: box side and in small pixels, most grey-level spread inside it, least coverage of the line
+#: that closes it, and most grey-level difference between the bands of two sides.
+BAND_MAX_FRAC = 0.08
+BAND_MAX_PX = 20
+BAND_STD = 8.0
+BAND_LINE_COV = 0.6
+BAND_COLOR_TOL = 12.0
+BAND_SEGMENTS = 5
 
 FEATURES: tuple[str, ...] = (
     "cx",
@@ -57,6 +66,10 @@ FEATURES: tuple[str, ...] = (
     "edge_mag",
     "ring_contrast",
     "inner_line",
+    "band_out",
+    "band_in",
+    "band_out_w",
+    "band_in_w",
     "text_like",
     "n_colors",
     "contained_by",
@@ -99,6 +112,8 @@ class Prepared:
     ii_sat: np.ndarray
     ii_ex: np.ndarray  #: integral of vertical-line edge map (steps along x)
     ii_ey: np.ndarray  #: integral of horizontal-line edge map (steps along y)
+    ii_sx: np.ndarray  #: integral of the x-step map before the one-pixel tolerance
+    ii_sy: np.ndarray  #: integral of the y-step map before the one-pixel tolerance
     ii_mx: np.ndarray
     ii_my: np.ndarray
     ii_rgb: np.ndarray  #: (h+1, w+1, 3) float64 integral of ``small``
@@ -215,8 +230,9 @@ def prepare(image: np.ndarray) -> Prepared:
     dy = np.zeros_like(gray)
     dy[1:] = np.abs(gray[1:] - gray[:-1])
     # tolerate one pixel of misplacement at this scale
-    ex = cv2.dilate((dx > 6).astype(np.uint8), np.ones((1, 3), np.uint8)).astype(np.float32)
-    ey = cv2.dilate((dy > 6).astype(np.uint8), np.ones((3, 1), np.uint8)).astype(np.float32)
+    sx, sy = (dx > 6).astype(np.uint8), (dy > 6).astype(np.uint8)
+    ex = cv2.dilate(sx, np.ones((1, 3), np.uint8)).astype(np.float32)
+    ey = cv2.dilate(sy, np.ones((3, 1), np.uint8)).astype(np.float32)
     mx = cv2.dilate(dx, np.ones((1, 3), np.uint8))
     my = cv2.dilate(dy, np.ones((3, 1), np.uint8))
     return Prepared(
@@ -234,6 +250,8 @@ def prepare(image: np.ndarray) -> Prepared:
         ii_sat=_integral(hsv[..., 1].astype(np.float32)),
         ii_ex=_integral(ex),
         ii_ey=_integral(ey),
+        ii_sx=_integral(sx),
+        ii_sy=_integral(sy),
         ii_mx=_integral(mx),
         ii_my=_integral(my),
         ii_rgb=cv2.integral(small, sdepth=cv2.CV_64F),
@@ -330,13 +348,186 @@ def _to_lines(p: Prepared, b, *, outward: bool, min_cov: float, reach: float):
     return tuple(out)
 
 
+def frame_bands(p: Prepared, boxes: np.ndarray, *, outward: bool) -> tuple[np.ndarray, int]:
+    """Thin uniform bands closed by a straight line just outside (or inside) each box side.
+
+    A picture inside a card border has, just outside each side, a band of one colour (the
+    border) and then the card's outer edge; the card's box has the same band just inside.
+    For each side the band is the narrowest ``d`` (3 px up to ``BAND_MAX_FRAC`` of the box
+    side, at most ``BAND_MAX_PX``) whose line at distance ``d`` covers at least
+    ``BAND_LINE_COV`` of the side's middle 80 % and whose pixels between the two lines (one
+    pixel off each) have a grey spread of at most ``BAND_STD``. Sides whose band colour
+    differs from the others' median by more than ``BAND_COLOR_TOL`` do not count.
+
+    Args:
+        p: prepared maps; boxes: ``(n, 4)`` int small-image boxes.
+        outward: look outside the box (else inside).
+
+    Returns:
+        ``(widths (n, 4) int64, dmax)``: band width per side (left, top, right, bottom; 0 =
+        no band) in small pixels, and the largest width searched.
+    """
+    h, w = p.bg.shape
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    n = len(b)
+    width = np.zeros((n, 4), np.int64)
+    if n == 0:
+        return width, 0
+    bw = np.maximum(b[:, 2] - b[:, 0], 1)
+    bh = np.maximum(b[:, 3] - b[:, 1], 1)
+    # per side: (edge coordinate, span lo, span hi, allowed width, +1 = line coordinate grows)
+    ix, iy = bw // 10, bh // 10
+    edge = b.T  # (4, n): x0, y0, x1, y1
+    lo = np.stack([b[:, 1] + iy, b[:, 0] + ix, b[:, 1] + iy, b[:, 0] + ix])
+    hi = np.stack([b[:, 3] - iy, b[:, 2] - ix, b[:, 3] - iy, b[:, 2] - ix])
+    allow = np.minimum(np.stack([bw, bh, bw, bh]) * BAND_MAX_FRAC, BAND_MAX_PX).astype(
+        np.int64
+    )  # (4, n)
+    sign = np.array([-1, -1, 1, 1]) * (1 if outward else -1)
+    limit = np.array([w, h, w, h])
+    dmax = int(allow.max())
+    mean = np.zeros((4, n))
+    done = np.zeros((4, n), bool)
+    span = np.maximum(hi - lo, 1)
+    # the box side itself must be an edge (a loose box on a flat page has no frame)
+    own = (
+        np.stack(
+            [
+                _rect_sum(
+                    p.ii_ex if s in (0, 2) else p.ii_ey,
+                    _strip(edge[s], edge[s] + 1, lo[s], hi[s], s in (0, 2)),
+                )
+                / span[s]
+                for s in range(4)
+            ]
+        )
+        >= BAND_LINE_COV
+    )
+    # least step coverage of a line strictly between the box side and the line at d: a band
+    # needs one quiet line (else the "line" is the box's own blurred edge)
+    quiet = np.ones((4, n))
+    for d in range(3, dmax + 1):
+        for s in range(4):
+            todo = ~done[s] & (d <= allow[s])
+            if not todo.any():
+                continue
+            e, L = edge[s], edge[s] + sign[s] * d
+            inside = (L >= 1) & (L <= limit[s] - 1)
+            vertical = s in (0, 2)  # a vertical side: its line is a column of the x-step map
+            ii = p.ii_ex if vertical else p.ii_ey
+            q = e + sign[s] * (d - 1)
+            raw = p.ii_sx if vertical else p.ii_sy
+            step = _rect_sum(raw, _strip(q, q + 1, lo[s], hi[s], vertical)) / span[s]
+            if d == 3:
+                quiet[s] = np.minimum(
+                    step,
+                    _rect_sum(raw, _strip(q - sign[s], q - sign[s] + 1, lo[s], hi[s], vertical))
+                    / span[s],
+                )
+            else:
+                quiet[s] = np.minimum(quiet[s], step)
+            cov = _rect_sum(ii, _strip(L, L + 1, lo[s], hi[s], vertical)) / span[s]
+            # the band between the lines, one pixel off each; or two off the box's own side
+            # (a candidate side is often one pixel off its edge, on the blurred step)
+            a, z = np.minimum(e, L) + 1, np.maximum(e, L) - 1
+            ok, m = _uniform(p, _strip(a, z, lo[s], hi[s], vertical), vertical=vertical)
+            a2, z2 = np.where(L < e, a, a + 1), np.where(L < e, z - 1, z)
+            ok2, m2 = _uniform(p, _strip(a2, z2, lo[s], hi[s], vertical), vertical=vertical)
+            ok2 &= ~ok & (z2 > a2)
+            m = np.where(ok2, m2, m)
+            ok |= ok2
+            hit = todo & own[s] & inside & (cov >= BAND_LINE_COV) & ok & (quiet[s] < 0.3)
+            width[hit, s] = d
+            mean[s, hit] = m[hit]
+            done[s] |= hit
+    # one border colour all round: drop sides far from the median band colour
+    found = width > 0
+    rows = found.any(axis=1)
+    if rows.any():
+        mm = np.where(found[rows], mean.T[rows], np.nan)
+        med = np.nanmedian(mm, axis=1, keepdims=True)
+        off = np.zeros_like(found)
+        off[rows] = found[rows] & (np.abs(mm - med) > BAND_COLOR_TOL)
+        width[off] = 0
+    return width, dmax
+
+
+def _strip(a, z, lo, hi, vertical: bool) -> np.ndarray:
+    """Boxes ``(n, 4)`` spanning ``[a, z)`` across a side and ``[lo, hi)`` along it."""
+    return np.stack([a, lo, z, hi] if vertical else [lo, a, hi, z], 1)
+
+
+def _uniform(p: Prepared, strip: np.ndarray, *, vertical: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each ``(n, 4)`` strip is one flat colour in most of its length (stickers over
+    a frame spoil a part of it): of ``BAND_SEGMENTS`` pieces along it, a majority has a grey
+    spread <= ``BAND_STD`` and those agree within ``BAND_COLOR_TOL``.
+
+    Returns:
+        ``(ok (n,) bool, mean grey of the flat pieces (n,))``.
+    """
+    k = BAND_SEGMENTS
+    a0, a1 = (strip[:, 1], strip[:, 3]) if vertical else (strip[:, 0], strip[:, 2])
+    cuts = a0[:, None] + ((a1 - a0)[:, None] * np.arange(k + 1)[None]) // k  # (n, k+1)
+    means = np.empty((len(strip), k))
+    flat = np.empty((len(strip), k), bool)
+    for j in range(k):
+        seg = strip.copy()
+        if vertical:
+            seg[:, 1], seg[:, 3] = cuts[:, j], cuts[:, j + 1]
+        else:
+            seg[:, 0], seg[:, 2] = cuts[:, j], cuts[:, j + 1]
+        area = np.maximum(_area(seg), 1)
+        m = _rect_sum(p.ii_g, seg) / area
+        var = _rect_sum(p.ii_g2, seg) / area - m * m
+        means[:, j] = m
+        flat[:, j] = (var <= BAND_STD**2) & (_area(seg) > 0)
+    nf = flat.sum(axis=1)
+    mm = np.where(flat, means, np.nan)
+    ok = nf > k // 2
+    mean = np.zeros(len(strip))
+    if ok.any():
+        mean[ok] = np.nanmedian(mm[ok], axis=1)
+        spread = np.nanmax(mm[ok], axis=1) - np.nanmin(mm[ok], axis=1)
+        ok[ok] = spread <= BAND_COLOR_TOL
+    return ok, mean
+
+
+def band_boxes(p: Prepared, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame variants of boxes: the rectangle inside a uniform band all round, and the one
+    outside it (see :func:`frame_bands`).
+
+    A variant is made when at least three sides have a band; a fourth side without one (a
+    sticker over the border) moves by the median width of the other three.
+
+    Returns:
+        ``(inner (n, 4) int64, outer (n, 4) int64)``; a row equals the input box where no
+        variant was found.
+    """
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    out = []
+    for outward in (False, True):
+        wd, _ = frame_bands(p, b, outward=outward)
+        ok = (wd > 0).sum(axis=1) >= 3
+        med = np.zeros(len(b), np.int64)
+        if ok.any():
+            med[ok] = np.array([int(np.median(r[r > 0])) for r in wd[ok]])
+        wd = np.where((wd == 0) & ok[:, None], med[:, None], wd)
+        wd = np.where(ok[:, None], wd, 0)
+        sgn = np.array([-1, -1, 1, 1]) * (1 if outward else -1)
+        v = b + sgn * wd
+        bad = (v[:, 2] - v[:, 0] < 4) | (v[:, 3] - v[:, 1] < 4)
+        out.append(np.where(bad[:, None], b, v))
+    return out[0], out[1]
+
+
 def candidates(p: Prepared, *, min_side: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Candidate boxes in small-image pixels.
 
     Returns:
-        ``(boxes (n, 4) int64, source (n,) int64)``; source: 0 bbox, 1 trimmed, 2 peeled,
-        3 colour region, 4 grown to lines, 5 shrunk to lines (6: an exemplar match, added
-        by the detector) (an id, no direction).
+        ``(boxes (n, 4) int64, source (n,) int64)``; source: 0 bbox, 1 trimmed, 2 peeled
+        (also: the picture inside a uniform frame band, :func:`band_boxes`), 3 colour region,
+        4 grown to lines (also: the outer edge of a frame band around the box), 5 shrunk to
+        lines (6: an exemplar match, added by the detector) (an id, no direction).
     """
     import cv2
 
@@ -396,6 +587,16 @@ def candidates(p: Prepared, *, min_side: int = 8) -> tuple[np.ndarray, np.ndarra
         k = _to_lines(p, b, outward=False, min_cov=0.8, reach=0.35)
         if k != b:
             add(k, 5)
+    # frame variants: the picture inside a thin uniform border, and the border's outer edge
+    big = [b for b in out if (b[2] - b[0]) * (b[3] - b[1]) >= 5 * min_area]
+    if big:
+        arr_b = np.asarray(big, np.int64)
+        inner, outer = band_boxes(p, arr_b)
+        for b0, bi, bo in zip(arr_b, inner, outer, strict=True):
+            if (bi != b0).any():
+                add(tuple(bi), 2)
+            if (bo != b0).any():
+                add(tuple(bo), 4)
     if not out:
         return np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
     arr = np.asarray(out, np.int64)
@@ -564,6 +765,17 @@ def base_features(
     ring_i = (_rect_sum(p.ii_g, b) - _rect_sum(p.ii_g, inner)) / i_area
     cols["ring_contrast"] = np.abs(ring_o - ring_i) / 64
     cols["inner_line"] = _inner_lines(p, b)
+    # a thin uniform band just outside (the box is a picture in a frame) or just inside (the
+    # box is the frame): which one the seed's boxes are is learned from the seed
+    side = np.stack([bw, bh, bw, bh], 1)
+    for name, outward in (("out", True), ("in", False)):
+        wd, _ = frame_bands(p, b, outward=outward)
+        found = wd > 0
+        nf = found.sum(axis=1)
+        cols[f"band_{name}"] = nf / 4
+        cols[f"band_{name}_w"] = (
+            np.where(nf > 0, (wd / side).sum(axis=1) / np.maximum(nf, 1), 0.0) / BAND_MAX_FRAC
+        )
     t, hist = thumbs(p.small, b, p.ii_rgb)
     ncol = (hist > 0.02).sum(axis=1)
     cols["n_colors"] = ncol / 64
@@ -622,6 +834,8 @@ class SeedStats:
     origin: np.ndarray  #: (m,) int: training image index of each crop (-1 unknown)
     layout: np.ndarray  #: (k, 6) layout columns of each seed box
     layout_origin: np.ndarray  #: (k,) training image index of each seed box
+    #: (2,) seed boxes that are a picture inside a thin frame / the frame itself
+    frames: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
 
 _LAYOUT_COLS = ("w", "h", "cx", "cy", "log_aspect", "log_px")
@@ -637,6 +851,9 @@ def seed_stats(
     v = X_pos[:, idx].astype(np.float64)
     mean = v.mean(axis=0) if len(v) else np.zeros(len(idx))
     std = np.maximum(v.std(axis=0) if len(v) > 1 else _STD_FLOOR, _STD_FLOOR)
+    out_ = X_pos[:, FEATURES.index("band_out")] >= 0.75
+    in_ = X_pos[:, FEATURES.index("band_in")] >= 0.75
+    frames = np.array([(out_ & ~in_).sum(), (in_ & ~out_).sum()], np.float64)
     return SeedStats(
         mean,
         std,
@@ -645,7 +862,55 @@ def seed_stats(
         np.asarray(origin, np.int64),
         v,
         np.asarray(pos_origin, np.int64),
+        frames,
     )
+
+
+def follow_seed_frames(
+    boxes: np.ndarray, X: np.ndarray, prob: np.ndarray, stats: SeedStats
+) -> np.ndarray:
+    """Rank the frame variant the seed's boxes are above the other one.
+
+    A picture inside a thin uniform frame gives two candidates (the picture, with a band just
+    outside; the frame, with a band just inside) that look alike to the scorer. When the
+    seed's framed boxes are mostly pictures (or mostly frames), each such pair's scores are
+    exchanged where the wanted variant scored lower; without framed seed boxes nothing
+    changes.
+
+    Args:
+        boxes: ``(n, 4)`` candidate boxes; X: their ``(n, len(FEATURES))`` features;
+        prob: ``(n,)`` scores; stats: the seed statistics.
+
+    Returns:
+        ``(n,)`` scores (a new array).
+    """
+    out = np.asarray(prob, np.float64).copy()
+    inner_n, outer_n = (float(v) for v in np.asarray(stats.frames).reshape(-1)[:2])
+    if inner_n == outer_n or len(out) < 2:
+        return out
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    pic = np.flatnonzero(X[:, FEATURES.index("band_out")] >= 0.75)
+    frm = np.flatnonzero(X[:, FEATURES.index("band_in")] >= 0.75)
+    if not len(pic) or not len(frm):
+        return out
+    lt = np.maximum(b[pic, None, :2], b[None, frm, :2])
+    rb = np.minimum(b[pic, None, 2:], b[None, frm, 2:])
+    inter = np.prod((rb - lt).clip(0), axis=2)
+    a_p, a_f = _area(b[pic]), _area(b[frm])
+    iou = inter / np.maximum(a_p[:, None] + a_f[None] - inter, 1e-9)
+    pair = (iou >= 0.7) & (inter >= 0.95 * a_p[:, None]) & (pic[:, None] != frm[None])
+    if not pair.any():
+        return out
+    want, other = (pic, frm) if inner_n > outer_n else (frm, pic)
+    pw = pair if inner_n > outer_n else pair.T
+    p_w, p_o = out[want].copy(), out[other].copy()
+    for k, i in enumerate(want):
+        if pw[k].any():
+            out[i] = max(p_w[k], p_o[pw[k]].max())
+    for k, i in enumerate(other):
+        if pw[:, k].any():
+            out[i] = min(p_o[k], p_w[pw[:, k]].min())
+    return out
 
 
 def seed_features(
