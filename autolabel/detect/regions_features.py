@@ -387,59 +387,56 @@ def frame_bands(p: Prepared, boxes: np.ndarray, *, outward: bool) -> tuple[np.nd
     limit = np.array([w, h, w, h])
     dmax = int(allow.max())
     mean = np.zeros((4, n))
-    done = np.zeros((4, n), bool)
     span = np.maximum(hi - lo, 1)
-    # the box side itself must be an edge (a loose box on a flat page has no frame)
-    own = (
-        np.stack(
-            [
-                _rect_sum(
-                    p.ii_ex if s in (0, 2) else p.ii_ey,
-                    _strip(edge[s], edge[s] + 1, lo[s], hi[s], s in (0, 2)),
-                )
-                / span[s]
-                for s in range(4)
-            ]
+    if dmax < 3:
+        return width, dmax
+    ds = np.arange(3, dmax + 1)  # (D,) band widths tried
+    ks = np.arange(1, dmax)  # lines strictly between the box side and the line at d
+    for s in range(4):
+        vertical = s in (0, 2)  # a vertical side: its lines are columns of the x-step maps
+        ii = p.ii_ex if vertical else p.ii_ey
+        raw = p.ii_sx if vertical else p.ii_sy
+        e = edge[s]
+
+        def cover(m: np.ndarray, pos: np.ndarray, _s: int = s, _v: bool = vertical) -> np.ndarray:
+            k = pos.shape[1]
+            lo_, hi_ = np.repeat(lo[_s], k), np.repeat(hi[_s], k)
+            box = _strip(pos.ravel(), pos.ravel() + 1, lo_, hi_, _v)
+            return _rect_sum(m, box).reshape(pos.shape) / span[_s][:, None]
+
+        # the box side itself must be an edge (a loose box on a flat page has no frame)
+        own = cover(ii, e[:, None])[:, 0] >= BAND_LINE_COV
+        L = e[:, None] + sign[s] * ds[None]  # (n, D)
+        cov = cover(ii, L)
+        # a band needs a quiet line between (else the "line" is the box's own blurred edge)
+        quiet = np.minimum.accumulate(cover(raw, e[:, None] + sign[s] * ks[None]), axis=1)
+        cand = (
+            own[:, None]
+            & (L >= 1)
+            & (L <= limit[s] - 1)
+            & (cov >= BAND_LINE_COV)
+            & (quiet[:, ds - 2] < 0.3)
+            & (ds[None] <= allow[s][:, None])
         )
-        >= BAND_LINE_COV
-    )
-    # least step coverage of a line strictly between the box side and the line at d: a band
-    # needs one quiet line (else the "line" is the box's own blurred edge)
-    quiet = np.ones((4, n))
-    for d in range(3, dmax + 1):
-        for s in range(4):
-            todo = ~done[s] & (d <= allow[s])
-            if not todo.any():
-                continue
-            e, L = edge[s], edge[s] + sign[s] * d
-            inside = (L >= 1) & (L <= limit[s] - 1)
-            vertical = s in (0, 2)  # a vertical side: its line is a column of the x-step map
-            ii = p.ii_ex if vertical else p.ii_ey
-            q = e + sign[s] * (d - 1)
-            raw = p.ii_sx if vertical else p.ii_sy
-            step = _rect_sum(raw, _strip(q, q + 1, lo[s], hi[s], vertical)) / span[s]
-            if d == 3:
-                quiet[s] = np.minimum(
-                    step,
-                    _rect_sum(raw, _strip(q - sign[s], q - sign[s] + 1, lo[s], hi[s], vertical))
-                    / span[s],
-                )
-            else:
-                quiet[s] = np.minimum(quiet[s], step)
-            cov = _rect_sum(ii, _strip(L, L + 1, lo[s], hi[s], vertical)) / span[s]
-            # the band between the lines, one pixel off each; or two off the box's own side
-            # (a candidate side is often one pixel off its edge, on the blurred step)
-            a, z = np.minimum(e, L) + 1, np.maximum(e, L) - 1
-            ok, m = _uniform(p, _strip(a, z, lo[s], hi[s], vertical), vertical=vertical)
-            a2, z2 = np.where(L < e, a, a + 1), np.where(L < e, z - 1, z)
-            ok2, m2 = _uniform(p, _strip(a2, z2, lo[s], hi[s], vertical), vertical=vertical)
-            ok2 &= ~ok & (z2 > a2)
-            m = np.where(ok2, m2, m)
-            ok |= ok2
-            hit = todo & own[s] & inside & (cov >= BAND_LINE_COV) & ok & (quiet[s] < 0.3)
-            width[hit, s] = d
-            mean[s, hit] = m[hit]
-            done[s] |= hit
+        bi, di = np.nonzero(cand)
+        if not len(bi):
+            continue
+        eb, Lb, lob, hib = e[bi], L[bi, di], lo[s][bi], hi[s][bi]
+        # the band between the lines, one pixel off each; or two off the box's own side
+        # (a candidate side is often one pixel off its edge, on the blurred step)
+        a, z = np.minimum(eb, Lb) + 1, np.maximum(eb, Lb) - 1
+        ok, m = _uniform(p, _strip(a, z, lob, hib, vertical), vertical=vertical)
+        a2, z2 = np.where(Lb < eb, a, a + 1), np.where(Lb < eb, z - 1, z)
+        ok2, m2 = _uniform(p, _strip(a2, z2, lob, hib, vertical), vertical=vertical)
+        ok2 &= ~ok & (z2 > a2)
+        m = np.where(ok2, m2, m)
+        good = ok | ok2
+        if not good.any():
+            continue
+        bi, di, m = bi[good], di[good], m[good]
+        first_b, first = np.unique(bi, return_index=True)  # nonzero order: d ascending
+        width[first_b, s] = ds[di[first]]
+        mean[s, first_b] = m[first]
     # one border colour all round: drop sides far from the median band colour
     found = width > 0
     rows = found.any(axis=1)
@@ -466,29 +463,21 @@ def _uniform(p: Prepared, strip: np.ndarray, *, vertical: bool) -> tuple[np.ndar
         ``(ok (n,) bool, mean grey of the flat pieces (n,))``.
     """
     k = BAND_SEGMENTS
+    n = len(strip)
     a0, a1 = (strip[:, 1], strip[:, 3]) if vertical else (strip[:, 0], strip[:, 2])
     cuts = a0[:, None] + ((a1 - a0)[:, None] * np.arange(k + 1)[None]) // k  # (n, k+1)
-    means = np.empty((len(strip), k))
-    flat = np.empty((len(strip), k), bool)
-    for j in range(k):
-        seg = strip.copy()
-        if vertical:
-            seg[:, 1], seg[:, 3] = cuts[:, j], cuts[:, j + 1]
-        else:
-            seg[:, 0], seg[:, 2] = cuts[:, j], cuts[:, j + 1]
-        area = np.maximum(_area(seg), 1)
-        m = _rect_sum(p.ii_g, seg) / area
-        var = _rect_sum(p.ii_g2, seg) / area - m * m
-        means[:, j] = m
-        flat[:, j] = (var <= BAND_STD**2) & (_area(seg) > 0)
+    seg = np.repeat(strip, k, axis=0)  # (n * k, 4): segment j of strip i at row i * k + j
+    c0, c1 = (1, 3) if vertical else (0, 2)
+    seg[:, c0], seg[:, c1] = cuts[:, :-1].ravel(), cuts[:, 1:].ravel()
+    area = _area(seg)
+    m = _rect_sum(p.ii_g, seg) / np.maximum(area, 1)
+    var = _rect_sum(p.ii_g2, seg) / np.maximum(area, 1) - m * m
+    means = m.reshape(n, k)
+    flat = ((var <= BAND_STD**2) & (area > 0)).reshape(n, k)
     nf = flat.sum(axis=1)
-    mm = np.where(flat, means, np.nan)
-    ok = nf > k // 2
-    mean = np.zeros(len(strip))
-    if ok.any():
-        mean[ok] = np.nanmedian(mm[ok], axis=1)
-        spread = np.nanmax(mm[ok], axis=1) - np.nanmin(mm[ok], axis=1)
-        ok[ok] = spread <= BAND_COLOR_TOL
+    mean = np.where(flat, means, 0.0).sum(axis=1) / np.maximum(nf, 1)
+    spread = np.where(flat, means, -np.inf).max(axis=1) - np.where(flat, means, np.inf).min(axis=1)
+    ok = (nf > k // 2) & (spread <= BAND_COLOR_TOL)
     return ok, mean
 
 
