@@ -128,10 +128,11 @@ def _integral(a: np.ndarray) -> np.ndarray:
 def _rect_sum(ii: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sums over ``(n, 4)`` integer boxes (clipped) from an integral image."""
     h, w = ii.shape[0] - 1, ii.shape[1] - 1
-    x0 = np.clip(b[:, 0], 0, w)
-    x1 = np.clip(b[:, 2], 0, w)
-    y0 = np.clip(b[:, 1], 0, h)
-    y1 = np.clip(b[:, 3], 0, h)
+    # np.minimum/np.maximum: np.clip's per-call overhead dominates on these small arrays
+    x0 = np.minimum(np.maximum(b[:, 0], 0), w)
+    x1 = np.minimum(np.maximum(b[:, 2], 0), w)
+    y0 = np.minimum(np.maximum(b[:, 1], 0), h)
+    y1 = np.minimum(np.maximum(b[:, 3], 0), h)
     return ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
 
 
@@ -390,38 +391,41 @@ def frame_bands(p: Prepared, boxes: np.ndarray, *, outward: bool) -> tuple[np.nd
     span = np.maximum(hi - lo, 1)
     if dmax < 3:
         return width, dmax
-    ds = np.arange(3, dmax + 1)  # (D,) band widths tried
-    ks = np.arange(1, dmax)  # lines strictly between the box side and the line at d
     for s in range(4):
         vertical = s in (0, 2)  # a vertical side: its lines are columns of the x-step maps
         ii = p.ii_ex if vertical else p.ii_ey
         raw = p.ii_sx if vertical else p.ii_sy
-        e = edge[s]
 
-        def cover(m: np.ndarray, pos: np.ndarray, _s: int = s, _v: bool = vertical) -> np.ndarray:
+        def cover(m: np.ndarray, pos: np.ndarray, sel: np.ndarray, _s=s, _v=vertical):
             k = pos.shape[1]
-            lo_, hi_ = np.repeat(lo[_s], k), np.repeat(hi[_s], k)
+            lo_, hi_ = np.repeat(lo[_s][sel], k), np.repeat(hi[_s][sel], k)
             box = _strip(pos.ravel(), pos.ravel() + 1, lo_, hi_, _v)
-            return _rect_sum(m, box).reshape(pos.shape) / span[_s][:, None]
+            return _rect_sum(m, box).reshape(pos.shape) / span[_s][sel, None]
 
         # the box side itself must be an edge (a loose box on a flat page has no frame)
-        own = cover(ii, e[:, None])[:, 0] >= BAND_LINE_COV
-        L = e[:, None] + sign[s] * ds[None]  # (n, D)
-        cov = cover(ii, L)
+        sel = np.flatnonzero(allow[s] >= 3)
+        if len(sel):
+            sel = sel[cover(ii, edge[s][sel, None], sel)[:, 0] >= BAND_LINE_COV]
+        if not len(sel):
+            continue
+        e, lim = edge[s][sel], allow[s][sel]
+        ds = np.arange(3, int(lim.max()) + 1)  # (D,) band widths tried
+        L = e[:, None] + sign[s] * ds[None]  # (m, D)
+        cov = cover(ii, L, sel)
         # a band needs a quiet line between (else the "line" is the box's own blurred edge)
-        quiet = np.minimum.accumulate(cover(raw, e[:, None] + sign[s] * ks[None]), axis=1)
+        ks = np.arange(1, int(ds[-1]))
+        quiet = np.minimum.accumulate(cover(raw, e[:, None] + sign[s] * ks[None], sel), axis=1)
         cand = (
-            own[:, None]
-            & (L >= 1)
+            (L >= 1)
             & (L <= limit[s] - 1)
             & (cov >= BAND_LINE_COV)
             & (quiet[:, ds - 2] < 0.3)
-            & (ds[None] <= allow[s][:, None])
+            & (ds[None] <= lim[:, None])
         )
         bi, di = np.nonzero(cand)
         if not len(bi):
             continue
-        eb, Lb, lob, hib = e[bi], L[bi, di], lo[s][bi], hi[s][bi]
+        eb, Lb, lob, hib = e[bi], L[bi, di], lo[s][sel[bi]], hi[s][sel[bi]]
         # the band between the lines, one pixel off each; or two off the box's own side
         # (a candidate side is often one pixel off its edge, on the blurred step)
         a, z = np.minimum(eb, Lb) + 1, np.maximum(eb, Lb) - 1
@@ -435,8 +439,8 @@ def frame_bands(p: Prepared, boxes: np.ndarray, *, outward: bool) -> tuple[np.nd
             continue
         bi, di, m = bi[good], di[good], m[good]
         first_b, first = np.unique(bi, return_index=True)  # nonzero order: d ascending
-        width[first_b, s] = ds[di[first]]
-        mean[s, first_b] = m[first]
+        width[sel[first_b], s] = ds[di[first]]
+        mean[s, sel[first_b]] = m[first]
     # one border colour all round: drop sides far from the median band colour
     found = width > 0
     rows = found.any(axis=1)
@@ -862,9 +866,9 @@ def follow_seed_frames(
 
     A picture inside a thin uniform frame gives two candidates (the picture, with a band just
     outside; the frame, with a band just inside) that look alike to the scorer. When the
-    seed's framed boxes are mostly pictures (or mostly frames), each such pair's scores are
-    exchanged where the wanted variant scored lower; without framed seed boxes nothing
-    changes.
+    seed's framed boxes are mostly pictures (or mostly frames), each unwanted variant trades
+    scores with its best-scored wanted partner where that one scored lower; without framed
+    seed boxes, or with as many of each, nothing changes.
 
     Args:
         boxes: ``(n, 4)`` candidate boxes; X: their ``(n, len(FEATURES))`` features;
@@ -891,14 +895,17 @@ def follow_seed_frames(
     if not pair.any():
         return out
     want, other = (pic, frm) if inner_n > outer_n else (frm, pic)
-    pw = pair if inner_n > outer_n else pair.T
+    pw = pair if inner_n > outer_n else pair.T  # (len(want), len(other))
     p_w, p_o = out[want].copy(), out[other].copy()
-    for k, i in enumerate(want):
-        if pw[k].any():
-            out[i] = max(p_w[k], p_o[pw[k]].max())
-    for k, i in enumerate(other):
-        if pw[:, k].any():
-            out[i] = min(p_o[k], p_w[pw[:, k]].min())
+    # each unwanted variant, best first, trades places with its best-scored wanted partner
+    for k in np.argsort(-p_o):
+        partners = np.flatnonzero(pw[:, k])
+        if not len(partners):
+            continue
+        j = partners[np.argmax(p_w[partners])]
+        i_w, i_o = want[j], other[k]
+        out[i_w] = max(out[i_w], p_o[k])
+        out[i_o] = min(out[i_o], p_w[j])
     return out
 
 
