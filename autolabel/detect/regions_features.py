@@ -349,89 +349,85 @@ def _to_lines(p: Prepared, b, *, outward: bool, min_cov: float, reach: float):
     return tuple(out)
 
 
-def frame_bands(p: Prepared, boxes: np.ndarray, *, outward: bool) -> tuple[np.ndarray, int]:
-    """Thin uniform bands closed by a straight line just outside (or inside) each box side.
+def frame_bands(p: Prepared, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Thin uniform bands closed by a straight line just inside and just outside each box side.
 
     A picture inside a card border has, just outside each side, a band of one colour (the
     border) and then the card's outer edge; the card's box has the same band just inside.
-    For each side the band is the narrowest ``d`` (3 px up to ``BAND_MAX_FRAC`` of the box
-    side, at most ``BAND_MAX_PX``) whose line at distance ``d`` covers at least
-    ``BAND_LINE_COV`` of the side's middle 80 % and whose pixels between the two lines (one
-    pixel off each) have a grey spread of at most ``BAND_STD``. Sides whose band colour
-    differs from the others' median by more than ``BAND_COLOR_TOL`` do not count.
+    For each side (itself an edge) the band is the narrowest ``d`` (3 px up to
+    ``BAND_MAX_FRAC`` of the box side, at most ``BAND_MAX_PX``) whose line at distance ``d``
+    covers at least ``BAND_LINE_COV`` of the side's middle 80 %, with a quiet line between,
+    and whose pixels between the two lines are flat (:func:`_uniform`). Sides whose band
+    colour differs from the other sides' median by more than ``BAND_COLOR_TOL`` do not count.
 
     Args:
         p: prepared maps; boxes: ``(n, 4)`` int small-image boxes.
-        outward: look outside the box (else inside).
 
     Returns:
-        ``(widths (n, 4) int64, dmax)``: band width per side (left, top, right, bottom; 0 =
-        no band) in small pixels, and the largest width searched.
+        ``(inside (n, 4) int64, outside (n, 4) int64)``: band width per side (left, top,
+        right, bottom; 0 = no band) in small pixels.
     """
     h, w = p.bg.shape
     b = np.asarray(boxes, np.int64).reshape(-1, 4)
     n = len(b)
-    width = np.zeros((n, 4), np.int64)
-    if n == 0:
-        return width, 0
+    width = np.zeros((2, n, 4), np.int64)  # [0] inside, [1] outside
+    mean = np.zeros((2, n, 4))
     bw = np.maximum(b[:, 2] - b[:, 0], 1)
     bh = np.maximum(b[:, 3] - b[:, 1], 1)
-    # per side: (edge coordinate, span lo, span hi, allowed width, +1 = line coordinate grows)
     ix, iy = bw // 10, bh // 10
-    edge = b.T  # (4, n): x0, y0, x1, y1
-    lo = np.stack([b[:, 1] + iy, b[:, 0] + ix, b[:, 1] + iy, b[:, 0] + ix])
-    hi = np.stack([b[:, 3] - iy, b[:, 2] - ix, b[:, 3] - iy, b[:, 2] - ix])
-    allow = np.minimum(np.stack([bw, bh, bw, bh]) * BAND_MAX_FRAC, BAND_MAX_PX).astype(
-        np.int64
-    )  # (4, n)
-    sign = np.array([-1, -1, 1, 1]) * (1 if outward else -1)
-    limit = np.array([w, h, w, h])
-    dmax = int(allow.max())
-    mean = np.zeros((4, n))
-    span = np.maximum(hi - lo, 1)
-    if dmax < 3:
-        return width, dmax
-    for s in range(4):
-        vertical = s in (0, 2)  # a vertical side: its lines are columns of the x-step maps
+    for vertical in (True, False):  # left/right sides (columns), then top/bottom (rows)
+        sides = np.array([0, 2] if vertical else [1, 3])
+        # one row per (direction, side, box)
+        side = np.tile(np.repeat(sides, n), 2)
+        out = np.repeat([0, 1], 2 * n)
+        box = np.tile(np.arange(n), 4)
+        e = b[box, side]
+        if vertical:
+            lo, hi, size, limit = b[box, 1] + iy[box], b[box, 3] - iy[box], bw[box], w
+        else:
+            lo, hi, size, limit = b[box, 0] + ix[box], b[box, 2] - ix[box], bh[box], h
+        span = np.maximum(hi - lo, 1)
+        allow = np.minimum(size * BAND_MAX_FRAC, BAND_MAX_PX).astype(np.int64)
+        sign = np.where(side < 2, -1, 1) * np.where(out == 1, 1, -1)
         ii = p.ii_ex if vertical else p.ii_ey
         raw = p.ii_sx if vertical else p.ii_sy
 
-        def cover(m: np.ndarray, pos: np.ndarray, sel: np.ndarray, _s=s, _v=vertical):
-            k = pos.shape[1]
-            lo_, hi_ = np.repeat(lo[_s][sel], k), np.repeat(hi[_s][sel], k)
-            box = _strip(pos.ravel(), pos.ravel() + 1, lo_, hi_, _v)
-            return _rect_sum(m, box).reshape(pos.shape) / span[_s][sel, None]
-
         # the box side itself must be an edge (a loose box on a flat page has no frame)
-        sel = np.flatnonzero(allow[s] >= 3)
+        sel = np.flatnonzero(allow >= 3)
         if len(sel):
-            sel = sel[cover(ii, edge[s][sel, None], sel)[:, 0] >= BAND_LINE_COV]
+            own = _lines_cover(ii, e[sel, None], lo[sel], hi[sel], span[sel], vertical=vertical)
+            sel = sel[own[:, 0] >= BAND_LINE_COV]
         if not len(sel):
             continue
-        e, lim = edge[s][sel], allow[s][sel]
+        es, lim, sg = e[sel], allow[sel], sign[sel]
+        los, his, sps = lo[sel], hi[sel], span[sel]
         ds = np.arange(3, int(lim.max()) + 1)  # (D,) band widths tried
-        L = e[:, None] + sign[s] * ds[None]  # (m, D)
-        cov = cover(ii, L, sel)
+        L = es[:, None] + sg[:, None] * ds[None]  # (m, D)
+        cov = _lines_cover(ii, L, los, his, sps, vertical=vertical)
         # a band needs a quiet line between (else the "line" is the box's own blurred edge)
         ks = np.arange(1, int(ds[-1]))
-        quiet = np.minimum.accumulate(cover(raw, e[:, None] + sign[s] * ks[None], sel), axis=1)
-        cand = (
+        between = es[:, None] + sg[:, None] * ks[None]
+        quiet = np.minimum.accumulate(
+            _lines_cover(raw, between, los, his, sps, vertical=vertical), axis=1
+        )
+        ok_d = (
             (L >= 1)
-            & (L <= limit[s] - 1)
+            & (L <= limit - 1)
             & (cov >= BAND_LINE_COV)
             & (quiet[:, ds - 2] < 0.3)
             & (ds[None] <= lim[:, None])
         )
-        bi, di = np.nonzero(cand)
+        bi, di = np.nonzero(ok_d)
         if not len(bi):
             continue
-        eb, Lb, lob, hib = e[bi], L[bi, di], lo[s][sel[bi]], hi[s][sel[bi]]
+        r = sel[bi]
+        eb, Lb = e[r], L[bi, di]
         # the band between the lines, one pixel off each; or two off the box's own side
         # (a candidate side is often one pixel off its edge, on the blurred step)
         a, z = np.minimum(eb, Lb) + 1, np.maximum(eb, Lb) - 1
-        ok, m = _uniform(p, _strip(a, z, lob, hib, vertical), vertical=vertical)
+        ok, m = _uniform(p, _strip(a, z, lo[r], hi[r], vertical), vertical=vertical)
         a2, z2 = np.where(Lb < eb, a, a + 1), np.where(Lb < eb, z - 1, z)
-        ok2, m2 = _uniform(p, _strip(a2, z2, lob, hib, vertical), vertical=vertical)
+        ok2, m2 = _uniform(p, _strip(a2, z2, lo[r], hi[r], vertical), vertical=vertical)
         ok2 &= ~ok & (z2 > a2)
         m = np.where(ok2, m2, m)
         good = ok | ok2
@@ -439,18 +435,30 @@ def frame_bands(p: Prepared, boxes: np.ndarray, *, outward: bool) -> tuple[np.nd
             continue
         bi, di, m = bi[good], di[good], m[good]
         first_b, first = np.unique(bi, return_index=True)  # nonzero order: d ascending
-        width[sel[first_b], s] = ds[di[first]]
-        mean[s, sel[first_b]] = m[first]
+        r = sel[first_b]
+        width[out[r], box[r], side[r]] = ds[di[first]]
+        mean[out[r], box[r], side[r]] = m[first]
     # one border colour all round: drop sides far from the median band colour
-    found = width > 0
-    rows = found.any(axis=1)
-    if rows.any():
-        mm = np.where(found[rows], mean.T[rows], np.nan)
-        med = np.nanmedian(mm, axis=1, keepdims=True)
-        off = np.zeros_like(found)
-        off[rows] = found[rows] & (np.abs(mm - med) > BAND_COLOR_TOL)
-        width[off] = 0
-    return width, dmax
+    for k in range(2):
+        found = width[k] > 0
+        rows = found.any(axis=1)
+        if rows.any():
+            mm = np.where(found[rows], mean[k][rows], np.nan)
+            med = np.nanmedian(mm, axis=1, keepdims=True)
+            off = np.zeros_like(found)
+            off[rows] = found[rows] & (np.abs(mm - med) > BAND_COLOR_TOL)
+            width[k][off] = 0
+    return width[0], width[1]
+
+
+def _lines_cover(
+    ii: np.ndarray, pos: np.ndarray, lo: np.ndarray, hi: np.ndarray, span, *, vertical: bool
+) -> np.ndarray:
+    """Share of ``[lo, hi)`` covered by a step map (integral ``ii``) on the lines ``pos``
+    ``(m, k)`` (columns when ``vertical``, else rows), ``(m, k)``."""
+    k = pos.shape[1]
+    strip = _strip(pos.ravel(), pos.ravel() + 1, np.repeat(lo, k), np.repeat(hi, k), vertical)
+    return _rect_sum(ii, strip).reshape(pos.shape) / span[:, None]
 
 
 def _strip(a, z, lo, hi, vertical: bool) -> np.ndarray:
@@ -498,8 +506,7 @@ def band_boxes(p: Prepared, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     b = np.asarray(boxes, np.int64).reshape(-1, 4)
     out = []
-    for outward in (False, True):
-        wd, _ = frame_bands(p, b, outward=outward)
+    for outward, wd in zip((False, True), frame_bands(p, b), strict=True):
         ok = (wd > 0).sum(axis=1) >= 3
         med = np.zeros(len(b), np.int64)
         if ok.any():
@@ -761,8 +768,7 @@ def base_features(
     # a thin uniform band just outside (the box is a picture in a frame) or just inside (the
     # box is the frame): which one the seed's boxes are is learned from the seed
     side = np.stack([bw, bh, bw, bh], 1)
-    for name, outward in (("out", True), ("in", False)):
-        wd, _ = frame_bands(p, b, outward=outward)
+    for name, wd in zip(("in", "out"), frame_bands(p, b), strict=True):
         found = wd > 0
         nf = found.sum(axis=1)
         cols[f"band_{name}"] = nf / 4
