@@ -892,12 +892,14 @@ def follow_seed_frames(
     frm = np.flatnonzero(X[:, FEATURES.index("band_in")] >= 0.75)
     if not len(pic) or not len(frm):
         return out
-    lt = np.maximum(b[pic, None, :2], b[None, frm, :2])
-    rb = np.minimum(b[pic, None, 2:], b[None, frm, 2:])
-    inter = np.prod((rb - lt).clip(0), axis=2)
-    a_p, a_f = _area(b[pic]), _area(b[frm])
-    iou = inter / np.maximum(a_p[:, None] + a_f[None] - inter, 1e-9)
-    pair = (iou >= 0.7) & (inter >= 0.95 * a_p[:, None]) & (pic[:, None] != frm[None])
+    from autolabel.geometry import box_iou
+
+    iou = box_iou(b[pic], b[frm])
+    # the picture lies inside the frame (2 px slack)
+    inside = (b[pic, None, :2] >= b[None, frm, :2] - 2).all(axis=2) & (
+        b[pic, None, 2:] <= b[None, frm, 2:] + 2
+    ).all(axis=2)
+    pair = (iou >= 0.7) & inside & (pic[:, None] != frm[None])
     if not pair.any():
         return out
     want, other = (pic, frm) if inner_n > outer_n else (frm, pic)
