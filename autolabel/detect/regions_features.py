@@ -888,8 +888,9 @@ def follow_seed_frames(
     if inner_n == outer_n or len(out) < 2:
         return out
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    pic = np.flatnonzero(X[:, FEATURES.index("band_out")] >= 0.75)
-    frm = np.flatnonzero(X[:, FEATURES.index("band_in")] >= 0.75)
+    # two sides with a band suffice here (a light photo edge against a light frame is faint)
+    pic = np.flatnonzero(X[:, FEATURES.index("band_out")] >= 0.5)
+    frm = np.flatnonzero(X[:, FEATURES.index("band_in")] >= 0.5)
     if not len(pic) or not len(frm):
         return out
     from autolabel.geometry import box_iou

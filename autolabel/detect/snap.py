@@ -99,7 +99,8 @@ def snap_box(
         nearest: move only within the run of edge lines (coverage >= ``min_coverage``, gaps
             of one pixel at most) nearest to the side, never across a gap to a stronger line
             beyond: a box on the inner edge of a thin frame stays inside it, one on the outer
-            edge stays outside (for boxes that already sit within a few pixels of an edge).
+            edge stays outside (for boxes that already sit within a few pixels of an edge). A
+            fainter line (half ``min_coverage``) within 2 px of the side also anchors it.
 
     Returns:
         ``(new_box (4,) float64, mean coverage of the four final sides)``.
@@ -130,7 +131,10 @@ def snap_box(
         score = np.where((pos == 0) | (pos == limit), border_score, score)
         score = score - move_penalty * np.abs(pos - out[side]) / max(r, 1)
         if nearest:
-            strong = (cov >= min_coverage) | (pos == 0) | (pos == limit)
+            # a fainter edge right at the side (a light photo against a light frame) anchors
+            # it too, so the side does not jump to a frame's stronger outer edge
+            faint = (np.abs(pos - out[side]) <= 2) & (cov >= 0.5 * min_coverage)
+            strong = (cov >= min_coverage) | (pos == 0) | (pos == limit) | faint
             score = np.where(_nearest_run(pos, strong, out[side]), score, -np.inf)
         k = int(np.argmax(score))
         at_border = pos[k] in (0, limit)
