@@ -872,16 +872,17 @@ def follow_seed_frames(
 
     A picture inside a thin uniform frame gives two candidates (the picture, with a band just
     outside; the frame, with a band just inside) that look alike to the scorer. When the
-    seed's framed boxes are mostly pictures (or mostly frames), each unwanted variant trades
-    scores with its best-scored wanted partner where that one scored lower; without framed
-    seed boxes, or with as many of each, nothing changes.
+    seed's framed boxes are mostly pictures (or mostly frames), the scores within each group
+    of such nested candidates are reassigned: the group's highest scores go to the wanted
+    variants and the lowest to the others, each kind keeping its own order. Without framed
+    seed boxes, or with as many of each kind, nothing changes.
 
     Args:
         boxes: ``(n, 4)`` candidate boxes; X: their ``(n, len(FEATURES))`` features;
         prob: ``(n,)`` scores; stats: the seed statistics.
 
     Returns:
-        ``(n,)`` scores (a new array).
+        ``(n,)`` scores (a new array, a permutation of ``prob`` within each group).
     """
     out = np.asarray(prob, np.float64).copy()
     inner_n, outer_n = (float(v) for v in np.asarray(stats.frames).reshape(-1)[:2])
@@ -889,32 +890,43 @@ def follow_seed_frames(
         return out
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     # two sides with a band suffice here (a light photo edge against a light frame is faint)
-    pic = np.flatnonzero(X[:, FEATURES.index("band_out")] >= 0.5)
-    frm = np.flatnonzero(X[:, FEATURES.index("band_in")] >= 0.5)
+    b_out, b_in = X[:, FEATURES.index("band_out")], X[:, FEATURES.index("band_in")]
+    pic = np.flatnonzero((b_out >= 0.5) & (b_out > b_in))
+    frm = np.flatnonzero((b_in >= 0.5) & (b_in > b_out))
     if not len(pic) or not len(frm):
         return out
     from autolabel.geometry import box_iou
 
-    iou = box_iou(b[pic], b[frm])
-    # the picture lies inside the frame (2 px slack)
+    # the picture lies inside the frame (2 px slack), most of it
     inside = (b[pic, None, :2] >= b[None, frm, :2] - 2).all(axis=2) & (
         b[pic, None, 2:] <= b[None, frm, 2:] + 2
     ).all(axis=2)
-    pair = (iou >= 0.7) & inside & (pic[:, None] != frm[None])
+    pair = (box_iou(b[pic], b[frm]) >= 0.7) & inside
     if not pair.any():
         return out
-    want, other = (pic, frm) if inner_n > outer_n else (frm, pic)
-    pw = pair if inner_n > outer_n else pair.T  # (len(want), len(other))
-    p_w, p_o = out[want].copy(), out[other].copy()
-    # each unwanted variant, best first, trades places with its best-scored wanted partner
-    for k in np.argsort(-p_o):
-        partners = np.flatnonzero(pw[:, k])
-        if not len(partners):
-            continue
-        j = partners[np.argmax(p_w[partners])]
-        i_w, i_o = want[j], other[k]
-        out[i_w] = max(out[i_w], p_o[k])
-        out[i_o] = min(out[i_o], p_w[j])
+    # groups: connected pictures and frames (near-duplicate candidates of one framed photo)
+    n_p = len(pic)
+    label = np.arange(n_p + len(frm))
+    changed = True
+    while changed:
+        lp, lf = label[:n_p], label[n_p:]
+        m = np.where(pair, np.minimum(lp[:, None], lf[None]), np.iinfo(np.int64).max)
+        new = np.concatenate([np.minimum(lp, m.min(axis=1)), np.minimum(lf, m.min(axis=0))])
+        changed = bool((new != label).any())
+        label = new
+    members = np.concatenate([pic, frm])
+    wanted = np.concatenate([np.ones(n_p, bool), np.zeros(len(frm), bool)])
+    if inner_n < outer_n:
+        wanted = ~wanted
+    linked = np.concatenate([pair.any(axis=1), pair.any(axis=0)])
+    for g in np.unique(label[linked]):
+        sel = np.flatnonzero((label == g) & linked)
+        w_idx = members[sel[wanted[sel]]]
+        o_idx = members[sel[~wanted[sel]]]
+        scores = np.sort(out[np.concatenate([w_idx, o_idx])])[::-1]
+        w_idx = w_idx[np.argsort(-out[w_idx], kind="stable")]
+        o_idx = o_idx[np.argsort(-out[o_idx], kind="stable")]
+        out[np.concatenate([w_idx, o_idx])] = scores
     return out
 
 
