@@ -121,3 +121,23 @@ def test_training_rows_hold_the_other_frame_variant_as_a_negative(frames_data):
         # the other variant is 0.8-0.9 IoU from the truth; it must be a negative, not left out
         assert ((rows.y == 0) & (rows.X[:, other] >= 0.75)).any()
         assert not ((rows.y == 1) & (rows.X[:, other] >= 0.75) & (rows.X[:, own] < 0.75)).any()
+
+
+def test_seed_frame_preference_permutes_scores_within_a_pair_only(frames_data):
+    from autolabel.detect import regions_features as rf
+
+    img, inner, outer = frames_data[1][0]
+    p = rf.prepare(img)
+    i = np.round(np.asarray(inner) * p.f).astype(np.int64)
+    o = np.round(np.asarray(outer) * p.f).astype(np.int64)
+    far = np.array([5, 5, 60, 40])  # the header bar: in no pair
+    boxes = np.stack([i, o, far])
+    X, t, h = rf.base_features(p, boxes, np.zeros(3, np.int64))
+    prob = np.array([0.3, 0.9, 0.5])
+    stats = rf.seed_stats(X[:1], t[:1], h[:1], [0], [0])
+    assert stats.frames.tolist() == [1, 0]  # the seed box is a picture inside a frame
+    np.testing.assert_allclose(rf.follow_seed_frames(boxes, X, prob, stats), [0.9, 0.3, 0.5])
+    stats.frames = np.array([0.0, 2.0])  # a seed of frames: the frame already leads
+    np.testing.assert_allclose(rf.follow_seed_frames(boxes, X, prob, stats), prob)
+    stats.frames = np.zeros(2)  # no framed seed box: nothing changes
+    np.testing.assert_allclose(rf.follow_seed_frames(boxes, X, prob[::-1], stats), prob[::-1])
