@@ -75,6 +75,24 @@ def test_flat_image_leaves_box_and_empty_passes():
     assert len(empty) == 0 and "snap_shift" in empty.data
 
 
+def test_nearest_keeps_each_side_on_its_own_edge_of_a_frame():
+    from autolabel.detect.snap import snap_box
+
+    # dark page, white 10 px frame, light-grey picture: the frame's outer edge is the stronger
+    img = np.full((300, 400), 20, np.float32)
+    img[40:260, 50:350] = 255
+    img[50:250, 60:340] = 215
+    inner, outer = np.array([60.0, 50, 340, 250]), np.array([50.0, 40, 350, 260])
+    opts = {"max_shift": 0.08, "min_shift_px": 4, "min_coverage": 0.5, "move_penalty": 0.05}
+    for truth in (inner, outer):
+        for off in (-2, 0, 2):
+            got, _ = snap_box(img, truth + off, nearest=True, **opts)
+            np.testing.assert_allclose(got, truth, atol=1)
+    # without it, the stronger outer edge pulls an inner box across the band
+    got, _ = snap_box(img, inner, nearest=False, **opts)
+    assert _iou(got, outer)[0, 0] > 0.97 and _iou(got, inner)[0, 0] < 0.9
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

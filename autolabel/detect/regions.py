@@ -55,7 +55,7 @@ SIGNALS = ("layout", "seed_sim", "edge_min", "bg_inside", "snap_shift", "snap_ed
 POS_IOU = 0.9
 #: IoU below which a candidate is a negative (in between: left out of training).
 NEG_IOU = 0.85
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -118,13 +118,23 @@ def _rows_for(sample: RegionSample, group: int, rng: np.random.Generator) -> tup
     jit_arr = np.asarray(jit, np.float64).reshape(-1, 4)
     extra.append(np.round(jit_arr).astype(np.int64))
     extra.append(np.round(neg).astype(np.int64))
+    # the frame variants of the true boxes (the picture inside a thin border, or the border's
+    # outer edge): IoU 0.8-0.9 with the truth, so without this they would be left out, and
+    # the scorer could not learn which of the two the seed wants
+    if len(truth):
+        inner, outer = rf.band_boxes(p, np.round(truth).astype(np.int64))
+        frame = np.concatenate([inner, outer])
+        frame = frame[box_iou(frame.astype(np.float64), truth).max(axis=1) < POS_IOU]
+    else:
+        frame = np.zeros((0, 4), np.int64)
+    extra.append(frame)
     allb = np.concatenate([cand, *extra]).reshape(-1, 4)
     allb[:, [0, 2]] = allb[:, [0, 2]].clip(0, w)
     allb[:, [1, 3]] = allb[:, [1, 3]].clip(0, h)
     ok = (allb[:, 2] - allb[:, 0] >= 4) & (allb[:, 3] - allb[:, 1] >= 4)
     n_c, n_t, n_j = len(cand), len(truth), len(jit_arr)
     kind = np.concatenate(
-        [np.zeros(n_c), np.ones(n_t), np.full(n_j, 2), np.full(len(neg), 3)]
+        [np.zeros(n_c), np.ones(n_t), np.full(n_j, 2), np.full(len(neg), 3), np.full(len(frame), 4)]
     ).astype(np.int64)
     allb, kind = allb[ok], kind[ok]
     s_all = np.zeros(len(allb), np.int64)
@@ -142,6 +152,11 @@ def _rows_for(sample: RegionSample, group: int, rng: np.random.Generator) -> tup
     y[best >= POS_IOU] = 1
     y[best < NEG_IOU] = 0
     y[kind == 3] = 0
+    if len(frame):
+        # the frame variants, and candidates on them, are wrong however close
+        y[
+            (kind == 4) | ((y < 0) & (box_iou(allb.astype(np.float64), frame).max(axis=1) >= 0.9))
+        ] = 0
     keep = y >= 0
     rows = _Rows(
         X=X[keep],
@@ -516,7 +531,7 @@ class RegionsDetector:
             return Proposals.empty(SIGNALS)
         X, t, hist = rf.base_features(p, cand, src)
         rf.seed_features(X, t, hist, self.model.stats)
-        prob = self.model.predict(X)
+        prob = rf.follow_seed_frames(cand, X, self.model.predict(X), self.model.stats)
         keep = nms(cand.astype(np.float64), prob, self.nms_iou)[: self.max_per_image]
         keep = keep[prob[keep] >= self.box_threshold]
         if len(keep) == 0:
@@ -537,6 +552,7 @@ class RegionsDetector:
                 min_shift_px=int(np.ceil(2.5 / p.f)),
                 min_coverage=0.5,
                 move_penalty=0.05,
+                nearest=True,
             )
         col = {k: rf.FEATURES.index(k) for k in ("layout", "seed_sim", "edge_min", "bg_inside")}
         return Proposals(

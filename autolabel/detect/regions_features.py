@@ -19,7 +19,7 @@ its four borders are, text-likeness, and how similar it looks to the seed crops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,15 @@ COLOR_TOL = 7
 UI_MIN_SHARE = 0.005
 #: Side of the grey thumbnails compared with seed crops.
 THUMB = 12
+#: Frame bands (a picture inside a thin uniform card border): widest band as a share of the
+#: box side and in small pixels, most grey-level spread inside it, least coverage of the line
+#: that closes it, and most grey-level difference between the bands of two sides.
+BAND_MAX_FRAC = 0.08
+BAND_MAX_PX = 20
+BAND_STD = 8.0
+BAND_LINE_COV = 0.6
+BAND_COLOR_TOL = 12.0
+BAND_SEGMENTS = 5
 
 FEATURES: tuple[str, ...] = (
     "cx",
@@ -57,6 +66,10 @@ FEATURES: tuple[str, ...] = (
     "edge_mag",
     "ring_contrast",
     "inner_line",
+    "band_out",
+    "band_in",
+    "band_out_w",
+    "band_in_w",
     "text_like",
     "n_colors",
     "contained_by",
@@ -99,6 +112,8 @@ class Prepared:
     ii_sat: np.ndarray
     ii_ex: np.ndarray  #: integral of vertical-line edge map (steps along x)
     ii_ey: np.ndarray  #: integral of horizontal-line edge map (steps along y)
+    ii_sx: np.ndarray  #: integral of the x-step map before the one-pixel tolerance
+    ii_sy: np.ndarray  #: integral of the y-step map before the one-pixel tolerance
     ii_mx: np.ndarray
     ii_my: np.ndarray
     ii_rgb: np.ndarray  #: (h+1, w+1, 3) float64 integral of ``small``
@@ -113,10 +128,11 @@ def _integral(a: np.ndarray) -> np.ndarray:
 def _rect_sum(ii: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sums over ``(n, 4)`` integer boxes (clipped) from an integral image."""
     h, w = ii.shape[0] - 1, ii.shape[1] - 1
-    x0 = np.clip(b[:, 0], 0, w)
-    x1 = np.clip(b[:, 2], 0, w)
-    y0 = np.clip(b[:, 1], 0, h)
-    y1 = np.clip(b[:, 3], 0, h)
+    # np.minimum/np.maximum: np.clip's per-call overhead dominates on these small arrays
+    x0 = np.minimum(np.maximum(b[:, 0], 0), w)
+    x1 = np.minimum(np.maximum(b[:, 2], 0), w)
+    y0 = np.minimum(np.maximum(b[:, 1], 0), h)
+    y1 = np.minimum(np.maximum(b[:, 3], 0), h)
     return ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
 
 
@@ -215,8 +231,9 @@ def prepare(image: np.ndarray) -> Prepared:
     dy = np.zeros_like(gray)
     dy[1:] = np.abs(gray[1:] - gray[:-1])
     # tolerate one pixel of misplacement at this scale
-    ex = cv2.dilate((dx > 6).astype(np.uint8), np.ones((1, 3), np.uint8)).astype(np.float32)
-    ey = cv2.dilate((dy > 6).astype(np.uint8), np.ones((3, 1), np.uint8)).astype(np.float32)
+    sx, sy = (dx > 6).astype(np.uint8), (dy > 6).astype(np.uint8)
+    ex = cv2.dilate(sx, np.ones((1, 3), np.uint8)).astype(np.float32)
+    ey = cv2.dilate(sy, np.ones((3, 1), np.uint8)).astype(np.float32)
     mx = cv2.dilate(dx, np.ones((1, 3), np.uint8))
     my = cv2.dilate(dy, np.ones((3, 1), np.uint8))
     return Prepared(
@@ -234,6 +251,8 @@ def prepare(image: np.ndarray) -> Prepared:
         ii_sat=_integral(hsv[..., 1].astype(np.float32)),
         ii_ex=_integral(ex),
         ii_ey=_integral(ey),
+        ii_sx=_integral(sx),
+        ii_sy=_integral(sy),
         ii_mx=_integral(mx),
         ii_my=_integral(my),
         ii_rgb=cv2.integral(small, sdepth=cv2.CV_64F),
@@ -330,13 +349,185 @@ def _to_lines(p: Prepared, b, *, outward: bool, min_cov: float, reach: float):
     return tuple(out)
 
 
+def frame_bands(p: Prepared, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Thin uniform bands closed by a straight line just inside and just outside each box side.
+
+    A picture inside a card border has, just outside each side, a band of one colour (the
+    border) and then the card's outer edge; the card's box has the same band just inside.
+    For each side (itself an edge) the band is the narrowest ``d`` (3 px up to
+    ``BAND_MAX_FRAC`` of the box side, at most ``BAND_MAX_PX``) whose line at distance ``d``
+    covers at least ``BAND_LINE_COV`` of the side's middle 80 %, with a quiet line between,
+    and whose pixels between the two lines are flat (:func:`_uniform`). Sides whose band
+    colour differs from the other sides' median by more than ``BAND_COLOR_TOL`` do not count.
+
+    Args:
+        p: prepared maps; boxes: ``(n, 4)`` int small-image boxes.
+
+    Returns:
+        ``(inside (n, 4) int64, outside (n, 4) int64)``: band width per side (left, top,
+        right, bottom; 0 = no band) in small pixels.
+    """
+    h, w = p.bg.shape
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    n = len(b)
+    width = np.zeros((2, n, 4), np.int64)  # [0] inside, [1] outside
+    mean = np.zeros((2, n, 4))
+    bw = np.maximum(b[:, 2] - b[:, 0], 1)
+    bh = np.maximum(b[:, 3] - b[:, 1], 1)
+    ix, iy = bw // 10, bh // 10
+    for vertical in (True, False):  # left/right sides (columns), then top/bottom (rows)
+        sides = np.array([0, 2] if vertical else [1, 3])
+        # one row per (direction, side, box)
+        side = np.tile(np.repeat(sides, n), 2)
+        out = np.repeat([0, 1], 2 * n)
+        box = np.tile(np.arange(n), 4)
+        e = b[box, side]
+        if vertical:
+            lo, hi, size, limit = b[box, 1] + iy[box], b[box, 3] - iy[box], bw[box], w
+        else:
+            lo, hi, size, limit = b[box, 0] + ix[box], b[box, 2] - ix[box], bh[box], h
+        span = np.maximum(hi - lo, 1)
+        allow = np.minimum(size * BAND_MAX_FRAC, BAND_MAX_PX).astype(np.int64)
+        sign = np.where(side < 2, -1, 1) * np.where(out == 1, 1, -1)
+        ii = p.ii_ex if vertical else p.ii_ey
+        raw = p.ii_sx if vertical else p.ii_sy
+
+        # the box side itself must be an edge (a loose box on a flat page has no frame)
+        sel = np.flatnonzero(allow >= 3)
+        if len(sel):
+            own = _lines_cover(ii, e[sel, None], lo[sel], hi[sel], span[sel], vertical=vertical)
+            sel = sel[own[:, 0] >= BAND_LINE_COV]
+        if not len(sel):
+            continue
+        es, lim, sg = e[sel], allow[sel], sign[sel]
+        los, his, sps = lo[sel], hi[sel], span[sel]
+        ds = np.arange(3, int(lim.max()) + 1)  # (D,) band widths tried
+        L = es[:, None] + sg[:, None] * ds[None]  # (m, D)
+        cov = _lines_cover(ii, L, los, his, sps, vertical=vertical)
+        # a band needs a quiet line between (else the "line" is the box's own blurred edge)
+        ks = np.arange(1, int(ds[-1]))
+        between = es[:, None] + sg[:, None] * ks[None]
+        quiet = np.minimum.accumulate(
+            _lines_cover(raw, between, los, his, sps, vertical=vertical), axis=1
+        )
+        ok_d = (
+            (L >= 1)
+            & (L <= limit - 1)
+            & (cov >= BAND_LINE_COV)
+            & (quiet[:, ds - 2] < 0.3)
+            & (ds[None] <= lim[:, None])
+        )
+        bi, di = np.nonzero(ok_d)
+        if not len(bi):
+            continue
+        r = sel[bi]
+        eb, Lb = e[r], L[bi, di]
+        # the band between the lines, one pixel off each; or two off the box's own side
+        # (a candidate side is often one pixel off its edge, on the blurred step)
+        a, z = np.minimum(eb, Lb) + 1, np.maximum(eb, Lb) - 1
+        ok, m = _uniform(p, _strip(a, z, lo[r], hi[r], vertical), vertical=vertical)
+        a2, z2 = np.where(Lb < eb, a, a + 1), np.where(Lb < eb, z - 1, z)
+        ok2, m2 = _uniform(p, _strip(a2, z2, lo[r], hi[r], vertical), vertical=vertical)
+        ok2 &= ~ok & (z2 > a2)
+        m = np.where(ok2, m2, m)
+        good = ok | ok2
+        if not good.any():
+            continue
+        bi, di, m = bi[good], di[good], m[good]
+        first_b, first = np.unique(bi, return_index=True)  # nonzero order: d ascending
+        r = sel[first_b]
+        width[out[r], box[r], side[r]] = ds[di[first]]
+        mean[out[r], box[r], side[r]] = m[first]
+    # one border colour all round: drop sides far from the median band colour
+    for k in range(2):
+        found = width[k] > 0
+        rows = found.any(axis=1)
+        if rows.any():
+            mm = np.where(found[rows], mean[k][rows], np.nan)
+            med = np.nanmedian(mm, axis=1, keepdims=True)
+            off = np.zeros_like(found)
+            off[rows] = found[rows] & (np.abs(mm - med) > BAND_COLOR_TOL)
+            width[k][off] = 0
+    return width[0], width[1]
+
+
+def _lines_cover(
+    ii: np.ndarray, pos: np.ndarray, lo: np.ndarray, hi: np.ndarray, span, *, vertical: bool
+) -> np.ndarray:
+    """Share of ``[lo, hi)`` covered by a step map (integral ``ii``) on the lines ``pos``
+    ``(m, k)`` (columns when ``vertical``, else rows), ``(m, k)``."""
+    k = pos.shape[1]
+    strip = _strip(pos.ravel(), pos.ravel() + 1, np.repeat(lo, k), np.repeat(hi, k), vertical)
+    return _rect_sum(ii, strip).reshape(pos.shape) / span[:, None]
+
+
+def _strip(a, z, lo, hi, vertical: bool) -> np.ndarray:
+    """Boxes ``(n, 4)`` spanning ``[a, z)`` across a side and ``[lo, hi)`` along it."""
+    return np.stack([a, lo, z, hi] if vertical else [lo, a, hi, z], 1)
+
+
+def _uniform(p: Prepared, strip: np.ndarray, *, vertical: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each ``(n, 4)`` strip is one flat colour in most of its length (stickers over
+    a frame spoil a part of it): of ``BAND_SEGMENTS`` pieces along it, a majority has a grey
+    spread <= ``BAND_STD`` and those agree within ``BAND_COLOR_TOL``.
+
+    Returns:
+        ``(ok (n,) bool, mean grey of the flat pieces (n,))``.
+    """
+    k = BAND_SEGMENTS
+    n = len(strip)
+    a0, a1 = (strip[:, 1], strip[:, 3]) if vertical else (strip[:, 0], strip[:, 2])
+    cuts = a0[:, None] + ((a1 - a0)[:, None] * np.arange(k + 1)[None]) // k  # (n, k+1)
+    seg = np.repeat(strip, k, axis=0)  # (n * k, 4): segment j of strip i at row i * k + j
+    c0, c1 = (1, 3) if vertical else (0, 2)
+    seg[:, c0], seg[:, c1] = cuts[:, :-1].ravel(), cuts[:, 1:].ravel()
+    area = _area(seg)
+    m = _rect_sum(p.ii_g, seg) / np.maximum(area, 1)
+    var = _rect_sum(p.ii_g2, seg) / np.maximum(area, 1) - m * m
+    means = m.reshape(n, k)
+    flat = ((var <= BAND_STD**2) & (area > 0)).reshape(n, k)
+    nf = flat.sum(axis=1)
+    mean = np.where(flat, means, 0.0).sum(axis=1) / np.maximum(nf, 1)
+    spread = np.where(flat, means, -np.inf).max(axis=1) - np.where(flat, means, np.inf).min(axis=1)
+    ok = (nf > k // 2) & (spread <= BAND_COLOR_TOL)
+    return ok, mean
+
+
+def band_boxes(p: Prepared, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame variants of boxes: the rectangle inside a uniform band all round, and the one
+    outside it (see :func:`frame_bands`).
+
+    A variant is made when at least three sides have a band; a fourth side without one (a
+    sticker over the border) moves by the median width of the other three.
+
+    Returns:
+        ``(inner (n, 4) int64, outer (n, 4) int64)``; a row equals the input box where no
+        variant was found.
+    """
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    out = []
+    for outward, wd in zip((False, True), frame_bands(p, b), strict=True):
+        ok = (wd > 0).sum(axis=1) >= 3
+        med = np.zeros(len(b), np.int64)
+        if ok.any():
+            med[ok] = np.array([int(np.median(r[r > 0])) for r in wd[ok]])
+        wd = np.where((wd == 0) & ok[:, None], med[:, None], wd)
+        wd = np.where(ok[:, None], wd, 0)
+        sgn = np.array([-1, -1, 1, 1]) * (1 if outward else -1)
+        v = b + sgn * wd
+        bad = (v[:, 2] - v[:, 0] < 4) | (v[:, 3] - v[:, 1] < 4)
+        out.append(np.where(bad[:, None], b, v))
+    return out[0], out[1]
+
+
 def candidates(p: Prepared, *, min_side: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Candidate boxes in small-image pixels.
 
     Returns:
-        ``(boxes (n, 4) int64, source (n,) int64)``; source: 0 bbox, 1 trimmed, 2 peeled,
-        3 colour region, 4 grown to lines, 5 shrunk to lines (6: an exemplar match, added
-        by the detector) (an id, no direction).
+        ``(boxes (n, 4) int64, source (n,) int64)``; source: 0 bbox, 1 trimmed, 2 peeled
+        (also: the picture inside a uniform frame band, :func:`band_boxes`), 3 colour region,
+        4 grown to lines (also: the outer edge of a frame band around the box), 5 shrunk to
+        lines (6: an exemplar match, added by the detector) (an id, no direction).
     """
     import cv2
 
@@ -396,6 +587,16 @@ def candidates(p: Prepared, *, min_side: int = 8) -> tuple[np.ndarray, np.ndarra
         k = _to_lines(p, b, outward=False, min_cov=0.8, reach=0.35)
         if k != b:
             add(k, 5)
+    # frame variants: the picture inside a thin uniform border, and the border's outer edge
+    big = [b for b in out if (b[2] - b[0]) * (b[3] - b[1]) >= 5 * min_area]
+    if big:
+        arr_b = np.asarray(big, np.int64)
+        inner, outer = band_boxes(p, arr_b)
+        for b0, bi, bo in zip(arr_b, inner, outer, strict=True):
+            if (bi != b0).any():
+                add(tuple(bi), 2)
+            if (bo != b0).any():
+                add(tuple(bo), 4)
     if not out:
         return np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
     arr = np.asarray(out, np.int64)
@@ -564,6 +765,16 @@ def base_features(
     ring_i = (_rect_sum(p.ii_g, b) - _rect_sum(p.ii_g, inner)) / i_area
     cols["ring_contrast"] = np.abs(ring_o - ring_i) / 64
     cols["inner_line"] = _inner_lines(p, b)
+    # a thin uniform band just outside (the box is a picture in a frame) or just inside (the
+    # box is the frame): which one the seed's boxes are is learned from the seed
+    side = np.stack([bw, bh, bw, bh], 1)
+    for name, wd in zip(("in", "out"), frame_bands(p, b), strict=True):
+        found = wd > 0
+        nf = found.sum(axis=1)
+        cols[f"band_{name}"] = nf / 4
+        cols[f"band_{name}_w"] = (
+            np.where(nf > 0, (wd / side).sum(axis=1) / np.maximum(nf, 1), 0.0) / BAND_MAX_FRAC
+        )
     t, hist = thumbs(p.small, b, p.ii_rgb)
     ncol = (hist > 0.02).sum(axis=1)
     cols["n_colors"] = ncol / 64
@@ -622,6 +833,8 @@ class SeedStats:
     origin: np.ndarray  #: (m,) int: training image index of each crop (-1 unknown)
     layout: np.ndarray  #: (k, 6) layout columns of each seed box
     layout_origin: np.ndarray  #: (k,) training image index of each seed box
+    #: (2,) seed boxes that are a picture inside a thin frame / the frame itself
+    frames: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
 
 _LAYOUT_COLS = ("w", "h", "cx", "cy", "log_aspect", "log_px")
@@ -637,6 +850,9 @@ def seed_stats(
     v = X_pos[:, idx].astype(np.float64)
     mean = v.mean(axis=0) if len(v) else np.zeros(len(idx))
     std = np.maximum(v.std(axis=0) if len(v) > 1 else _STD_FLOOR, _STD_FLOOR)
+    out_ = X_pos[:, FEATURES.index("band_out")] >= 0.75
+    in_ = X_pos[:, FEATURES.index("band_in")] >= 0.75
+    frames = np.array([(out_ & ~in_).sum(), (in_ & ~out_).sum()], np.float64)
     return SeedStats(
         mean,
         std,
@@ -645,7 +861,73 @@ def seed_stats(
         np.asarray(origin, np.int64),
         v,
         np.asarray(pos_origin, np.int64),
+        frames,
     )
+
+
+def follow_seed_frames(
+    boxes: np.ndarray, X: np.ndarray, prob: np.ndarray, stats: SeedStats
+) -> np.ndarray:
+    """Rank the frame variant the seed's boxes are above the other one.
+
+    A picture inside a thin uniform frame gives two candidates (the picture, with a band just
+    outside; the frame, with a band just inside) that look alike to the scorer. When the
+    seed's framed boxes are mostly pictures (or mostly frames), the scores within each group
+    of such nested candidates are reassigned: the group's highest scores go to the wanted
+    variants and the lowest to the others, each kind keeping its own order. Without framed
+    seed boxes, or with as many of each kind, nothing changes.
+
+    Args:
+        boxes: ``(n, 4)`` candidate boxes; X: their ``(n, len(FEATURES))`` features;
+        prob: ``(n,)`` scores; stats: the seed statistics.
+
+    Returns:
+        ``(n,)`` scores (a new array, a permutation of ``prob`` within each group).
+    """
+    out = np.asarray(prob, np.float64).copy()
+    inner_n, outer_n = (float(v) for v in np.asarray(stats.frames).reshape(-1)[:2])
+    if inner_n == outer_n or len(out) < 2:
+        return out
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    # two sides with a band suffice here (a light photo edge against a light frame is faint)
+    b_out, b_in = X[:, FEATURES.index("band_out")], X[:, FEATURES.index("band_in")]
+    pic = np.flatnonzero((b_out >= 0.5) & (b_out > b_in))
+    frm = np.flatnonzero((b_in >= 0.5) & (b_in > b_out))
+    if not len(pic) or not len(frm):
+        return out
+    from autolabel.geometry import box_iou
+
+    # the picture lies inside the frame (2 px slack), most of it
+    inside = (b[pic, None, :2] >= b[None, frm, :2] - 2).all(axis=2) & (
+        b[pic, None, 2:] <= b[None, frm, 2:] + 2
+    ).all(axis=2)
+    pair = (box_iou(b[pic], b[frm]) >= 0.7) & inside
+    if not pair.any():
+        return out
+    # groups: connected pictures and frames (near-duplicate candidates of one framed photo)
+    n_p = len(pic)
+    label = np.arange(n_p + len(frm))
+    changed = True
+    while changed:
+        lp, lf = label[:n_p], label[n_p:]
+        m = np.where(pair, np.minimum(lp[:, None], lf[None]), np.iinfo(np.int64).max)
+        new = np.concatenate([np.minimum(lp, m.min(axis=1)), np.minimum(lf, m.min(axis=0))])
+        changed = bool((new != label).any())
+        label = new
+    members = np.concatenate([pic, frm])
+    wanted = np.concatenate([np.ones(n_p, bool), np.zeros(len(frm), bool)])
+    if inner_n < outer_n:
+        wanted = ~wanted
+    linked = np.concatenate([pair.any(axis=1), pair.any(axis=0)])
+    for g in np.unique(label[linked]):
+        sel = np.flatnonzero((label == g) & linked)
+        w_idx = members[sel[wanted[sel]]]
+        o_idx = members[sel[~wanted[sel]]]
+        scores = np.sort(out[np.concatenate([w_idx, o_idx])])[::-1]
+        w_idx = w_idx[np.argsort(-out[w_idx], kind="stable")]
+        o_idx = o_idx[np.argsort(-out[o_idx], kind="stable")]
+        out[np.concatenate([w_idx, o_idx])] = scores
+    return out
 
 
 def seed_features(

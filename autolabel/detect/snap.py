@@ -81,6 +81,7 @@ def snap_box(
     span_inset: float = 0.12,
     border_score: float = 0.5,
     move_penalty: float = 0.1,
+    nearest: bool = False,
 ) -> tuple[np.ndarray, float]:
     """Snap one box to nearby straight edges.
 
@@ -95,6 +96,11 @@ def snap_box(
         span_inset: share of the span left out at each end.
         border_score: score of the image border as a line (a picture touching the border).
         move_penalty: score lost per ``max_shift`` moved.
+        nearest: move only within the run of edge lines (coverage >= ``min_coverage``, gaps
+            of one pixel at most) nearest to the side, never across a gap to a stronger line
+            beyond: a box on the inner edge of a thin frame stays inside it, one on the outer
+            edge stays outside (for boxes that already sit within a few pixels of an edge). A
+            fainter line (half ``min_coverage``) within 2 px of the side also anchors it.
 
     Returns:
         ``(new_box (4,) float64, mean coverage of the four final sides)``.
@@ -124,6 +130,12 @@ def snap_box(
         score = cov + 0.25 * np.minimum(mag / 60.0, 1.0)
         score = np.where((pos == 0) | (pos == limit), border_score, score)
         score = score - move_penalty * np.abs(pos - out[side]) / max(r, 1)
+        if nearest:
+            # a fainter edge right at the side (a light photo against a light frame) anchors
+            # it too, so the side does not jump to a frame's stronger outer edge
+            faint = (np.abs(pos - out[side]) <= 2) & (cov >= 0.5 * min_coverage)
+            strong = (cov >= min_coverage) | (pos == 0) | (pos == limit) | faint
+            score = np.where(_nearest_run(pos, strong, out[side]), score, -np.inf)
         k = int(np.argmax(score))
         at_border = pos[k] in (0, limit)
         if at_border or cov[k] >= min_coverage:
@@ -135,6 +147,20 @@ def snap_box(
     if out[2] - out[0] < 2 or out[3] - out[1] < 2:
         return np.asarray([x0, y0, x1, y1], np.float64), 0.0
     return np.asarray(out, np.float64), float(np.mean(covs))
+
+
+def _nearest_run(pos: np.ndarray, strong: np.ndarray, at: float) -> np.ndarray:
+    """Mask of the run of ``strong`` positions (one-pixel gaps allowed) nearest to ``at``;
+    all True when none is strong (the caller then keeps the side)."""
+    idx = np.flatnonzero(strong)
+    if not len(idx):
+        return np.ones(len(pos), bool)
+    p = pos[idx]
+    run = np.concatenate([[0], np.cumsum(np.diff(p) > 2)])
+    best = run[int(np.argmin(np.abs(p - at)))]
+    keep = np.zeros(len(pos), bool)
+    keep[idx[run == best]] = True
+    return keep
 
 
 class SnapRefiner:
@@ -203,7 +229,7 @@ class SnapRefiner:
 
 
 def snap_boxes(
-    gray: np.ndarray, xyxy: np.ndarray, **options: float
+    gray: np.ndarray, xyxy: np.ndarray, **options: float | bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`snap_box` over ``(n, 4)`` boxes.
 
