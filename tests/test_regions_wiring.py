@@ -310,3 +310,24 @@ def test_heldout_paths_are_a_stable_share_of_the_reviewed_images():
     assert heldout_paths(paths[:4], 0.2) == set()  # too few to judge on
     assert len(heldout_paths(paths[:5], 0.2)) == 1
     assert heldout_paths(paths, 0.0) == set()
+
+
+@pytest.mark.slow
+def test_a_regions_model_from_an_older_autolabel_is_passed_over(tmp_path, folders):
+    import json
+
+    from autolabel.seed.regions import ensure_regions_model
+
+    with Workspace.create(tmp_path / "ws") as ws:
+        cfg = steps.load_options(ws, None, {"detect.detector": "regions"})
+        steps.seed_add(ws, cfg, folders["crops"], originals=folders["originals"])
+        v1 = ensure_regions_model(ws)
+        meta = json.loads((v1 / "meta.json").read_text())
+        meta["features"] = meta["features"][:-1]  # as saved by a version with fewer features
+        (v1 / "meta.json").write_text(json.dumps(meta))
+        lines: list[str] = []
+        v2 = ensure_regions_model(ws, log=lines.append)
+        assert v2.name == "regions-v2" and v1.name == "regions-v1"
+        assert "regions-v1: saved by an older autolabel" in lines[0]
+        assert "trained regions-v2 on 8 seed boxes" in lines[1]
+        assert ensure_regions_model(ws) == v2  # current now: used as is

@@ -215,6 +215,16 @@ def _fit_classifier(X: np.ndarray, y: np.ndarray, seed: int, max_iter: int) -> _
     ).fit(X, y)
 
 
+def model_is_current(folder: str | Path) -> bool:
+    """Whether a saved regions model was written with this version's feature list (reads
+    only ``meta.json``; an older model must be retrained, see :meth:`RegionModel.load`)."""
+    try:
+        meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return meta.get("features") == list(rf.FEATURES)
+
+
 @dataclass
 class RegionModel:
     """A trained ``regions`` scorer: classifier, calibration, seed statistics, training rows.

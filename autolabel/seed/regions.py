@@ -164,12 +164,22 @@ def ensure_regions_model(ws: Any, *, log: Callable[[str], None] | None = None) -
     on held-out reviewed images is kept aside, see :mod:`autolabel.train.regions`); a new one
     trained on the seed when there is none, or when the newest was trained on the seed alone
     and the seed changed since (a fine-tuned version is kept: ``autolabel finetune`` made it
-    on purpose).
+    on purpose). Versions saved with another feature list (an older autolabel) are passed
+    over, said in one line.
 
     Raises:
         InputError: no version and no located seed box.
     """
-    found = [v for v in versions.list_versions(ws.path, FAMILY) if versions.is_promoted(v)]
+    from autolabel.detect.regions import model_is_current
+
+    promoted = [v for v in versions.list_versions(ws.path, FAMILY) if versions.is_promoted(v)]
+    found = [v for v in promoted if model_is_current(v.path)]
+    stale = [v.name for v in promoted if not model_is_current(v.path)]
+    if stale and log is not None:
+        log(
+            f"{', '.join(stale)}: saved by an older autolabel (other features); not used "
+            "(run `autolabel finetune` to retrain with your reviews)"
+        )
     if found:
         newest = found[-1]
         if newest.metadata.get("source") != SOURCE_SEED:

@@ -75,11 +75,16 @@ def review_boxes(ws: Any) -> dict[str, dict[str, Any]]:
 
 def _seed_base(ws: Any, items: list[dict[str, Any]]) -> Path | None:
     """The newest seed-only version trained on exactly the current seed, if any."""
+    from autolabel.detect.regions import model_is_current
     from autolabel.seed.regions import FAMILY, SOURCE_SEED, seed_fingerprint
 
     current = seed_fingerprint(items)
     for v in reversed(versions.list_versions(ws.path, FAMILY)):
-        if v.metadata.get("source") == SOURCE_SEED and v.metadata.get("seed_hash") == current:
+        if (
+            v.metadata.get("source") == SOURCE_SEED
+            and v.metadata.get("seed_hash") == current
+            and model_is_current(v.path)
+        ):
             return v.path
     return None
 
