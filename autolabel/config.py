@@ -97,6 +97,7 @@ class SelectConfig(_Section):
     budget: int | str | None = None
     audit_rate: float = Field(0.02, ge=0, le=1)
     reject_below: float = Field(0.05, ge=0, le=1)
+    explore_share: float = Field(0.5, ge=0, le=1)
     seed: int = 0
     method: Literal["logistic", "isotonic"] = "logistic"
     diversity: float = Field(0.3, ge=0, lt=1)

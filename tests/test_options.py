@@ -232,6 +232,7 @@ NON_DEFAULT: dict[str, Any] = {
     "select.budget": 50,
     "select.audit_rate": 0.1,
     "select.reject_below": 0.1,
+    "select.explore_share": 0.25,
     "select.seed": 3,
     "select.method": "isotonic",
     "select.diversity": 0.5,

@@ -93,7 +93,7 @@ def test_an_always_right_detector_is_auto_accepted_after_enough_reviews(workspac
     _world(workspace, 120)
     sel = SelectConfig(
         target_precision=0.99, budget=60, audit_rate=0.02, diversity=0.0,
-        exemplar_similarity=False,
+        exemplar_similarity=False, explore_share=0.0,
     )  # fmt: skip
     s1 = run_select(workspace, sel, quality=QUAL)
     assert s1["routes"]["auto"] + s1["routes"]["audit"] == 0
@@ -128,7 +128,10 @@ def test_seed_originals_do_not_vouch_for_the_detector_that_learned_from_them(wor
 )
 def test_where_the_wrong_reviewed_boxes_are_decides(workspace, wrong, p_top, auto):
     _world(workspace, 120, wrong=wrong)
-    sel = SelectConfig(target_precision=0.99, budget=60, diversity=0.0, exemplar_similarity=False)
+    sel = SelectConfig(
+        target_precision=0.99, budget=60, diversity=0.0, exemplar_similarity=False,
+        explore_share=0.0,
+    )  # fmt: skip
     run_select(workspace, sel, quality=QUAL)
     review_open_items(workspace)  # the 60 lowest: 58 accepts, the 2 loose ones adjusted
     s = run_select(workspace, sel, quality=QUAL)
@@ -174,3 +177,39 @@ def test_a_set_audited_whole_is_known_exactly():
         {"n_auto": 300, "n_audit": 10, "n_audited": 10, "n_correct": 10}, ctx, min_audited=10
     )
     assert big["precision"] == 1.0 and big["low"] < 0.75 and big["high"] == 1.0
+
+
+def test_part_of_the_budget_explores_the_likely_right_boxes():
+    from autolabel.select.route import _explore
+
+    p = np.linspace(0.01, 0.99, 200)
+    ranked = np.argsort(np.abs(p - 0.5))  # most uncertain first
+    rng = np.random.default_rng(0)
+    out = _explore(ranked, p, 40, 0.5, rng)
+    assert out.size == 40 and np.unique(out).size == 40
+    assert out.tolist()[::2] == ranked[:20].tolist()  # the 20 most uncertain, in order
+    explored = out[1::2]
+    assert (p[explored] >= 0.5).all() and not np.isin(explored, ranked[:20]).any()
+    assert p[explored].max() > 0.9  # drawn over the whole likely-right range
+    assert _explore(ranked, p, 40, 0.0, rng).tolist() == ranked[:40].tolist()
+    assert _explore(ranked, p, 500, 0.5, rng).tolist() == ranked.tolist()  # no cap needed
+
+
+@pytest.mark.parametrize(("share", "auto"), [(0.5, True), (0.0, False)])
+def test_exploring_reaches_auto_accept_sooner(workspace, share, auto):
+    """Uncertainty sampling alone keeps reviewing the lowest scores (and the top of the
+    score range never gets the reviews that would vouch for it); a random half of the
+    budget among likely-right boxes builds that evidence."""
+    _world(workspace, 300, wrong=(30, 50), seed=1)  # among the 60 most uncertain
+    sel = SelectConfig(
+        target_precision=0.99, budget=60, diversity=0.0, exemplar_similarity=False,
+        explore_share=share,
+    )  # fmt: skip
+    run_select(workspace, sel, quality=QUAL)
+    scores = workspace.conn.execute(
+        "SELECT p.score FROM queue_items q JOIN proposals p ON p.id = q.proposal_id"
+    ).fetchall()
+    assert (sum(s > 0.7 for (s,) in scores) >= 20) is auto  # half explores
+    review_open_items(workspace)
+    s = run_select(workspace, sel, quality=QUAL)
+    assert (s["routes"]["auto"] + s["routes"]["audit"] > 0) is auto

@@ -32,6 +32,13 @@ def select(
         "--reject-below",
         help="Reject boxes with calibrated P(correct) below this without review (default 0.05).",
     ),
+    explore_share: float = typer.Option(
+        None,
+        "--explore-share",
+        help="Share of the budget drawn at random among boxes more likely right than wrong, "
+        "so calibration sees the boxes it would auto-accept (default 0.5; the rest: most "
+        "uncertain first).",
+    ),
     method: str = typer.Option(
         None, "--method", help="Calibration: logistic (all signals) or isotonic (score only)."
     ),
@@ -70,6 +77,7 @@ def select(
                 "select.budget": budget,
                 "select.audit_rate": audit_rate,
                 "select.reject_below": reject_below,
+                "select.explore_share": explore_share,
                 "select.method": method,
                 "select.diversity": diversity,
                 "select.seed": seed,

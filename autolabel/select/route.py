@@ -217,6 +217,33 @@ def _image_items(
     return ci_o[starts], best_value
 
 
+def _explore(
+    ranked: np.ndarray, p: np.ndarray, budget: int, share: float, rng: np.random.Generator
+) -> np.ndarray:
+    """The queued rows: the top ``budget - round(share * budget)`` of ``ranked``, then the rest
+    drawn uniformly among the remaining items with P(correct) >= 0.5, interleaved (each part
+    in its own order).
+
+    Uncertainty sampling alone reviews the boxes near P = 0.5 and never the likely-right
+    ones a calibrator must see before it may auto-accept them (49 correct reviews in a row
+    for 0.99, see :func:`autolabel.select.calibrate.fit_rate_calibrator`), so a version
+    could stay short of the target forever; a random sample also keeps the labels an
+    unbiased picture of what would be auto-accepted.
+    """
+    if budget >= ranked.size:
+        return ranked
+    k = min(round(share * budget), budget)
+    top = np.arange(budget - k)  # positions in ranked
+    pool = budget - k + np.flatnonzero(p[ranked[budget - k :]] >= AUTO_FLOOR)
+    k = min(k, pool.size)
+    picked = np.sort(rng.choice(pool, size=k, replace=False)) if k else np.zeros(0, np.int64)
+    if k < round(share * budget):  # too few likely-right items left: fill from the ranking
+        rest = np.setdiff1d(np.arange(ranked.size), picked)[: budget - k]
+        top = rest
+    slots = np.argsort(np.r_[np.arange(top.size) * 2, np.arange(k) * 2 + 1], kind="stable")
+    return np.r_[ranked[top], ranked[picked]][slots]
+
+
 def plan_routes(
     p: np.ndarray,
     image_id: np.ndarray,
@@ -226,6 +253,7 @@ def plan_routes(
     audit_rate: float,
     reject_below: float,
     rng: np.random.Generator,
+    explore_share: float = 0.0,
     cluster: np.ndarray | None = None,
     decay: float = 1.0,
     keep_audit: np.ndarray | None = None,
@@ -257,12 +285,15 @@ def plan_routes(
        (``image_busy``). Their
        value is discounted within image clusters by ``decay`` (:func:`diverse_priority`);
        the top ``budget`` images are queued (route ``review``); every other uncertain box
-       stays ``pending`` for a later round.
+       stays ``pending`` for a later round. With a budget, ``explore_share`` of it goes to a
+       uniform random sample of the images whose item has P(correct) >= 0.5 (see
+       :func:`_explore`), interleaved with the most valuable ones.
 
     Args:
         p: ``(n,)`` calibrated P(correct).
         image_id: ``(n,)`` image of each proposal.
         budget: most review items (images) to queue; None = no cap.
+        explore_share: share of the budget drawn at random among likely-right items.
         cluster: ``(n,)`` cluster label of each proposal's image (None = no diversity).
         decay: diversity discount in (0, 1].
         keep_audit: ``(n,)`` bool, open audit items from earlier rounds (kept if still auto).
@@ -343,9 +374,10 @@ def plan_routes(
         prio = diverse_priority(value, cl[rows], decay=decay)
     else:
         prio = value
+    order_rng, explore_rng = rng.spawn(2)  # [0] is the audit order stream, as before
     qi = rows[np.argsort(-prio, kind="stable")]
     if budget is not None:
-        qi = qi[: max(int(budget), 0)]
+        qi = _explore(qi, p, max(int(budget), 0), explore_share, explore_rng)
 
     route[auto] = C.ROUTE_AUTO
     route[rejected] = C.ROUTE_REJECTED
@@ -360,7 +392,7 @@ def plan_routes(
     reason[ai] = C.QUEUE_REASON_AUDIT
     # the audit order comes from its own stream, one value per row: a re-run of select
     # that keeps the sample keeps its priorities (kill -9 + re-run is byte-identical)
-    order = rng.spawn(1)[0].uniform(0.0, 1.0, size=n)
+    order = order_rng.uniform(0.0, 1.0, size=n)
     priority[ai] = order[ai]
     expected = float(p[auto].mean()) if auto.any() else None
     cutoff = float(p[auto].min()) if auto.any() else None

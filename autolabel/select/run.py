@@ -516,6 +516,7 @@ def run_select(
         target_precision=cfg.target_precision,
         budget=budget,
         audit_rate=cfg.audit_rate,
+        explore_share=cfg.explore_share,
         reject_below=cfg.reject_below,
         rng=np.random.default_rng(cfg.seed),
         cluster=cluster,
