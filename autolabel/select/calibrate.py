@@ -11,11 +11,15 @@ When the labelled boxes are (almost) all one class a logistic or isotonic fit is
 :func:`fit_rate_calibrator` assumes only that a higher score never means a lower chance of
 being right: the reviewed boxes, in score order, are pooled into monotone blocks (pool
 adjacent violators), a block with fewer than ``min_examples`` boxes joins the one below it
-(the lowest block excepted), and a box gets the Jeffreys posterior mean ``(k + 0.5) / (n +
-1)`` of the block its score falls in (never more than any block above). So it takes 49
-correct reviews in one block to reach 0.99, a wrong box among the lowest scores does not
-pull the top down, and one in the top block does. Boxes below every reviewed score, or in a
-block of fewer than ``min_examples``, are not supported (never auto-accepted).
+(the lowest block excepted), and a box at score ``s`` gets the Jeffreys posterior mean
+``(k + 0.5) / (n + 1)`` of the ``n`` reviewed boxes of its block scored at or *below* ``s``
+(``k`` correct; under the assumption those can only be worse than a box at ``s``), never
+more than the rate of any block above. So it takes 49 correct reviews at or below a score
+to reach 0.99 there, a wrong box in a lower block does not pull the top down, one in the
+box's own block does, and a low-scored box in a block of high-scored reviews is not
+vouched for by them. Boxes below every reviewed score, or with fewer than ``min_examples``
+reviewed boxes of their block at or below their score, are not supported (never
+auto-accepted).
 """
 
 from __future__ import annotations
@@ -132,14 +136,26 @@ class Calibrator:
             return np.clip(self._model.predict(s), 0.0, 1.0)
         if self.method == "rate":
             block, below = self._rate_block(X)
+            n_le, k_le = self._rate_counts(X, block)
             rate = self._model[3]
             raw = np.clip(np.nan_to_num(X[:, 0], nan=0.0), 0.0, 1.0)
-            return np.where(below, np.minimum(raw, rate[0]), rate[block])
+            local = np.minimum((k_le + 0.5) / (n_le + 1.0), rate[block])
+            return np.where(below, np.minimum(raw, rate[0]), local)
         out = np.empty(X.shape[0])
         step = 200_000
         for a in range(0, X.shape[0], step):
             out[a : a + step] = self._model.predict_proba(self._design(X[a : a + step]))[:, 1]
         return out
+
+    def _rate_counts(self, X: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``rate``: reviewed boxes of each row's block scored at or below it, and how many
+        of them were correct: ``(n (m,), k (m,))``."""
+        starts, _, _, _, scores, cum = self._model
+        s = np.nan_to_num(np.asarray(X, np.float64)[:, 0], nan=-np.inf)
+        first = np.searchsorted(scores, starts[block], side="left")
+        upto = np.maximum(np.searchsorted(scores, s, side="right"), first)
+        c0 = np.concatenate([[0], cum])
+        return (upto - first).astype(np.float64), (c0[upto] - c0[first]).astype(np.float64)
 
     def _rate_block(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``rate``: each row's block (clipped to 0) and whether it is below every block."""
@@ -157,7 +173,7 @@ class Calibrator:
         X = np.asarray(X, np.float64)
         if self.method == "rate":
             block, below = self._rate_block(X)
-            return ~below & (self._model[1][block] >= self.min_support)
+            return ~below & (self._rate_counts(X, block)[0] >= self.min_support)
         return np.full(X.shape[0], self.fitted, bool)
 
     def describe(self) -> dict[str, Any]:
@@ -297,6 +313,7 @@ def fit_rate_calibrator(
         )
     starts, bn, bk = monotone_blocks(score, y, min_examples)
     rate = np.minimum.accumulate(((bk + 0.5) / (bn + 1.0))[::-1])[::-1]
+    order = np.argsort(np.nan_to_num(score, nan=-np.inf), kind="stable")
     return Calibrator(
         "rate",
         reason=f"{why}{'; ' if why else ''}P(correct) from {starts.size} score block(s) of "
@@ -305,7 +322,14 @@ def fit_rate_calibrator(
         n_correct=pos,
         columns=["score"],
         min_support=min_examples,
-        _model=(starts, bn, bk, rate),
+        _model=(
+            starts,
+            bn,
+            bk,
+            rate,
+            np.nan_to_num(score, nan=-np.inf)[order],
+            np.cumsum(y[order]),
+        ),
     )
 
 
