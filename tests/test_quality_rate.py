@@ -109,7 +109,10 @@ def test_an_always_right_detector_is_auto_accepted_after_enough_reviews(workspac
     assert s2["routes"]["audit"] >= 5  # a fresh audit sample backs the estimate
     review_open_items(workspace, reasons=("audit",))
     est = precision_estimate(workspace, QUAL)
-    assert est["status"] == "ok" and est["precision"] == 1.0 and est["n_audited"] >= 5
+    assert est["status"] == "ok" and est["n_audited"] >= 5
+    assert est["audit_only"]["precision"] == 1.0 and est["method"] == "pooled"
+    assert est["prior_n"] == 60  # the 60 reviewed boxes, all below the auto-accepted ones
+    assert 0.98 < est["precision"] < 1.0 and est["low"] < est["precision"] < est["high"]
 
 
 def test_seed_originals_do_not_vouch_for_the_detector_that_learned_from_them(workspace):
@@ -215,3 +218,24 @@ def test_exploring_reaches_auto_accept_sooner(workspace, share, auto):
     review_open_items(workspace)
     s = run_select(workspace, sel, quality=QUAL)
     assert (s["routes"]["auto"] + s["routes"]["audit"] > 0) is auto
+
+
+def test_audits_pool_with_the_reviewed_boxes_behind_a_rate_set():
+    from autolabel.select.stats import estimate_from_outcomes, format_estimate
+
+    out = {"n_auto": 442, "n_audit": 19, "n_audited": 19, "n_correct": 18}
+    ctx = {"selected": True, "version": "k", "can_auto": True, "expected_precision": 0.992}
+    alone = estimate_from_outcomes(out, ctx)
+    pooled = estimate_from_outcomes(out, {**ctx, "prior_n": 74})
+    assert alone["method"] == "audits" and alone["precision"] == pytest.approx(18 / 19)
+    assert pooled["method"] == "pooled" and pooled["audit_only"] == {
+        k: alone[k] for k in ("precision", "low", "high")
+    }
+    # (74 * 0.992 + 18 + 0.5) / (74 + 19 + 1): the audits move it, the reviews steady it
+    assert pooled["precision"] == pytest.approx((74 * 0.992 + 18.5) / 94)
+    assert pooled["low"] < pooled["precision"] < pooled["high"] < 1.0
+    assert pooled["high"] - pooled["low"] < alone["high"] - alone["low"]
+    assert "pooled with 74 reviewed boxes" in format_estimate(pooled)
+    # bad audits still pull it down: the prior is not a veto
+    bad = estimate_from_outcomes({**out, "n_correct": 12}, {**ctx, "prior_n": 74})
+    assert bad["precision"] < 0.93 and bad["high"] < 0.97

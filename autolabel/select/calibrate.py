@@ -157,6 +157,15 @@ class Calibrator:
         c0 = np.concatenate([[0], cum])
         return (upto - first).astype(np.float64), (c0[upto] - c0[first]).astype(np.float64)
 
+    def evidence(self, X: np.ndarray) -> np.ndarray:
+        """``(n,)`` reviewed boxes behind each row's P(correct): for ``rate``, those of its
+        block scored at or below it (0 below every block); NaN for other methods."""
+        X = np.asarray(X, np.float64)
+        if self.method != "rate":
+            return np.full(X.shape[0], np.nan)
+        block, below = self._rate_block(X)
+        return np.where(below, 0.0, self._rate_counts(X, block)[0])
+
     def _rate_block(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``rate``: each row's block (clipped to 0) and whether it is below every block."""
         starts = self._model[0]

@@ -252,6 +252,8 @@ class VersionCalibration:
     Attributes:
         p: ``(n,)`` P(correct) (the raw score where the version has no fitted calibrator).
         can_auto: ``(n,)`` bool, the row's version has a fitted calibrator.
+        support: ``(n,)`` reviewed boxes behind each row's P(correct) (``rate``
+            calibrators; NaN otherwise).
         code: ``(n,)`` int version code of each row (index into ``keys``).
         keys: version keys (run keys), by code.
         info: per version key: ``{"label", "calibration", "sources", "n_current",
@@ -261,6 +263,7 @@ class VersionCalibration:
 
     p: np.ndarray
     can_auto: np.ndarray
+    support: np.ndarray
     code: np.ndarray
     keys: list[str]
     info: dict[str, dict[str, Any]]
@@ -310,6 +313,7 @@ def calibrate_versions(
     from_seed = np.arange(idx.size) >= sources["decisions"]
     p = np.zeros(len(cur))
     can_auto = np.zeros(len(cur), bool)
+    support = np.full(len(cur), np.nan)
     info: dict[str, dict[str, Any]] = {}
     for c, key in enumerate(keys):
         rows = np.flatnonzero(code == c)
@@ -330,6 +334,7 @@ def calibrate_versions(
             )
         p[rows] = cal.predict(X[rows])
         can_auto[rows] = cal.supported(X[rows])
+        support[rows] = cal.evidence(X[rows])
         info[key] = {
             "label": label_of.get(key, key),
             "calibration": cal.describe(),
@@ -342,7 +347,7 @@ def calibrate_versions(
         }
     pool = np.flatnonzero(~exclude) if (~exclude).any() else np.arange(len(cur))
     current = keys[int(code[pool[np.argmax(cur.run_id[pool])]])] if pool.size else None
-    return VersionCalibration(np.round(p, 6), can_auto, code, keys, info, current)
+    return VersionCalibration(np.round(p, 6), can_auto, support, code, keys, info, current)
 
 
 def _version_warning(key: str, info: dict[str, Any], min_labelled: int) -> str | None:
@@ -527,6 +532,10 @@ def run_select(
         min_audit=quality.min_audited,
         **ctx,
     )
+    auto_rows = rows[np.isin(plan.route, C.AUTO_ROUTES)]
+    for c, g in plan.groups.items():  # the fewest reviewed boxes behind an auto box
+        s = vc.support[auto_rows[vc.code[auto_rows] == c]]
+        g["prior_n"] = float(s.min()) if s.size and np.isfinite(s).all() else None
     # seed originals: their seed boxes are the labels; their proposals stay pending, unqueued
     write = np.concatenate([rows, seed_rows])
     route = np.concatenate([plan.route, np.full(seed_rows.size, C.ROUTE_PENDING, dtype=object)])
@@ -591,7 +600,7 @@ def _summary(
     counts = plan.counts()
     for c, g in plan.groups.items():
         vc.info[vc.keys[c]].update(
-            {k: g[k] for k in ("auto", "expected_precision", "auto_cutoff")},
+            {k: g.get(k) for k in ("auto", "expected_precision", "auto_cutoff", "prior_n")},
             audit={k: g.get(k, 0) for k in ("new_auto", "audit_fresh", "audit_topup")},
         )
     cur_info = vc.info.get(vc.current or "", {})
@@ -674,6 +683,7 @@ def precision_estimate(ws: Workspace, quality: QualityConfig | None = None) -> d
         "can_auto": info.get("can_auto"),
         "calibration_reason": (info.get("calibration") or {}).get("reason"),
         "expected_precision": info.get("expected_precision"),
+        "prior_n": info.get("prior_n"),
     }
     return estimate_from_outcomes(outcomes, ctx, min_audited=q.min_audited, match_iou=q.match_iou)
 

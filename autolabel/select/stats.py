@@ -38,6 +38,34 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
     return low, high
 
 
+def pooled_estimate(
+    k: int, n: int, expected: float, prior_n: float, *, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Audit outcomes pooled with the reviewed boxes that vouch for the set (Beta posterior).
+
+    The ``rate`` calibrator's P(correct) of each auto-accepted box rests on at least
+    ``prior_n`` reviewed boxes scored at or below it (conservative under its monotone
+    assumption); their evidence, at the set's expected precision, is a Beta prior with
+    ``prior_n`` pseudo-boxes, and the audits (an unbiased random sample of the set) update
+    it. 10-20 audits alone cannot pin a precision near 0.99 to within 0.02.
+
+    Args:
+        k / n: correct / decided audit items.
+        expected: the set's calibrated mean P(correct).
+        prior_n: reviewed boxes behind the weakest auto-accepted box.
+        level: central interval mass.
+
+    Returns:
+        ``(mean, low, high)`` of the posterior.
+    """
+    from scipy.stats import beta
+
+    a = prior_n * expected + k + 0.5
+    b = prior_n * (1.0 - expected) + (n - k) + 0.5
+    tail = (1.0 - level) / 2.0
+    return a / (a + b), float(beta.ppf(tail, a, b)), float(beta.ppf(1.0 - tail, a, b))
+
+
 def estimate_from_outcomes(
     outcomes: Mapping[str, Any],
     context: Mapping[str, Any],
@@ -65,7 +93,11 @@ def estimate_from_outcomes(
         (nothing is auto-accepted); ``reason`` says why when not ``ok``; ``expected`` is
         the calibrated mean P(correct) of the set at the last select. A set small enough
         to be audited whole (fewer boxes than ``min_audited``, all decided) is known
-        exactly: ``low == high == precision`` and ``reason`` says so.
+        exactly: ``low == high == precision`` and ``reason`` says so. With
+        ``context["prior_n"]`` (a ``rate`` calibrator: the reviewed boxes behind the set)
+        the audits are pooled with them (:func:`pooled_estimate`, ``method`` ``pooled``;
+        ``audit_only`` keeps the audits' own share and Wilson interval), else ``method``
+        is ``audits``.
     """
     k, n = int(outcomes["n_correct"]), int(outcomes["n_audited"])
     n_auto, n_audit = int(outcomes["n_auto"]), int(outcomes["n_audit"])
@@ -92,9 +124,20 @@ def estimate_from_outcomes(
     known = status == "ok"
     census = known and n >= n_auto  # every box of the set audited: known exactly
     low, high = wilson_interval(k, n) if known and not census else (None, None)
+    precision = (k / n) if known else None
+    audit_only = {"precision": precision, "low": low, "high": high}
+    method = "audits"
+    prior_n, expected = context.get("prior_n"), context.get("expected_precision")
     if census:
         low = high = k / n
         reason = f"every one of the {n_auto} auto-accepted boxes was audited"
+    elif known and prior_n and expected is not None:
+        precision, low, high = pooled_estimate(k, n, float(expected), float(prior_n))
+        method = "pooled"
+        reason = (
+            f"{n} audits pooled with the {prior_n:.0f} reviewed boxes that vouch for the "
+            f"set (audits alone: {k}/{n})"
+        )
     return {
         "status": status,
         "reason": reason,
@@ -102,9 +145,12 @@ def estimate_from_outcomes(
         "n_audit": n_audit,
         "n_audited": n,
         "n_correct": k,
-        "precision": (k / n) if known else None,
+        "precision": precision,
         "low": low,
         "high": high,
+        "method": method,
+        "audit_only": audit_only,
+        "prior_n": prior_n if method == "pooled" else None,
         "expected": context.get("expected_precision"),
         "min_audited": min_audited,
         "match_iou": match_iou,
@@ -132,6 +178,14 @@ def format_estimate(est: Mapping[str, Any]) -> str:
             f"precision of auto-accepted boxes: {est['precision']:.3f} exactly (all "
             f"{est['n_auto']} audited, IoU >= {est.get('match_iou', 0.9):g}: "
             f"{est['n_correct']} correct)"
+        )
+    if est.get("method") == "pooled":
+        return (
+            f"precision of auto-accepted boxes: {est['precision']:.3f} "
+            f"[{est['low']:.3f}, {est['high']:.3f}] (95%, IoU >= {est.get('match_iou', 0.9):g}: "
+            f"{est['n_correct']}/{est['n_audited']} audited correct, pooled with "
+            f"{est.get('prior_n', 0):.0f} reviewed boxes behind the set; {est['n_auto']} "
+            "auto-accepted)"
         )
     return (
         f"precision of auto-accepted boxes: {est['precision']:.3f} "
