@@ -236,6 +236,8 @@ def test_audits_pool_with_the_reviewed_boxes_behind_a_rate_set():
     assert pooled["low"] < pooled["precision"] < pooled["high"] < 1.0
     assert pooled["high"] - pooled["low"] < alone["high"] - alone["low"]
     assert "pooled with 74 reviewed boxes" in format_estimate(pooled)
+    clean = estimate_from_outcomes({**out, "n_correct": 19}, {**ctx, "prior_n": 74})
+    assert clean["high"] == 1.0 and clean["precision"] < 1.0  # nothing rules out perfection
     # bad audits still pull it down: the prior is not a veto
     bad = estimate_from_outcomes({**out, "n_correct": 12}, {**ctx, "prior_n": 74})
     assert bad["precision"] < 0.93 and bad["high"] < 0.97

@@ -533,9 +533,9 @@ def run_select(
         **ctx,
     )
     auto_rows = rows[np.isin(plan.route, C.AUTO_ROUTES)]
-    for c, g in plan.groups.items():  # the fewest reviewed boxes behind an auto box
+    for c, g in plan.groups.items():  # reviewed boxes behind a typical auto-accepted box
         s = vc.support[auto_rows[vc.code[auto_rows] == c]]
-        g["prior_n"] = float(s.min()) if s.size and np.isfinite(s).all() else None
+        g["prior_n"] = float(np.median(s)) if s.size and np.isfinite(s).all() else None
     # seed originals: their seed boxes are the labels; their proposals stay pending, unqueued
     write = np.concatenate([rows, seed_rows])
     route = np.concatenate([plan.route, np.full(seed_rows.size, C.ROUTE_PENDING, dtype=object)])

@@ -43,16 +43,18 @@ def pooled_estimate(
 ) -> tuple[float, float, float]:
     """Audit outcomes pooled with the reviewed boxes that vouch for the set (Beta posterior).
 
-    The ``rate`` calibrator's P(correct) of each auto-accepted box rests on at least
-    ``prior_n`` reviewed boxes scored at or below it (conservative under its monotone
-    assumption); their evidence, at the set's expected precision, is a Beta prior with
-    ``prior_n`` pseudo-boxes, and the audits (an unbiased random sample of the set) update
-    it. 10-20 audits alone cannot pin a precision near 0.99 to within 0.02.
+    The ``rate`` calibrator's P(correct) of each auto-accepted box rests on the reviewed
+    boxes of its block scored at or below it (conservative under its monotone assumption;
+    ``prior_n`` is the median count over the set); their evidence, at the set's expected
+    precision, is a Beta prior with ``prior_n`` pseudo-boxes, and the audits (an unbiased
+    random sample of the set) update it. 10-20 audits alone cannot pin a precision near
+    0.99 to within 0.02. With no wrong audit the upper end is 1 (as Wilson's is): nothing
+    seen rules out a perfect set.
 
     Args:
         k / n: correct / decided audit items.
         expected: the set's calibrated mean P(correct).
-        prior_n: reviewed boxes behind the weakest auto-accepted box.
+        prior_n: reviewed boxes behind a typical (median) auto-accepted box.
         level: central interval mass.
 
     Returns:
@@ -63,7 +65,8 @@ def pooled_estimate(
     a = prior_n * expected + k + 0.5
     b = prior_n * (1.0 - expected) + (n - k) + 0.5
     tail = (1.0 - level) / 2.0
-    return a / (a + b), float(beta.ppf(tail, a, b)), float(beta.ppf(1.0 - tail, a, b))
+    high = 1.0 if k == n else float(beta.ppf(1.0 - tail, a, b))
+    return a / (a + b), float(beta.ppf(tail, a, b)), high
 
 
 def estimate_from_outcomes(
