@@ -241,3 +241,33 @@ def test_audits_pool_with_the_reviewed_boxes_behind_a_rate_set():
     # bad audits still pull it down: the prior is not a veto
     bad = estimate_from_outcomes({**out, "n_correct": 12}, {**ctx, "prior_n": 74})
     assert bad["precision"] < 0.93 and bad["high"] < 0.97
+
+
+def test_two_seed_crops_of_one_picture_in_one_original_export_one_label(workspace):
+    """Two hand crops of the same product located in the same original: one picture, one
+    label (before, the export carried the picture twice and one of them counted wrong)."""
+    from autolabel.store.labels import iter_labels
+    from autolabel.store.seed import upsert_seed_items
+    from autolabel.store.select import sync_seed_labels
+
+    ids = add_images(workspace, 2)
+    path = {
+        i: workspace.conn.execute("SELECT path FROM images WHERE id = ?", (i,)).fetchone()[0]
+        for i in ids
+    }
+    rows = [
+        (0, ids[0], TRUE_BOX, 0.97),
+        (1, ids[0], shifted(TRUE_BOX, 0.95), 0.99),  # the same picture, located better
+        (2, ids[0], (10.0, 290.0, 60.0, 340.0), 0.9),  # another object on that image
+        (3, ids[1], TRUE_BOX, 0.95),
+    ]
+    upsert_seed_items(workspace, [
+        {"crop_path": f"/nonexistent/c{k}.png", "original_path": path[img], "image_id": img,
+         "box": tuple(box), "score": sc, "status": "located", "phrase": "product"}
+        for k, img, box, sc in rows
+    ])  # fmt: skip
+    sync_seed_labels(workspace)
+    labels = sorted((lab.image_id, round(lab.box[0], 1)) for lab in iter_labels(workspace))
+    kept = round(shifted(TRUE_BOX, 0.95)[0], 1)
+    assert labels == sorted([(ids[0], kept), (ids[0], 10.0), (ids[1], TRUE_BOX[0])])
+    assert sync_seed_labels(workspace) == 0  # stable

@@ -494,7 +494,9 @@ def sync_seed_labels(ws: Workspace) -> int:
 
     One proposal per located seed item (``signals.seed_item_id``), box / phrase / score
     updated in place when the seed item changes (ids stay stable); items no longer
-    located are dropped by :func:`autolabel.store.labels.iter_labels`, which joins them.
+    located are dropped by :func:`autolabel.store.labels.iter_labels`, which joins them;
+    a second seed box of one object on one image (:func:`_duplicate_seed_items`) is not a
+    label (removed if it was one).
     """
     want = {
         int(r[0]): (int(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]), r[6], r[7])
@@ -504,6 +506,8 @@ def sync_seed_labels(ws: Workspace) -> int:
             "AND x0 IS NOT NULL"
         )
     }
+    dup = _duplicate_seed_items(want)
+    want = {k: v for k, v in want.items() if k not in dup}
     have = {
         int(r[1]): (int(r[0]), (int(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]))
         for r in ws.conn.execute(
@@ -515,7 +519,8 @@ def sync_seed_labels(ws: Workspace) -> int:
     }
     new = [(k, v) for k, v in want.items() if k not in have]
     changed = [(have[k][0], v) for k, v in want.items() if k in have and have[k][1] != v]
-    if not new and not changed:
+    gone = [have[k][0] for k in dup if k in have]
+    if not new and not changed and not gone:
         return 0
     now = utcnow()
     with ws.transaction() as c:
@@ -535,4 +540,31 @@ def sync_seed_labels(ws: Workspace) -> int:
             "score = ? WHERE id = ?",
             [(*v, pid) for pid, v in changed],
         )
-    return len(new) + len(changed)
+        c.executemany(
+            "DELETE FROM proposals WHERE id = ? AND run_id = ? AND NOT EXISTS "
+            "(SELECT 1 FROM decisions d WHERE d.proposal_id = proposals.id)",
+            [(pid, SEED_RUN_ID) for pid in gone],
+        )
+    return len(new) + len(changed) + len(gone)
+
+
+def _duplicate_seed_items(items: dict[int, tuple]) -> set[int]:
+    """Seed items that box an object another seed item of the same image already boxes
+    (IoU >= 0.5; the higher locate score, then the lower id, is kept): two hand crops of
+    one picture located in the same original would export the picture twice."""
+    by_image: dict[int, list[tuple[int, tuple]]] = {}
+    for k, v in items.items():
+        by_image.setdefault(v[0], []).append((k, v))
+    out: set[int] = set()
+    for rows in by_image.values():
+        if len(rows) < 2:
+            continue
+        rows.sort(key=lambda kv: (-kv[1][6], kv[0]))
+        kept: list[tuple] = []
+        for k, v in rows:
+            box = v[1:5]
+            if any(iou(box, b) >= 0.5 for b in kept):
+                out.add(k)
+            else:
+                kept.append(box)
+    return out
