@@ -217,6 +217,16 @@ def _image_items(
     return ci_o[starts], best_value
 
 
+def _flags(a: np.ndarray | None, n: int, default: bool) -> np.ndarray:
+    """``(n,)`` bool flags: ``a`` checked, or ``default`` everywhere when None."""
+    if a is None:
+        return np.full(n, default)
+    a = np.asarray(a, bool).reshape(-1)
+    if a.shape[0] != n:
+        raise ShapeError(f"expected {n} flags (one per proposal), got {a.shape[0]}")
+    return a
+
+
 def _explore(
     ranked: np.ndarray, p: np.ndarray, budget: int, share: float, rng: np.random.Generator
 ) -> np.ndarray:
@@ -319,12 +329,7 @@ def plan_routes(
         raise InputError(f"reject-below: expected a value in [0, 1], got {reject_below}")
 
     def flag(a: np.ndarray | None, default: bool) -> np.ndarray:
-        if a is None:
-            return np.full(n, default)
-        a = np.asarray(a, bool).reshape(-1)
-        if a.shape[0] != n:
-            raise ShapeError(f"expected {n} flags (one per proposal), got {a.shape[0]}")
-        return a
+        return _flags(a, n, default)
 
     route = np.full(n, C.ROUTE_PENDING, dtype=object)
     reason = np.full(n, "", dtype=object)

@@ -532,10 +532,7 @@ def run_select(
         min_audit=quality.min_audited,
         **ctx,
     )
-    auto_rows = rows[np.isin(plan.route, C.AUTO_ROUTES)]
-    for c, g in plan.groups.items():  # reviewed boxes behind a typical auto-accepted box
-        s = vc.support[auto_rows[vc.code[auto_rows] == c]]
-        g["prior_n"] = float(np.median(s)) if s.size and np.isfinite(s).all() else None
+    _prior_support(plan, rows, vc)
     # seed originals: their seed boxes are the labels; their proposals stay pending, unqueued
     write = np.concatenate([rows, seed_rows])
     route = np.concatenate([plan.route, np.full(seed_rows.size, C.ROUTE_PENDING, dtype=object)])
@@ -575,6 +572,15 @@ def run_select(
         labelled=labelled,
         one_crop=one_crop,
     )
+
+
+def _prior_support(plan: Any, rows: np.ndarray, vc: VersionCalibration) -> None:
+    """Per version: reviewed boxes behind a typical (median) auto-accepted box, as
+    ``plan.groups[c]["prior_n"]`` (None unless every one has a count: ``rate`` only)."""
+    auto_rows = rows[np.isin(plan.route, C.AUTO_ROUTES)]
+    for c, g in plan.groups.items():
+        s = vc.support[auto_rows[vc.code[auto_rows] == c]]
+        g["prior_n"] = float(np.median(s)) if s.size and np.isfinite(s).all() else None
 
 
 def _summary(
