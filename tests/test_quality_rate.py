@@ -271,3 +271,41 @@ def test_two_seed_crops_of_one_picture_in_one_original_export_one_label(workspac
     kept = round(shifted(TRUE_BOX, 0.95)[0], 1)
     assert labels == sorted([(ids[0], kept), (ids[0], 10.0), (ids[1], TRUE_BOX[0])])
     assert sync_seed_labels(workspace) == 0  # stable
+
+
+def test_the_rate_calibrator_does_not_vouch_for_unusual_layouts():
+    from autolabel.select.calibrate import FEATURES
+
+    j = FEATURES.index("aspect_outlier")
+    n = 60
+    X = _X(np.linspace(0.5, 0.9, n))
+    X[:, j] = np.linspace(0.0, 1.5, n)  # every correct reviewed box: aspect outlier <= 1.5
+    cal = fit_rate_calibrator(X[:, 0], np.ones(n, int), min_examples=20, X=X)
+    assert cal.describe()["envelope"] == {"aspect_outlier": 1.5}
+    rows = _X([0.95, 0.95, 0.95])
+    rows[:, j] = [1.2, 3.0, np.nan]
+    assert cal.supported(rows).tolist() == [True, False, True]  # NaN: not measured
+    assert cal.predict(rows)[1] == cal.predict(rows)[0]  # P stays; it is not auto-accepted
+
+
+def test_a_box_that_duplicates_an_adjusted_box_is_not_auto_accepted(workspace):
+    """A reviewer moved a half-picture box onto the whole picture; the detector's own box
+    of the whole picture on that image is a duplicate of the adjusted box, not of the
+    half box it started from (both were exported before)."""
+    from tests.support.simulate import review_proposal
+
+    ids = add_images(workspace, 80)
+    half = (TRUE_BOX[0], TRUE_BOX[1], (TRUE_BOX[0] + TRUE_BOX[2]) / 2, TRUE_BOX[3])
+    boxes = {i: [(shifted(TRUE_BOX, 0.96), 0.99)] for i in ids}
+    boxes[ids[0]] = [(half, 0.6), (shifted(TRUE_BOX, 0.96), 0.99)]
+    add_run(workspace, boxes, model_version="regions-v1")
+    pid = workspace.conn.execute(
+        "SELECT id FROM proposals WHERE image_id = ? ORDER BY score LIMIT 1", (ids[0],)
+    ).fetchone()[0]
+    review_proposal(workspace, pid, "adjust", box=TRUE_BOX)
+    sel = SelectConfig(target_precision=0.5, diversity=0.0, exemplar_similarity=False)
+    run_select(workspace, sel, quality=QUAL)
+    route = workspace.conn.execute(
+        "SELECT route FROM current_proposals WHERE image_id = ? AND id != ?", (ids[0], pid)
+    ).fetchone()[0]
+    assert route == "rejected"  # dropped as a duplicate (P(correct) 0), never exported

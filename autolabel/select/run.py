@@ -325,8 +325,9 @@ def calibrate_versions(
         if not cal.fitted and cal.n_examples >= min_labelled:  # (almost) one class
             rev = lab & ~from_seed
             cal = fit_rate_calibrator(
-                X[idx[rev], 0], y[rev], min_examples=min_labelled, why=cal.reason
-            )
+                X[idx[rev], 0], y[rev], min_examples=min_labelled, why=cal.reason,
+                X=X[idx[rev]],
+            )  # fmt: skip
         if n_in_sample and not cal.fitted:
             cal.reason += (
                 f" ({n_in_sample} boxes on seed originals do not count: the detector learned "
@@ -413,8 +414,19 @@ def _one_crop(
             return None
 
     limit = cfg.max_per_image or learned_max_per_image(seed["image_id"])
+    # an adjusted box is where the object is: a duplicate of it is judged against that box
+    # (an item whose box was moved from a half picture onto the whole one, and another box
+    # of the whole picture, were both exported)
+    xyxy = cur.xyxy
+    adj = decisions.action == C.ACTION_ADJUST
+    if adj.any() and len(cur):
+        pos = np.searchsorted(cur.ids, decisions.proposal_id[adj])
+        pos = np.clip(pos, 0, len(cur) - 1)
+        hit = cur.ids[pos] == decisions.proposal_id[adj]
+        xyxy = cur.xyxy.copy()
+        xyxy[pos[hit]] = decisions.box[adj][hit]
     drop, stats = one_crop_per_object(
-        cur.xyxy, cur.image_id, cur.phrase_code, p,
+        xyxy, cur.image_id, cur.phrase_code, p,
         accepted=np.isin(cur.ids, accepted), ignore=np.isin(cur.ids, rejected), load=load,
         seed_xyxy=seed["xyxy"], seed_image_id=seed["image_id"], min_p=cfg.reject_below,
         max_per_image=limit, max_loads=cfg.max_image_loads,
