@@ -309,3 +309,18 @@ def test_a_box_that_duplicates_an_adjusted_box_is_not_auto_accepted(workspace):
         "SELECT route FROM current_proposals WHERE image_id = ? AND id != ?", (ids[0], pid)
     ).fetchone()[0]
     assert route == "rejected"  # dropped as a duplicate (P(correct) 0), never exported
+
+
+def test_an_image_full_of_auto_accepted_boxes_gets_no_review_item():
+    from autolabel.select.route import plan_routes
+
+    p = np.array([0.999, 0.6, 0.999, 0.6, 0.6])
+    image = np.array([1, 1, 2, 2, 3])
+    kw = dict(
+        target_precision=0.99, budget=None, audit_rate=0.0, reject_below=0.05,
+        rng=np.random.default_rng(0),
+    )  # fmt: skip
+    full = plan_routes(p, image, max_per_image=1, **kw)
+    assert full.route.tolist() == ["auto", "pending", "auto", "pending", "review"]
+    loose = plan_routes(p, image, max_per_image=2, **kw)
+    assert loose.route.tolist() == ["auto", "review", "auto", "review", "review"]

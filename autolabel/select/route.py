@@ -217,6 +217,20 @@ def _image_items(
     return ci_o[starts], best_value
 
 
+def _blocked_images(
+    img: np.ndarray, audit: np.ndarray, busy: np.ndarray, auto: np.ndarray, full: int | None
+) -> np.ndarray:
+    """``(images,)`` bool: no review item for an image with an audit item, a claimed or
+    decided item, or ``full`` auto-accepted boxes (a box a reviewer moved onto the object
+    would duplicate an auto-accepted one)."""
+    blocked = np.zeros(img.max() + 1, bool)
+    blocked[img[audit]] = True
+    blocked[img[busy]] = True
+    if full is not None:
+        blocked |= np.bincount(img[auto], minlength=blocked.size) >= full
+    return blocked
+
+
 def _flags(a: np.ndarray | None, n: int, default: bool) -> np.ndarray:
     """``(n,)`` bool flags: ``a`` checked, or ``default`` everywhere when None."""
     if a is None:
@@ -274,6 +288,7 @@ def plan_routes(
     audit_done_p: Mapping[int, np.ndarray] | None = None,
     min_audit: int = 0,
     image_busy: np.ndarray | None = None,
+    max_per_image: int | None = None,
 ) -> RoutePlan:
     """Decide the route of every routable (undecided, unclaimed) proposal.
 
@@ -314,6 +329,7 @@ def plan_routes(
         audit_done_p: ``{group: (k,) P(correct)}`` of decided audit items per group.
         min_audit: audit items each group's auto-accepted set should have.
         image_busy: ``(n,)`` bool, the image has a claimed review item, or a decided one.
+        max_per_image: an image with this many auto-accepted boxes gets no review item.
 
     Returns:
         A :class:`RoutePlan`.
@@ -368,9 +384,7 @@ def plan_routes(
         rng=rng,
         groups=groups,
     )
-    blocked = np.zeros(img.max() + 1, bool)
-    blocked[img[audit]] = True
-    blocked[img[flag(image_busy, False)]] = True
+    blocked = _blocked_images(img, audit, flag(image_busy, False), auto, max_per_image)
     rows, value = _image_items(p, img, uncertain, missing, blocked)
     if cluster is not None:
         cl = np.asarray(cluster).reshape(-1)

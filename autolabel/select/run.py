@@ -542,6 +542,7 @@ def run_select(
         group=vc.code[rows],
         can_auto=vc.can_auto[rows],
         min_audit=quality.min_audited,
+        max_per_image=one_crop.get("max_per_image"),
         **ctx,
     )
     _prior_support(plan, rows, vc)
