@@ -324,3 +324,25 @@ def test_an_image_full_of_auto_accepted_boxes_gets_no_review_item():
     assert full.route.tolist() == ["auto", "pending", "auto", "pending", "review"]
     loose = plan_routes(p, image, max_per_image=2, **kw)
     assert loose.route.tolist() == ["auto", "review", "auto", "review", "review"]
+
+
+def test_two_seed_boxes_of_one_picture_do_not_teach_two_crops_per_image(workspace):
+    from autolabel.select.dedupe import learned_max_per_image
+    from autolabel.store.seed import upsert_seed_items
+    from autolabel.store.select import load_seed_boxes
+
+    ids = add_images(workspace, 3)
+    path = {
+        i: workspace.conn.execute("SELECT path FROM images WHERE id = ?", (i,)).fetchone()[0]
+        for i in ids
+    }
+    rows = [(ids[0], TRUE_BOX), (ids[0], shifted(TRUE_BOX, 0.95)), (ids[1], TRUE_BOX),
+            (ids[2], TRUE_BOX)]  # fmt: skip
+    upsert_seed_items(workspace, [
+        {"crop_path": f"/nonexistent/c{k}.png", "original_path": path[img], "image_id": img,
+         "box": tuple(box), "score": 0.9, "status": "located", "phrase": "product"}
+        for k, (img, box) in enumerate(rows)
+    ])  # fmt: skip
+    seed = load_seed_boxes(workspace)
+    assert sorted(seed["image_id"].tolist()) == sorted(ids)
+    assert learned_max_per_image(seed["image_id"]) == 1

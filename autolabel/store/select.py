@@ -256,12 +256,24 @@ def seed_trained_versions(ws: Workspace) -> set[str]:
 
 
 def load_seed_boxes(ws: Workspace) -> dict[str, np.ndarray]:
-    """Located seed boxes with their image: ``{"image_id" (k,), "xyxy" (k,4), "wh" (k,2)}``."""
+    """Located seed boxes with their image: ``{"image_id" (k,), "xyxy" (k,4), "wh" (k,2)}``,
+    one per object (a box overlapping an earlier one of its image by IoU >= 0.5 is left
+    out, as :func:`sync_seed_labels` does for labels)."""
     rows = ws.conn.execute(
         "SELECT s.image_id, s.x0, s.y0, s.x1, s.y1, i.width, i.height FROM seed_items s "
         "JOIN images i ON i.id = s.image_id "
         "WHERE s.status = 'located' AND s.x0 IS NOT NULL ORDER BY s.id"
     ).fetchall()
+    # one box per object: a second seed box of the same picture (two hand crops located
+    # in one original) would also teach select that images hold two crops (max_per_image)
+    kept: dict[int, list[tuple]] = {}
+    unique = []
+    for r in rows:
+        boxes = kept.setdefault(r[0], [])
+        if not any(iou(r[1:5], b) >= 0.5 for b in boxes):
+            boxes.append(r[1:5])
+            unique.append(r)
+    rows = unique
     k = len(rows)
     return {
         "image_id": np.array([r[0] for r in rows], np.int64),
