@@ -257,23 +257,17 @@ def seed_trained_versions(ws: Workspace) -> set[str]:
 
 def load_seed_boxes(ws: Workspace) -> dict[str, np.ndarray]:
     """Located seed boxes with their image: ``{"image_id" (k,), "xyxy" (k,4), "wh" (k,2)}``,
-    one per object (a box overlapping an earlier one of its image by IoU >= 0.5 is left
-    out, as :func:`sync_seed_labels` does for labels)."""
+    one per object (:func:`_duplicate_seed_items`, the rule :func:`sync_seed_labels` applies
+    to labels)."""
     rows = ws.conn.execute(
-        "SELECT s.image_id, s.x0, s.y0, s.x1, s.y1, i.width, i.height FROM seed_items s "
-        "JOIN images i ON i.id = s.image_id "
+        "SELECT s.image_id, s.x0, s.y0, s.x1, s.y1, i.width, i.height, s.id, "
+        "COALESCE(s.score, 1.0) FROM seed_items s JOIN images i ON i.id = s.image_id "
         "WHERE s.status = 'located' AND s.x0 IS NOT NULL ORDER BY s.id"
     ).fetchall()
     # one box per object: a second seed box of the same picture (two hand crops located
     # in one original) would also teach select that images hold two crops (max_per_image)
-    kept: dict[int, list[tuple]] = {}
-    unique = []
-    for r in rows:
-        boxes = kept.setdefault(r[0], [])
-        if not any(iou(r[1:5], b) >= 0.5 for b in boxes):
-            boxes.append(r[1:5])
-            unique.append(r)
-    rows = unique
+    dup = _duplicate_seed_items({r[7]: (r[0], r[1:5], r[8]) for r in rows})
+    rows = [r for r in rows if r[7] not in dup]
     k = len(rows)
     return {
         "image_id": np.array([r[0] for r in rows], np.int64),
@@ -518,7 +512,7 @@ def sync_seed_labels(ws: Workspace) -> int:
             "AND x0 IS NOT NULL"
         )
     }
-    dup = _duplicate_seed_items(want)
+    dup = _duplicate_seed_items({k: (v[0], v[1:5], v[6]) for k, v in want.items()})
     want = {k: v for k, v in want.items() if k not in dup}
     have = {
         int(r[1]): (int(r[0]), (int(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]))
@@ -560,10 +554,14 @@ def sync_seed_labels(ws: Workspace) -> int:
     return len(new) + len(changed) + len(gone)
 
 
-def _duplicate_seed_items(items: dict[int, tuple]) -> set[int]:
+def _duplicate_seed_items(items: dict[int, tuple[int, Sequence[float], float]]) -> set[int]:
     """Seed items that box an object another seed item of the same image already boxes
     (IoU >= 0.5; the higher locate score, then the lower id, is kept): two hand crops of
-    one picture located in the same original would export the picture twice."""
+    one picture located in the same original would export the picture twice.
+
+    Args:
+        items: ``{seed item id: (image id, box (4,), locate score)}``.
+    """
     by_image: dict[int, list[tuple[int, tuple]]] = {}
     for k, v in items.items():
         by_image.setdefault(v[0], []).append((k, v))
@@ -571,10 +569,10 @@ def _duplicate_seed_items(items: dict[int, tuple]) -> set[int]:
     for rows in by_image.values():
         if len(rows) < 2:
             continue
-        rows.sort(key=lambda kv: (-kv[1][6], kv[0]))
-        kept: list[tuple] = []
+        rows.sort(key=lambda kv: (-kv[1][2], kv[0]))
+        kept: list[Sequence[float]] = []
         for k, v in rows:
-            box = v[1:5]
+            box = v[1]
             if any(iou(box, b) >= 0.5 for b in kept):
                 out.add(k)
             else:
