@@ -86,6 +86,15 @@ def computed_signals(
     return sig
 
 
+def _rows_of(cur: CurrentProposals, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``cur`` (ids sorted) holding proposal ``ids``: ``(pos (m,), found (m,))``;
+    ``pos`` is only meaningful where ``found``."""
+    if not len(cur):
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    pos = np.clip(np.searchsorted(cur.ids, ids), 0, len(cur) - 1)
+    return pos, cur.ids[pos] == ids
+
+
 def labelled_examples(
     cur: CurrentProposals,
     decisions: Decisions,
@@ -107,9 +116,7 @@ def labelled_examples(
 
     idx_parts: list[np.ndarray] = []
     y_parts: list[np.ndarray] = []
-    pos = np.searchsorted(cur.ids, decisions.proposal_id)
-    pos = np.clip(pos, 0, max(len(cur) - 1, 0))
-    in_cur = (cur.ids[pos] == decisions.proposal_id) if len(cur) else np.zeros(0, bool)
+    pos, in_cur = _rows_of(cur, decisions.proposal_id)
     d_idx = pos[in_cur]
     d_y = np.array(
         [
@@ -420,9 +427,7 @@ def _one_crop(
     xyxy = cur.xyxy
     adj = decisions.action == C.ACTION_ADJUST
     if adj.any() and len(cur):
-        pos = np.searchsorted(cur.ids, decisions.proposal_id[adj])
-        pos = np.clip(pos, 0, len(cur) - 1)
-        hit = cur.ids[pos] == decisions.proposal_id[adj]
+        pos, hit = _rows_of(cur, decisions.proposal_id[adj])
         xyxy = cur.xyxy.copy()
         xyxy[pos[hit]] = decisions.box[adj][hit]
     drop, stats = one_crop_per_object(
