@@ -138,58 +138,48 @@ class Calibrator:
             s = np.nan_to_num(X[:, 0], nan=0.0)
             return np.clip(self._model.predict(s), 0.0, 1.0)
         if self.method == "rate":
-            block, below = self._rate_block(X)
-            n_le, k_le = self._rate_counts(X, block)
-            rate = self._model[3]
-            raw = np.clip(np.nan_to_num(X[:, 0], nan=0.0), 0.0, 1.0)
-            local = np.minimum((k_le + 0.5) / (n_le + 1.0), rate[block])
-            return np.where(below, np.minimum(raw, rate[0]), local)
+            return self.assess(X)[0]
         out = np.empty(X.shape[0])
         step = 200_000
         for a in range(0, X.shape[0], step):
             out[a : a + step] = self._model.predict_proba(self._design(X[a : a + step]))[:, 1]
         return out
 
-    def _rate_counts(self, X: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``rate``: reviewed boxes of each row's block scored at or below it, and how many
-        of them were correct: ``(n (m,), k (m,))``."""
-        starts, _, _, _, scores, cum = self._model
-        s = np.nan_to_num(np.asarray(X, np.float64)[:, 0], nan=-np.inf)
+    def assess(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P(correct), whether it may be acted on, and the reviewed boxes behind it, in one
+        pass: ``(p (n,), supported (n,) bool, evidence (n,))``.
+
+        ``supported``: every row for a logistic / isotonic fit, none for ``raw-score``; for
+        ``rate`` the rows with at least ``min_support`` reviewed boxes of their block at or
+        below their score and no layout signal beyond :attr:`envelope`. ``evidence``: for
+        ``rate`` those reviewed boxes (0 below every block), NaN for other methods.
+        """
+        X = np.asarray(X, np.float64)
+        if self.method != "rate":
+            n = X.shape[0]
+            return self.predict(X), np.full(n, self.fitted, bool), np.full(n, np.nan)
+        starts, _, _, rate, scores, cum = self._model
+        s = np.nan_to_num(X[:, 0], nan=-np.inf)
+        block = np.searchsorted(starts, s, side="right") - 1
+        below = block < 0
+        block = np.maximum(block, 0)
         first = np.searchsorted(scores, starts[block], side="left")
         upto = np.maximum(np.searchsorted(scores, s, side="right"), first)
         c0 = np.concatenate([[0], cum])
-        return (upto - first).astype(np.float64), (c0[upto] - c0[first]).astype(np.float64)
-
-    def evidence(self, X: np.ndarray) -> np.ndarray:
-        """``(n,)`` reviewed boxes behind each row's P(correct): for ``rate``, those of its
-        block scored at or below it (0 below every block); NaN for other methods."""
-        X = np.asarray(X, np.float64)
-        if self.method != "rate":
-            return np.full(X.shape[0], np.nan)
-        block, below = self._rate_block(X)
-        return np.where(below, 0.0, self._rate_counts(X, block)[0])
-
-    def _rate_block(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``rate``: each row's block (clipped to 0) and whether it is below every block."""
-        starts = self._model[0]
-        s = np.nan_to_num(np.asarray(X, np.float64)[:, 0], nan=-np.inf)
-        block = np.searchsorted(starts, s, side="right") - 1
-        return np.maximum(block, 0), block < 0
+        n_le = np.where(below, 0.0, upto - first)
+        k_le = (c0[upto] - c0[first]).astype(np.float64)
+        raw = np.clip(np.nan_to_num(X[:, 0], nan=0.0), 0.0, 1.0)
+        local = np.minimum((k_le + 0.5) / (n_le + 1.0), rate[block])
+        p = np.where(below, np.minimum(raw, rate[0]), local)
+        ok = ~below & (n_le >= self.min_support)
+        for j, top in self.envelope.items():  # no extrapolation in layout either
+            ok &= ~(X[:, j] > top + 1e-9)
+        return p, ok, n_le
 
     def supported(self, X: np.ndarray) -> np.ndarray:
-        """``(n,)`` bool: rows whose P(correct) rests on enough labelled data to act on.
-
-        Every row for a logistic / isotonic fit, none for ``raw-score``; for ``rate`` the
-        rows in a block of at least ``min_support`` reviewed boxes.
-        """
-        X = np.asarray(X, np.float64)
-        if self.method == "rate":
-            block, below = self._rate_block(X)
-            ok = ~below & (self._rate_counts(X, block)[0] >= self.min_support)
-            for j, top in self.envelope.items():  # no extrapolation in layout either
-                ok &= ~(X[:, j] > top + 1e-9)
-            return ok
-        return np.full(X.shape[0], self.fitted, bool)
+        """``(n,)`` bool: rows whose P(correct) rests on enough labelled data to act on
+        (see :meth:`assess`)."""
+        return self.assess(X)[1]
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (stored in the workspace setting ``select.calibration``)."""

@@ -340,9 +340,7 @@ def calibrate_versions(
                 f" ({n_in_sample} boxes on seed originals do not count: the detector learned "
                 "from them)"
             )
-        p[rows] = cal.predict(X[rows])
-        can_auto[rows] = cal.supported(X[rows])
-        support[rows] = cal.evidence(X[rows])
+        p[rows], can_auto[rows], support[rows] = cal.assess(X[rows])
         info[key] = {
             "label": label_of.get(key, key),
             "calibration": cal.describe(),
