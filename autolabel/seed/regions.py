@@ -173,8 +173,9 @@ def ensure_regions_model(ws: Any, *, log: Callable[[str], None] | None = None) -
     from autolabel.detect.regions import model_is_current
 
     promoted = [v for v in versions.list_versions(ws.path, FAMILY) if versions.is_promoted(v)]
-    found = [v for v in promoted if model_is_current(v.path)]
-    stale = [v.name for v in promoted if not model_is_current(v.path)]
+    current = [model_is_current(v.path) for v in promoted]
+    found = [v for v, ok in zip(promoted, current, strict=True) if ok]
+    stale = [v.name for v, ok in zip(promoted, current, strict=True) if not ok]
     if stale and log is not None:
         log(
             f"{', '.join(stale)}: saved by an older autolabel (other features); not used "

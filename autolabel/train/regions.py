@@ -100,7 +100,7 @@ def heldout_paths(paths: list[str], share: float) -> set[str]:
 
 
 def _judge(
-    ws: Any, path: Path, held: dict[str, dict[str, Any]], match_iou: float
+    ws: Any, path: Path, model: Any, held: dict[str, dict[str, Any]], match_iou: float
 ) -> dict[str, Any]:
     """Score the new version on the held-out reviewed images and decide its promotion
     (:func:`autolabel.train.promote.judge_version`); returns the promotion record."""
@@ -111,7 +111,7 @@ def _judge(
     from autolabel.store.images import find_image
     from autolabel.train.promote import agnostic_ap, judge_version, top1_correct
 
-    det = RegionsDetector(path)
+    det = RegionsDetector(model)  # the model just trained and saved at ``path``
     preds, truths, ids, kept = [], [], [], []
     for p, e in sorted(held.items()):
         rec = find_image(ws, p)
@@ -214,7 +214,7 @@ def finetune_regions(
             "base": base_path.name if base_path is not None else None,
         },
     )
-    _judge(ws, path, {p: reviewed[p] for p in held}, match_iou)
+    _judge(ws, path, model, {p: reviewed[p] for p in held}, match_iou)
     meta = versions.read_metadata(path)
     if callback is not None:
         callback({"event": "done", "version": path.name, "path": str(path)})
