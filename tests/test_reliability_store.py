@@ -121,22 +121,18 @@ def test_init_on_a_garbage_database_is_one_line(tmp_path, capsys):
     _one_error_line(code, err, "autolabel.db")
 
 
-def test_negative_user_version_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [("PRAGMA user_version = -1", "got -1"), ("DROP TABLE exported_items", "exported_items")],
+    ids=["negative-user-version", "dropped-table"],
+)
+def test_a_damaged_schema_is_one_line(tmp_path, capsys, damage, named):
     Workspace.create(tmp_path / "ws").close()
     conn = sqlite3.connect(tmp_path / "ws" / "autolabel.db")
-    conn.execute("PRAGMA user_version = -1")
+    conn.execute(damage)
     conn.close()
     code, _, err = _cli(capsys, "status", tmp_path / "ws")
-    _one_error_line(code, err, "got -1")
-
-
-def test_dropped_table_is_one_line(tmp_path, capsys):
-    Workspace.create(tmp_path / "ws").close()
-    conn = sqlite3.connect(tmp_path / "ws" / "autolabel.db")
-    conn.execute("DROP TABLE exported_items")
-    conn.close()
-    code, _, err = _cli(capsys, "status", tmp_path / "ws")
-    _one_error_line(code, err, "exported_items")
+    _one_error_line(code, err, named)
 
 
 def test_non_utf8_config_is_one_line(tmp_path, capsys):
