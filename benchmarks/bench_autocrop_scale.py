@@ -21,12 +21,15 @@ trained on the seed originals). Each size runs in its own process, which reports
 the same inputs killed with SIGKILL (its whole process group) at a random moment of the k-th
 K-th of the run, re-run to completion; the output folder (every file, byte for byte) and the
 workspace's exported versions must equal the uninterrupted run's. Prints PASS/FAIL per kill
-with the stage it hit.
+with the stage it hit. ``--keep DIR`` keeps the inputs and the uninterrupted run in DIR and
+reuses them on the next ``--kill`` run of the same size (at 100k images the reference alone
+takes as long as a killed run and its re-run together).
 
     python benchmarks/bench_autocrop_scale.py                    # 500 and 2000 images
     python benchmarks/bench_autocrop_scale.py --images 10000 --small 2000
     python benchmarks/bench_autocrop_scale.py --images 200 --source-size 1080x2340
     python benchmarks/bench_autocrop_scale.py --images 30 --kill 2
+    python benchmarks/bench_autocrop_scale.py --images 100000 --kill 1 --keep /data/kill100k
 
 Targets (issue 20): RSS(big) / RSS(small) <= 1.1; no-op re-run at 100k <= 30 s;
 export >= 0.8 of the tight loop; a kill at any point, re-run: identical output.
@@ -318,11 +321,14 @@ def stage_at_kill(log_lines: list[str]) -> str:
     return f"after {last_done}" if last_done else "before ingest"
 
 
-def tree_digest(folder: Path) -> dict[str, bytes]:
-    """``{relative path: bytes}`` of every file under ``folder``, with the ``decided_at``
-    field of ``manifest.jsonl`` rows left out (the time a box was accepted differs between
-    any two runs); every other byte counts."""
-    out: dict[str, bytes] = {}
+def tree_digest(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256 hex of its bytes}`` of every file under ``folder``, with the
+    ``decided_at`` field of ``manifest.jsonl`` rows left out (the time a box was accepted
+    differs between any two runs); every other byte counts. Digests, not bytes: a 100k-image
+    output is gigabytes."""
+    import hashlib
+
+    out: dict[str, str] = {}
     for dirpath, _dirs, files in os.walk(folder):
         for name in files:
             path = Path(dirpath) / name
@@ -332,7 +338,7 @@ def tree_digest(folder: Path) -> dict[str, bytes]:
                 for r in rows:
                     r.pop("decided_at", None)
                 data = "\n".join(json.dumps(r, sort_keys=True) for r in rows).encode()
-            out[str(path.relative_to(folder))] = data
+            out[str(path.relative_to(folder))] = hashlib.sha256(data).hexdigest()
     return out
 
 
@@ -359,7 +365,7 @@ def exported_versions(ws_path: Path) -> list[tuple]:
         conn.close()
 
 
-def differences(ref: dict[str, bytes], got: dict[str, bytes]) -> list[str]:
+def differences(ref: dict[str, str], got: dict[str, str]) -> list[str]:
     """Paths missing on either side or with different bytes (sorted)."""
     names = sorted(set(ref) | set(got))
     return [n for n in names if ref.get(n) != got.get(n)]
@@ -372,25 +378,63 @@ def _child_cmd(root: Path, case: str, detector: str, log_file: Path) -> list[str
     ]  # fmt: skip
 
 
-def kill_mode(n: int, kills: int, detector: str, source: tuple[int, int], seed: int) -> bool:
+def _version_tuples(versions: list) -> list[tuple]:
+    """``exported_versions`` rows as it returns them, from their JSON form (lists)."""
+    return [(*v[:4], [tuple(i) for i in v[4]]) for v in versions]
+
+
+def _reference(root: Path, n: int, detector: str, source: tuple[int, int], env: dict) -> dict:
+    """The uninterrupted run under ``root/ref``: its seconds, file digests and exported
+    versions. Kept in ``root/ref.json`` once complete and reused when its ``n``, detector
+    and source size match (``--keep``: a 100k reference takes as long as the kill runs)."""
+    done = root / "ref.json"
+    want = {"n": n, "detector": detector, "source": list(source)}
+    if done.exists():
+        ref = json.loads(done.read_text(encoding="utf-8"))
+        if all(ref.get(k) == v for k, v in want.items()):
+            print(f"reusing the uninterrupted run in {root} ({ref['seconds']:.1f} s)", flush=True)
+            ref["versions"] = _version_tuples(ref["versions"])
+            return ref
+        raise SystemExit(
+            f"{root} holds a run of {ref.get('n')} images with {ref.get('detector')}; "
+            f"expected {want}: use another --keep folder"
+        )
+    import shutil
+
+    for sub in ("in", "seed", "ref"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+    make_data(root, n, source)
+    write_config(root / "ref" / "ws", crop_size(source))
+    t = time.perf_counter()
+    cmd = _child_cmd(root, "ref", detector, root / "ref.log")
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    ref = {**want, "seconds": time.perf_counter() - t}
+    ref["digest"] = tree_digest(root / "ref" / "out")
+    ref["versions"] = exported_versions(root / "ref" / "ws")
+    done.write_text(json.dumps(ref), encoding="utf-8")
+    ref["versions"] = _version_tuples(ref["versions"])
+    return ref
+
+
+def kill_mode(
+    n: int, kills: int, detector: str, source: tuple[int, int], seed: int, keep: Path | None
+) -> bool:
     """The ``--kill`` run (see the module docstring); True when every kill passed."""
+    import shutil
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     ok = True
     with tempfile.TemporaryDirectory(prefix=f"autocrop-kill{n}-") as tmp:
-        root = Path(tmp)
-        make_data(root, n, source)
+        root = keep if keep is not None else Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         crop = crop_size(source)
-        write_config(root / "ref" / "ws", crop)
-        t = time.perf_counter()
-        cmd = _child_cmd(root, "ref", detector, root / "ref.log")
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
-        total = time.perf_counter() - t
-        ref = tree_digest(root / "ref" / "out")
-        ref_versions = exported_versions(root / "ref" / "ws")
+        r = _reference(root, n, detector, source, env)
+        total, ref, ref_versions = r["seconds"], r["digest"], r["versions"]
         print(f"uninterrupted run: {total:.1f} s, {len(ref)} files, versions "
               f"{[v[0] for v in ref_versions]}", flush=True)  # fmt: skip
         for i, at in enumerate(kill_moments(total, kills, seed)):
             case = f"k{i}"
+            shutil.rmtree(root / case, ignore_errors=True)
             write_config(root / case / "ws", crop)
             log_file = root / f"{case}.log"
             cmd = _child_cmd(root, case, detector, log_file)
@@ -487,6 +531,10 @@ def main() -> None:
     ap.add_argument("--ray-workers", type=int, default=16, help="workers in the projection")
     ap.add_argument("--kill", type=int, default=0, help="kill-at-any-point mode: K kills")
     ap.add_argument("--seed", type=int, default=0, help="random seed of the kill moments")
+    ap.add_argument(
+        "--keep", default=None, metavar="DIR",
+        help="--kill: inputs and the uninterrupted run in DIR, kept and reused by a later run",
+    )  # fmt: skip
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--autocrop-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--log-file", default=None, help=argparse.SUPPRESS)
@@ -501,7 +549,8 @@ def main() -> None:
         run_autocrop(Path(args.root), args.autocrop_child, args.detector, log_file)
         return
     if args.kill:
-        ok = kill_mode(args.images, args.kill, args.detector, args.source, args.seed)
+        keep = Path(args.keep) if args.keep else None
+        ok = kill_mode(args.images, args.kill, args.detector, args.source, args.seed, keep)
         sys.exit(0 if ok else 1)
     run_sizes(args)
 

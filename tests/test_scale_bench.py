@@ -97,13 +97,28 @@ def test_projection_fits_a_line_through_both_sizes():
 
 
 @pytest.mark.slow
-def test_kill_mode_passes_at_a_tiny_size():
+def test_kill_mode_passes_at_a_tiny_size_and_reuses_a_kept_reference(tmp_path: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--images", "30", "--kill", "2", "--seed", "1"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+    keep = tmp_path / "kept"
+
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(BENCH), "--kill", *args, "--keep", str(keep)],
+            capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+
+    proc = bench("2", "--images", "30", "--seed", "1")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("kill ")]
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert len(lines) == 2 and all(": PASS" in line for line in lines), proc.stdout
+    assert "reusing" not in proc.stdout and (keep / "ref.json").exists()
+    # a later run kills at other moments against the kept uninterrupted run
+    again = bench("1", "--images", "30", "--seed", "5")
+    assert again.returncode == 0, again.stdout + again.stderr[-2000:]
+    assert "reusing the uninterrupted run" in again.stdout
+    assert [line for line in again.stdout.splitlines() if line.startswith("kill 1 ")]
+    assert ": PASS" in again.stdout
+    # another size does not compare against it
+    other = bench("1", "--images", "31")
+    assert other.returncode != 0 and "holds a run of 30 images" in other.stderr
