@@ -61,6 +61,25 @@ def test_box_on_edges_stays(captures):
     assert _iou(out.xyxy, s.box)[0, 0] > 0.99
     assert out.data["snap_shift"][0] < 0.005
     assert out.data["snap_edge"][0] > 0.5
+    assert out.data["snap_sides"][0] == 4
+
+
+def test_a_side_on_no_edge_is_counted():
+    from autolabel.detect.snap import snap_box
+
+    # a dark picture on a light page; the box's bottom runs 40 px past the picture into the
+    # page, where no line is within reach of the snap
+    img = np.full((300, 400), 235, np.float32)
+    img[50:200, 60:340] = 30
+    got, _, sides = snap_box(img, np.array([60.0, 50, 340, 240]), max_shift=0.08)
+    np.testing.assert_allclose(got, [60, 50, 340, 240], atol=1)
+    assert sides == 3
+    _, _, sides = snap_box(img, np.array([61.0, 49, 339, 201]), max_shift=0.08)
+    assert sides == 4  # every side near an edge moves onto it
+    # a side on the image border is confirmed by it: the picture runs off the capture
+    img[:, 300:] = 30
+    _, _, sides = snap_box(img, np.array([60.0, 50, 400, 200]), max_shift=0.08)
+    assert sides == 4
 
 
 def test_flat_image_leaves_box_and_empty_passes():
@@ -70,7 +89,7 @@ def test_flat_image_leaves_box_and_empty_passes():
     box = [50.0, 40.0, 250.0, 160.0]
     out = SnapRefiner().refine(img, Proposals(xyxy=[box], score=[1.0], phrase=["p"]))
     np.testing.assert_allclose(out.xyxy[0], box)
-    assert out.data["snap_edge"][0] == 0.0
+    assert out.data["snap_edge"][0] == 0.0 and out.data["snap_sides"][0] == 0
     empty = SnapRefiner().refine(img, Proposals.empty())
     assert len(empty) == 0 and "snap_shift" in empty.data
 
@@ -86,10 +105,10 @@ def test_nearest_keeps_each_side_on_its_own_edge_of_a_frame():
     opts = {"max_shift": 0.08, "min_shift_px": 4, "min_coverage": 0.5, "move_penalty": 0.05}
     for truth in (inner, outer):
         for off in (-2, 0, 2):
-            got, _ = snap_box(img, truth + off, nearest=True, **opts)
+            got, _, _ = snap_box(img, truth + off, nearest=True, **opts)
             np.testing.assert_allclose(got, truth, atol=1)
     # without it, the stronger outer edge pulls an inner box across the band
-    got, _ = snap_box(img, inner, nearest=False, **opts)
+    got, _, _ = snap_box(img, inner, nearest=False, **opts)
     assert _iou(got, outer)[0, 0] > 0.97 and _iou(got, inner)[0, 0] < 0.9
 
 

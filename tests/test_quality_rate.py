@@ -346,3 +346,37 @@ def test_two_seed_boxes_of_one_picture_do_not_teach_two_crops_per_image(workspac
     seed = load_seed_boxes(workspace)
     assert sorted(seed["image_id"].tolist()) == sorted(ids)
     assert learned_max_per_image(seed["image_id"]) == 1
+
+
+def test_boxes_with_a_side_on_no_edge_are_vouched_for_only_by_their_own_reviews(workspace):
+    from autolabel.select.calibrate import weak_sides
+
+    rows = _X([0.9, 0.9, 0.9])
+    rows[:, FEATURES.index("snap_sides")] = [4.0, 3.0, np.nan]
+    assert weak_sides(rows).tolist() == [False, True, False]  # NaN: no edge refiner
+    # 120 boxes, scores rising with the image; ten high-scored ones have a side on no edge
+    # and four of those are loose: reviews of the well-edged boxes must not vouch for them
+    rng = np.random.default_rng(0)
+    ids = add_images(workspace, 120)
+    scores = np.sort(rng.uniform(0.55, 0.99, 120))
+    weak = set(range(100, 110))
+    boxes, sides = {}, {}
+    for k, i in enumerate(ids):
+        box = shifted(TRUE_BOX, 0.75 if k in (101, 103, 105, 107) else 0.95)
+        boxes[i], sides[i] = [(box, float(scores[k]))], [3.0 if k in weak else 4.0]
+    add_run(workspace, boxes, model_version="regions-v1", signals={"snap_sides": sides})
+    sel = SelectConfig(
+        target_precision=0.99, budget=60, audit_rate=0.02, diversity=0.0,
+        exemplar_similarity=False, explore_share=0.0,
+    )  # fmt: skip
+    run_select(workspace, sel, quality=QUAL)
+    assert review_open_items(workspace) == 60  # the 60 lowest scores: all well-edged
+    s = run_select(workspace, sel, quality=QUAL)
+    info = s["versions"][s["current_version"]]
+    assert info["calibration"]["method"] == "rate" and info["can_auto"] is True
+    assert info["weak_sides"]["labelled"] == 0 and info["weak_sides"]["n_current"] == 10
+    assert info["weak_sides"]["can_auto"] is False
+    assert "only 0 labelled examples" in info["weak_sides"]["calibration"]["reason"]
+    route = dict(workspace.conn.execute("SELECT image_id, route FROM current_proposals").fetchall())
+    assert {route[ids[k]] for k in weak} <= {"review", "pending"}
+    assert all(route[ids[k]] in ("auto", "audit") for k in range(60, 120) if k not in weak)

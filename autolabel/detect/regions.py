@@ -20,7 +20,7 @@ Signals in ``Proposals.data`` (direction given):
 - ``edge_min``: weakest of the four borders' edge coverage in [0, 1] (higher = a sharp
   rectangle).
 - ``bg_inside``: share of UI-coloured pixels inside (higher = more like chrome / text).
-- ``snap_shift`` / ``snap_edge``: see :mod:`autolabel.detect.snap`.
+- ``snap_shift`` / ``snap_edge`` / ``snap_sides``: see :mod:`autolabel.detect.snap`.
 - ``source``: how the candidate was made (an id, no direction).
 
 Library use (the wiring into ``propose``/``finetune`` keeps models as ``regions-vN``)::
@@ -50,7 +50,10 @@ from autolabel.errors import InputError, ModelError, ShapeError
 from autolabel.geometry import box_iou, nms
 from autolabel.types import Proposals
 
-SIGNALS = ("layout", "seed_sim", "edge_min", "bg_inside", "snap_shift", "snap_edge", "source")
+SIGNALS = (
+    "layout", "seed_sim", "edge_min", "bg_inside", "snap_shift", "snap_edge", "snap_sides",
+    "source",
+)  # fmt: skip
 #: IoU with a true box at or above which a candidate is a positive in training.
 POS_IOU = 0.9
 #: IoU below which a candidate is a negative (in between: left out of training).
@@ -553,9 +556,10 @@ class RegionsDetector:
         n = len(keep)
         shift = np.full(n, np.nan, np.float32)
         edge = np.full(n, np.nan, np.float32)
+        sides = np.full(n, np.nan, np.float32)
         if self.snap:
             gray = to_gray(image)
-            boxes, shift, edge = snap_boxes(
+            boxes, shift, edge, sides = snap_boxes(
                 gray,
                 boxes,
                 max_shift=0.04,
@@ -573,6 +577,7 @@ class RegionsDetector:
                 **{k: X[keep, j].astype(np.float32) for k, j in col.items()},
                 "snap_shift": shift,
                 "snap_edge": edge,
+                "snap_sides": sides,
                 "source": src[keep].astype(np.float32),
             },
         )

@@ -20,6 +20,9 @@ box's own block does, and a low-scored box in a block of high-scored reviews is 
 vouched for by them. Boxes below every reviewed score, or with fewer than ``min_examples``
 reviewed boxes of their block at or below their score, are not supported (never
 auto-accepted).
+
+Boxes with a side the pixels do not confirm (:func:`weak_sides`) are calibrated apart from
+the rest, on their own labelled boxes (``select.run.calibrate_versions``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ FEATURES: tuple[str, ...] = (
     "aspect_outlier",
     "layout_outlier",
     "upscale",
+    "snap_sides",
 )
 """Signals the calibrator may use, in column order (directions in ``signals.SIGNALS``)."""
 
@@ -59,6 +63,64 @@ METHODS = ("logistic", "isotonic")
 MIN_EXAMPLES = 20
 """Fewer labelled examples than this (or fewer than 3 of either class) -> raw score."""
 MIN_PER_CLASS = 3
+SIDES = "snap_sides"
+"""Feature counting a box's sides confirmed by an edge; below 4 = the weak-sides stratum."""
+
+
+def weak_sides(X: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: rows of ``(n, len(FEATURES))`` with a side on no edge (``snap_sides``
+    < 4, :mod:`autolabel.detect.snap`); rows without the signal (no edge refiner) are not.
+
+    Such a box's error rate differs from the rest by an order of magnitude (measured on the
+    loop benchmark's desktop mix: 4 wrong of 9 auto-accepted ones against 3 of 426), so
+    select calibrates them apart, on labelled boxes of their own kind.
+    """
+    col = np.asarray(X, np.float64)[:, FEATURES.index(SIDES)]
+    return np.nan_to_num(col, nan=4.0) < 4.0 - 1e-9
+
+
+@dataclass(frozen=True)
+class RateBlocks:
+    """Monotone score blocks of one stratum's reviewed boxes (:func:`monotone_blocks`).
+
+    Attributes:
+        starts / n / k: ``(b,)`` each block's lowest score, size and correct count.
+        rate: ``(b,)`` each block's Jeffreys rate, capped by every block above it.
+        scores: ``(m,)`` the reviewed boxes' scores, sorted (NaN as -inf).
+        cum: ``(m,)`` running count of correct boxes in that order.
+    """
+
+    starts: np.ndarray
+    n: np.ndarray
+    k: np.ndarray
+    rate: np.ndarray
+    scores: np.ndarray
+    cum: np.ndarray
+
+    @classmethod
+    def fit(cls, score: np.ndarray, y: np.ndarray, min_block: int) -> RateBlocks:
+        """Blocks of ``(m,)`` scores and 0/1 labels (``m`` >= 1)."""
+        starts, bn, bk = monotone_blocks(score, y, min_block)
+        rate = np.minimum.accumulate(((bk + 0.5) / (bn + 1.0))[::-1])[::-1]
+        s = np.nan_to_num(np.asarray(score, np.float64), nan=-np.inf)
+        order = np.argsort(s, kind="stable")
+        return cls(starts, bn, bk, rate, s[order], np.cumsum(np.asarray(y)[order]))
+
+    def lookup(self, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rate (n,), reviewed boxes at or below each score in its block (n,), below
+        every block (n,) bool)``; the rate of a box below every block is the lowest block's.
+        """
+        s = np.nan_to_num(np.asarray(score, np.float64), nan=-np.inf)
+        block = np.searchsorted(self.starts, s, side="right") - 1
+        below = block < 0
+        block = np.maximum(block, 0)
+        first = np.searchsorted(self.scores, self.starts[block], side="left")
+        upto = np.maximum(np.searchsorted(self.scores, s, side="right"), first)
+        c0 = np.concatenate([[0], self.cum])
+        n_le = np.where(below, 0.0, upto - first)
+        k_le = (c0[upto] - c0[first]).astype(np.float64)
+        local = np.minimum((k_le + 0.5) / (n_le + 1.0), self.rate[block])
+        return np.where(below, self.rate[0], local), n_le, below
 
 
 def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -158,19 +220,9 @@ class Calibrator:
         if self.method != "rate":
             n = X.shape[0]
             return self.predict(X), np.full(n, self.fitted, bool), np.full(n, np.nan)
-        starts, _, _, rate, scores, cum = self._model
-        s = np.nan_to_num(X[:, 0], nan=-np.inf)
-        block = np.searchsorted(starts, s, side="right") - 1
-        below = block < 0
-        block = np.maximum(block, 0)
-        first = np.searchsorted(scores, starts[block], side="left")
-        upto = np.maximum(np.searchsorted(scores, s, side="right"), first)
-        c0 = np.concatenate([[0], cum])
-        n_le = np.where(below, 0.0, upto - first)
-        k_le = (c0[upto] - c0[first]).astype(np.float64)
         raw = np.clip(np.nan_to_num(X[:, 0], nan=0.0), 0.0, 1.0)
-        local = np.minimum((k_le + 0.5) / (n_le + 1.0), rate[block])
-        p = np.where(below, np.minimum(raw, rate[0]), local)
+        p, n_le, below = self._model.lookup(X[:, 0])
+        p = np.where(below, np.minimum(raw, p), p)
         ok = ~below & (n_le >= self.min_support)
         for j, top in self.envelope.items():  # no extrapolation in layout either
             ok &= ~(X[:, j] > top + 1e-9)
@@ -332,26 +384,18 @@ def fit_rate_calibrator(
             n_examples=n,
             n_correct=pos,
         )
-    starts, bn, bk = monotone_blocks(score, y, min_examples)
-    rate = np.minimum.accumulate(((bk + 0.5) / (bn + 1.0))[::-1])[::-1]
-    order = np.argsort(np.nan_to_num(score, nan=-np.inf), kind="stable")
+    blocks = RateBlocks.fit(score, y, min_examples)
     return Calibrator(
         "rate",
-        reason=f"{why}{'; ' if why else ''}P(correct) from {starts.size} score block(s) of "
-        f"the {n} reviewed boxes (top block: {int(bk[-1])} of {int(bn[-1])} correct)",
+        reason=f"{why}{'; ' if why else ''}P(correct) from {blocks.starts.size} score block(s) "
+        f"of the {n} reviewed boxes (top block: {int(blocks.k[-1])} of {int(blocks.n[-1])} "
+        "correct)",
         n_examples=n,
         n_correct=pos,
         columns=["score"],
         min_support=min_examples,
         envelope=_envelope(X, y),
-        _model=(
-            starts,
-            bn,
-            bk,
-            rate,
-            np.nan_to_num(score, nan=-np.inf)[order],
-            np.cumsum(y[order]),
-        ),
+        _model=blocks,
     )
 
 

@@ -18,7 +18,13 @@ import numpy as np
 
 from autolabel import constants as C
 from autolabel.geometry import box_iou
-from autolabel.select.calibrate import feature_matrix, fit_calibrator, fit_rate_calibrator
+from autolabel.select.calibrate import (
+    Calibrator,
+    feature_matrix,
+    fit_calibrator,
+    fit_rate_calibrator,
+    weak_sides,
+)
 from autolabel.select.dedupe import learned_max_per_image, one_crop_per_object
 from autolabel.select.layout import fit_layout, layout_signals, suspicious_upscale
 from autolabel.select.route import auto_accept_mask, parse_budget, plan_routes, review_value
@@ -264,7 +270,9 @@ class VersionCalibration:
         code: ``(n,)`` int version code of each row (index into ``keys``).
         keys: version keys (run keys), by code.
         info: per version key: ``{"label", "calibration", "sources", "n_current",
-            "can_auto"}`` (``calibration`` is :meth:`Calibrator.describe`).
+            "can_auto"}`` (``calibration`` is :meth:`Calibrator.describe`), plus
+            ``weak_sides`` ``{"calibration", "labelled", "n_current", "can_auto"}`` where the
+            version has boxes with a side on no edge.
         current: the key of the newest version among the current proposals (None if none).
     """
 
@@ -297,7 +305,10 @@ def calibrate_versions(
     on reviews only: its boxes on the seed originals are in-sample. When a version's
     labelled boxes are (almost) all one class, its reviewed boxes give a conservative ``rate``
     estimate (:func:`autolabel.select.calibrate.fit_rate_calibrator`); ``can_auto`` is then
-    True only for rows with enough reviewed boxes at or below their score.
+    True only for rows with enough reviewed boxes at or below their score. Boxes with a side
+    on no edge (:func:`autolabel.select.calibrate.weak_sides`) get a calibrator of their own
+    kind's labelled boxes, with the same rules: the reviews of well-edged boxes do not vouch
+    for them.
 
     Args:
         cur: current proposals (``n`` rows).
@@ -322,25 +333,28 @@ def calibrate_versions(
     can_auto = np.zeros(len(cur), bool)
     support = np.full(len(cur), np.nan)
     info: dict[str, dict[str, Any]] = {}
+    weak = weak_sides(X)
     for c, key in enumerate(keys):
-        rows = np.flatnonzero(code == c)
-        lab = code[idx] == c
-        n_in_sample = int((lab & from_seed).sum()) if key in in_sample else 0
+        in_version = np.flatnonzero(code == c)
+        lab_version = code[idx] == c
+        n_in_sample = int((lab_version & from_seed).sum()) if key in in_sample else 0
         if n_in_sample:  # it learned from the seed originals: only reviews say how it
-            lab &= ~from_seed  # does on boxes it has not seen
-        cal = fit_calibrator(X[idx[lab]], y[lab], method=method, min_examples=min_labelled)
-        if not cal.fitted and cal.n_examples >= min_labelled:  # (almost) one class
-            rev = lab & ~from_seed
-            cal = fit_rate_calibrator(
-                X[idx[rev], 0], y[rev], min_examples=min_labelled, why=cal.reason,
-                X=X[idx[rev]],
-            )  # fmt: skip
-        if n_in_sample and not cal.fitted:
-            cal.reason += (
-                f" ({n_in_sample} boxes on seed originals do not count: the detector learned "
-                "from them)"
-            )
-        p[rows], can_auto[rows], support[rows] = cal.assess(X[rows])
+            lab_version &= ~from_seed  # does on boxes it has not seen
+        fits = {}
+        for stratum in (False, True):  # well-edged boxes, then those with a side on no edge
+            rows = in_version[weak[in_version] == stratum]
+            lab = lab_version & (weak[idx] == stratum)
+            if stratum and not rows.size and not lab.any():
+                continue
+            cal = _fit_labelled(X[idx[lab]], y[lab], ~from_seed[lab], method, min_labelled)
+            if n_in_sample and not cal.fitted:
+                cal.reason += (
+                    f" ({n_in_sample} boxes on seed originals do not count: the detector "
+                    "learned from them)"
+                )
+            p[rows], can_auto[rows], support[rows] = cal.assess(X[rows])
+            fits[stratum] = (cal, lab, rows)
+        cal, lab, _ = fits[False]
         info[key] = {
             "label": label_of.get(key, key),
             "calibration": cal.describe(),
@@ -348,12 +362,34 @@ def calibrate_versions(
                 "seed": int((lab & from_seed).sum()),
                 "decisions": int((lab & ~from_seed).sum()),
             },
-            "n_current": int(rows.size),
-            "can_auto": bool(can_auto[rows].any()) if rows.size else cal.fitted,
+            "n_current": int(in_version.size),
+            "can_auto": bool(can_auto[in_version].any()) if in_version.size else cal.fitted,
         }
+        if True in fits:
+            wcal, wlab, wrows = fits[True]
+            info[key]["weak_sides"] = {
+                "calibration": wcal.describe(),
+                "labelled": int(wlab.sum()),
+                "n_current": int(wrows.size),
+                "can_auto": bool(can_auto[wrows].any()),
+            }
     pool = np.flatnonzero(~exclude) if (~exclude).any() else np.arange(len(cur))
     current = keys[int(code[pool[np.argmax(cur.run_id[pool])]])] if pool.size else None
     return VersionCalibration(np.round(p, 6), can_auto, support, code, keys, info, current)
+
+
+def _fit_labelled(
+    X: np.ndarray, y: np.ndarray, reviewed: np.ndarray, method: str, min_labelled: int
+) -> Calibrator:
+    """A calibrator of labelled boxes: ``method`` where both classes are there, else the
+    ``rate`` estimate of the ``reviewed`` ones (``(m,)`` bool) when there are enough."""
+    cal = fit_calibrator(X, y, method=method, min_examples=min_labelled)
+    if not cal.fitted and cal.n_examples >= min_labelled:  # (almost) one class
+        cal = fit_rate_calibrator(
+            X[reviewed, 0], y[reviewed], min_examples=min_labelled, why=cal.reason,
+            X=X[reviewed],
+        )  # fmt: skip
+    return cal
 
 
 def _version_warning(key: str, info: dict[str, Any], min_labelled: int) -> str | None:

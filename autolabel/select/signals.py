@@ -67,6 +67,10 @@ SIGNALS: dict[str, str] = {
         "export size / box long side, relative to the seed boxes' (> 1.5 is never "
         "auto-accepted); higher = less likely correct"
     ),
+    "snap_sides": (
+        "sides of the box on an edge line or the image border after edge snapping, 0-4 "
+        "(detect/snap.py); higher = more likely correct"
+    ),
 }
 """Every signal the selector knows, with its direction."""
 

@@ -60,9 +60,11 @@ def add_run(
     *,
     model_version: str = "v1",
     detector: str = "test",
+    signals: dict[str, dict[int, list[float]]] | None = None,
 ) -> int:
     """One finished propose run with ``{image_id: [(box, score[, tta_iou]), ...]}``;
-    returns its id (the optional third value becomes the ``tta_iou`` signal)."""
+    returns its id (the optional third value becomes the ``tta_iou`` signal; ``signals``
+    adds ``{name: {image_id: values}}``)."""
     from autolabel.store import runs as store_runs
 
     run = store_runs.create_run(
@@ -82,6 +84,8 @@ def add_run(
         extra = {}
         if items and len(items[0]) > 2:
             extra["tta_iou"] = [it[2] for it in items]
+        for name, per_image in (signals or {}).items():
+            extra[name] = per_image[image_id]
         phrases = ["product"] * len(xyxy)
         batch.append((image_id, mock_proposals(xyxy, score=scores, phrase=phrases, **extra)))
     store_runs.write_batch(ws, run, batch)
