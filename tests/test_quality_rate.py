@@ -115,6 +115,23 @@ def test_an_always_right_detector_is_auto_accepted_after_enough_reviews(workspac
     assert 0.98 < est["precision"] < 1.0 and est["low"] < est["precision"] < est["high"]
 
 
+def test_select_says_how_many_more_reviews_lift_a_rate_set_to_the_target(workspace):
+    _world(workspace, 120)
+    sel = SelectConfig(
+        target_precision=0.99, budget=40, audit_rate=0.02, diversity=0.0,
+        exemplar_similarity=False, explore_share=0.0,
+    )  # fmt: skip
+    run_select(workspace, sel, quality=QUAL)
+    assert review_open_items(workspace) == 40
+    s = run_select(workspace, sel, quality=QUAL)
+    assert s["routes"]["auto"] == 0 and s["versions"][s["current_version"]]["can_auto"]
+    (line,) = [w for w in s["warnings"] if "no box reached" in w]
+    # 40 of 40 right: (40.5 / 41) < 0.99; 49 of 49 reach it
+    assert f"the best P(correct) is {40.5 / 41:.4f}" in line
+    assert "40 reviewed boxes behind it; about 9 more correct review(s)" in line
+    assert fit_rate_calibrator(np.ones(49), np.ones(49)).predict(_X([1.0]))[0] >= 0.99
+
+
 def test_seed_originals_do_not_vouch_for_the_detector_that_learned_from_them(workspace):
     from tests.support.quality import add_seed_items
 

@@ -585,6 +585,7 @@ def run_select(
         **ctx,
     )
     _prior_support(plan, rows, vc)
+    warnings += _short_of_target(vc, rows, p[rows], plan.route, cfg.target_precision)
     # seed originals: their seed boxes are the labels; their proposals stay pending, unqueued
     write = np.concatenate([rows, seed_rows])
     route = np.concatenate([plan.route, np.full(seed_rows.size, C.ROUTE_PENDING, dtype=object)])
@@ -624,6 +625,35 @@ def run_select(
         labelled=labelled,
         one_crop=one_crop,
     )
+
+
+def _short_of_target(
+    vc: VersionCalibration, rows: np.ndarray, p: np.ndarray, route: np.ndarray, target: float
+) -> list[str]:
+    """One line per version that may auto-accept but where no box reached ``target``: its
+    best P(correct) and, for a ``rate`` calibrator, about how many more correct reviews at or
+    below that box's score would lift it to the target (``(k + 0.5) / (n + 1)``)."""
+    out = []
+    for c, key in enumerate(vc.keys):
+        mine = vc.code[rows] == c
+        ok = mine & vc.can_auto[rows]
+        if not ok.any() or np.isin(route[mine], C.AUTO_ROUTES).any():
+            continue
+        best = int(np.flatnonzero(ok)[np.argmax(p[ok])])
+        n = vc.support[rows[best]]
+        more = ""
+        if np.isfinite(n) and p[best] < target < 1:
+            m = int(np.ceil(round((target - p[best]) * (n + 1) / (1 - target), 6)))
+            more = (
+                f" ({int(n)} reviewed boxes behind it; about {m} more correct review(s) of "
+                "boxes scored at or below it would lift it to the target)"
+            )
+        out.append(
+            f"detector version {vc.info[key]['label']} [{key}]: no box reached the target "
+            f"precision {target:g}: the best P(correct) is {p[best]:.4f}{more}; review its "
+            "queue items (autolabel review), then run select again"
+        )
+    return out
 
 
 def _prior_support(plan: Any, rows: np.ndarray, vc: VersionCalibration) -> None:
