@@ -22,10 +22,9 @@ from autolabel.export import export_dataset, read_latest
 from autolabel.export.geometry import ORIENTATION_OP, from_norm1000, from_yolo
 from autolabel.imageio import open_image
 from autolabel.store import exports as store
-from autolabel.store import runs as store_runs
 from autolabel.store.db import utcnow
 from autolabel.store.labels import iter_labels
-from tests.support.proposals import mock_proposals
+from tests.support.proposals import mock_proposals, store_finished_run
 
 RED = (230, 20, 20)
 
@@ -103,16 +102,6 @@ def _build(root: Path, *, n_extra: int = 0, extra_size: tuple[int, int] = (640, 
 
     ws = Workspace.create(root / "ws")
     ingest(ws, [photos], workers=1)
-    run = store_runs.create_run(
-        ws,
-        detector="grounding-dino",
-        model="tiny",
-        model_version="mv-123",
-        refiner=None,
-        prompt="red box",
-        box_threshold=0.3,
-        text_threshold=0.25,
-    )
     path_ids = {r["path"]: r["id"] for r in ws.conn.execute("SELECT id, path FROM images")}
     results = []
     for key, bxs in sorted(boxes.items()):
@@ -121,8 +110,17 @@ def _build(root: Path, *, n_extra: int = 0, extra_size: tuple[int, int] = (640, 
             rel = f"extra/{key}.jpg"
         image_id = path_ids[str((photos / rel).resolve())]
         results.append((image_id, mock_proposals(bxs, phrase=["red box"] * len(bxs))))
-    store_runs.write_batch(ws, run, results)
-    store_runs.finish_run(ws, run)
+    run = store_finished_run(
+        ws,
+        results,
+        detector="grounding-dino",
+        model="tiny",
+        model_version="mv-123",
+        refiner=None,
+        prompt="red box",
+        box_threshold=0.3,
+        text_threshold=0.25,
+    )
     pids = {}
     for key in sorted(boxes):
         rel = {"sub_a": "sub/a.jpg", "small": "small.png"}.get(key, f"{key}.jpg")

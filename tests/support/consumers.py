@@ -133,24 +133,13 @@ def build_workspace(root: Path):
     from autolabel.ingest import ingest
     from autolabel.store import Workspace
     from autolabel.store import exports as store
-    from autolabel.store import runs as store_runs
-    from tests.support.proposals import mock_proposals
+    from tests.support.proposals import mock_proposals, store_finished_run
 
     photos = root / "photos"
     for i, orig in enumerate(ORIGINALS):
         _save(photos / orig.rel, _upright_pixels(orig, i), orig.orientation)
     ws = Workspace.create(root / "ws")
     ingest(ws, [photos], workers=1)
-    run = store_runs.create_run(
-        ws,
-        detector="grounding-dino",
-        model="tiny",
-        model_version="mv-consumers",
-        refiner=None,
-        prompt="red box . green box",
-        box_threshold=0.3,
-        text_threshold=0.25,
-    )
     ids = {r["path"]: r["id"] for r in ws.conn.execute("SELECT id, path FROM images")}
     results = []
     for orig in ORIGINALS:
@@ -162,8 +151,17 @@ def build_workspace(root: Path):
         phrases = [ob.phrase for ob in orig.objects]
         image_id = ids[str((photos / orig.rel).resolve())]
         results.append((image_id, mock_proposals(boxes, phrase=phrases)))
-    store_runs.write_batch(ws, run, results)
-    store_runs.finish_run(ws, run)
+    store_finished_run(
+        ws,
+        results,
+        detector="grounding-dino",
+        model="tiny",
+        model_version="mv-consumers",
+        refiner=None,
+        prompt="red box . green box",
+        box_threshold=0.3,
+        text_threshold=0.25,
+    )
     pids: dict[tuple[str, int], int] = {}
     for orig in ORIGINALS:
         image_id = ids[str((photos / orig.rel).resolve())]

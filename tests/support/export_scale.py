@@ -10,9 +10,8 @@ from pathlib import Path
 from PIL import Image
 
 from autolabel.store import Workspace
-from autolabel.store import runs as store_runs
 from autolabel.store.db import utcnow
-from tests.support.proposals import mock_proposals
+from tests.support.proposals import mock_proposals, store_finished_run
 
 W, H = 64, 48
 PHRASES = ("red box", "blue box", "shoe")
@@ -40,10 +39,6 @@ def fake_workspace(root: Path, n_images: int, per_image: int) -> Workspace:
             "VALUES (?,?,?,?,?,?,?)",
             rows,
         )
-    run = store_runs.create_run(
-        ws, detector="exemplar", model="m", model_version="mv", refiner=None,
-        prompt="box", box_threshold=0.3, text_threshold=0.25,
-    )  # fmt: skip
     ids = [int(r[0]) for r in ws.conn.execute("SELECT id FROM images ORDER BY id")]
     boxes = [(1 + k, 1 + k, 40 + k, 30 + k) for k in range(per_image)]
     results = [
@@ -55,8 +50,10 @@ def fake_workspace(root: Path, n_images: int, per_image: int) -> Workspace:
         )
         for image_id in ids
     ]
-    store_runs.write_batch(ws, run, results)
-    store_runs.finish_run(ws, run)
+    store_finished_run(
+        ws, results, detector="exemplar", model="m", model_version="mv", refiner=None,
+        prompt="box", box_threshold=0.3, text_threshold=0.25,
+    )  # fmt: skip
     with ws.transaction() as c:
         c.execute("UPDATE proposals SET route = 'auto'")
     return ws

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tests.support.proposals import mock_proposals
+from tests.support.proposals import mock_proposals, store_finished_run
 
 Box = tuple[float, float, float, float]
 
@@ -46,7 +46,6 @@ def labelled_workspace(
     from autolabel.ingest import ingest
     from autolabel.store import Workspace
     from autolabel.store import exports as store_exports
-    from autolabel.store import runs as store_runs
 
     photos = root / "photos"
     w, h = size
@@ -55,10 +54,6 @@ def labelled_workspace(
         write_image(photos / rel, size, seed=i)
     ws = Workspace.create(root / "ws")
     ingest(ws, [photos], workers=1)
-    run = store_runs.create_run(
-        ws, detector="grounding-dino", model="tiny", model_version="mv-1", refiner=None,
-        prompt="red box", box_threshold=0.3, text_threshold=0.25,
-    )  # fmt: skip
     ids = {r["path"]: int(r["id"]) for r in ws.conn.execute("SELECT id, path FROM images")}
     results = []
     for rel in files:
@@ -66,8 +61,10 @@ def labelled_workspace(
         results.append(
             (ids[str((photos / rel).resolve())], mock_proposals(bxs, phrase=["red box"] * len(bxs)))
         )
-    store_runs.write_batch(ws, run, results)
-    store_runs.finish_run(ws, run)
+    store_finished_run(
+        ws, results, detector="grounding-dino", model="tiny", model_version="mv-1", refiner=None,
+        prompt="red box", box_threshold=0.3, text_threshold=0.25,
+    )  # fmt: skip
     pids: dict[str, list[int]] = {}
     for rel in files:
         image_id = ids[str((photos / rel).resolve())]

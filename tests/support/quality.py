@@ -16,7 +16,7 @@ import numpy as np
 
 from autolabel.geometry import box_iou
 from autolabel.store.db import utcnow
-from tests.support.proposals import mock_proposals
+from tests.support.proposals import mock_proposals, store_finished_run
 
 SIZE = (200, 400)
 TRUE_BOX = (20.0, 40.0, 180.0, 240.0)
@@ -65,18 +65,6 @@ def add_run(
     """One finished propose run with ``{image_id: [(box, score[, tta_iou]), ...]}``;
     returns its id (the optional third value becomes the ``tta_iou`` signal; ``signals``
     adds ``{name: {image_id: values}}``)."""
-    from autolabel.store import runs as store_runs
-
-    run = store_runs.create_run(
-        ws,
-        detector=detector,
-        model="m",
-        model_version=model_version,
-        refiner=None,
-        prompt="product",
-        box_threshold=0.1,
-        text_threshold=0.25,
-    )
     batch = []
     for image_id, items in boxes.items():
         xyxy = [list(it[0]) for it in items]
@@ -88,8 +76,17 @@ def add_run(
             extra[name] = per_image[image_id]
         phrases = ["product"] * len(xyxy)
         batch.append((image_id, mock_proposals(xyxy, score=scores, phrase=phrases, **extra)))
-    store_runs.write_batch(ws, run, batch)
-    store_runs.finish_run(ws, run)
+    run = store_finished_run(
+        ws,
+        batch,
+        detector=detector,
+        model="m",
+        model_version=model_version,
+        refiner=None,
+        prompt="product",
+        box_threshold=0.1,
+        text_threshold=0.25,
+    )
     return run.id
 
 
