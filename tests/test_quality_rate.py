@@ -87,16 +87,20 @@ def _world(ws, n, *, wrong=(), seed=0):
     return ids
 
 
+def _budgeted(budget: int, **kw) -> SelectConfig:
+    """Target 0.99, ``budget`` review items, no diversity, exemplar similarity or exploring
+    unless ``kw`` says otherwise."""
+    base = {"diversity": 0.0, "exemplar_similarity": False, "explore_share": 0.0}
+    return SelectConfig(target_precision=0.99, budget=budget, **{**base, **kw})
+
+
 def _routes(ws):
     return dict(ws.conn.execute("SELECT route, COUNT(*) FROM current_proposals GROUP BY route"))
 
 
 def test_an_always_right_detector_is_auto_accepted_after_enough_reviews(workspace):
     _world(workspace, 120)
-    sel = SelectConfig(
-        target_precision=0.99, budget=60, audit_rate=0.02, diversity=0.0,
-        exemplar_similarity=False, explore_share=0.0,
-    )  # fmt: skip
+    sel = _budgeted(60, audit_rate=0.02)
     s1 = run_select(workspace, sel, quality=QUAL)
     assert s1["routes"]["auto"] + s1["routes"]["audit"] == 0
     assert review_open_items(workspace) == 60  # the 60 most doubtful (lowest scores)
@@ -117,10 +121,7 @@ def test_an_always_right_detector_is_auto_accepted_after_enough_reviews(workspac
 
 def test_select_says_how_many_more_reviews_lift_a_rate_set_to_the_target(workspace):
     _world(workspace, 120)
-    sel = SelectConfig(
-        target_precision=0.99, budget=40, audit_rate=0.02, diversity=0.0,
-        exemplar_similarity=False, explore_share=0.0,
-    )  # fmt: skip
+    sel = _budgeted(40, audit_rate=0.02)
     run_select(workspace, sel, quality=QUAL)
     assert review_open_items(workspace) == 40
     s = run_select(workspace, sel, quality=QUAL)
@@ -150,10 +151,7 @@ def test_seed_originals_do_not_vouch_for_the_detector_that_learned_from_them(wor
 )
 def test_where_the_wrong_reviewed_boxes_are_decides(workspace, wrong, p_top, auto):
     _world(workspace, 120, wrong=wrong)
-    sel = SelectConfig(
-        target_precision=0.99, budget=60, diversity=0.0, exemplar_similarity=False,
-        explore_share=0.0,
-    )  # fmt: skip
+    sel = _budgeted(60)
     run_select(workspace, sel, quality=QUAL)
     review_open_items(workspace)  # the 60 lowest: 58 accepts, the 2 loose ones adjusted
     s = run_select(workspace, sel, quality=QUAL)
@@ -223,10 +221,7 @@ def test_exploring_reaches_auto_accept_sooner(workspace, share, auto):
     score range never gets the reviews that would vouch for it); a random half of the
     budget among likely-right boxes builds that evidence."""
     _world(workspace, 300, wrong=(30, 50), seed=1)  # among the 60 most uncertain
-    sel = SelectConfig(
-        target_precision=0.99, budget=60, diversity=0.0, exemplar_similarity=False,
-        explore_share=share,
-    )  # fmt: skip
+    sel = _budgeted(60, explore_share=share)
     run_select(workspace, sel, quality=QUAL)
     scores = workspace.conn.execute(
         "SELECT p.score FROM queue_items q JOIN proposals p ON p.id = q.proposal_id"
@@ -382,10 +377,7 @@ def test_boxes_with_a_side_on_no_edge_are_vouched_for_only_by_their_own_reviews(
         box = shifted(TRUE_BOX, 0.75 if k in (101, 103, 105, 107) else 0.95)
         boxes[i], sides[i] = [(box, float(scores[k]))], [3.0 if k in weak else 4.0]
     add_run(workspace, boxes, model_version="regions-v1", signals={"snap_sides": sides})
-    sel = SelectConfig(
-        target_precision=0.99, budget=60, audit_rate=0.02, diversity=0.0,
-        exemplar_similarity=False, explore_share=0.0,
-    )  # fmt: skip
+    sel = _budgeted(60, audit_rate=0.02)
     run_select(workspace, sel, quality=QUAL)
     assert review_open_items(workspace) == 60  # the 60 lowest scores: all well-edged
     s = run_select(workspace, sel, quality=QUAL)

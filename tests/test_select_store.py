@@ -10,12 +10,12 @@ from autolabel.select.run import labelled_examples, run_select
 from autolabel.store.images import ScannedFile, find_image, write_scanned
 from autolabel.store.labels import iter_labels
 from autolabel.store.queue import claim_next
-from autolabel.store.runs import create_run, finish_run, write_batch
 from autolabel.store.select import (
     load_current,
     load_decisions,
     load_queue,
 )
+from tests.support.proposals import store_finished_run
 from tests.support.simulate import review_proposal
 
 
@@ -28,22 +28,14 @@ def _add_images(ws, n):
 
 
 def _propose(ws, image_ids, boxes_scores, *, version="v1", mock):
-    run = create_run(
-        ws,
-        detector="sim",
-        model="sim",
-        model_version=version,
-        refiner=None,
-        prompt="obj",
-        box_threshold=0.1,
-        text_threshold=0.1,
-    )
-    results = []
-    for iid, (boxes, scores, tokens) in zip(image_ids, boxes_scores, strict=True):
-        results.append((iid, mock(boxes, score=scores, token_score=tokens)))
-    write_batch(ws, run, results)
-    finish_run(ws, run)
-    return run
+    results = [
+        (iid, mock(boxes, score=scores, token_score=tokens))
+        for iid, (boxes, scores, tokens) in zip(image_ids, boxes_scores, strict=True)
+    ]
+    return store_finished_run(
+        ws, results, detector="sim", model="sim", model_version=version, prompt="obj",
+        box_threshold=0.1, text_threshold=0.1,
+    )  # fmt: skip
 
 
 def _cfg(ws, **kw):
