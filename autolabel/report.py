@@ -242,9 +242,10 @@ def next_steps(ws: Workspace, precision: dict[str, Any]) -> dict[str, Any]:
         calibration = "unknown: `autolabel select` has not run yet"
     else:
         cal = state["calibration"]
-        if cal.get("reason"):
-            calibration = f"not calibrated: {cal['reason']} (nothing is auto-accepted)"
-        else:
+        if cal.get("method") in (None, "none", "raw-score"):
+            why = cal.get("reason") or "no labelled boxes of the current detector version"
+            calibration = f"not calibrated: {why} (nothing is auto-accepted)"
+        else:  # a rate calibrator has a reason too: how it was estimated
             calibration = (
                 f"calibrated ({cal.get('method', '?')} on {cal.get('n_examples', '?')} "
                 "labelled boxes)"
@@ -271,6 +272,7 @@ def next_steps(ws: Workspace, precision: dict[str, Any]) -> dict[str, Any]:
     else:
         lines.append("The review queue is empty.")
     lines.append(f"Calibration: {calibration}.")
+    lines += [f"Select warned: {w}" for w in state["warnings"]] if state["ran"] else []
     lines.append(f"Precision of the auto-accepted boxes: {estimate}.")
     if not known and audit_open:
         lines.append("Review the audit items to turn the estimate from unknown into a number.")

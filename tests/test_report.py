@@ -71,6 +71,21 @@ def test_what_to_do_next_says_unknown_without_audits_or_calibration(workspace):
     assert "The review queue is empty." in text
 
 
+def test_what_to_do_next_calls_a_rate_calibrator_calibrated_and_repeats_select_warnings(
+    workspace,
+):
+    auto_workspace(workspace, audited_ok=0)
+    last = workspace.get_setting("select.last")
+    rate = {"method": "rate", "n_examples": 110, "n_correct": 109, "reason": "almost all one class"}
+    last["versions"][last["current_version"]]["calibration"] = rate
+    last["warnings"] = ["detector version v [k]: no box reached the target precision 0.99"]
+    workspace.set_setting("select.last", last)
+    text = " ".join(build_report(workspace)["next"]["lines"])
+    assert "Calibration: calibrated (rate on 110 labelled boxes)" in text
+    assert "not calibrated" not in text
+    assert "Select warned: detector version v [k]: no box reached the target" in text
+
+
 def test_write_report_writes_html_and_json(workspace, tmp_path):
     auto_workspace(workspace, tmp_path / "img", audited_ok=1)
     html_path, json_path = write_report(workspace, tmp_path / "out")
