@@ -23,13 +23,17 @@ K-th of the run, re-run to completion; the output folder (every file, byte for b
 workspace's exported versions must equal the uninterrupted run's. Prints PASS/FAIL per kill
 with the stage it hit. ``--keep DIR`` keeps the inputs and the uninterrupted run in DIR and
 reuses them on the next ``--kill`` run of the same size (at 100k images the reference alone
-takes as long as a killed run and its re-run together).
+takes as long as a killed run and its re-run together). ``--kill-within S`` runs the
+uninterrupted run beside the killed ones (one core each) and spreads the kill moments over
+the first S seconds instead (take S from an earlier run of that size: a kill after the end
+reports "finished before the kill").
 
     python benchmarks/bench_autocrop_scale.py                    # 500 and 2000 images
     python benchmarks/bench_autocrop_scale.py --images 10000 --small 2000
     python benchmarks/bench_autocrop_scale.py --images 200 --source-size 1080x2340
     python benchmarks/bench_autocrop_scale.py --images 30 --kill 2
-    python benchmarks/bench_autocrop_scale.py --images 100000 --kill 1 --keep /data/kill100k
+    python benchmarks/bench_autocrop_scale.py --images 100000 --kill 1 --kill-within 4000 \
+        --keep /data/kill100k
 
 Targets (issue 20): RSS(big) / RSS(small) <= 1.1; no-op re-run at 100k <= 30 s;
 export >= 0.8 of the tight loop; a kill at any point, re-run: identical output.
@@ -383,83 +387,129 @@ def _version_tuples(versions: list) -> list[tuple]:
     return [(*v[:4], [tuple(i) for i in v[4]]) for v in versions]
 
 
-def _reference(root: Path, n: int, detector: str, source: tuple[int, int], env: dict) -> dict:
-    """The uninterrupted run under ``root/ref``: its seconds, file digests and exported
-    versions. Kept in ``root/ref.json`` once complete and reused when its ``n``, detector
-    and source size match (``--keep``: a 100k reference takes as long as the kill runs)."""
+def _kept_reference(root: Path, want: dict) -> dict | None:
+    """The uninterrupted run kept in ``root/ref.json`` (``--keep``) when its ``n``, detector
+    and source size are ``want``'s; None when there is none. A mismatch is an error."""
     done = root / "ref.json"
-    want = {"n": n, "detector": detector, "source": list(source)}
-    if done.exists():
-        ref = json.loads(done.read_text(encoding="utf-8"))
-        if all(ref.get(k) == v for k, v in want.items()):
-            print(f"reusing the uninterrupted run in {root} ({ref['seconds']:.1f} s)", flush=True)
-            ref["versions"] = _version_tuples(ref["versions"])
-            return ref
+    if not done.exists():
+        return None
+    ref = json.loads(done.read_text(encoding="utf-8"))
+    if not all(ref.get(k) == v for k, v in want.items()):
         raise SystemExit(
             f"{root} holds a run of {ref.get('n')} images with {ref.get('detector')}; "
             f"expected {want}: use another --keep folder"
         )
-    import shutil
-
-    for sub in ("in", "seed", "ref"):
-        shutil.rmtree(root / sub, ignore_errors=True)
-    make_data(root, n, source)
-    write_config(root / "ref" / "ws", crop_size(source))
-    t = time.perf_counter()
-    cmd = _child_cmd(root, "ref", detector, root / "ref.log")
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    ref = {**want, "seconds": time.perf_counter() - t}
-    ref["digest"] = tree_digest(root / "ref" / "out")
-    ref["versions"] = exported_versions(root / "ref" / "ws")
-    done.write_text(json.dumps(ref), encoding="utf-8")
+    print(f"reusing the uninterrupted run in {root} ({ref['seconds']:.1f} s)", flush=True)
     ref["versions"] = _version_tuples(ref["versions"])
     return ref
 
 
-def kill_mode(
-    n: int, kills: int, detector: str, source: tuple[int, int], seed: int, keep: Path | None
-) -> bool:
-    """The ``--kill`` run (see the module docstring); True when every kill passed."""
+def _run_reference(root: Path, want: dict, env: dict) -> dict:
+    """Run the uninterrupted ``root/ref`` case on the inputs in ``root``: its seconds, file
+    digests and exported versions, also written to ``root/ref.json``."""
+    write_config(root / "ref" / "ws", crop_size(tuple(want["source"])))
+    t = time.perf_counter()
+    cmd = _child_cmd(root, "ref", want["detector"], root / "ref.log")
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    ref = {**want, "seconds": time.perf_counter() - t}
+    ref["digest"] = tree_digest(root / "ref" / "out")
+    ref["versions"] = exported_versions(root / "ref" / "ws")
+    (root / "ref.json").write_text(json.dumps(ref), encoding="utf-8")
+    ref["versions"] = _version_tuples(ref["versions"])
+    return ref
+
+
+def _killed_and_rerun(
+    root: Path, case: str, at: float, detector: str, crop: int, env: dict
+) -> tuple[str, str | None]:
+    """Run ``case`` from scratch, SIGKILL its process group after ``at`` s, re-run it to the
+    end: ``(stage hit, re-run error or None)``."""
     import shutil
 
+    shutil.rmtree(root / case, ignore_errors=True)
+    write_config(root / case / "ws", crop)
+    log_file = root / f"{case}.log"
+    cmd = _child_cmd(root, case, detector, log_file)
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        proc.wait(timeout=at)
+        hit = "finished before the kill"
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        hit = stage_at_kill(log_file.read_text(encoding="utf-8").splitlines())
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    err = None if rerun.returncode == 0 else f"exited {rerun.returncode}: {rerun.stderr[-400:]}"
+    return hit, err
+
+
+def kill_mode(
+    n: int,
+    kills: int,
+    detector: str,
+    source: tuple[int, int],
+    seed: int,
+    keep: Path | None,
+    within: float | None = None,
+) -> bool:
+    """The ``--kill`` run (see the module docstring); True when every kill passed.
+
+    ``within``: kill moments spread over this many seconds instead of the uninterrupted
+    run's, which then runs beside the killed runs (2 cores: about half the wall time)."""
+    import shutil
+    import threading
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    want = {"n": n, "detector": detector, "source": list(source)}
     ok = True
     with tempfile.TemporaryDirectory(prefix=f"autocrop-kill{n}-") as tmp:
         root = keep if keep is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        crop = crop_size(source)
-        r = _reference(root, n, detector, source, env)
-        total, ref, ref_versions = r["seconds"], r["digest"], r["versions"]
-        print(f"uninterrupted run: {total:.1f} s, {len(ref)} files, versions "
-              f"{[v[0] for v in ref_versions]}", flush=True)  # fmt: skip
-        for i, at in enumerate(kill_moments(total, kills, seed)):
-            case = f"k{i}"
-            shutil.rmtree(root / case, ignore_errors=True)
-            write_config(root / case / "ws", crop)
-            log_file = root / f"{case}.log"
-            cmd = _child_cmd(root, case, detector, log_file)
-            proc = subprocess.Popen(
-                cmd, env=env, start_new_session=True,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+        ref = _kept_reference(root, want)
+        box: dict = {}
+
+        def reference() -> None:
             try:
-                proc.wait(timeout=at)
-                hit = "finished before the kill"
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                hit = stage_at_kill(log_file.read_text(encoding="utf-8").splitlines())
-            rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if rerun.returncode != 0:
-                print(f"kill {i + 1} at {at:.1f} s ({hit}): FAIL, re-run exited "
-                      f"{rerun.returncode}: {rerun.stderr.strip()[-400:]}")  # fmt: skip
+                box["ref"] = _run_reference(root, want, env)
+            except Exception as exc:  # reported after the kills
+                box["error"] = exc
+
+        runner = threading.Thread(target=reference)
+        if ref is None:
+            for sub in ("in", "seed", "ref"):
+                shutil.rmtree(root / sub, ignore_errors=True)
+            make_data(root, n, source)
+            if within is None:
+                reference()
+            else:
+                runner.start()
+        total = within if within is not None else (ref or box.get("ref", {})).get("seconds")
+        if total is None:
+            raise SystemExit(f"the uninterrupted run failed: {box.get('error')}")
+        hits = [
+            (at, *_killed_and_rerun(root, f"k{i}", at, detector, crop_size(source), env))
+            for i, at in enumerate(kill_moments(total, kills, seed))
+        ]
+        if runner.is_alive():
+            runner.join()
+        ref = ref or box.get("ref")
+        if ref is None:
+            raise SystemExit(f"the uninterrupted run failed: {box.get('error')}")
+        print(f"uninterrupted run: {ref['seconds']:.1f} s, {len(ref['digest'])} files, versions "
+              f"{[v[0] for v in ref['versions']]}", flush=True)  # fmt: skip
+        for i, (at, hit, err) in enumerate(hits):
+            if err is not None:
+                print(f"kill {i + 1} at {at:.1f} s ({hit}): FAIL, re-run {err.strip()}")
                 ok = False
                 continue
-            diff = differences(ref, tree_digest(root / case / "out"))
-            versions = exported_versions(root / case / "ws")
-            passed = not diff and versions == ref_versions
+            diff = differences(ref["digest"], tree_digest(root / f"k{i}" / "out"))
+            versions = exported_versions(root / f"k{i}" / "ws")
+            passed = not diff and versions == ref["versions"]
             ok = ok and passed
-            why = f" (differing files {diff[:5]}, same versions: {versions == ref_versions})"
+            why = f" (differing files {diff[:5]}, same versions: {versions == ref['versions']})"
             print(f"kill {i + 1} at {at:.1f} s ({hit}): {'PASS' if passed else 'FAIL' + why}",
                   flush=True)  # fmt: skip
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
@@ -532,6 +582,10 @@ def main() -> None:
     ap.add_argument("--kill", type=int, default=0, help="kill-at-any-point mode: K kills")
     ap.add_argument("--seed", type=int, default=0, help="random seed of the kill moments")
     ap.add_argument(
+        "--kill-within", type=float, default=None, metavar="S",
+        help="--kill: spread the kills over S seconds and run the uninterrupted run beside them",
+    )  # fmt: skip
+    ap.add_argument(
         "--keep", default=None, metavar="DIR",
         help="--kill: inputs and the uninterrupted run in DIR, kept and reused by a later run",
     )  # fmt: skip
@@ -550,7 +604,9 @@ def main() -> None:
         return
     if args.kill:
         keep = Path(args.keep) if args.keep else None
-        ok = kill_mode(args.images, args.kill, args.detector, args.source, args.seed, keep)
+        ok = kill_mode(
+            args.images, args.kill, args.detector, args.source, args.seed, keep, args.kill_within
+        )
         sys.exit(0 if ok else 1)
     run_sizes(args)
 

@@ -102,9 +102,9 @@ def test_kill_mode_passes_at_a_tiny_size_and_reuses_a_kept_reference(tmp_path: P
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     keep = tmp_path / "kept"
 
-    def bench(*args: str) -> subprocess.CompletedProcess:
+    def bench(*args: str, into: Path = keep) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, str(BENCH), "--kill", *args, "--keep", str(keep)],
+            [sys.executable, str(BENCH), "--kill", *args, "--keep", str(into)],
             capture_output=True, text=True, env=env, timeout=600,
         )  # fmt: skip
 
@@ -122,3 +122,9 @@ def test_kill_mode_passes_at_a_tiny_size_and_reuses_a_kept_reference(tmp_path: P
     # another size does not compare against it
     other = bench("1", "--images", "31")
     assert other.returncode != 0 and "holds a run of 30 images" in other.stderr
+    # the uninterrupted run beside the killed one, kills within a given span
+    beside = bench("1", "--images", "30", "--kill-within", "8", into=tmp_path / "beside")
+    assert beside.returncode == 0, beside.stdout + beside.stderr[-2000:]
+    assert "reusing" not in beside.stdout and (tmp_path / "beside" / "ref.json").exists()
+    assert [line for line in beside.stdout.splitlines() if line.startswith("kill 1 at")]
+    assert ": PASS" in beside.stdout
