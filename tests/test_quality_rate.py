@@ -386,6 +386,11 @@ def test_boxes_with_a_side_on_no_edge_are_vouched_for_only_by_their_own_reviews(
     assert info["weak_sides"]["labelled"] == 0 and info["weak_sides"]["n_current"] == 10
     assert info["weak_sides"]["can_auto"] is False
     assert "only 0 labelled examples" in info["weak_sides"]["calibration"]["reason"]
+    from autolabel.select.run import select_state
+
+    assert select_state(workspace)["weak_sides"] == {
+        "n_current": 10, "labelled": 0, "can_auto": False, "method": "raw-score",
+    }  # fmt: skip
     route = dict(workspace.conn.execute("SELECT image_id, route FROM current_proposals").fetchall())
     assert {route[ids[k]] for k in weak} <= {"review", "pending"}
     assert all(route[ids[k]] in ("auto", "audit") for k in range(60, 120) if k not in weak)

@@ -79,8 +79,13 @@ def test_what_to_do_next_calls_a_rate_calibrator_calibrated_and_repeats_select_w
     rate = {"method": "rate", "n_examples": 110, "n_correct": 109, "reason": "almost all one class"}
     last["versions"][last["current_version"]]["calibration"] = rate
     last["warnings"] = ["detector version v [k]: no box reached the target precision 0.99"]
+    last["versions"][last["current_version"]]["weak_sides"] = {
+        "calibration": {"method": "raw-score", "reason": "only 4 labelled examples"},
+        "labelled": 4, "n_current": 9, "can_auto": False,
+    }  # fmt: skip
     workspace.set_setting("select.last", last)
     text = " ".join(build_report(workspace)["next"]["lines"])
+    assert "9 boxes have a side on no edge" in text and "(4 so far)" in text
     assert "Calibration: calibrated (rate on 110 labelled boxes)" in text
     assert "not calibrated" not in text
     assert "Select warned: detector version v [k]: no box reached the target" in text

@@ -790,16 +790,27 @@ def estimate_truth_rows(ws: Workspace, est: dict[str, Any], ids: np.ndarray) -> 
 
 def select_state(ws: Workspace) -> dict[str, Any]:
     """What the last select said about auto-accepting, for ``status`` and reports:
-    ``{"ran", "can_auto", "current_version", "calibration", "warnings"}``."""
+    ``{"ran", "can_auto", "current_version", "calibration", "weak_sides", "warnings"}``
+    (``weak_sides``: ``{"n_current", "labelled", "can_auto", "method"}`` of the boxes with a
+    side on no edge, None when the current version has none)."""
     last = ws.get_setting("select.last", {}) or {}
     info = (last.get("versions") or {}).get(last.get("current_version") or "", {})
     cal = info.get("calibration") or {}
+    weak = info.get("weak_sides")
     return {
         "ran": bool(last),
         "can_auto": bool(last.get("can_auto", False)),
         "current_version": info.get("label") or last.get("current_version"),
         "calibration": {
             k: cal.get(k) for k in ("method", "n_examples", "n_correct", "reason") if k in cal
+        },
+        "weak_sides": None
+        if not weak
+        else {
+            "n_current": weak["n_current"],
+            "labelled": weak["labelled"],
+            "can_auto": weak["can_auto"],
+            "method": weak["calibration"].get("method"),
         },
         "warnings": list(last.get("warnings") or []),
     }
