@@ -19,8 +19,8 @@ Signals added to ``Proposals.data`` (direction given):
 - ``snap_sides``: how many of the four final sides sit on an edge line (coverage >=
   ``min_coverage``) or on the image border, 0-4 (higher = better). A side on no edge is a
   side the pixels do not confirm: measured on the loop benchmark's desktop mix, 4 of the 7
-  auto-accepted boxes that were wrong at IoU 0.9 had one, against 5 of 428 right ones (the
-  calibrator keeps such boxes apart, :func:`autolabel.select.calibrate.fit_rate_calibrator`).
+  auto-accepted boxes that were wrong at IoU 0.9 had one, against 5 of 428 right ones
+  (select calibrates such boxes apart, :func:`autolabel.select.calibrate.weak_sides`).
 """
 
 from __future__ import annotations

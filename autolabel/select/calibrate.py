@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel.detect.snap import ALL_SIDES
 from autolabel.errors import InputError, ShapeError
 
 FEATURES: tuple[str, ...] = (
@@ -76,7 +77,7 @@ def weak_sides(X: np.ndarray) -> np.ndarray:
     select calibrates them apart, on labelled boxes of their own kind.
     """
     col = np.asarray(X, np.float64)[:, FEATURES.index(SIDES)]
-    return np.nan_to_num(col, nan=4.0) < 4.0 - 1e-9
+    return np.nan_to_num(col, nan=ALL_SIDES) < ALL_SIDES - 1e-9
 
 
 @dataclass(frozen=True)
