@@ -272,14 +272,14 @@ def next_steps(ws: Workspace, precision: dict[str, Any]) -> dict[str, Any]:
     else:
         lines.append("The review queue is empty.")
     lines.append(f"Calibration: {calibration}.")
-    weak = state.get("weak_sides") if state["ran"] else None
+    weak = state["weak_sides"]  # None (and no warnings) before select has run
     if weak and not weak["can_auto"]:
         lines.append(
             f"{weak['n_current']} boxes have a side on no edge: they are calibrated on "
             f"reviewed boxes of their own kind ({weak['labelled']} so far) and none is "
             "auto-accepted until there are enough."
         )
-    lines += [f"Select warned: {w}" for w in state["warnings"]] if state["ran"] else []
+    lines += [f"Select warned: {w}" for w in state["warnings"]]
     lines.append(f"Precision of the auto-accepted boxes: {estimate}.")
     if not known and audit_open:
         lines.append("Review the audit items to turn the estimate from unknown into a number.")
