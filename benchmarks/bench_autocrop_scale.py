@@ -415,7 +415,6 @@ def _run_reference(root: Path, want: dict, env: dict) -> dict:
     ref["digest"] = tree_digest(root / "ref" / "out")
     ref["versions"] = exported_versions(root / "ref" / "ws")
     (root / "ref.json").write_text(json.dumps(ref), encoding="utf-8")
-    ref["versions"] = _version_tuples(ref["versions"])
     return ref
 
 
@@ -460,44 +459,34 @@ def kill_mode(
     ``within``: kill moments spread over this many seconds instead of the uninterrupted
     run's, which then runs beside the killed runs (2 cores: about half the wall time)."""
     import shutil
-    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     want = {"n": n, "detector": detector, "source": list(source)}
     ok = True
-    with tempfile.TemporaryDirectory(prefix=f"autocrop-kill{n}-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"autocrop-kill{n}-") as tmp,
+        ThreadPoolExecutor(max_workers=1) as beside,
+    ):
         root = keep if keep is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         ref = _kept_reference(root, want)
-        box: dict = {}
-
-        def reference() -> None:
-            try:
-                box["ref"] = _run_reference(root, want, env)
-            except Exception as exc:  # reported after the kills
-                box["error"] = exc
-
-        runner = threading.Thread(target=reference)
+        pending = None
         if ref is None:
             for sub in ("in", "seed", "ref"):
                 shutil.rmtree(root / sub, ignore_errors=True)
             make_data(root, n, source)
             if within is None:
-                reference()
+                ref = _run_reference(root, want, env)
             else:
-                runner.start()
-        total = within if within is not None else (ref or box.get("ref", {})).get("seconds")
-        if total is None:
-            raise SystemExit(f"the uninterrupted run failed: {box.get('error')}")
+                pending = beside.submit(_run_reference, root, want, env)
+        total = within if within is not None else ref["seconds"]
         hits = [
             (at, *_killed_and_rerun(root, f"k{i}", at, detector, crop_size(source), env))
             for i, at in enumerate(kill_moments(total, kills, seed))
         ]
-        if runner.is_alive():
-            runner.join()
-        ref = ref or box.get("ref")
-        if ref is None:
-            raise SystemExit(f"the uninterrupted run failed: {box.get('error')}")
+        if pending is not None:
+            ref = pending.result()
         print(f"uninterrupted run: {ref['seconds']:.1f} s, {len(ref['digest'])} files, versions "
               f"{[v[0] for v in ref['versions']]}", flush=True)  # fmt: skip
         for i, (at, hit, err) in enumerate(hits):
