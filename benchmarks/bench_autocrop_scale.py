@@ -203,20 +203,74 @@ def export_vs_limit(ws_path: Path, rows: list[dict], root: Path, crop: int, repe
     }
 
 
-def run_autocrop(root: Path, case: str, detector: str, log_file: Path | None = None) -> dict:
+def _rss_mb() -> float:
+    """This process's resident set now, in MB (``/proc``; NaN where there is none)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class StageRss:
+    """Peak resident set per ``autocrop`` stage: a thread samples ``/proc/self/status``
+    every ``every`` s and books each sample to the stage whose ``[stage] ...`` line came
+    last (:meth:`line`). A sampler, so a spike shorter than ``every`` can be missed; the
+    process's ``ru_maxrss`` is the exact overall peak."""
+
+    def __init__(self, every: float = 0.02) -> None:
+        import threading
+
+        self.stage = "start"
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.sample()
+
+    def sample(self) -> None:
+        rss = _rss_mb()
+        if rss == rss and rss > self.peaks.get(self.stage, 0.0):
+            self.peaks[self.stage] = round(rss, 1)
+
+    def line(self, text: str) -> None:
+        m = _STAGE_LINE.match(text)
+        if m is not None:
+            self.sample()  # the stage that ends gets the moment before the next one
+            self.stage = m.group(1)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return dict(self.peaks)
+
+
+def run_autocrop(
+    root: Path, case: str, detector: str, log_file: Path | None = None
+) -> tuple[dict, dict[str, float]]:
     """One ``autocrop`` of ``root/in`` with ``root/seed`` into ``root/<case>/out`` (workspace
-    ``root/<case>/ws``); ``log_file`` gets each stage's start and end lines as they happen."""
+    ``root/<case>/ws``); ``log_file`` gets each stage's start and end lines as they happen.
+    Returns autocrop's summary and the peak RSS (MB) of each stage (:class:`StageRss`)."""
     from autolabel.pipeline import autocrop
 
     fh = open(log_file, "a", encoding="utf-8") if log_file else None
+    rss = StageRss()
 
     def log(line: str) -> None:
+        rss.line(line)
         if fh is not None:
             fh.write(line + "\n")
             fh.flush()
 
     try:
-        return autocrop(
+        summary = autocrop(
             root / "in",
             root / case / "out",
             seed_crops=root / "seed" / "crops",
@@ -226,26 +280,32 @@ def run_autocrop(root: Path, case: str, detector: str, log_file: Path | None = N
             workspace=root / case / "ws",
             log=log,
         )
+        peaks = rss.stop()
+        if fh is not None:  # not a stage line: stage_at_kill passes over it
+            fh.write(f"peak RSS by stage (MB): {json.dumps(peaks)}\n")
+        return summary, peaks
     finally:
+        rss.stop()
         if fh is not None:
             fh.close()
 
 
-def one_size(n: int, detector: str, root: Path, source: tuple[int, int], repeats: int) -> dict:
-    """Run in a child process: the whole autocrop at ``n`` images, then the extras."""
-    t = time.perf_counter()
-    make_data(root, n, source)
-    gen_s = time.perf_counter() - t
+def one_size(
+    n: int, detector: str, root: Path, source: tuple[int, int], repeats: int, limit: bool
+) -> dict:
+    """Run in a child process (the inputs made by the parent, so the peak RSS is
+    autocrop's): the whole autocrop at ``n`` images, then the extras; the export-vs-limit
+    measurement only when ``limit`` (it re-cuts every crop ``3 * repeats`` times)."""
     crop = crop_size(source)
     write_config(root / "run" / "ws", crop)
     t = time.perf_counter()
-    first = run_autocrop(root, "run", detector)
+    first, stage_rss = run_autocrop(root, "run", detector)
     total_s = time.perf_counter() - t
     keys = ("proposed", "proposals", "crops", "review_waiting", "export")
     print(json.dumps({k: first[k] for k in keys}), file=sys.stderr)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = time.perf_counter()
-    again = run_autocrop(root, "run", detector)
+    again, _ = run_autocrop(root, "run", detector)
     noop_s = time.perf_counter() - t
     if first["export"] is None:
         raise SystemExit(f"nothing exported at {n} images: {first}")
@@ -254,15 +314,15 @@ def one_size(n: int, detector: str, root: Path, source: tuple[int, int], repeats
     return {
         "images": n,
         "source": list(source),
-        "generate_s": round(gen_s, 1),
         "autocrop_s": round(total_s, 1),
         "stages": first["stages"],
         "crops": sum(1 for r in rows if r["crop"]),
         "rss_mb": round(rss_mb, 1),
+        "rss_by_stage_mb": stage_rss,
         "noop_s": round(noop_s, 2),
         "noop_stages": again["stages"],
         "noop_export": again["export"],
-        **export_vs_limit(root / "run" / "ws", rows, root, crop, repeats),
+        **(export_vs_limit(root / "run" / "ws", rows, root, crop, repeats) if limit else {}),
     }
 
 
@@ -404,6 +464,14 @@ def _kept_reference(root: Path, want: dict) -> dict | None:
     return ref
 
 
+def _logged_rss(log_file: Path) -> dict | None:
+    """The ``peak RSS by stage`` line an autocrop child wrote to its log (None if none)."""
+    head = "peak RSS by stage (MB): "
+    lines = log_file.read_text(encoding="utf-8").splitlines() if log_file.exists() else []
+    found = [json.loads(line[len(head) :]) for line in lines if line.startswith(head)]
+    return found[-1] if found else None
+
+
 def _run_reference(root: Path, want: dict, env: dict) -> dict:
     """Run the uninterrupted ``root/ref`` case on the inputs in ``root``: its seconds, file
     digests and exported versions, also written to ``root/ref.json``."""
@@ -411,7 +479,11 @@ def _run_reference(root: Path, want: dict, env: dict) -> dict:
     t = time.perf_counter()
     cmd = _child_cmd(root, "ref", want["detector"], root / "ref.log")
     subprocess.run(cmd, env=env, check=True, capture_output=True)
-    ref = {**want, "seconds": time.perf_counter() - t}
+    ref = {
+        **want,
+        "seconds": time.perf_counter() - t,
+        "rss_by_stage_mb": _logged_rss(root / "ref.log"),
+    }
     ref["digest"] = tree_digest(root / "ref" / "out")
     ref["versions"] = exported_versions(root / "ref" / "ws")
     (root / "ref.json").write_text(json.dumps(ref), encoding="utf-8")
@@ -488,7 +560,8 @@ def kill_mode(
         if pending is not None:
             ref = pending.result()
         print(f"uninterrupted run: {ref['seconds']:.1f} s, {len(ref['digest'])} files, versions "
-              f"{[v[0] for v in ref['versions']]}", flush=True)  # fmt: skip
+              f"{[v[0] for v in ref['versions']]}, peak RSS by stage (MB) "
+              f"{ref.get('rss_by_stage_mb')}", flush=True)  # fmt: skip
         for i, (at, hit, err) in enumerate(hits):
             if err is not None:
                 print(f"kill {i + 1} at {at:.1f} s ({hit}): FAIL, re-run {err.strip()}")
@@ -511,14 +584,19 @@ def run_sizes(args: argparse.Namespace) -> None:
     results = {}
     for n in (small, args.images):
         with tempfile.TemporaryDirectory(prefix=f"autocrop{n}-") as tmp:
+            t = time.perf_counter()
+            make_data(Path(tmp), n, args.source)
+            gen_s = time.perf_counter() - t
             cmd = [sys.executable, __file__, "--child", str(n), "--root", tmp]
             cmd += ["--detector", args.detector, "--source-size", "x".join(map(str, args.source))]
             cmd += ["--repeats", str(args.repeats)]
+            if n != small and n > args.limit_max:
+                cmd += ["--no-limit"]
             env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise SystemExit(f"{n} images failed:\n{proc.stderr[-3000:]}")
-            results[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[n] = {**json.loads(proc.stdout.strip().splitlines()[-1]), "generate_s": gen_s}
     big, lo = results[args.images], results[small]
     proj = projection(lo, big, args.ray_workers)
     noop_per, noop_fixed = fit(small, lo["noop_s"], args.images, big["noop_s"])
@@ -536,12 +614,17 @@ def run_sizes(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=1))
     for n, r in results.items():
         per = {s["stage"]: round(n / max(s["seconds"], 1e-9), 1) for s in r["stages"]}
-        print(
-            f"{n} images ({r['crops']} crops): autocrop {r['autocrop_s']} s, images/s per stage "
-            f"{per}, peak RSS {r['rss_mb']} MB, no-op re-run {r['noop_s']} s, export "
-            f"{r['export_crops_per_s_1proc']} crops/s vs tight loop "
+        limit = (
+            f", export {r['export_crops_per_s_1proc']} crops/s vs tight loop "
             f"{r['tight_loop_crops_per_s']} (ratio {r['export_vs_limit']}; "
             f"{r['export_vs_limit_with_files']} of the loop writing its PNGs to files)"
+            if "export_vs_limit" in r
+            else ", export vs limit not measured (--limit-max)"
+        )
+        print(
+            f"{n} images ({r['crops']} crops): autocrop {r['autocrop_s']} s, images/s per stage "
+            f"{per}, peak RSS {r['rss_mb']} MB (by stage {r['rss_by_stage_mb']}), no-op re-run "
+            f"{r['noop_s']} s{limit}"
         )
     print(f"peak RSS {args.images} / {small}: {report['rss_ratio_big_over_small']}")
     print(
@@ -578,13 +661,22 @@ def main() -> None:
         "--keep", default=None, metavar="DIR",
         help="--kill: inputs and the uninterrupted run in DIR, kept and reused by a later run",
     )  # fmt: skip
+    ap.add_argument(
+        "--limit-max", type=int, default=20_000, metavar="N",
+        help="export vs tight loop: measured at the big size too when it has <= N images "
+        "(default 20000; it re-cuts every crop 3 x --repeats times)",
+    )  # fmt: skip
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--no-limit", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--autocrop-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--log-file", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--root", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        res = one_size(args.child, args.detector, Path(args.root), args.source, args.repeats)
+        res = one_size(
+            args.child, args.detector, Path(args.root), args.source, args.repeats,
+            not args.no_limit,
+        )  # fmt: skip
         print(json.dumps(res))
         return
     if args.autocrop_child is not None:

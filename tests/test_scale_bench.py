@@ -96,6 +96,24 @@ def test_projection_fits_a_line_through_both_sizes():
     assert proj["ray_10_workers_h"] == round((1 + 2000 + 36 + 1000) / 3600, 2)
 
 
+def test_stage_rss_books_memory_to_the_stage_that_used_it():
+    b = load_bench()
+    rss = b.StageRss(every=0.005)
+    rss.line("[ingest] ...")
+    rss.line("[ingest] 3 new images (0.1s)")
+    rss.line("[select] ...")
+    block = bytearray(64 << 20)  # 64 MB touched while select runs
+    block[::4096] = b"x" * len(block[::4096])
+    rss.sample()
+    rss.line("[select] 3 proposals (0.1s)")
+    del block
+    rss.line("[export] ...")
+    peaks = rss.stop()
+    assert set(peaks) >= {"ingest", "select", "export"}
+    assert peaks["select"] >= peaks["ingest"] + 50
+    assert rss.stop() == peaks  # stopping twice is harmless
+
+
 @pytest.mark.slow
 def test_kill_mode_passes_at_a_tiny_size_and_reuses_a_kept_reference(tmp_path: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -128,3 +146,6 @@ def test_kill_mode_passes_at_a_tiny_size_and_reuses_a_kept_reference(tmp_path: P
     assert "reusing" not in beside.stdout and (tmp_path / "beside" / "ref.json").exists()
     assert [line for line in beside.stdout.splitlines() if line.startswith("kill 1 at")]
     assert ": PASS" in beside.stdout
+    ref = json.loads((tmp_path / "beside" / "ref.json").read_text())
+    assert {"ingest", "propose", "select", "export"} <= set(ref["rss_by_stage_mb"])
+    assert all(ref["rss_by_stage_mb"][k] > 50 for k in ("ingest", "propose", "select", "export"))

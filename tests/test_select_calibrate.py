@@ -8,6 +8,7 @@ import pytest
 from autolabel.errors import InputError, ShapeError
 from autolabel.select.calibrate import (
     FEATURES,
+    LazyFeatures,
     feature_matrix,
     fit_calibrator,
     reliability,
@@ -119,3 +120,24 @@ def test_wilson_covers_the_truth_about_95_percent():
     ks = rng.binomial(n, p, trials)
     covered = np.mean([lo <= p <= hi for lo, hi in (wilson_interval(int(k), n) for k in ks)])
     assert 0.92 <= covered <= 0.985
+
+
+def test_lazy_features_give_the_feature_matrix_rows() -> None:
+    rng = np.random.default_rng(2)
+    n = 70
+    score = rng.random(n)
+    sig = {
+        "token_score": rng.random(n),
+        "n_competing": rng.integers(0, 5, n),
+        "other": rng.random(n),
+    }
+    X = feature_matrix(score, sig)
+    lazy = LazyFeatures(score, sig)
+    idx = np.array([3, 0, 69, 3])
+    assert len(lazy) == n
+    np.testing.assert_array_equal(lazy.rows(idx), X[idx])
+    got = [(r, x) for r, x in lazy.chunks(size=32)]
+    assert [r.size for r, _ in got] == [32, 32, 6]
+    np.testing.assert_array_equal(np.concatenate([x for _, x in got]), X)
+    with pytest.raises(ShapeError, match="token_score"):
+        LazyFeatures(score, {"token_score": np.zeros(n - 1)})

@@ -83,6 +83,26 @@ def test_duplicate_mask(kwargs, expected) -> None:
     assert drop.tolist() == expected
 
 
+def test_duplicate_mask_in_small_tables_decides_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images are decided in tables of a bounded size (memory flat in the image count): the
+    split changes nothing."""
+    import autolabel.select.dedupe as dd
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    img = rng.integers(0, 700, n)  # 1 to ~12 boxes an image: several size buckets
+    xy = rng.uniform(0, 80, (n, 2))
+    xyxy = np.c_[xy, xy + rng.uniform(20, 60, (n, 2))]
+    kwargs = dict(
+        accepted=rng.random(n) < 0.05, ignore=rng.random(n) < 0.05, max_per_image=3,
+    )  # fmt: skip
+    args = (xyxy, img, rng.integers(0, 2, n), rng.random(n))
+    whole = duplicate_mask(*args, **kwargs)
+    monkeypatch.setattr(dd, "_TABLE_CELLS", 40)  # a handful of images per table
+    assert 0 < whole.sum() < n
+    assert np.array_equal(duplicate_mask(*args, **kwargs), whole)
+
+
 def test_other_phrase_is_not_a_duplicate() -> None:
     xyxy = np.array([[10, 10, 110, 110], [12, 12, 110, 110]], float)
     drop = duplicate_mask(xyxy, np.zeros(2, int), np.array([0, 1]), np.array([0.9, 0.8]))

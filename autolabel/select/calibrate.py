@@ -27,7 +27,7 @@ the rest, on their own labelled boxes (``select.run.calibrate_versions``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,20 +132,53 @@ def feature_matrix(score: np.ndarray, signals: Mapping[str, np.ndarray]) -> np.n
     """
     score = np.asarray(score, np.float64).reshape(-1)
     n = score.shape[0]
-    cols = []
-    for name in FEATURES:
+    X = np.full((n, len(FEATURES)), np.nan)  # filled in place: no second copy of the columns
+    for j, name in enumerate(FEATURES):
         if name == "score":
-            col = score
+            X[:, j] = score
         elif name in signals:
             col = np.asarray(signals[name], np.float64).reshape(-1)
             if col.shape[0] != n:
                 raise ShapeError(f"signal {name!r}: expected {n} values, got {col.shape[0]}")
             if name in ("n_competing", "query_rank", "upscale"):
                 col = np.log1p(np.clip(col, 0, None))
-        else:
-            col = np.full(n, np.nan)
-        cols.append(col)
-    return np.stack(cols, axis=1) if n else np.zeros((0, len(FEATURES)))
+            X[:, j] = col
+    return X
+
+
+@dataclass(frozen=True)
+class LazyFeatures:
+    """The ``(n, len(FEATURES))`` :func:`feature_matrix` of ``n`` boxes, computed only for
+    the rows asked for: select assesses a million boxes in chunks without the whole matrix
+    (160 bytes a box) in memory.
+
+    Attributes:
+        score: ``(n,)`` detector scores.
+        signals: name -> ``(n,)`` signal values (names outside :data:`FEATURES` are ignored).
+    """
+
+    score: np.ndarray
+    signals: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        n = len(self)
+        for name, col in self.signals.items():
+            if name in FEATURES and np.shape(col)[:1] != (n,):
+                raise ShapeError(f"signal {name!r}: expected {n} values, got {np.shape(col)}")
+
+    def __len__(self) -> int:
+        return int(np.shape(self.score)[0])
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """``(len(idx), len(FEATURES))`` float64: the feature rows of boxes ``idx``."""
+        sig = {k: np.asarray(v)[idx] for k, v in self.signals.items() if k in FEATURES}
+        return feature_matrix(np.asarray(self.score)[idx], sig)
+
+    def chunks(self, size: int = 1 << 15) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(rows (m,), features (m, len(FEATURES)))`` of consecutive chunks of boxes."""
+        for a in range(0, len(self), size):
+            idx = np.arange(a, min(len(self), a + size))
+            yield idx, self.rows(idx)
 
 
 @dataclass

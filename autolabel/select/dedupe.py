@@ -23,6 +23,8 @@ import numpy as np
 from autolabel.errors import ShapeError
 from autolabel.geometry import as_boxes, box_iou, paired_iou
 
+#: Most cells (groups x rows x rows) of one greedy table of :func:`duplicate_mask`.
+_TABLE_CELLS = 1 << 16
 #: Side of the downscaled crop compared for "same content".
 SIGNATURE_SIDE = 12
 #: Correlation of two signatures above which two crops show the same picture.
@@ -162,42 +164,68 @@ def duplicate_mask(
     skip = ign | drop
     # groups of similar size are padded to one (m, G) table and decided position by position,
     # vectorised over the groups (the greedy pass is sequential only within an image)
+    # (a bounded number of cells per table: memory stays flat in the number of images)
     bucket = np.ceil(np.log2(sizes)).astype(np.int64)
     for j in np.unique(bucket):
-        sel = np.flatnonzero(bucket == j)
-        G = int(sizes[sel].max())
-        pos = np.arange(G)
-        valid = pos[None, :] < sizes[sel, None]
-        idx = np.where(valid, rows_all[np.minimum(starts[sel, None] + pos, rows_all.size - 1)], 0)
-        ia = np.broadcast_to(idx[:, :, None], (sel.size, G, G)).reshape(-1)
-        ib = np.broadcast_to(idx[:, None, :], (sel.size, G, G)).reshape(-1)
-        ov = np.nan_to_num(paired_iou(b[ia], b[ib])).reshape(sel.size, G, G)
-        pc = ph[idx]
-        same = (pc[:, :, None] == pc[:, None, :]) | (pc[:, :, None] < 0) | (pc[:, None, :] < 0)
-        conflict = same & (ov >= iou_threshold)
-        kept = np.zeros(valid.shape, bool)
-        n_kept = np.zeros(sel.size, np.int64)
-        for k in range(G):
-            r = idx[:, k]
-            live = valid[:, k] & ~skip[r]
-            dup = (conflict[:, k, :] & kept).any(axis=1) | (n_kept >= cap)
-            gone = live & ~acc[r] & dup
-            keep = live & ~gone
-            kept[:, k] = keep
-            n_kept += keep
-            drop[r[gone]] = True
+        in_bucket = np.flatnonzero(bucket == j)
+        G = int(sizes[in_bucket].max())
+        step = max(1, _TABLE_CELLS // (G * G))
+        for a in range(0, in_bucket.size, step):
+            _greedy_table(
+                in_bucket[a : a + step], G, rows_all, starts, sizes, b, ph, acc, skip, cap,
+                iou_threshold, drop,
+            )  # fmt: skip
     return drop
+
+
+def _greedy_table(
+    sel: np.ndarray,
+    G: int,
+    rows_all: np.ndarray,
+    starts: np.ndarray,
+    sizes: np.ndarray,
+    b: np.ndarray,
+    ph: np.ndarray,
+    acc: np.ndarray,
+    skip: np.ndarray,
+    cap: int,
+    iou_threshold: float,
+    drop: np.ndarray,
+) -> None:
+    """The greedy pass of :func:`duplicate_mask` over the image groups ``sel`` (at most
+    ``G`` rows each) as one padded ``(len(sel), G)`` table; sets ``drop`` in place."""
+    pos = np.arange(G)
+    valid = pos[None, :] < sizes[sel, None]
+    idx = np.where(valid, rows_all[np.minimum(starts[sel, None] + pos, rows_all.size - 1)], 0)
+    ia = np.broadcast_to(idx[:, :, None], (sel.size, G, G)).reshape(-1)
+    ib = np.broadcast_to(idx[:, None, :], (sel.size, G, G)).reshape(-1)
+    ov = np.nan_to_num(paired_iou(b[ia], b[ib])).reshape(sel.size, G, G)
+    pc = ph[idx]
+    same = (pc[:, :, None] == pc[:, None, :]) | (pc[:, :, None] < 0) | (pc[:, None, :] < 0)
+    conflict = same & (ov >= iou_threshold)
+    kept = np.zeros(valid.shape, bool)
+    n_kept = np.zeros(sel.size, np.int64)
+    for k in range(G):
+        r = idx[:, k]
+        live = valid[:, k] & ~skip[r]
+        dup = (conflict[:, k, :] & kept).any(axis=1) | (n_kept >= cap)
+        gone = live & ~acc[r] & dup
+        keep = live & ~gone
+        kept[:, k] = keep
+        n_kept += keep
+        drop[r[gone]] = True
 
 
 def _copy_candidates(
     b: np.ndarray, img: np.ndarray, p: np.ndarray, live: np.ndarray, min_p: float
-) -> list[int]:
-    """Images with a live box (P >= min_p) and a separate live box >= MIN_AREA_RATIO larger."""
+) -> list[tuple[int, np.ndarray]]:
+    """Images with a live box (P >= min_p) and a separate live box >= MIN_AREA_RATIO larger:
+    ``(image id, its live rows in index order)``."""
     rows = np.flatnonzero(live)
     order = rows[np.argsort(img[rows], kind="stable")]
     g = img[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if order.size else []
-    out: list[int] = []
+    out: list[tuple[int, np.ndarray]] = []
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     for a, z in zip(starts, [*starts[1:], order.size], strict=True):
         if z - a < 2:
@@ -206,7 +234,7 @@ def _copy_candidates(
         small = p[r] >= min_p
         big = area[r][None, :] >= MIN_AREA_RATIO * area[r][:, None]
         if (big[small] & (box_iou(b[r][small], b[r]) < 0.1)).any():
-            out.append(int(g[a]))
+            out.append((int(g[a]), r))
     return out
 
 
@@ -275,14 +303,13 @@ def one_crop_per_object(
     live = ~ign
     copy_of = np.full(n + k, -1, np.int64)
     loaded = 0
-    for i in _copy_candidates(bx, img, pp, live, min_p):
+    for i, rows in _copy_candidates(bx, img, pp, live, min_p):
         if loaded >= max_loads:
             break
-        pixels = load(int(i))
+        pixels = load(i)
         loaded += 1
         if pixels is None:
             continue
-        rows = np.flatnonzero((img == i) & live)
         local = smaller_copies(bx[rows], content_signatures(pixels, bx[rows]))
         copy_of[rows[local >= 0]] = rows[local[local >= 0]]
     no_cap = duplicate_mask(bx, img, ph, pp, accepted=acc, ignore=ign, copy_of=copy_of)

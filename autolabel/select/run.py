@@ -20,7 +20,7 @@ from autolabel import constants as C
 from autolabel.geometry import box_iou
 from autolabel.select.calibrate import (
     Calibrator,
-    feature_matrix,
+    LazyFeatures,
     fit_calibrator,
     fit_rate_calibrator,
     weak_sides,
@@ -288,7 +288,7 @@ class VersionCalibration:
 def calibrate_versions(
     ws: Workspace,
     cur: CurrentProposals,
-    X: np.ndarray,
+    features: LazyFeatures,
     labelled: tuple[np.ndarray, np.ndarray, dict[str, int]],
     *,
     method: str,
@@ -312,7 +312,7 @@ def calibrate_versions(
 
     Args:
         cur: current proposals (``n`` rows).
-        X: ``(n, len(FEATURES))`` features.
+        features: the ``n`` rows' features, computed chunk by chunk.
         labelled: :func:`labelled_examples` output (decision rows first, then seed rows).
         min_labelled: labelled boxes a version needs (``quality.min_labelled``).
         exclude: ``(n,)`` bool rows that do not define the current version (seed originals).
@@ -333,7 +333,9 @@ def calibrate_versions(
     can_auto = np.zeros(len(cur), bool)
     support = np.full(len(cur), np.nan)
     info: dict[str, dict[str, Any]] = {}
-    weak = weak_sides(X)
+    weak = np.zeros(len(cur), bool)
+    for r, x in features.chunks():
+        weak[r] = weak_sides(x)
     for c, key in enumerate(keys):
         in_version = np.flatnonzero(code == c)
         lab_version = code[idx] == c
@@ -346,13 +348,14 @@ def calibrate_versions(
             lab = lab_version & (weak[idx] == stratum)
             if stratum and not rows.size and not lab.any():
                 continue
-            cal = _fit_labelled(X[idx[lab]], y[lab], ~from_seed[lab], method, min_labelled)
+            X = features.rows(idx[lab])
+            cal = _fit_labelled(X, y[lab], ~from_seed[lab], method, min_labelled)
             if n_in_sample and not cal.fitted:
                 cal.reason += (
                     f" ({n_in_sample} boxes on seed originals do not count: the detector "
                     "learned from them)"
                 )
-            p[rows], can_auto[rows], support[rows] = cal.assess(X[rows])
+            _assess(cal, features, rows, p, can_auto, support)
             fits[stratum] = (cal, lab, rows)
         cal, lab, _ = fits[False]
         info[key] = {
@@ -376,6 +379,23 @@ def calibrate_versions(
     pool = np.flatnonzero(~exclude) if (~exclude).any() else np.arange(len(cur))
     current = keys[int(code[pool[np.argmax(cur.run_id[pool])]])] if pool.size else None
     return VersionCalibration(np.round(p, 6), can_auto, support, code, keys, info, current)
+
+
+def _assess(
+    cal: Calibrator,
+    features: LazyFeatures,
+    rows: np.ndarray,
+    p: np.ndarray,
+    can_auto: np.ndarray,
+    support: np.ndarray,
+    chunk: int = 1 << 15,
+) -> None:
+    """:meth:`Calibrator.assess` of the boxes ``rows`` into ``p``, ``can_auto`` and
+    ``support`` at ``rows``, ``chunk`` rows at a time (their features and the calibrator's
+    copies of them stay small)."""
+    for a in range(0, rows.size, chunk):
+        r = rows[a : a + chunk]
+        p[r], can_auto[r], support[r] = cal.assess(features.rows(r))
 
 
 def _fit_labelled(
@@ -525,18 +545,20 @@ def run_select(
     sim = _exemplar_sim(ws, cur, cfg, log)
     if sim is not None:
         sig["exemplar_sim"] = sim
-    X = feature_matrix(cur.score, sig)
+    features = LazyFeatures(cur.score, sig)
     labelled = labelled_examples(cur, decisions, seed, match_iou=quality.match_iou)
     on_seed = np.isin(cur.image_id, seed["image_id"])
     vc = calibrate_versions(
         ws,
         cur,
-        X,
+        features,
         labelled,
         method=cfg.method,
         min_labelled=quality.min_labelled,
         exclude=on_seed,
     )
+    upscale = sig["upscale"] if len(cur) else np.zeros(0)
+    del features, sig  # the computed signals: gone before dedupe and routing add theirs
     warnings = []
     for key, info in vc.info.items():
         cal, src = info["calibration"], info["sources"]
@@ -550,7 +572,7 @@ def run_select(
     p = vc.p
     one_crop: dict[str, Any] = {}
     if len(cur):  # issue 19 cause 5: a thumbnail upscaled to the export size goes to a person
-        p = np.where(suspicious_upscale(sig["upscale"]), np.minimum(p, 0.5), p)
+        p = np.where(suspicious_upscale(upscale), np.minimum(p, 0.5), p)
         p, one_crop = _one_crop(ws, cur, p, decisions, seed, cfg, log)
 
     fixed = np.isin(cur.ids, fixed_proposal_ids(ws.conn))

@@ -68,7 +68,12 @@ def _signal_column(dicts: list[dict[str, Any]], key: str) -> np.ndarray:
 _ROUTE_NAMES = {r: r for r in ROUTES}
 
 
-def load_current(ws: Workspace, *, chunk: int = 50_000) -> CurrentProposals:
+def _grown(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` with NaN rows appended up to ``size``."""
+    return np.concatenate([a, np.full(size - a.shape[0], np.nan)])
+
+
+def load_current(ws: Workspace, *, chunk: int = 10_000) -> CurrentProposals:
     """All current proposals (latest finished run per image) with their parsed signals.
 
     Streams with ``fetchmany`` and parses signals chunk by chunk into float arrays, so a
@@ -94,16 +99,25 @@ def load_current(ws: Workspace, *, chunk: int = 50_000) -> CurrentProposals:
     wh = np.full((max_id + 2, 2), np.nan)
     wh[sizes[:, 0].astype(np.int64)] = np.where(sizes[:, 1:] < 0, np.nan, sizes[:, 1:])
     runs = sorted(set(latest[:, 1].tolist()))
-    num_parts: list[np.ndarray] = []
-    phrase_parts: list[np.ndarray] = []
-    route_parts: list[np.ndarray] = []
-    sig_parts: dict[str, list[np.ndarray]] = {}
+    where = f"run_id IN ({','.join('?' * len(runs))})"
+    # the rows of the current runs, an upper bound of the current proposals (an image may
+    # have been proposed again by a later run): the arrays are filled in place, chunk by
+    # chunk, never concatenated (no second copy at the peak)
+    cap = (
+        c.execute(f"SELECT COUNT(*) FROM proposals WHERE {where}", runs).fetchone()[0]
+        if runs
+        else 0
+    )
+    num = np.empty((cap, 11))
+    codes = np.empty(cap, np.int64)
+    routes = np.empty(cap, dtype=object)
+    signals: dict[str, np.ndarray] = {}
     phrase_index: dict[str, int] = {}
     total = 0
     if runs:
         c.execute(
             "SELECT id, image_id, run_id, x0, y0, x1, y1, score, COALESCE(p_correct, -1), "
-            f"phrase, signals, route FROM proposals WHERE run_id IN ({','.join('?' * len(runs))})",
+            f"phrase, signals, route FROM proposals WHERE {where}",
             runs,
         )
     while runs:
@@ -111,64 +125,60 @@ def load_current(ws: Workspace, *, chunk: int = 50_000) -> CurrentProposals:
         if not rows:
             break
         cols = list(zip(*rows, strict=True))
-        num = np.array(cols[:9], np.float64).T
-        img = num[:, 1].astype(np.int64)
-        keep = run_of[np.clip(img, 0, max_id + 1)] == num[:, 2].astype(np.int64)
+        part = np.array(cols[:9], np.float64).T
+        img = part[:, 1].astype(np.int64)
+        keep = run_of[np.clip(img, 0, max_id + 1)] == part[:, 2].astype(np.int64)
         kidx = np.flatnonzero(keep)
         m = int(kidx.size)
         if m == 0:
             continue
-        num = num[kidx]
-        num[:, 8][num[:, 8] < 0] = np.nan
-        num = np.concatenate([num, wh[img[kidx]]], axis=1)  # cols 9, 10 = width, height
-        num_parts.append(num)
+        if total + m > cap:  # rows written since the count: room for them
+            cap = max(total + m, 2 * cap)
+            num = np.resize(num, (cap, 11))
+            codes, routes = np.resize(codes, cap), np.resize(routes, cap)
+            signals = {k: _grown(v, cap) for k, v in signals.items()}
+        at = slice(total, total + m)
+        part = part[kidx]
+        part[:, 8][part[:, 8] < 0] = np.nan
+        num[at, :9] = part
+        num[at, 9:] = wh[img[kidx]]  # cols 9, 10 = width, height
         if m < len(rows):
             cols = [[col[k] for k in kidx.tolist()] for col in cols]
-        codes = np.fromiter(
+        codes[at] = np.fromiter(
             (phrase_index.setdefault(ph, len(phrase_index)) for ph in cols[9]), np.int64, m
         )
         dicts = json.loads("[" + ",".join(cols[10]) + "]")  # signals is NOT NULL (JSON)
-        keys = set().union(*dicts)
-        chunk_sig = {k: _signal_column(dicts, k) for k in keys}
-        for k in set(sig_parts) | set(chunk_sig):
-            parts = sig_parts.setdefault(k, [])
-            if len(parts) < len(num_parts) - 1:  # key first seen now: pad earlier chunks
-                parts.extend(np.full(len(x), np.nan) for x in num_parts[len(parts) : -1])
-            parts.append(chunk_sig.get(k, np.full(m, np.nan)))
-        phrase_parts.append(codes)
+        for k in set().union(*dicts):
+            if k not in signals:  # a key first seen now: NaN in the rows before
+                signals[k] = np.full(cap, np.nan)
+            signals[k][at] = _signal_column(dicts, k)
         # the route names as the constants, not one new str per row: a str kept from every
         # row pins the memory of its chunk's parsed rows (250k proposals: RSS after loading
         # 248 -> 152 MB)
-        route_parts.append(np.array([_ROUTE_NAMES.get(r, r) for r in cols[11]], dtype=object))
+        routes[at] = [_ROUTE_NAMES.get(r, r) for r in cols[11]]
         total += m
-    if total:
-        num = np.concatenate(num_parts)
-        codes = np.concatenate(phrase_parts)
-        routes = np.concatenate(route_parts)
-        signals = {k: np.concatenate(v) for k, v in sig_parts.items()}
-    else:
-        num = np.zeros((0, 11))
-        codes = np.zeros(0, np.int64)
-        routes = np.zeros(0, dtype=object)
-        signals = {}
-    order = np.argsort(num[:, 0], kind="stable")
-    routes_sorted = routes[order]
+    num, codes, routes = num[:total], codes[:total], routes[:total]
+    signals = {k: v[:total] for k, v in signals.items()}
+    if num.shape[0] > 1 and not (np.diff(num[:, 0]) > 0).all():  # rows of several runs
+        order = np.argsort(num[:, 0], kind="stable")
+        num, codes, routes = num[order], codes[order], routes[order]
+        signals = {k: v[order] for k, v in signals.items()}
     phrases = [""] * len(phrase_index)
     for ph, code in phrase_index.items():
         phrases[code] = ph
     return CurrentProposals(
-        ids=num[order, 0].astype(np.int64),
-        image_id=num[order, 1].astype(np.int64),
-        run_id=num[order, 2].astype(np.int64),
-        xyxy=num[order, 3:7],
-        score=num[order, 7],
-        phrase_code=codes[order],
+        ids=num[:, 0].astype(np.int64),
+        image_id=num[:, 1].astype(np.int64),
+        run_id=num[:, 2].astype(np.int64),
+        xyxy=np.ascontiguousarray(num[:, 3:7]),
+        score=num[:, 7].copy(),
+        phrase_code=codes,
         phrases=phrases,
-        signals={k: v[order] for k, v in signals.items()},
-        route=routes_sorted,
-        width=num[order, 9],
-        height=num[order, 10],
-        p_correct=num[order, 8],
+        signals=signals,
+        route=routes,
+        width=num[:, 9].copy(),
+        height=num[:, 10].copy(),
+        p_correct=num[:, 8].copy(),
     )
 
 
