@@ -150,6 +150,47 @@ def test_seed_box_counts_as_accepted() -> None:
     assert stats["duplicates"] == 1
 
 
+def test_one_crop_per_object_in_chunks_of_images_decides_alike() -> None:
+    """Images are decided a chunk at a time (memory flat in the box count): the same drops,
+    the same counts, the same images loaded up to ``max_loads``, as in one pass."""
+    import autolabel.select.dedupe as dd
+
+    shots, mains, rows = {}, {}, []
+    for i in range(8):  # images in shuffled row order, each with copies and extra boxes
+        img, main, same, other = _shot_with_copies(i)
+        shots[10 + i], mains[10 + i] = img, main
+        for b, p in ((main, 0.6), *((x, 0.9) for x in same), *((x, 0.5) for x in other)):
+            rows.append((10 + i, list(b), p))
+        rows.append((10 + i, [v + 3 for v in main], 0.7))  # a duplicate of the main photo
+    rng = np.random.default_rng(0)
+    rows = [rows[j] for j in rng.permutation(len(rows))]
+    img_id = np.array([r[0] for r in rows])
+    xyxy = np.array([r[1] for r in rows], np.float64)
+    n = len(rows)
+    loads: list[list[int]] = [[], []]
+
+    def loader(log: list[int]):
+        def load(i: int) -> np.ndarray:
+            log.append(i)
+            return shots[i]
+
+        return load
+
+    kw = dict(
+        accepted=np.arange(n) == 4, ignore=np.arange(n) == 7,
+        seed_xyxy=np.array([[v + 1 for v in mains[12]]], float), seed_image_id=np.array([12]),
+        max_per_image=2, max_loads=5,
+    )  # fmt: skip
+    args = (xyxy, img_id, np.zeros(n, int), np.array([r[2] for r in rows]))
+    one_pass = dd._one_crop_chunk(*args, load=loader(loads[0]), min_p=0.0, **kw)
+    assert one_pass[1]["copies"] >= 3 and one_pass[1]["duplicates"] >= 3
+    assert one_pass[1]["images_loaded"] == 5 and len(loads[0]) == 5
+    chunked = one_crop_per_object(*args, load=loader(loads[1]), chunk=3, **kw)  # ~an image
+    assert np.array_equal(chunked[0], one_pass[0])
+    assert chunked[1] == one_pass[1]
+    assert loads[1] == loads[0]
+
+
 def test_max_per_image_learned_from_the_seed() -> None:
     assert learned_max_per_image(np.array([1, 2, 3])) == 1
     assert learned_max_per_image(np.array([1, 1, 2])) is None

@@ -16,6 +16,7 @@ Pure functions over arrays; the select run loads the pixels for :func:`content_s
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -268,6 +269,7 @@ def one_crop_per_object(
     max_per_image: int | None = None,
     max_loads: int = 2000,
     min_p: float = 0.0,
+    chunk: int = 1 << 15,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Drop duplicates, smaller copies and boxes beyond ``max_per_image`` (steps 1-3).
 
@@ -285,10 +287,57 @@ def one_crop_per_object(
         max_per_image: most boxes kept per image (None = no limit).
         max_loads: most images opened.
         min_p: smaller boxes below this P(correct) are not worth a copy check.
+        chunk: about this many boxes are decided at a time, whole images each (every rule
+            is within one image): memory stays flat in the number of boxes.
 
     Returns:
         ``(drop (n,) bool, {"duplicates", "copies", "over_limit", "images_loaded"})``.
     """
+    xyxy = as_boxes(xyxy)
+    img = np.asarray(image_id, np.int64).reshape(-1)
+    n = xyxy.shape[0]
+    has_seed = seed_xyxy is not None and as_boxes(seed_xyxy).shape[0] > 0
+    s_xyxy = as_boxes(seed_xyxy) if has_seed else np.zeros((0, 4))
+    s_img = np.asarray(seed_image_id, np.int64).reshape(-1) if has_seed else np.zeros(0, np.int64)
+    order = np.argsort(img, kind="stable")
+    cuts = np.flatnonzero(np.diff(img[order])) + 1  # image boundaries in ``order``
+    bounds = [0, *cuts[np.diff(np.r_[0, cuts // chunk]) > 0].tolist(), n]
+    drop = np.zeros(n, bool)
+    stats = {"copies": 0, "duplicates": 0, "over_limit": 0, "images_loaded": 0}
+    for a, z in itertools.pairwise(bounds):
+        if a == z:
+            continue
+        r = np.sort(order[a:z])
+        mine = np.isin(s_img, img[r])
+        drop[r], part = _one_crop_chunk(
+            xyxy[r], img[r], np.asarray(phrase_code).reshape(-1)[r], np.asarray(p).reshape(-1)[r],
+            accepted=np.asarray(accepted, bool).reshape(-1)[r],
+            ignore=np.asarray(ignore, bool).reshape(-1)[r], load=load,
+            seed_xyxy=s_xyxy[mine], seed_image_id=s_img[mine], max_per_image=max_per_image,
+            max_loads=max_loads - stats["images_loaded"], min_p=min_p,
+        )  # fmt: skip
+        for key, v in part.items():
+            stats[key] += v
+    return drop, stats
+
+
+def _one_crop_chunk(
+    xyxy: np.ndarray,
+    image_id: np.ndarray,
+    phrase_code: np.ndarray,
+    p: np.ndarray,
+    *,
+    accepted: np.ndarray,
+    ignore: np.ndarray,
+    load: Callable[[int], np.ndarray | None],
+    seed_xyxy: np.ndarray,
+    seed_image_id: np.ndarray,
+    max_per_image: int | None,
+    max_loads: int,
+    min_p: float,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """:func:`one_crop_per_object` over whole images (rows in index order), with the seed
+    boxes of those images."""
     n = as_boxes(xyxy).shape[0]
     k = 0 if seed_xyxy is None else as_boxes(seed_xyxy).shape[0]
     bx = as_boxes(xyxy).astype(np.float64)

@@ -348,7 +348,7 @@ def apply_routes(
     score_only_p: np.ndarray | None = None,
     current_ids: np.ndarray | None = None,
     unchanged: np.ndarray | None = None,
-    chunk: int = 50_000,
+    chunk: int = 10_000,
 ) -> dict[str, int]:
     """Write a routing plan in one transaction.
 
@@ -415,17 +415,14 @@ def apply_routes(
             "WHERE proposal_id = ? AND status IN ('open', 'withdrawn')",
             upd_rows,
         )
-        queued_set = set(ids[queued].tolist())
-        withdraw = [
-            (int(pid),)
-            for pid in ids[sel].tolist()
-            if existing.get(pid) == "open" and pid not in queued_set
-        ]
+        # open items no longer queued, or of proposals no longer current (numpy, not a set
+        # of every proposal id: at 10^6 proposals that set alone is tens of MB)
+        is_open = q.status == "open"
+        open_ids = q.proposal_id[is_open].astype(np.int64)
+        gone = np.isin(open_ids, ids[sel]) & ~np.isin(open_ids, ids[queued])
         if current_ids is not None:
-            cur_set = set(np.asarray(current_ids, np.int64).tolist())
-            withdraw.extend(
-                (int(pid),) for pid, st in existing.items() if st == "open" and pid not in cur_set
-            )
+            gone |= ~np.isin(open_ids, np.asarray(current_ids, np.int64))
+        withdraw = [(pid,) for pid in open_ids[gone].tolist()]
         c.executemany(
             "UPDATE queue_items SET status = 'withdrawn' WHERE proposal_id = ? AND status = 'open'",
             withdraw,
