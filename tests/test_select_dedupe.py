@@ -191,6 +191,38 @@ def test_one_crop_per_object_in_chunks_of_images_decides_alike() -> None:
     assert loads[1] == loads[0]
 
 
+def test_copy_candidates_are_the_images_with_a_possible_copy() -> None:
+    """The vectorised per-image test agrees with a plain loop: an image is a candidate when
+    a live box with P >= min_p has a live box >= MIN_AREA_RATIO larger apart from it."""
+    import autolabel.select.dedupe as dd
+    from autolabel.geometry import box_iou
+
+    def plain(b, img, p, live, min_p):
+        out = []
+        for i in np.unique(img[live]):
+            r = np.flatnonzero((img == i) & live)
+            area = (b[r, 2] - b[r, 0]) * (b[r, 3] - b[r, 1])
+            larger = area[None, :] >= dd.MIN_AREA_RATIO * area[:, None]
+            apart = box_iou(b[r], b[r]) < 0.1
+            if (larger & apart)[p[r] >= min_p].any():
+                out.append((int(i), r))
+        return out
+
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        n = int(rng.integers(0, 1500))
+        img = rng.integers(0, max(1, n // int(rng.integers(1, 20))), n)
+        xy = rng.uniform(0, 100, (n, 2))
+        b = np.c_[xy, xy + rng.uniform(0, 60, (n, 2))]
+        b[rng.random(n) < 0.02] = np.nan
+        p, live = rng.random(n), rng.random(n) < 0.9
+        want = plain(b, img, p, live, 0.3)
+        got = list(dd._copy_candidates(b, img, p, live, 0.3))
+        assert [i for i, _ in got] == [i for i, _ in want], trial
+        assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(got, want, strict=True))
+        assert n < 100 or len(want) > 0  # the draw has candidates to find
+
+
 def test_max_per_image_learned_from_the_seed() -> None:
     assert learned_max_per_image(np.array([1, 2, 3])) == 1
     assert learned_max_per_image(np.array([1, 1, 2])) is None

@@ -17,7 +17,7 @@ Pure functions over arrays; the select run loads the pixels for :func:`content_s
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -219,24 +219,41 @@ def _greedy_table(
 
 def _copy_candidates(
     b: np.ndarray, img: np.ndarray, p: np.ndarray, live: np.ndarray, min_p: float
-) -> list[tuple[int, np.ndarray]]:
+) -> Iterator[tuple[int, np.ndarray]]:
     """Images with a live box (P >= min_p) and a separate live box >= MIN_AREA_RATIO larger:
-    ``(image id, its live rows in index order)``."""
+    ``(image id, its live rows in index order)``, by image id, yielded as they are wanted
+    (the caller stops at ``max_loads``). The test runs over padded per-image tables of a
+    bounded size, vectorised over the images (as :func:`duplicate_mask`)."""
     rows = np.flatnonzero(live)
     order = rows[np.argsort(img[rows], kind="stable")]
+    if order.size == 0:
+        return
     g = img[order]
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if order.size else []
-    out: list[tuple[int, np.ndarray]] = []
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    sizes = np.diff(np.r_[starts, order.size])
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    for a, z in zip(starts, [*starts[1:], order.size], strict=True):
-        if z - a < 2:
-            continue
-        r = order[a:z]
-        small = p[r] >= min_p
-        big = area[r][None, :] >= MIN_AREA_RATIO * area[r][:, None]
-        if (big[small] & (box_iou(b[r][small], b[r]) < 0.1)).any():
-            out.append((int(g[a]), r))
-    return out
+    hit = np.zeros(starts.size, bool)
+    multi = np.flatnonzero(sizes >= 2)
+    bucket = np.ceil(np.log2(sizes[multi])).astype(np.int64)
+    for j in np.unique(bucket):
+        in_bucket = multi[bucket == j]
+        G = int(sizes[in_bucket].max())
+        step = max(1, _TABLE_CELLS // (G * G))
+        for a in range(0, in_bucket.size, step):
+            sel = in_bucket[a : a + step]
+            valid = np.arange(G)[None, :] < sizes[sel, None]
+            idx = np.where(
+                valid, order[np.minimum(starts[sel, None] + np.arange(G), order.size - 1)], 0
+            )
+            ar = area[idx]
+            larger = ar[:, None, :] >= MIN_AREA_RATIO * ar[:, :, None]  # [m, i, j]: j larger
+            ia = np.broadcast_to(idx[:, :, None], (sel.size, G, G)).reshape(-1)
+            ib = np.broadcast_to(idx[:, None, :], (sel.size, G, G)).reshape(-1)
+            apart = np.nan_to_num(paired_iou(b[ia], b[ib])).reshape(sel.size, G, G) < 0.1
+            small = valid & (p[idx] >= min_p)
+            hit[sel] = (larger & apart & small[:, :, None] & valid[:, None, :]).any(axis=(1, 2))
+    for k in np.flatnonzero(hit).tolist():
+        yield int(g[starts[k]]), order[starts[k] : starts[k] + sizes[k]]
 
 
 def learned_max_per_image(seed_image_id: np.ndarray) -> int | None:
