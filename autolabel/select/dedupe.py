@@ -158,63 +158,64 @@ def duplicate_mask(
     rows_all = order[multi[order]]  # grouped by image, accepted first, then by p
     if rows_all.size == 0:
         return drop
-    grp = img[rows_all]
-    starts = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]])
-    sizes = np.diff(np.r_[starts, rows_all.size])
     cap = n + 1 if max_per_image is None else int(max_per_image)
     skip = ign | drop
-    # groups of similar size are padded to one (m, G) table and decided position by position,
-    # vectorised over the groups (the greedy pass is sequential only within an image)
-    # (a bounded number of cells per table: memory stays flat in the number of images)
-    bucket = np.ceil(np.log2(sizes)).astype(np.int64)
-    for j in np.unique(bucket):
-        in_bucket = np.flatnonzero(bucket == j)
-        G = int(sizes[in_bucket].max())
-        step = max(1, _TABLE_CELLS // (G * G))
-        for a in range(0, in_bucket.size, step):
-            _greedy_table(
-                in_bucket[a : a + step], G, rows_all, starts, sizes, b, ph, acc, skip, cap,
-                iou_threshold, drop,
-            )  # fmt: skip
+    # the greedy pass is sequential only within an image: position by position over tables
+    # of images, vectorised over the images
+    for idx, valid, ov in _image_tables(rows_all, img[rows_all], b):
+        pc = ph[idx]
+        same = (pc[:, :, None] == pc[:, None, :]) | (pc[:, :, None] < 0) | (pc[:, None, :] < 0)
+        conflict = same & (ov >= iou_threshold)
+        kept = np.zeros(valid.shape, bool)
+        n_kept = np.zeros(idx.shape[0], np.int64)
+        for k in range(idx.shape[1]):
+            r = idx[:, k]
+            live = valid[:, k] & ~skip[r]
+            dup = (conflict[:, k, :] & kept).any(axis=1) | (n_kept >= cap)
+            gone = live & ~acc[r] & dup
+            keep = live & ~gone
+            kept[:, k] = keep
+            n_kept += keep
+            drop[r[gone]] = True
     return drop
 
 
-def _greedy_table(
-    sel: np.ndarray,
-    G: int,
-    rows_all: np.ndarray,
-    starts: np.ndarray,
-    sizes: np.ndarray,
-    b: np.ndarray,
-    ph: np.ndarray,
-    acc: np.ndarray,
-    skip: np.ndarray,
-    cap: int,
-    iou_threshold: float,
-    drop: np.ndarray,
-) -> None:
-    """The greedy pass of :func:`duplicate_mask` over the image groups ``sel`` (at most
-    ``G`` rows each) as one padded ``(len(sel), G)`` table; sets ``drop`` in place."""
-    pos = np.arange(G)
-    valid = pos[None, :] < sizes[sel, None]
-    idx = np.where(valid, rows_all[np.minimum(starts[sel, None] + pos, rows_all.size - 1)], 0)
-    ia = np.broadcast_to(idx[:, :, None], (sel.size, G, G)).reshape(-1)
-    ib = np.broadcast_to(idx[:, None, :], (sel.size, G, G)).reshape(-1)
-    ov = np.nan_to_num(paired_iou(b[ia], b[ib])).reshape(sel.size, G, G)
-    pc = ph[idx]
-    same = (pc[:, :, None] == pc[:, None, :]) | (pc[:, :, None] < 0) | (pc[:, None, :] < 0)
-    conflict = same & (ov >= iou_threshold)
-    kept = np.zeros(valid.shape, bool)
-    n_kept = np.zeros(sel.size, np.int64)
-    for k in range(G):
-        r = idx[:, k]
-        live = valid[:, k] & ~skip[r]
-        dup = (conflict[:, k, :] & kept).any(axis=1) | (n_kept >= cap)
-        gone = live & ~acc[r] & dup
-        keep = live & ~gone
-        kept[:, k] = keep
-        n_kept += keep
-        drop[r[gone]] = True
+def _image_tables(
+    rows: np.ndarray, image_of: np.ndarray, b: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The images with >= 2 of ``rows`` as padded tables, one image a table row: images of
+    similar size (same power of two) share a table, of at most :data:`_TABLE_CELLS` pair
+    cells (memory stays flat in the number of images).
+
+    Args:
+        rows: ``(m,)`` box rows grouped by image (each image's rows contiguous, in the order
+            the caller wants them).
+        image_of: ``(m,)`` image of each of ``rows``.
+        b: ``(n, 4)`` boxes, indexed by ``rows``.
+
+    Yields:
+        ``(idx (t, G) int, valid (t, G) bool, iou (t, G, G))``: the box rows of ``t``
+        images padded to ``G`` (padding: row 0, ``valid`` False) and the IoU of every pair
+        of them (0 where a box has NaN).
+    """
+    if rows.size == 0:
+        return
+    starts = np.flatnonzero(np.r_[True, image_of[1:] != image_of[:-1]])
+    sizes = np.diff(np.r_[starts, rows.size])
+    multi = np.flatnonzero(sizes >= 2)
+    bucket = np.ceil(np.log2(sizes[multi])).astype(np.int64)
+    for j in np.unique(bucket):
+        in_bucket = multi[bucket == j]
+        G = int(sizes[in_bucket].max())
+        step = max(1, _TABLE_CELLS // (G * G))
+        pos = np.arange(G)
+        for a in range(0, in_bucket.size, step):
+            sel = in_bucket[a : a + step]
+            valid = pos[None, :] < sizes[sel, None]
+            idx = np.where(valid, rows[np.minimum(starts[sel, None] + pos, rows.size - 1)], 0)
+            ia = np.broadcast_to(idx[:, :, None], (sel.size, G, G)).reshape(-1)
+            ib = np.broadcast_to(idx[:, None, :], (sel.size, G, G)).reshape(-1)
+            yield idx, valid, np.nan_to_num(paired_iou(b[ia], b[ib])).reshape(sel.size, G, G)
 
 
 def _copy_candidates(
@@ -222,38 +223,22 @@ def _copy_candidates(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Images with a live box (P >= min_p) and a separate live box >= MIN_AREA_RATIO larger:
     ``(image id, its live rows in index order)``, by image id, yielded as they are wanted
-    (the caller stops at ``max_loads``). The test runs over padded per-image tables of a
-    bounded size, vectorised over the images (as :func:`duplicate_mask`)."""
+    (the caller stops at ``max_loads``); tested over :func:`_image_tables`."""
     rows = np.flatnonzero(live)
     order = rows[np.argsort(img[rows], kind="stable")]
-    if order.size == 0:
-        return
-    g = img[order]
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    sizes = np.diff(np.r_[starts, order.size])
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    hit = np.zeros(starts.size, bool)
-    multi = np.flatnonzero(sizes >= 2)
-    bucket = np.ceil(np.log2(sizes[multi])).astype(np.int64)
-    for j in np.unique(bucket):
-        in_bucket = multi[bucket == j]
-        G = int(sizes[in_bucket].max())
-        step = max(1, _TABLE_CELLS // (G * G))
-        for a in range(0, in_bucket.size, step):
-            sel = in_bucket[a : a + step]
-            valid = np.arange(G)[None, :] < sizes[sel, None]
-            idx = np.where(
-                valid, order[np.minimum(starts[sel, None] + np.arange(G), order.size - 1)], 0
-            )
-            ar = area[idx]
-            larger = ar[:, None, :] >= MIN_AREA_RATIO * ar[:, :, None]  # [m, i, j]: j larger
-            ia = np.broadcast_to(idx[:, :, None], (sel.size, G, G)).reshape(-1)
-            ib = np.broadcast_to(idx[:, None, :], (sel.size, G, G)).reshape(-1)
-            apart = np.nan_to_num(paired_iou(b[ia], b[ib])).reshape(sel.size, G, G) < 0.1
-            small = valid & (p[idx] >= min_p)
-            hit[sel] = (larger & apart & small[:, :, None] & valid[:, None, :]).any(axis=(1, 2))
-    for k in np.flatnonzero(hit).tolist():
-        yield int(g[starts[k]]), order[starts[k] : starts[k] + sizes[k]]
+    hit = [np.zeros(0, img.dtype)]
+    for idx, valid, ov in _image_tables(order, img[order], b):
+        ar = area[idx]
+        larger = ar[:, None, :] >= MIN_AREA_RATIO * ar[:, :, None]  # [t, i, j]: j larger
+        small = valid & (p[idx] >= min_p)
+        found = (larger & (ov < 0.1) & small[:, :, None] & valid[:, None, :]).any(axis=(1, 2))
+        hit.append(img[idx[found, 0]])
+    g = img[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if order.size else np.zeros(0, int)
+    ends = np.r_[starts[1:], order.size].astype(np.int64)
+    for k in np.flatnonzero(np.isin(g[starts], np.concatenate(hit))).tolist():
+        yield int(g[starts[k]]), order[starts[k] : ends[k]]
 
 
 def learned_max_per_image(seed_image_id: np.ndarray) -> int | None:
