@@ -6,6 +6,7 @@ reject) or whose queue item is claimed or done.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -15,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from autolabel.constants import MATCH_IOU, ROUTES, SEED_TRAINED_DETECTORS
+from autolabel.constants import (
+    MATCH_IOU,
+    QUEUE_REASONS,
+    QUEUE_STATUSES,
+    ROUTES,
+    SEED_TRAINED_DETECTORS,
+)
 from autolabel.geometry import iou
 from autolabel.store.db import Workspace, utcnow
 
@@ -65,7 +72,8 @@ def _signal_column(dicts: list[dict[str, Any]], key: str) -> np.ndarray:
         )
 
 
-_ROUTE_NAMES = {r: r for r in ROUTES}
+# route, queue status and reason names -> the constants themselves (see load_current)
+_NAMES = {v: v for v in (*ROUTES, *QUEUE_STATUSES, *QUEUE_REASONS)}
 
 
 def _grown(a: np.ndarray, size: int) -> np.ndarray:
@@ -155,7 +163,7 @@ def load_current(ws: Workspace, *, chunk: int = 10_000) -> CurrentProposals:
         # the route names as the constants, not one new str per row: a str kept from every
         # row pins the memory of its chunk's parsed rows (250k proposals: RSS after loading
         # 248 -> 152 MB)
-        routes[at] = [_ROUTE_NAMES.get(r, r) for r in cols[11]]
+        routes[at] = [_NAMES.get(r, r) for r in cols[11]]
         total += m
     num, codes, routes = num[:total], codes[:total], routes[:total]
     signals = {k: v[:total] for k, v in signals.items()}
@@ -225,14 +233,27 @@ class QueueState:
 
 def load_queue(ws: Workspace, conn: sqlite3.Connection | None = None) -> QueueState:
     """Every queue item's proposal, status, reason and image."""
-    c = conn or ws.conn
-    rows = c.execute("SELECT proposal_id, status, reason, id, image_id FROM queue_items").fetchall()
+    c = (conn or ws.conn).cursor()
+    c.row_factory = None
+    c.execute("SELECT proposal_id, status, reason, id, image_id FROM queue_items ORDER BY id")
+    nums: list[np.ndarray] = []
+    status: list[np.ndarray] = []
+    reason: list[np.ndarray] = []
+    while rows := c.fetchmany(10_000):
+        cols = list(zip(*rows, strict=True))
+        nums.append(np.array([cols[0], cols[3], cols[4]], np.int64).T)
+        # the names as shared constants, not one str per row (which pins the parsed rows)
+        status.append(np.array([_NAMES.get(v, v) for v in cols[1]], dtype=object))
+        reason.append(np.array([_NAMES.get(v, v) for v in cols[2]], dtype=object))
+    if not nums:
+        return QueueState()
+    num = np.concatenate(nums)
     return QueueState(
-        proposal_id=np.array([r[0] for r in rows], np.int64),
-        status=np.array([r[1] for r in rows], dtype=object),
-        reason=np.array([r[2] for r in rows], dtype=object),
-        item_id=np.array([r[3] for r in rows], np.int64),
-        image_id=np.array([r[4] for r in rows], np.int64),
+        proposal_id=num[:, 0].copy(),
+        status=np.concatenate(status),
+        reason=np.concatenate(reason),
+        item_id=num[:, 1].copy(),
+        image_id=num[:, 2].copy(),
     )
 
 
@@ -335,6 +356,22 @@ def fixed_proposal_ids(conn: sqlite3.Connection) -> np.ndarray:
     return np.unique(np.array([r[0] for r in rows], np.int64))
 
 
+def _newest_status(q: QueueState, pids: np.ndarray) -> np.ndarray:
+    """``(m,)`` object: the status of the newest queue item of each of ``pids`` (None where
+    the proposal has no item)."""
+    out = np.full(pids.size, None, dtype=object)
+    if q.proposal_id.size == 0 or pids.size == 0:
+        return out
+    order = np.lexsort((q.item_id, q.proposal_id))
+    pid = q.proposal_id[order]
+    last = order[np.r_[pid[1:] != pid[:-1], True]]  # the newest item of each proposal
+    known = q.proposal_id[last]
+    pos = np.clip(np.searchsorted(known, pids), 0, known.size - 1)
+    found = known[pos] == pids
+    out[found] = q.status[last[pos[found]]]
+    return out
+
+
 def apply_routes(
     ws: Workspace,
     *,
@@ -394,27 +431,32 @@ def apply_routes(
                 ),
             )
         q = load_queue(ws, c)
-        existing = dict(zip(q.proposal_id.tolist(), q.status.tolist(), strict=True))
         queued = sel[np.asarray(reason[sel] != "", bool)]
-        new_rows, upd_rows = [], []
-        for j in queued.tolist():
-            pid = int(ids[j])
-            st = existing.get(pid)
-            row = (str(reason[j]), float(priority[j]))
-            if st is None:
-                new_rows.append((pid, int(image_id[j]), *row, now))
-            elif st in ("open", "withdrawn"):
-                upd_rows.append((*row, pid))
-        c.executemany(
-            "INSERT INTO queue_items(proposal_id, image_id, reason, priority, status, "
-            "created_at) VALUES (?,?,?,?,'open',?)",
-            new_rows,
-        )
-        c.executemany(
-            "UPDATE queue_items SET reason = ?, priority = ?, status = 'open' "
-            "WHERE proposal_id = ? AND status IN ('open', 'withdrawn')",
-            upd_rows,
-        )
+        # the status of each queued proposal's newest item (None: no item yet); inserts and
+        # updates go out 10k rows a statement, in the plan's order (the item ids with them)
+        status = _newest_status(q, ids[queued])
+        is_new = np.array([st is None for st in status], bool)
+        is_upd = np.isin(status, ["open", "withdrawn"])
+        img_of, prio = np.asarray(image_id, np.int64), np.asarray(priority, float)
+        for a in range(0, queued.size, chunk):
+            part = queued[a : a + chunk]
+            new_p, upd_p = part[is_new[a : a + chunk]], part[is_upd[a : a + chunk]]
+            c.executemany(
+                "INSERT INTO queue_items(proposal_id, image_id, reason, priority, status, "
+                "created_at) VALUES (?,?,?,?,'open',?)",
+                zip(
+                    ids[new_p].tolist(), img_of[new_p].tolist(), [str(r) for r in reason[new_p]],
+                    prio[new_p].tolist(), itertools.repeat(now), strict=False,
+                ),
+            )  # fmt: skip
+            c.executemany(
+                "UPDATE queue_items SET reason = ?, priority = ?, status = 'open' "
+                "WHERE proposal_id = ? AND status IN ('open', 'withdrawn')",
+                zip(
+                    [str(r) for r in reason[upd_p]], prio[upd_p].tolist(), ids[upd_p].tolist(),
+                    strict=True,
+                ),
+            )  # fmt: skip
         # open items no longer queued, or of proposals no longer current (numpy, not a set
         # of every proposal id: at 10^6 proposals that set alone is tens of MB)
         is_open = q.status == "open"
@@ -427,8 +469,8 @@ def apply_routes(
             "UPDATE queue_items SET status = 'withdrawn' WHERE proposal_id = ? AND status = 'open'",
             withdraw,
         )
-        stats["queued_new"] = len(new_rows)
-        stats["queued_updated"] = len(upd_rows)
+        stats["queued_new"] = int(is_new.sum())
+        stats["queued_updated"] = int(is_upd.sum())
         stats["withdrawn"] = len(withdraw)
     return stats
 
