@@ -9,6 +9,7 @@ queue synced). Image files do not exist, so diversity embeddings are attempted a
 
     python benchmarks/bench_select.py               # N = 200000 (about 1-2 min on 2 cores)
     python benchmarks/bench_select.py -n 1000000    # the target size
+    python benchmarks/bench_select.py -n 250000 --small 25000 --embed 0   # memory growth
 
 Target (issue 6): 1M proposals in < 60 s and < 2 GB peak RSS. On a shared machine the
 wall time depends on the load; the CPU seconds of the select process (and the load average)
@@ -131,20 +132,14 @@ def embed_cost(count: int) -> float:
         return (time.perf_counter() - t) / count
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=200_000, help="proposals (default 200000)")
-    ap.add_argument("--per-image", type=int, default=5, help="proposals per image")
-    ap.add_argument("--budget", default="1%", help="review budget passed to select")
-    ap.add_argument("--embed", type=int, default=20, help="real images for the embed timing")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-
+def run_size(n: int, args: argparse.Namespace) -> dict[str, dict]:
+    """Build a workspace of ``n`` proposals and run select on it twice (first, re-run), each
+    in a fresh process: ``{phase: the child's result}``."""
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(dir=base) as d:
         ws_path = Path(d) / "ws"
-        build_s = build(ws_path, args.n, args.per_image, args.seed)
-        print(f"built {args.n} proposals in {build_s:.1f}s ({ws_path})", flush=True)
+        build_s = build(ws_path, n, args.per_image, args.seed)
+        print(f"built {n} proposals in {build_s:.1f}s ({ws_path})", flush=True)
         results = {}
         for phase in ("first", "rerun"):
             env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -158,14 +153,61 @@ def main() -> None:
             res = json.loads(out.stdout.strip().splitlines()[-1])
             results[phase] = res
             print(
-                f"select ({phase}): {res['seconds']:.1f} s wall, {res['cpu_s']:.1f} s CPU "
-                f"(process incl. imports), "
+                f"select ({phase}, {n} proposals): {res['seconds']:.1f} s wall, "
+                f"{res['cpu_s']:.1f} s CPU (process incl. imports), "
                 f"peak RSS {res['peak_rss_mib']:.0f} MiB, "
                 f"calibration {res['calibration']}, routes {res['routes']}",
                 flush=True,
             )
             for t, line in res["log"]:
                 print(f"    {t:7.2f}s  {line}")
+    return results
+
+
+def rss_growth(n_lo: int, lo: dict, n_hi: int, hi: dict) -> dict[str, float]:
+    """Peak RSS of both sizes (worst of first / re-run), their ratio and the bytes each
+    extra proposal adds."""
+    a = max(r["peak_rss_mib"] for r in lo.values())
+    b = max(r["peak_rss_mib"] for r in hi.values())
+    return {
+        "small_n": n_lo,
+        "small_peak_rss_mib": round(a),
+        "rss_ratio_big_over_small": round(b / a, 3),
+        "bytes_per_extra_proposal": round((b - a) * 2**20 / max(n_hi - n_lo, 1)),
+    }
+
+
+def imports_rss() -> float:
+    """Peak RSS (MiB) of a process that only imports what the select child imports."""
+    code = (
+        "import resource, autolabel.select.run, autolabel.store, sklearn.linear_model; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=200_000, help="proposals (default 200000)")
+    ap.add_argument("--per-image", type=int, default=5, help="proposals per image")
+    ap.add_argument("--budget", default="1%", help="review budget passed to select")
+    ap.add_argument("--embed", type=int, default=20, help="real images for the embed timing")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--small", type=int, default=None, metavar="N",
+        help="also run N proposals and print how peak RSS grows with the proposal count",
+    )  # fmt: skip
+    args = ap.parse_args()
+
+    results = run_size(args.n, args)
+    small = None
+    if args.small:
+        small = run_size(args.small, args)
+    base_rss = imports_rss()
     per = embed_cost(args.embed) if args.embed else float("nan")
     worst = max(r["seconds"] for r in results.values())
     rss = max(r["peak_rss_mib"] for r in results.values())
@@ -186,6 +228,8 @@ def main() -> None:
                 "ratio_rss_to_2GiB_target": round(rss / 2048, 3),
                 "linear_estimate_1M_s": round(worst * scale, 1),
                 "embed_ms_per_image": round(per * 1000, 2),
+                "imports_rss_mib": round(base_rss),
+                **(rss_growth(args.small, small, args.n, results) if small else {}),
             }
         )
     )
