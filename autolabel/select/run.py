@@ -412,6 +412,22 @@ def _fit_labelled(
     return cal
 
 
+def _calibration_lines(vc: VersionCalibration, min_labelled: int, log: Log) -> list[str]:
+    """Log each version's calibration; return the warnings of versions that auto-accept
+    nothing (:func:`_version_warning`)."""
+    warnings = []
+    for key, info in vc.info.items():
+        cal, src = info["calibration"], info["sources"]
+        if cal["method"] != "raw-score":
+            log(
+                f"calibration [{key}]: {cal['method']} on {cal['n_examples']} labelled boxes "
+                f"({src['seed']} from seed originals, {src['decisions']} from reviews)"
+            )
+        if (w := _version_warning(key, info, min_labelled)) is not None:
+            warnings.append(w)
+    return warnings
+
+
 def _version_warning(key: str, info: dict[str, Any], min_labelled: int) -> str | None:
     """One line for a version that gets nothing auto-accepted, or None."""
     if info["can_auto"]:
@@ -559,16 +575,7 @@ def run_select(
     )
     upscale = sig["upscale"] if len(cur) else np.zeros(0)
     del features, sig  # the computed signals: gone before dedupe and routing add theirs
-    warnings = []
-    for key, info in vc.info.items():
-        cal, src = info["calibration"], info["sources"]
-        if cal["method"] != "raw-score":
-            log(
-                f"calibration [{key}]: {cal['method']} on {cal['n_examples']} labelled boxes "
-                f"({src['seed']} from seed originals, {src['decisions']} from reviews)"
-            )
-        if (w := _version_warning(key, info, quality.min_labelled)) is not None:
-            warnings.append(w)
+    warnings = _calibration_lines(vc, quality.min_labelled, log)
     p = vc.p
     one_crop: dict[str, Any] = {}
     if len(cur):  # issue 19 cause 5: a thumbnail upscaled to the export size goes to a person
