@@ -176,13 +176,17 @@ def test_one_crop_per_object_in_chunks_of_images_decides_alike() -> None:
 
         return load
 
+    seed_box = np.array([[v + 1 for v in mains[12]]], float)
     kw = dict(
         accepted=np.arange(n) == 4, ignore=np.arange(n) == 7,
-        seed_xyxy=np.array([[v + 1 for v in mains[12]]], float), seed_image_id=np.array([12]),
-        max_per_image=2, max_loads=5,
+        seed_xyxy=seed_box, seed_image_id=np.array([12]), max_per_image=2, max_loads=5,
     )  # fmt: skip
     args = (xyxy, img_id, np.zeros(n, int), np.array([r[2] for r in rows]))
-    one_pass = dd._one_crop_chunk(*args, load=loader(loads[0]), min_p=0.0, **kw)
+    table = (  # every proposal, then the seed box, in one table
+        np.r_[xyxy, seed_box], np.r_[img_id, 12], np.r_[args[2], -1], np.r_[args[3], 1.0],
+        np.r_[kw["accepted"], True], np.r_[kw["ignore"], False],
+    )  # fmt: skip
+    one_pass = dd._decide_images(table, n, loader(loads[0]), 2, 5, 0.0)
     assert one_pass[1]["copies"] >= 3 and one_pass[1]["duplicates"] >= 3
     assert one_pass[1]["images_loaded"] == 5 and len(loads[0]) == 5
     chunked = one_crop_per_object(*args, load=loader(loads[1]), chunk=3, **kw)  # ~an image

@@ -295,11 +295,14 @@ def one_crop_per_object(
     Returns:
         ``(drop (n,) bool, {"duplicates", "copies", "over_limit", "images_loaded"})``.
     """
-    xyxy = as_boxes(xyxy)
+    xyxy = as_boxes(xyxy).astype(np.float64)
     img = np.asarray(image_id, np.int64).reshape(-1)
+    ph = np.asarray(phrase_code, np.int64).reshape(-1)
+    pp = np.asarray(p, np.float64).reshape(-1)
+    acc, ign = np.asarray(accepted, bool).reshape(-1), np.asarray(ignore, bool).reshape(-1)
     n = xyxy.shape[0]
     has_seed = seed_xyxy is not None and as_boxes(seed_xyxy).shape[0] > 0
-    s_xyxy = as_boxes(seed_xyxy) if has_seed else np.zeros((0, 4))
+    s_xyxy = as_boxes(seed_xyxy).astype(np.float64) if has_seed else np.zeros((0, 4))
     s_img = np.asarray(seed_image_id, np.int64).reshape(-1) if has_seed else np.zeros(0, np.int64)
     order = np.argsort(img, kind="stable")
     cuts = np.flatnonzero(np.diff(img[order])) + 1  # image boundaries in ``order``
@@ -311,48 +314,33 @@ def one_crop_per_object(
             continue
         r = np.sort(order[a:z])
         mine = np.isin(s_img, img[r])
-        drop[r], part = _one_crop_chunk(
-            xyxy[r], img[r], np.asarray(phrase_code).reshape(-1)[r], np.asarray(p).reshape(-1)[r],
-            accepted=np.asarray(accepted, bool).reshape(-1)[r],
-            ignore=np.asarray(ignore, bool).reshape(-1)[r], load=load,
-            seed_xyxy=s_xyxy[mine], seed_image_id=s_img[mine], max_per_image=max_per_image,
-            max_loads=max_loads - stats["images_loaded"], min_p=min_p,
+        k = int(mine.sum())  # seed boxes: accepted boxes of any phrase, after the proposals
+        table = (
+            np.concatenate([xyxy[r], s_xyxy[mine]]), np.r_[img[r], s_img[mine]],
+            np.r_[ph[r], np.full(k, -1, np.int64)], np.r_[pp[r], np.ones(k)],
+            np.r_[acc[r], np.ones(k, bool)], np.r_[ign[r], np.zeros(k, bool)],
         )  # fmt: skip
+        left = max_loads - stats["images_loaded"]
+        drop[r], part = _decide_images(table, r.size, load, max_per_image, left, min_p)
         for key, v in part.items():
             stats[key] += v
     return drop, stats
 
 
-def _one_crop_chunk(
-    xyxy: np.ndarray,
-    image_id: np.ndarray,
-    phrase_code: np.ndarray,
-    p: np.ndarray,
-    *,
-    accepted: np.ndarray,
-    ignore: np.ndarray,
+def _decide_images(
+    table: tuple[np.ndarray, ...],
+    n: int,
     load: Callable[[int], np.ndarray | None],
-    seed_xyxy: np.ndarray,
-    seed_image_id: np.ndarray,
     max_per_image: int | None,
     max_loads: int,
     min_p: float,
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """:func:`one_crop_per_object` over whole images (rows in index order), with the seed
-    boxes of those images."""
-    n = as_boxes(xyxy).shape[0]
-    k = 0 if seed_xyxy is None else as_boxes(seed_xyxy).shape[0]
-    bx = as_boxes(xyxy).astype(np.float64)
-    if k:
-        bx = np.concatenate([bx, as_boxes(seed_xyxy).astype(np.float64)])
-    seed_img = np.zeros(0, np.int64) if seed_image_id is None else np.asarray(seed_image_id)
-    img = np.r_[np.asarray(image_id, np.int64).reshape(-1), seed_img.astype(np.int64)[:k]]
-    ph = np.r_[np.asarray(phrase_code, np.int64).reshape(-1), np.full(k, -1, np.int64)]
-    pp = np.r_[np.asarray(p, np.float64).reshape(-1), np.ones(k)]
-    acc = np.r_[np.asarray(accepted, bool).reshape(-1), np.ones(k, bool)]
-    ign = np.r_[np.asarray(ignore, bool).reshape(-1), np.zeros(k, bool)]
+    """:func:`one_crop_per_object` over whole images: ``table`` is ``(boxes, image, phrase,
+    p, accepted, ignore)`` of their ``n`` proposals (index order) followed by their seed
+    boxes; returns the proposals' drops and counts."""
+    bx, img, ph, pp, acc, ign = table
     live = ~ign
-    copy_of = np.full(n + k, -1, np.int64)
+    copy_of = np.full(bx.shape[0], -1, np.int64)
     loaded = 0
     for i, rows in _copy_candidates(bx, img, pp, live, min_p):
         if loaded >= max_loads:
