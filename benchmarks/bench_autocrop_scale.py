@@ -7,13 +7,16 @@ weight-free detector (``--detector``, default ``regions``: the README's weight-f
 trained on the seed originals). Each size runs in its own process, which reports:
 
 - per-stage seconds and images/s (ingest, seed, propose, select, export);
-- peak RSS of the process (``ru_maxrss``) and the ratio between the two sizes;
+- peak RSS of the process (``ru_maxrss``; the inputs are made by the parent, so it is
+  autocrop's) and the ratio between the two sizes, and the peak of each stage (a sampler);
 - a no-op re-run (same folder again: nothing to ingest, propose, select or export);
 - export against its limit: the crops of the version re-cut by ``export_dataset`` in one
   process (workers=1) vs a tight loop doing only the same pixel work (read + open + JPEG
   draft + decode + LANCZOS resize + PNG level-1 encode into memory), one core each, best of
   ``--repeats`` alternated runs; also against the same loop writing its PNGs to files (the
-  export writes one file per crop: on small crops creating it is a large part of the cost);
+  export writes one file per crop: on small crops creating it is a large part of the cost),
+  at the small size and at the big one up to ``--limit-max`` images (it re-cuts every crop
+  ``3 x --repeats`` times);
 - a projection to 10^6 images on this machine and on ``--ray-workers`` Ray workers
   (propose and export spread, ingest and select on the driver).
 
