@@ -61,6 +61,7 @@ DEFAULT_SOURCE = (180, 320)
 DB_FILE = "autolabel.db"
 _STAGE_LINE = re.compile(r"^\[([a-z][a-z ]*)\] (.*)$")
 _STAGE_END = re.compile(r"\(\d+(\.\d+)?s\)$")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks: proc_status
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -206,18 +207,6 @@ def export_vs_limit(ws_path: Path, rows: list[dict], root: Path, crop: int, repe
     }
 
 
-def _rss_mb() -> float:
-    """This process's resident set now, in MB (``/proc``; NaN where there is none)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 class StageRss:
     """Peak resident set per ``autocrop`` stage: a thread samples ``/proc/self/status``
     every ``every`` s and books each sample to the stage whose ``[stage] ...`` line came
@@ -238,8 +227,10 @@ class StageRss:
             self.sample()
 
     def sample(self) -> None:
-        rss = _rss_mb()
-        if rss == rss and rss > self.peaks.get(self.stage, 0.0):
+        from proc_status import status_mib
+
+        rss = status_mib("VmRSS")
+        if rss is not None and rss > self.peaks.get(self.stage, 0.0):
             self.peaks[self.stage] = round(rss, 1)
 
     def line(self, text: str) -> None:

@@ -169,17 +169,6 @@ def naive_seconds(detector, paths, ws) -> tuple[float, int]:
     return time.perf_counter() - t0, sum(len(k[1]) for k in kept)
 
 
-def _vm_rss_mib(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
 def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> dict[str, float]:
     """Run `autolabel propose` in a subprocess and watch its memory.
 
@@ -188,6 +177,8 @@ def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> dict[str, float
         is written), ``peak_processing`` (highest sampled RSS after that), ``wall`` (s,
         including start-up) and ``images``.
     """
+    from proc_status import status_mib  # beside this script
+
     from autolabel.store import Workspace
     from autolabel.store import runs as store_runs
 
@@ -205,7 +196,7 @@ def peak_rss_cli(ws_path: Path, model: Path, batch_size: int) -> dict[str, float
             if pid:
                 break
             time.sleep(0.5)
-            rss = _vm_rss_mib(proc.pid)
+            rss = status_mib("VmRSS", proc.pid)
             if rss is None:
                 continue
             if not first:

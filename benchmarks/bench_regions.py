@@ -81,14 +81,10 @@ def _load(path: str, name: str):
 def _status_mb(key: str) -> float:
     """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MiB. The peak is read here and
     not from ``getrusage``: a child's ``ru_maxrss`` starts at its forking parent's."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from proc_status import status_mib
+
+    mib = status_mib(key)
+    return mib if mib is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(args: argparse.Namespace) -> None:
