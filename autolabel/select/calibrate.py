@@ -27,7 +27,7 @@ the rest, on their own labelled boxes (``select.run.calibrate_versions``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +76,13 @@ def weak_sides(X: np.ndarray) -> np.ndarray:
     loop benchmark's desktop mix: 4 wrong of 9 auto-accepted ones against 3 of 426), so
     select calibrates them apart, on labelled boxes of their own kind.
     """
-    col = np.asarray(X, np.float64)[:, FEATURES.index(SIDES)]
+    return weak_sides_column(np.asarray(X, np.float64)[:, FEATURES.index(SIDES)])
+
+
+def weak_sides_column(snap_sides: np.ndarray) -> np.ndarray:
+    """:func:`weak_sides` from the ``(n,)`` ``snap_sides`` signal alone (NaN = no edge
+    refiner: not weak)."""
+    col = np.asarray(snap_sides, np.float64).reshape(-1)
     return np.nan_to_num(col, nan=ALL_SIDES) < ALL_SIDES - 1e-9
 
 
@@ -154,14 +160,18 @@ class LazyFeatures:
 
     Attributes:
         score: ``(n,)`` detector scores.
-        signals: name -> ``(n,)`` signal values (names outside :data:`FEATURES` are ignored).
+        signals: name -> ``(n,)`` signal values (names outside :data:`FEATURES` are ignored),
+            or a function of row indices ``(m,)`` returning name -> ``(m,)`` values of those
+            rows (select reads the stored signals a chunk at a time: no column of all ``n``).
     """
 
     score: np.ndarray
-    signals: Mapping[str, np.ndarray]
+    signals: Mapping[str, np.ndarray] | Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
     def __post_init__(self) -> None:
         n = len(self)
+        if callable(self.signals):
+            return
         for name, col in self.signals.items():
             if name in FEATURES and np.shape(col)[:1] != (n,):
                 raise ShapeError(f"signal {name!r}: expected {n} values, got {np.shape(col)}")
@@ -171,7 +181,11 @@ class LazyFeatures:
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """``(len(idx), len(FEATURES))`` float64: the feature rows of boxes ``idx``."""
-        sig = {k: np.asarray(v)[idx] for k, v in self.signals.items() if k in FEATURES}
+        idx = np.asarray(idx, np.int64).reshape(-1)
+        if callable(self.signals):
+            sig = dict(self.signals(idx))  # feature_matrix checks the lengths
+        else:
+            sig = {k: np.asarray(v)[idx] for k, v in self.signals.items() if k in FEATURES}
         return feature_matrix(np.asarray(self.score)[idx], sig)
 
     def chunks(self, size: int = 1 << 15) -> Iterator[tuple[np.ndarray, np.ndarray]]:

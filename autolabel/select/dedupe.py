@@ -295,7 +295,7 @@ def one_crop_per_object(
     Returns:
         ``(drop (n,) bool, {"duplicates", "copies", "over_limit", "images_loaded"})``.
     """
-    xyxy = as_boxes(xyxy).astype(np.float64)
+    xyxy = np.asarray(as_boxes(xyxy), np.float64)  # no copy of float64 boxes
     img = np.asarray(image_id, np.int64).reshape(-1)
     ph = np.asarray(phrase_code, np.int64).reshape(-1)
     pp = np.asarray(p, np.float64).reshape(-1)

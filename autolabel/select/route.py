@@ -231,6 +231,17 @@ def _blocked_images(
     return blocked
 
 
+def _image_index(image_id: np.ndarray) -> np.ndarray:
+    """``(n,)`` int64 index of each row's image, in image-id order, below ~``4 n``: the ids
+    less the smallest when they are that dense (workspace ids are; no sort of every row),
+    else their rank."""
+    ids = np.asarray(image_id).reshape(-1)
+    lo, hi = int(ids.min()), int(ids.max())
+    if np.issubdtype(ids.dtype, np.integer) and hi - lo <= 4 * ids.size + 1024:
+        return ids.astype(np.int64) - lo
+    return np.unique(ids, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
 def _flags(a: np.ndarray | None, n: int, default: bool) -> np.ndarray:
     """``(n,)`` bool flags: ``a`` checked, or ``default`` everywhere when None."""
     if a is None:
@@ -358,8 +369,7 @@ def plan_routes(
     )
     rejected = ~auto & (p < reject_below)
     uncertain = ~auto & ~rejected
-    _, img = np.unique(image_id, return_inverse=True)
-    img = img.reshape(-1)
+    img = _image_index(image_id)
     missing = _missing_items(
         p, img, auto | uncertain | flag(image_has_label, False), rejected, reject_below
     )

@@ -19,11 +19,13 @@ import numpy as np
 from autolabel import constants as C
 from autolabel.geometry import box_iou
 from autolabel.select.calibrate import (
+    SIDES,
     Calibrator,
     LazyFeatures,
     fit_calibrator,
     fit_rate_calibrator,
     weak_sides,
+    weak_sides_column,
 )
 from autolabel.select.dedupe import learned_max_per_image, one_crop_per_object
 from autolabel.select.layout import fit_layout, layout_signals, suspicious_upscale
@@ -31,7 +33,6 @@ from autolabel.select.route import auto_accept_mask, parse_budget, plan_routes, 
 from autolabel.select.signals import (
     EMBED_DIM,
     exemplar_similarity,
-    group_codes,
     group_competition,
     size_aspect_outliers,
 )
@@ -43,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from autolabel.store.select import CurrentProposals, Decisions
 
 Log = Callable[[str], None]
+ASSESS_CHUNK = 1 << 13
+"""Boxes whose features are made and assessed at a time."""
 
 
 def _quiet(_: str) -> None:
@@ -58,38 +61,92 @@ def _preload_sklearn() -> None:
         pass
 
 
-def computed_signals(
+@dataclass
+class RowSignals:
+    """Every signal of chosen rows of the current proposals, made on demand: the stored ones
+    read from the store (:func:`autolabel.store.select.read_signals`), the rest computed —
+    ``margin`` and ``n_competing`` per (image, phrase) group (held for all rows: 16 bytes a
+    box), size / aspect outliers (>= 3 located seed boxes) and layout
+    (``layout_outlier``, ``upscale``: :mod:`autolabel.select.layout`) per box.
+
+    Select calls it a chunk of rows at a time through
+    :class:`autolabel.select.calibrate.LazyFeatures`, so no signal column of every box is
+    in memory. A detector's own ``n_competing`` wins where present.
+
+    Attributes:
+        cur: the current proposals (``n`` rows).
+        read: proposal ids ``(m,)`` -> their stored signals, name -> ``(m,)``.
+        margin / competing: ``(n,)`` computed across each row's group.
+        seed: :func:`autolabel.store.select.load_seed_boxes` output.
+        prior: the seed's layout (None: layout signals are NaN).
+        export_size: long side of exported crops (None: ``upscale`` is NaN).
+        extra: more ``(n,)`` columns (``exemplar_sim``).
+    """
+
+    cur: CurrentProposals
+    read: Callable[[np.ndarray], dict[str, np.ndarray]]
+    margin: np.ndarray
+    competing: np.ndarray
+    seed: dict[str, np.ndarray]
+    prior: Any
+    export_size: int | None
+    extra: dict[str, np.ndarray]
+
+    def __call__(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """name -> ``(m,)`` values of rows ``idx`` (``(m,)`` int)."""
+        cur = self.cur
+        sig = self.read(cur.ids[idx])
+        det = sig.get("n_competing")
+        comp = self.competing[idx]
+        sig["margin"] = self.margin[idx]
+        sig["n_competing"] = comp if det is None else np.where(np.isnan(det), comp, det)
+        xyxy = cur.xyxy[idx]
+        wh = np.stack([cur.width[idx], cur.height[idx]], axis=1).astype(np.float64)
+        if self.seed["xyxy"].shape[0]:
+            sig["size_outlier"], sig["aspect_outlier"] = size_aspect_outliers(
+                xyxy, wh, self.seed["xyxy"], self.seed["wh"]
+            )
+        sig.update(layout_signals(xyxy, wh, self.prior, export_size=self.export_size))
+        sig.update({k: v[idx] for k, v in self.extra.items()})
+        return sig
+
+    def suspicious_upscale(self, chunk: int = 1 << 15) -> np.ndarray:
+        """``(n,)`` bool: :func:`autolabel.select.layout.suspicious_upscale` of every row."""
+        cur = self.cur
+        out = np.zeros(len(cur), bool)
+        for a in range(0, len(cur), chunk):
+            r = slice(a, a + chunk)
+            wh = np.stack([cur.width[r], cur.height[r]], axis=1).astype(np.float64)
+            up = layout_signals(cur.xyxy[r], wh, self.prior, export_size=self.export_size)
+            out[r] = suspicious_upscale(up["upscale"])
+        return out
+
+
+def row_signals(
+    ws: Workspace,
     cur: CurrentProposals,
-    seed: dict[str, np.ndarray] | None = None,
+    seed: dict[str, np.ndarray],
     *,
     export_size: int | None = None,
-) -> dict[str, np.ndarray]:
-    """Detector signals plus the ones computed across boxes: margin, n_competing, outliers,
-    layout (``layout_outlier``, ``upscale``: :mod:`autolabel.select.layout`).
+    extra: dict[str, np.ndarray] | None = None,
+) -> RowSignals:
+    """:class:`RowSignals` of ``cur``, reading stored signals from ``ws``."""
+    from autolabel.store.select import read_signals
 
-    A detector's own ``n_competing`` wins where present; ``margin`` is computed per
-    (image, phrase) group; size / aspect outliers need >= 3 located seed boxes.
-    """
-    sig = dict(cur.signals)
-    n = len(cur)
-    if n:
-        groups = group_codes(cur.image_id, cur.phrase_code)
-        margin, comp = group_competition(cur.score, groups)
-        sig["margin"] = margin
-        det = sig.get("n_competing")
-        sig["n_competing"] = comp if det is None else np.where(np.isnan(det), comp, det)
-    if seed is not None and seed["xyxy"].shape[0] and n:
-        wh = np.stack([cur.width, cur.height], axis=1)
-        size_z, aspect_z = size_aspect_outliers(cur.xyxy, wh, seed["xyxy"], seed["wh"])
-        sig["size_outlier"] = size_z
-        sig["aspect_outlier"] = aspect_z
-    if n:
-        wh = np.stack([cur.width, cur.height], axis=1).astype(np.float64)
-        prior = (
-            None if seed is None else fit_layout(seed["xyxy"], seed["wh"], export_size=export_size)
-        )
-        sig.update(layout_signals(cur.xyxy, wh, prior, export_size=export_size))
-    return sig
+    # one code per (image, phrase) pair: group_competition needs equal codes, not dense ones
+    # (group_codes' two np.unique passes held ~10 columns of every box at once)
+    margin, comp = group_competition(cur.score, cur.image_id * len(cur.phrases) + cur.phrase_code)
+    prior = fit_layout(seed["xyxy"], seed["wh"], export_size=export_size)
+    return RowSignals(
+        cur=cur,
+        read=lambda ids: read_signals(ws, ids),
+        margin=margin,
+        competing=comp,
+        seed=seed,
+        prior=prior,
+        export_size=export_size,
+        extra=dict(extra or {}),
+    )
 
 
 def _rows_of(cur: CurrentProposals, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -294,6 +351,7 @@ def calibrate_versions(
     method: str,
     min_labelled: int,
     exclude: np.ndarray,
+    weak: np.ndarray | None = None,
 ) -> VersionCalibration:
     """Fit one calibrator per detector version on that version's labelled boxes only.
 
@@ -316,48 +374,51 @@ def calibrate_versions(
         labelled: :func:`labelled_examples` output (decision rows first, then seed rows).
         min_labelled: labelled boxes a version needs (``quality.min_labelled``).
         exclude: ``(n,)`` bool rows that do not define the current version (seed originals).
+        weak: ``(n,)`` bool rows with weak sides (None: computed from ``features``).
     """
     from autolabel.store.select import run_versions, seed_trained_versions
 
     idx, y, sources = labelled
     runs = run_versions(ws)
     in_sample = seed_trained_versions(ws)
-    run_ids, run_inv = np.unique(cur.run_id, return_inverse=True)
+    run_ids = np.unique(cur.run_id)  # a few runs: codes by searchsorted, no (n,) inverse
     key_of_run = [runs.get(int(r), ("?", "?"))[0] for r in run_ids]
     keys = sorted(set(key_of_run))
     run_code = np.array([keys.index(k) for k in key_of_run], np.int64)
-    code = run_code[np.asarray(run_inv, np.int64).reshape(-1)] if len(cur) else np.zeros(0, int)
+    code = run_code[np.searchsorted(run_ids, cur.run_id)] if len(cur) else np.zeros(0, int)
     label_of = {k: lab for k, lab in runs.values()}
     from_seed = np.arange(idx.size) >= sources["decisions"]
-    p = np.zeros(len(cur))
-    can_auto = np.zeros(len(cur), bool)
-    support = np.full(len(cur), np.nan)
-    info: dict[str, dict[str, Any]] = {}
-    weak = np.zeros(len(cur), bool)
-    for r, x in features.chunks():
-        weak[r] = weak_sides(x)
+    if weak is None:
+        weak = np.zeros(len(cur), bool)
+        for r, x in features.chunks():
+            weak[r] = weak_sides(x)
+    X_lab = features.rows(idx)
+    fits: dict[tuple[int, bool], tuple[Calibrator, np.ndarray]] = {}
+    n_rows: dict[tuple[int, bool], int] = {}
     for c, key in enumerate(keys):
-        in_version = np.flatnonzero(code == c)
+        in_version = code == c
         lab_version = code[idx] == c
         n_in_sample = int((lab_version & from_seed).sum()) if key in in_sample else 0
         if n_in_sample:  # it learned from the seed originals: only reviews say how it
             lab_version &= ~from_seed  # does on boxes it has not seen
-        fits = {}
         for stratum in (False, True):  # well-edged boxes, then those with a side on no edge
-            rows = in_version[weak[in_version] == stratum]
+            n_rows[c, stratum] = int((in_version & (weak == stratum)).sum())
             lab = lab_version & (weak[idx] == stratum)
-            if stratum and not rows.size and not lab.any():
+            if stratum and not n_rows[c, stratum] and not lab.any():
                 continue
-            X = features.rows(idx[lab])
-            cal = _fit_labelled(X, y[lab], ~from_seed[lab], method, min_labelled)
+            cal = _fit_labelled(X_lab[lab], y[lab], ~from_seed[lab], method, min_labelled)
             if n_in_sample and not cal.fitted:
                 cal.reason += (
                     f" ({n_in_sample} boxes on seed originals do not count: the detector "
                     "learned from them)"
                 )
-            _assess(cal, features, rows, p, can_auto, support)
-            fits[stratum] = (cal, lab, rows)
-        cal, lab, _ = fits[False]
+            fits[c, stratum] = (cal, lab)
+    del X_lab
+    p, can_auto, support = _assess(features, code, weak, {k: v[0] for k, v in fits.items()})
+    info: dict[str, dict[str, Any]] = {}
+    for c, key in enumerate(keys):
+        cal, lab = fits[c, False]
+        in_version = code == c
         info[key] = {
             "label": label_of.get(key, key),
             "calibration": cal.describe(),
@@ -365,16 +426,16 @@ def calibrate_versions(
                 "seed": int((lab & from_seed).sum()),
                 "decisions": int((lab & ~from_seed).sum()),
             },
-            "n_current": int(in_version.size),
-            "can_auto": bool(can_auto[in_version].any()) if in_version.size else cal.fitted,
+            "n_current": int(in_version.sum()),
+            "can_auto": bool(can_auto[in_version].any()) if in_version.any() else cal.fitted,
         }
-        if True in fits:
-            wcal, wlab, wrows = fits[True]
+        if (c, True) in fits:
+            wcal, wlab = fits[c, True]
             info[key]["weak_sides"] = {
                 "calibration": wcal.describe(),
                 "labelled": int(wlab.sum()),
-                "n_current": int(wrows.size),
-                "can_auto": bool(can_auto[wrows].any()),
+                "n_current": n_rows[c, True],
+                "can_auto": bool(can_auto[in_version & weak].any()),
             }
     pool = np.flatnonzero(~exclude) if (~exclude).any() else np.arange(len(cur))
     current = keys[int(code[pool[np.argmax(cur.run_id[pool])]])] if pool.size else None
@@ -382,20 +443,29 @@ def calibrate_versions(
 
 
 def _assess(
-    cal: Calibrator,
     features: LazyFeatures,
-    rows: np.ndarray,
-    p: np.ndarray,
-    can_auto: np.ndarray,
-    support: np.ndarray,
-    chunk: int = 1 << 15,
-) -> None:
-    """:meth:`Calibrator.assess` of the boxes ``rows`` into ``p``, ``can_auto`` and
-    ``support`` at ``rows``, ``chunk`` rows at a time (their features and the calibrator's
-    copies of them stay small)."""
-    for a in range(0, rows.size, chunk):
-        r = rows[a : a + chunk]
-        p[r], can_auto[r], support[r] = cal.assess(features.rows(r))
+    code: np.ndarray,
+    weak: np.ndarray,
+    cals: dict[tuple[int, bool], Calibrator],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`Calibrator.assess` of every box by the calibrator of its ``(version code,
+    weak sides)``, one pass over the boxes' features a chunk at a time.
+
+    Returns:
+        ``p (n,)``, ``can_auto (n,)`` bool and ``support (n,)`` (NaN where unknown).
+    """
+    n = len(features)
+    p = np.zeros(n)
+    can_auto = np.zeros(n, bool)
+    support = np.full(n, np.nan)
+    # 8k boxes a chunk: their parsed stored signals (~0.5 kB of Python objects a box) are
+    # the largest transient of select
+    for r, x in features.chunks(ASSESS_CHUNK):
+        for (c, stratum), cal in cals.items():
+            m = np.flatnonzero((code[r] == c) & (weak[r] == stratum))
+            if m.size:
+                p[r[m]], can_auto[r[m]], support[r[m]] = cal.assess(x[m])
+    return p, can_auto, support
 
 
 def _fit_labelled(
@@ -482,11 +552,12 @@ def _one_crop(
 
     accepted = decisions.proposal_id[np.isin(decisions.action, C.ACCEPTING_ACTIONS)]
     rejected = decisions.proposal_id[decisions.action == C.ACTION_REJECT]
-    paths = image_paths(ws, np.unique(cur.image_id).tolist()) if len(cur) else {}
 
     def load(image_id: int) -> np.ndarray | None:
+        # one image's path when it is wanted (at most max_image_loads of them), not a dict
+        # of every image's path (100k images: ~20 MB)
         try:
-            return load_rgb(paths[image_id])
+            return load_rgb(image_paths(ws, [image_id])[image_id])
         except (ImageError, KeyError):
             return None
 
@@ -552,36 +623,38 @@ def run_select(
     # scikit-learn takes seconds to import; do it while SQLite reads (which frees the GIL)
     threading.Thread(target=_preload_sklearn, daemon=True).start()
     sync_seed_labels(ws)
-    cur = load_current(ws)
+    # the stored signals other than snap_sides (the weak-sides strata) are read a chunk at
+    # a time when the features are made (RowSignals): no column of every box held
+    cur = load_current(ws, signals=(SIDES,))
     n = len(cur)
     log(f"loaded {n} current proposals in {time.perf_counter() - t0:.1f}s")
     seed = load_seed_boxes(ws)
     decisions = load_decisions(ws)
-    sig = computed_signals(cur, seed, export_size=export_size)
     sim = _exemplar_sim(ws, cur, cfg, log)
-    if sim is not None:
-        sig["exemplar_sim"] = sim
-    features = LazyFeatures(cur.score, sig)
+    signals = row_signals(
+        ws, cur, seed, export_size=export_size, extra={} if sim is None else {"exemplar_sim": sim}
+    )
     labelled = labelled_examples(cur, decisions, seed, match_iou=quality.match_iou)
     on_seed = np.isin(cur.image_id, seed["image_id"])
     vc = calibrate_versions(
         ws,
         cur,
-        features,
+        LazyFeatures(cur.score, signals),
         labelled,
         method=cfg.method,
         min_labelled=quality.min_labelled,
         exclude=on_seed,
+        weak=weak_sides_column(cur.signals[SIDES]),
     )
-    upscale = sig["upscale"] if len(cur) else np.zeros(0)
-    del features, sig  # the computed signals: gone before dedupe and routing add theirs
+    upscaled = signals.suspicious_upscale()
+    del signals, sim  # the held signal columns: gone before dedupe and routing add theirs
     warnings = _calibration_lines(vc, quality.min_labelled, log)
     p = vc.p
     one_crop: dict[str, Any] = {}
     if len(cur):  # issue 19 cause 5: a thumbnail upscaled to the export size goes to a person
-        p = np.where(suspicious_upscale(upscale), np.minimum(p, 0.5), p)
+        p = np.where(upscaled, np.minimum(p, 0.5), p)
         p, one_crop = _one_crop(ws, cur, p, decisions, seed, cfg, log)
-
+    cur.drop_box_columns()  # routing reads ids, images, routes and P(correct) only
     fixed = np.isin(cur.ids, fixed_proposal_ids(ws.conn))
     rows = np.flatnonzero(~fixed & ~on_seed)
     seed_rows = np.flatnonzero(~fixed & on_seed)

@@ -103,23 +103,27 @@ def group_competition(score: np.ndarray, group: np.ndarray) -> tuple[np.ndarray,
     n = score.shape[0]
     if n == 0:
         return np.zeros(0), np.zeros(0)
+    # a few (n,) temporaries at a time: select runs this over every current proposal
     order = np.lexsort((-score, group))
     g = group[order]
-    s = score[order]
-    start = np.r_[True, g[1:] != g[:-1]]
-    gid = np.cumsum(start) - 1
+    start = np.empty(n, bool)
+    start[0] = True
+    np.not_equal(g[1:], g[:-1], out=start[1:])
+    del g
     starts = np.flatnonzero(start)
+    del start
     sizes = np.diff(np.r_[starts, n])
-    best = s[starts][gid]
-    second_idx = starts + 1
-    has_second = sizes > 1
-    second = np.where(has_second, s[np.minimum(second_idx, n - 1)], 0.0)[gid]
-    is_first = start
-    margin_sorted = np.where(is_first, s - second, s - best)
+    s = score[order]
+    second = np.where(sizes > 1, s[np.minimum(starts + 1, n - 1)], 0.0)
+    ref = np.repeat(s[starts], sizes)  # the group's best; its best box: the second best
+    ref[starts] = second
+    s -= ref
+    del ref
     margin = np.empty(n)
-    margin[order] = margin_sorted
+    margin[order] = s
+    del s
     comp = np.empty(n)
-    comp[order] = (sizes - 1)[gid]
+    comp[order] = np.repeat(sizes - 1, sizes)
     return margin, comp
 
 

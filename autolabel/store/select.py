@@ -51,12 +51,20 @@ class CurrentProposals:
     phrases: list[str]
     signals: dict[str, np.ndarray]  # name -> (n,) float64, NaN = missing
     route: np.ndarray  # (n,) object
-    width: np.ndarray  # (n,) float64 image width (NaN unknown)
-    height: np.ndarray  # (n,) float64
+    width: np.ndarray  # (n,) float32 image width (NaN unknown)
+    height: np.ndarray  # (n,) float32
     p_correct: np.ndarray  # (n,) float64 from the last select (NaN before)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
+
+    def drop_box_columns(self) -> None:
+        """Free the columns that routing does not read — boxes, scores, phrases, image
+        sizes, runs and signals (80 bytes a proposal) — keeping ``ids``, ``image_id``,
+        ``route`` and ``p_correct``; the dropped ones become empty."""
+        self.xyxy, self.score = np.zeros((0, 4)), np.zeros(0)
+        self.width, self.height, self.run_id = np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
+        self.phrase_code, self.signals = np.zeros(0, np.int64), {}
 
 
 def _signal_column(dicts: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -76,31 +84,51 @@ def _signal_column(dicts: list[dict[str, Any]], key: str) -> np.ndarray:
 _NAMES = {v: v for v in (*ROUTES, *QUEUE_STATUSES, *QUEUE_REASONS)}
 
 
-def _grown(a: np.ndarray, size: int) -> np.ndarray:
-    """``a`` with NaN rows appended up to ``size``."""
-    return np.concatenate([a, np.full(size - a.shape[0], np.nan)])
+def _signal_columns(
+    texts: Sequence[str], at: np.ndarray, out: dict[str, np.ndarray], size: int
+) -> None:
+    """Parse the signals JSON ``texts`` of rows ``at`` into ``out`` (name -> ``(size,)``
+    float64, filled in place; a name first seen here gets a NaN column)."""
+    dicts = json.loads("[" + ",".join(texts) + "]")  # signals is NOT NULL (JSON)
+    for k in set().union(*dicts):
+        if k not in out:
+            out[k] = np.full(size, np.nan)
+        out[k][at] = _signal_column(dicts, k)
 
 
-def load_current(ws: Workspace, *, chunk: int = 10_000) -> CurrentProposals:
+def _fetch_array(c: sqlite3.Cursor, sql: str, width: int, dtype: Any) -> np.ndarray:
+    """``(rows, width)`` array of a query's numeric rows, streamed (no list of row tuples)."""
+    flat = np.fromiter(itertools.chain.from_iterable(c.execute(sql)), dtype)
+    return flat.reshape(-1, width)
+
+
+def load_current(
+    ws: Workspace, *, chunk: int = 2_000, signals: Sequence[str] | None = None
+) -> CurrentProposals:
     """All current proposals (latest finished run per image) with their parsed signals.
 
-    Streams with ``fetchmany`` and parses signals chunk by chunk into float arrays, so a
-    million proposals need a few hundred MB at most.
+    Streams with ``fetchmany`` into preallocated arrays (never concatenated), so a million
+    proposals need a few hundred MB at most.
+
+    Args:
+        ws: the workspace.
+        chunk: rows fetched at a time.
+        signals: the stored signals to load (SQLite extracts them; a name no row has is an
+            all-NaN column); None = every signal any row has. Select loads only
+            ``snap_sides`` and reads the rest a chunk at a time (:func:`read_signals`).
     """
     c = ws.conn.cursor()
     c.row_factory = None  # plain tuples: much faster than sqlite3.Row for 1M rows
     # The current run of each image, and image sizes, as dense lookup arrays: one scan of
     # proposals then beats the current_proposals view's per-row subquery and join.
-    latest = np.array(
-        c.execute(
-            "SELECT image_id, MAX(run_id) FROM run_images WHERE status = 'done' GROUP BY image_id"
-        ).fetchall(),
-        np.int64,
-    ).reshape(-1, 2)
-    sizes = np.array(
-        c.execute("SELECT id, COALESCE(width, -1), COALESCE(height, -1) FROM images").fetchall(),
-        np.float64,
-    ).reshape(-1, 3)
+    # (streamed into arrays: a list of 100k row tuples is ~25 MB of Python objects)
+    latest = _fetch_array(
+        c, "SELECT image_id, MAX(run_id) FROM run_images WHERE status = 'done' GROUP BY image_id",
+        2, np.int64,
+    )  # fmt: skip
+    sizes = _fetch_array(
+        c, "SELECT id, COALESCE(width, -1), COALESCE(height, -1) FROM images", 3, np.float64
+    )
     max_id = int(max(latest[:, 0].max(initial=0), sizes[:, 0].max(initial=0)))
     run_of = np.full(max_id + 2, -1, np.int64)
     run_of[latest[:, 0]] = latest[:, 1]
@@ -116,78 +144,143 @@ def load_current(ws: Workspace, *, chunk: int = 10_000) -> CurrentProposals:
         if runs
         else 0
     )
-    num = np.empty((cap, 11))
+    ints = np.empty((3, cap), np.int64)  # id, image_id, run_id
+    xyxy = np.empty((cap, 4))
+    num = np.empty((2, cap))  # score, p_correct
+    wh_rows = np.empty((2, cap), np.float32)  # image width, height (whole pixels: exact)
     codes = np.empty(cap, np.int64)
     routes = np.empty(cap, dtype=object)
-    signals: dict[str, np.ndarray] = {}
+    named = list(signals) if signals is not None else []
+    sig: dict[str, np.ndarray] = {k: np.full(cap, np.nan) for k in named}
     phrase_index: dict[str, int] = {}
     total = 0
     if runs:
+        extract = "".join(", json_extract(signals, ?)" for _ in named)
         c.execute(
             "SELECT id, image_id, run_id, x0, y0, x1, y1, score, COALESCE(p_correct, -1), "
-            f"phrase, signals, route FROM proposals WHERE {where}",
-            runs,
+            f"phrase, route, {'signals' if signals is None else 'NULL'}{extract} "
+            f"FROM proposals WHERE {where}",
+            [*(f'$."{k}"' for k in named), *runs],
         )
     while runs:
         rows = c.fetchmany(chunk)
         if not rows:
             break
         cols = list(zip(*rows, strict=True))
-        part = np.array(cols[:9], np.float64).T
-        img = part[:, 1].astype(np.int64)
-        keep = run_of[np.clip(img, 0, max_id + 1)] == part[:, 2].astype(np.int64)
+        part = np.array(cols[:9], np.float64)
+        img = part[1].astype(np.int64)
+        keep = run_of[np.clip(img, 0, max_id + 1)] == part[2].astype(np.int64)
         kidx = np.flatnonzero(keep)
         m = int(kidx.size)
         if m == 0:
             continue
         if total + m > cap:  # rows written since the count: room for them
             cap = max(total + m, 2 * cap)
-            num = np.resize(num, (cap, 11))
-            codes, routes = np.resize(codes, cap), np.resize(routes, cap)
-            signals = {k: _grown(v, cap) for k, v in signals.items()}
+            ints, num, wh_rows = _widened(ints, cap), _widened(num, cap), _widened(wh_rows, cap)
+            xyxy, codes, routes = (
+                np.resize(xyxy, (cap, 4)),
+                np.resize(codes, cap),
+                np.resize(routes, cap),
+            )
+            sig = {k: np.concatenate([v, np.full(cap - v.size, np.nan)]) for k, v in sig.items()}
         at = slice(total, total + m)
-        part = part[kidx]
-        part[:, 8][part[:, 8] < 0] = np.nan
-        num[at, :9] = part
-        num[at, 9:] = wh[img[kidx]]  # cols 9, 10 = width, height
+        part = part[:, kidx]
+        ints[:, at] = part[:3]
+        xyxy[at] = part[3:7].T
+        num[0, at] = part[7]
+        num[1, at] = np.where(part[8] < 0, np.nan, part[8])
+        wh_rows[:, at] = wh[img[kidx]].T
         if m < len(rows):
             cols = [[col[k] for k in kidx.tolist()] for col in cols]
         codes[at] = np.fromiter(
             (phrase_index.setdefault(ph, len(phrase_index)) for ph in cols[9]), np.int64, m
         )
-        dicts = json.loads("[" + ",".join(cols[10]) + "]")  # signals is NOT NULL (JSON)
-        for k in set().union(*dicts):
-            if k not in signals:  # a key first seen now: NaN in the rows before
-                signals[k] = np.full(cap, np.nan)
-            signals[k][at] = _signal_column(dicts, k)
         # the route names as the constants, not one new str per row: a str kept from every
         # row pins the memory of its chunk's parsed rows (250k proposals: RSS after loading
         # 248 -> 152 MB)
-        routes[at] = [_NAMES.get(r, r) for r in cols[11]]
+        routes[at] = [_NAMES.get(r, r) for r in cols[10]]
+        if signals is None:
+            _signal_columns(cols[11], np.arange(total, total + m), sig, cap)
+        for j, k in enumerate(named):
+            sig[k][at] = _signal_column([{k: v} for v in cols[12 + j]], k)
         total += m
-    num, codes, routes = num[:total], codes[:total], routes[:total]
-    signals = {k: v[:total] for k, v in signals.items()}
-    if num.shape[0] > 1 and not (np.diff(num[:, 0]) > 0).all():  # rows of several runs
-        order = np.argsort(num[:, 0], kind="stable")
-        num, codes, routes = num[order], codes[order], routes[order]
-        signals = {k: v[order] for k, v in signals.items()}
-    phrases = [""] * len(phrase_index)
-    for ph, code in phrase_index.items():
-        phrases[code] = ph
+    order = slice(0, total)
+    if total > 1 and not (np.diff(ints[0, :total]) > 0).all():  # rows of several runs
+        order = np.argsort(ints[0, :total], kind="stable")
     return CurrentProposals(
-        ids=num[:, 0].astype(np.int64),
-        image_id=num[:, 1].astype(np.int64),
-        run_id=num[:, 2].astype(np.int64),
-        xyxy=np.ascontiguousarray(num[:, 3:7]),
-        score=num[:, 7].copy(),
-        phrase_code=codes,
-        phrases=phrases,
-        signals=signals,
-        route=routes,
-        width=num[:, 9].copy(),
-        height=num[:, 10].copy(),
-        p_correct=num[:, 8].copy(),
+        ids=ints[0, order],
+        image_id=ints[1, order],
+        run_id=ints[2, order],
+        xyxy=xyxy[order],
+        score=num[0, order],
+        phrase_code=codes[order],
+        phrases=list(phrase_index),  # insertion order = code order
+        signals={k: v[order] for k, v in sig.items()},
+        route=routes[order],
+        width=wh_rows[0, order],
+        height=wh_rows[1, order],
+        p_correct=num[1, order],
     )
+
+
+def read_signals(ws: Workspace, ids: np.ndarray, *, batch: int = 500) -> dict[str, np.ndarray]:
+    """Stored signals of proposals ``ids`` (``(m,)`` int64, any order).
+
+    Ids close together are read with one range scan of the primary key, scattered ones
+    ``batch`` at a time.
+
+    Returns:
+        name -> ``(m,)`` float64, aligned with ``ids`` (NaN = not stored for that row or no
+        such proposal); only names some of these rows have.
+    """
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    out: dict[str, np.ndarray] = {}
+    if not ids.size:
+        return out
+    order = np.argsort(ids, kind="stable")
+    srt = ids[order]
+    c = ws.conn.cursor()
+    c.row_factory = None
+    if int(srt[-1] - srt[0]) < 4 * srt.size + 64:  # dense: one range scan
+        rows = c.execute(
+            "SELECT id, signals FROM proposals WHERE id BETWEEN ? AND ?",
+            (int(srt[0]), int(srt[-1])),
+        ).fetchall()
+    else:
+        rows = []
+        uniq = np.unique(srt).tolist()
+        for a in range(0, len(uniq), batch):
+            part = uniq[a : a + batch]
+            q = f"SELECT id, signals FROM proposals WHERE id IN ({','.join('?' * len(part))})"
+            rows += c.execute(q, part).fetchall()
+    if not rows:
+        return out
+    got = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    lo = np.searchsorted(srt, got, side="left")
+    hi = np.searchsorted(srt, got, side="right")
+    have = np.flatnonzero(hi > lo)
+    if not have.size:
+        return out
+    # every position of an id asked for more than once gets its row
+    reps = (hi - lo)[have]
+    src = np.repeat(have, reps)
+    at = order[np.repeat(lo[have], reps) + _ranks(reps)]
+    _signal_columns([rows[k][1] for k in src.tolist()], at, out, ids.size)
+    return out
+
+
+def _widened(a: np.ndarray, cap: int) -> np.ndarray:
+    """``(k, cap)`` copy of ``(k, m)`` ``a`` (``m <= cap``; the new columns uninitialised)."""
+    out = np.empty((a.shape[0], cap), a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
+
+
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """``0 .. k-1`` for each ``k`` in ``counts``, concatenated."""
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total) - starts
 
 
 @dataclass
