@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from autolabel.errors import InputError
 from autolabel.select.calibrate import FEATURES, LazyFeatures, feature_matrix
 from autolabel.select.layout import fit_layout, layout_signals
 from autolabel.select.route import plan_routes
@@ -102,9 +103,14 @@ def test_load_current_with_named_signals_loads_only_those(stored):
     assert some.route.tolist() == full.route.tolist() and some.phrases == full.phrases
     # a small fetch size: many chunks, same arrays
     np.testing.assert_array_equal(load_current(stored, chunk=7).xyxy, full.xyxy)
-    some.drop_box_columns()
+    some.drop_columns("xyxy", "signals", "run_id")
     assert len(some) == len(full) and some.xyxy.shape == (0, 4) and some.signals == {}
+    assert some.run_id.dtype == np.int64 and some.run_id.size == 0
     np.testing.assert_array_equal(some.p_correct, full.p_correct)
+    with pytest.raises(InputError, match="other than ids, got 'phrases'"):
+        some.drop_columns("phrases")
+    with pytest.raises(InputError, match="got 'ids'"):
+        some.drop_columns("ids")
 
 
 @pytest.mark.parametrize("seed", [SEED, {k: v[:0] for k, v in SEED.items()}])

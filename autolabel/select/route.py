@@ -238,7 +238,7 @@ def _image_index(image_id: np.ndarray) -> np.ndarray:
     ids = np.asarray(image_id).reshape(-1)
     lo, hi = int(ids.min()), int(ids.max())
     if np.issubdtype(ids.dtype, np.integer) and hi - lo <= 4 * ids.size + 1024:
-        return ids.astype(np.int64) - lo
+        return np.subtract(ids, lo, dtype=np.int64)
     return np.unique(ids, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 

@@ -648,13 +648,14 @@ def run_select(
     )
     upscaled = signals.suspicious_upscale()
     del signals, sim  # the held signal columns: gone before dedupe and routing add theirs
+    cur.drop_columns("signals", "score", "run_id", "width", "height")  # one-crop: boxes, p
     warnings = _calibration_lines(vc, quality.min_labelled, log)
     p = vc.p
     one_crop: dict[str, Any] = {}
     if len(cur):  # issue 19 cause 5: a thumbnail upscaled to the export size goes to a person
         p = np.where(upscaled, np.minimum(p, 0.5), p)
         p, one_crop = _one_crop(ws, cur, p, decisions, seed, cfg, log)
-    cur.drop_box_columns()  # routing reads ids, images, routes and P(correct) only
+    cur.drop_columns("xyxy", "phrase_code")  # routing: ids, images, routes, P(correct)
     fixed = np.isin(cur.ids, fixed_proposal_ids(ws.conn))
     rows = np.flatnonzero(~fixed & ~on_seed)
     seed_rows = np.flatnonzero(~fixed & on_seed)

@@ -23,6 +23,7 @@ from autolabel.constants import (
     ROUTES,
     SEED_TRAINED_DETECTORS,
 )
+from autolabel.errors import InputError
 from autolabel.geometry import iou
 from autolabel.store.db import Workspace, utcnow
 
@@ -58,13 +59,22 @@ class CurrentProposals:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
-    def drop_box_columns(self) -> None:
-        """Free the columns that routing does not read — boxes, scores, phrases, image
-        sizes, runs and signals (80 bytes a proposal) — keeping ``ids``, ``image_id``,
-        ``route`` and ``p_correct``; the dropped ones become empty."""
-        self.xyxy, self.score = np.zeros((0, 4)), np.zeros(0)
-        self.width, self.height, self.run_id = np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
-        self.phrase_code, self.signals = np.zeros(0, np.int64), {}
+    def drop_columns(self, *names: str) -> None:
+        """Free columns a caller is done with (select: the signals, scores, sizes and runs
+        after calibrating, the boxes and phrases before routing): each becomes empty, of
+        its dtype; ``len`` (from ``ids``) is kept.
+
+        Raises:
+            InputError: ``ids`` or a name that is not a column.
+        """
+        for name in names:
+            if name == "signals":
+                self.signals = {}
+                continue
+            col = getattr(self, name, None)
+            if name == "ids" or not isinstance(col, np.ndarray):
+                raise InputError(f"drop_columns: expected a column other than ids, got {name!r}")
+            setattr(self, name, np.zeros((0, *col.shape[1:]), col.dtype))
 
 
 def _signal_column(dicts: list[dict[str, Any]], key: str) -> np.ndarray:
