@@ -29,7 +29,13 @@ from autolabel.select.calibrate import (
 )
 from autolabel.select.dedupe import learned_max_per_image, one_crop_per_object
 from autolabel.select.layout import fit_layout, layout_signals, suspicious_upscale
-from autolabel.select.route import auto_accept_mask, parse_budget, plan_routes, review_value
+from autolabel.select.route import (
+    auto_accept_mask,
+    name_column,
+    parse_budget,
+    plan_routes,
+    review_value,
+)
 from autolabel.select.signals import (
     EMBED_DIM,
     exemplar_similarity,
@@ -691,9 +697,15 @@ def run_select(
     warnings += _short_of_target(vc, rows, p[rows], plan.route, cfg.target_precision)
     # seed originals: their seed boxes are the labels; their proposals stay pending, unqueued
     write = np.concatenate([rows, seed_rows])
-    route = np.concatenate([plan.route, np.full(seed_rows.size, C.ROUTE_PENDING, dtype=object)])
-    reason = np.concatenate([plan.reason, np.full(seed_rows.size, "", dtype=object)])
+    route = np.concatenate([plan.route, name_column(seed_rows.size, C.ROUTE_PENDING)])
+    reason = np.concatenate([plan.reason, name_column(seed_rows.size, "")])
     prio = np.concatenate([plan.priority, np.zeros(seed_rows.size)])
+    # the plan's rows are the first ones of these: views, not a second copy of each
+    plan.route, plan.reason, plan.priority = (
+        route[: rows.size],
+        reason[: rows.size],
+        prio[: rows.size],
+    )
     fixed_rows = np.flatnonzero(fixed)
     unchanged = (cur.route[write] == route) & (cur.p_correct[write] == p[write])
     rescored = fixed_rows[cur.p_correct[fixed_rows] != p[fixed_rows]]
