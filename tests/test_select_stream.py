@@ -187,3 +187,22 @@ def test_plan_routes_same_for_dense_and_sparse_image_ids():
     assert dense.reason.tolist() == sparse.reason.tolist()
     np.testing.assert_array_equal(dense.priority, sparse.priority)
     assert set(dense.route.tolist()) >= {"review", "rejected"}
+
+
+def test_compact_load_keeps_every_value(stored):
+    """Boxes and scores are held as float32 only while every value is exactly one; a value
+    that is not turns the column back to float64 without rounding anything."""
+    full = load_current(stored)
+    small = load_current(stored, compact=True, chunk=7)
+    assert small.xyxy.dtype == np.float32 and small.score.dtype == np.float32
+    np.testing.assert_array_equal(small.xyxy.astype(np.float64), full.xyxy)
+    np.testing.assert_array_equal(small.score.astype(np.float64), full.score)
+    last = int(full.ids[-1])  # in the last fetch chunk: the rows before it are float32 already
+    with stored.transaction() as c:
+        c.execute("UPDATE proposals SET x0 = 0.1, score = 0.3 WHERE id = ?", (last,))
+    full = load_current(stored)
+    small = load_current(stored, compact=True, chunk=7)
+    assert small.xyxy.dtype == np.float64 and small.score.dtype == np.float64
+    np.testing.assert_array_equal(small.xyxy, full.xyxy)
+    np.testing.assert_array_equal(small.score, full.score)
+    assert small.xyxy[-1, 0] == 0.1 and small.score[-1] == 0.3

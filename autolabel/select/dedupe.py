@@ -295,7 +295,7 @@ def one_crop_per_object(
     Returns:
         ``(drop (n,) bool, {"duplicates", "copies", "over_limit", "images_loaded"})``.
     """
-    xyxy = np.asarray(as_boxes(xyxy), np.float64)  # no copy of float64 boxes
+    xyxy = as_boxes(xyxy, dtype=None)  # float32 boxes stay so: each chunk's table is float64
     img = np.asarray(image_id, np.int64).reshape(-1)
     ph = np.asarray(phrase_code, np.int64).reshape(-1)
     pp = np.asarray(p, np.float64).reshape(-1)
@@ -316,7 +316,7 @@ def one_crop_per_object(
         mine = np.isin(s_img, img[r])
         k = int(mine.sum())  # seed boxes: accepted boxes of any phrase, after the proposals
         table = (
-            np.concatenate([xyxy[r], s_xyxy[mine]]), np.r_[img[r], s_img[mine]],
+            np.concatenate([xyxy[r], s_xyxy[mine]], dtype=np.float64), np.r_[img[r], s_img[mine]],
             np.r_[ph[r], np.full(k, -1, np.int64)], np.r_[pp[r], np.ones(k)],
             np.r_[acc[r], np.ones(k, bool)], np.r_[ign[r], np.zeros(k, bool)],
         )  # fmt: skip

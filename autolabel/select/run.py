@@ -575,7 +575,7 @@ def _one_crop(
     adj = decisions.action == C.ACTION_ADJUST
     if adj.any() and len(cur):
         pos, hit = _rows_of(cur, decisions.proposal_id[adj])
-        xyxy = cur.xyxy.copy()
+        xyxy = cur.xyxy.astype(np.float64)  # (a copy; the adjusted boxes are float64)
         xyxy[pos[hit]] = decisions.box[adj][hit]
     drop, stats = one_crop_per_object(
         xyxy, cur.image_id, cur.phrase_code, p,
@@ -631,7 +631,7 @@ def run_select(
     sync_seed_labels(ws)
     # the stored signals other than snap_sides (the weak-sides strata) are read a chunk at
     # a time when the features are made (RowSignals): no column of every box held
-    cur = load_current(ws, signals=(SIDES,))
+    cur = load_current(ws, signals=(SIDES,), compact=True)
     n = len(cur)
     log(f"loaded {n} current proposals in {time.perf_counter() - t0:.1f}s")
     seed = load_seed_boxes(ws)

@@ -46,8 +46,8 @@ class CurrentProposals:
     ids: np.ndarray  # (n,) int64
     image_id: np.ndarray  # (n,) int64
     run_id: np.ndarray  # (n,) int64
-    xyxy: np.ndarray  # (n, 4) float64
-    score: np.ndarray  # (n,) float64
+    xyxy: np.ndarray  # (n, 4) float64 (float32 if loaded compact and exact)
+    score: np.ndarray  # (n,) float64 (likewise)
     phrase_code: np.ndarray  # (n,) int64 into phrases
     phrases: list[str]
     signals: dict[str, np.ndarray]  # name -> (n,) float64, NaN = missing
@@ -113,7 +113,11 @@ def _fetch_array(c: sqlite3.Cursor, sql: str, width: int, dtype: Any) -> np.ndar
 
 
 def load_current(
-    ws: Workspace, *, chunk: int = 2_000, signals: Sequence[str] | None = None
+    ws: Workspace,
+    *,
+    chunk: int = 2_000,
+    signals: Sequence[str] | None = None,
+    compact: bool = False,
 ) -> CurrentProposals:
     """All current proposals (latest finished run per image) with their parsed signals.
 
@@ -126,6 +130,9 @@ def load_current(
         signals: the stored signals to load (SQLite extracts them; a name no row has is an
             all-NaN column); None = every signal any row has. Select loads only
             ``snap_sides`` and reads the rest a chunk at a time (:func:`read_signals`).
+        compact: boxes and scores as float32 while every value is exactly a float32 (what
+            detectors store); the caller converts rows to float64 before computing (the
+            geometry and calibration functions do). False: float64.
     """
     c = ws.conn.cursor()
     c.row_factory = None  # plain tuples: much faster than sqlite3.Row for 1M rows
@@ -155,8 +162,12 @@ def load_current(
         else 0
     )
     ints = np.empty((3, cap), np.int64)  # id, image_id, run_id
-    xyxy = np.empty((cap, 4))
-    num = np.empty((2, cap))  # score, p_correct
+    # boxes and scores: float32 while every value is exactly one (detectors give float32:
+    # select holds 20 instead of 40 bytes a box), else float64
+    f32 = np.float32 if compact else np.float64
+    xyxy = np.empty((cap, 4), f32)
+    score = np.empty(cap, f32)
+    num = np.empty((1, cap))  # p_correct
     wh_rows = np.empty((2, cap), np.float32)  # image width, height (whole pixels: exact)
     codes = np.empty(cap, np.int64)
     routes = np.empty(cap, dtype=object)
@@ -187,18 +198,14 @@ def load_current(
         if total + m > cap:  # rows written since the count: room for them
             cap = max(total + m, 2 * cap)
             ints, num, wh_rows = _widened(ints, cap), _widened(num, cap), _widened(wh_rows, cap)
-            xyxy, codes, routes = (
-                np.resize(xyxy, (cap, 4)),
-                np.resize(codes, cap),
-                np.resize(routes, cap),
-            )
+            xyxy, score = np.resize(xyxy, (cap, 4)), np.resize(score, cap)
+            codes, routes = np.resize(codes, cap), np.resize(routes, cap)
             sig = {k: np.concatenate([v, np.full(cap - v.size, np.nan)]) for k, v in sig.items()}
         at = slice(total, total + m)
         part = part[:, kidx]
         ints[:, at] = part[:3]
-        xyxy[at] = part[3:7].T
-        num[0, at] = part[7]
-        num[1, at] = np.where(part[8] < 0, np.nan, part[8])
+        xyxy, score = _exact_into(xyxy, at, part[3:7].T), _exact_into(score, at, part[7])
+        num[0, at] = np.where(part[8] < 0, np.nan, part[8])
         wh_rows[:, at] = wh[img[kidx]].T
         if m < len(rows):
             cols = [[col[k] for k in kidx.tolist()] for col in cols]
@@ -222,14 +229,14 @@ def load_current(
         image_id=ints[1, order],
         run_id=ints[2, order],
         xyxy=xyxy[order],
-        score=num[0, order],
+        score=score[order],
         phrase_code=codes[order],
         phrases=list(phrase_index),  # insertion order = code order
         signals={k: v[order] for k, v in sig.items()},
         route=routes[order],
         width=wh_rows[0, order],
         height=wh_rows[1, order],
-        p_correct=num[1, order],
+        p_correct=num[0, order],
     )
 
 
@@ -276,6 +283,17 @@ def read_signals(ws: Workspace, ids: np.ndarray, *, batch: int = 500) -> dict[st
     src = np.repeat(have, reps)
     at = order[np.repeat(lo[have], reps) + _ranks(reps)]
     _signal_columns([rows[k][1] for k in src.tolist()], at, out, ids.size)
+    return out
+
+
+def _exact_into(out: np.ndarray, at: slice, values: np.ndarray) -> np.ndarray:
+    """Write float64 ``values`` into ``out[at]``; ``out`` float32 and a value not exactly a
+    float32 -> returns a float64 copy of ``out`` holding them (no value is ever rounded)."""
+    if out.dtype == np.float32 and not np.array_equal(
+        values.astype(np.float32).astype(np.float64), values, equal_nan=True
+    ):
+        out = out.astype(np.float64)
+    out[at] = values
     return out
 
 
