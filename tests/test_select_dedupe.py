@@ -150,9 +150,11 @@ def test_seed_box_counts_as_accepted() -> None:
     assert stats["duplicates"] == 1
 
 
-def test_one_crop_per_object_in_chunks_of_images_decides_alike() -> None:
+@pytest.mark.parametrize("by_image", [False, True])
+def test_one_crop_per_object_in_chunks_of_images_decides_alike(by_image: bool) -> None:
     """Images are decided a chunk at a time (memory flat in the box count): the same drops,
-    the same counts, the same images loaded up to ``max_loads``, as in one pass."""
+    the same counts, the same images loaded up to ``max_loads``, as in one pass — rows in
+    any order, or already by image (then nothing is sorted)."""
     import autolabel.select.dedupe as dd
 
     shots, mains, rows = {}, {}, []
@@ -164,6 +166,8 @@ def test_one_crop_per_object_in_chunks_of_images_decides_alike() -> None:
         rows.append((10 + i, [v + 3 for v in main], 0.7))  # a duplicate of the main photo
     rng = np.random.default_rng(0)
     rows = [rows[j] for j in rng.permutation(len(rows))]
+    if by_image:
+        rows.sort(key=lambda r: r[0])  # stable: shuffled within each image
     img_id = np.array([r[0] for r in rows])
     xyxy = np.array([r[1] for r in rows], np.float64)
     n = len(rows)

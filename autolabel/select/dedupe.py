@@ -304,15 +304,19 @@ def one_crop_per_object(
     has_seed = seed_xyxy is not None and as_boxes(seed_xyxy).shape[0] > 0
     s_xyxy = as_boxes(seed_xyxy).astype(np.float64) if has_seed else np.zeros((0, 4))
     s_img = np.asarray(seed_image_id, np.int64).reshape(-1) if has_seed else np.zeros(0, np.int64)
-    order = np.argsort(img, kind="stable")
-    cuts = np.flatnonzero(np.diff(img[order])) + 1  # image boundaries in ``order``
+    # rows by image: the usual order already (proposals are stored an image at a time), then
+    # no sort and no sorted copy (three (n,) int64 arrays at the peak otherwise)
+    order = None if n < 2 or bool((img[1:] >= img[:-1]).all()) else np.argsort(img, kind="stable")
+    g = img if order is None else img[order]
+    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1  # image boundaries in ``order``
+    del g
     bounds = [0, *cuts[np.diff(np.r_[0, cuts // chunk]) > 0].tolist(), n]
     drop = np.zeros(n, bool)
     stats = {"copies": 0, "duplicates": 0, "over_limit": 0, "images_loaded": 0}
     for a, z in itertools.pairwise(bounds):
         if a == z:
             continue
-        r = np.sort(order[a:z])
+        r = np.arange(a, z) if order is None else np.sort(order[a:z])
         mine = np.isin(s_img, img[r])
         k = int(mine.sum())  # seed boxes: accepted boxes of any phrase, after the proposals
         table = (
