@@ -82,7 +82,8 @@ class RowSignals:
     Attributes:
         cur: the current proposals (``n`` rows).
         read: proposal ids ``(m,)`` -> their stored signals, name -> ``(m,)``.
-        margin / competing: ``(n,)`` computed across each row's group.
+        margin / competing: ``(n,)`` computed across each row's group (``competing``: whole
+            counts, float32).
         seed: :func:`autolabel.store.select.load_seed_boxes` output.
         prior: the seed's layout (None: layout signals are NaN).
         export_size: long side of exported crops (None: ``upscale`` is NaN).
@@ -103,7 +104,7 @@ class RowSignals:
         cur = self.cur
         sig = self.read(cur.ids[idx])
         det = sig.get("n_competing")
-        comp = self.competing[idx]
+        comp = self.competing[idx].astype(np.float64)
         sig["margin"] = self.margin[idx]
         sig["n_competing"] = comp if det is None else np.where(np.isnan(det), comp, det)
         xyxy = cur.xyxy[idx]
@@ -147,7 +148,7 @@ def row_signals(
         cur=cur,
         read=lambda ids: read_signals(ws, ids),
         margin=margin,
-        competing=comp,
+        competing=comp.astype(np.float32),  # whole counts: exact
         seed=seed,
         prior=prior,
         export_size=export_size,
@@ -390,7 +391,9 @@ def calibrate_versions(
     run_ids = np.unique(cur.run_id)  # a few runs: codes by searchsorted, no (n,) inverse
     key_of_run = [runs.get(int(r), ("?", "?"))[0] for r in run_ids]
     keys = sorted(set(key_of_run))
-    run_code = np.array([keys.index(k) for k in key_of_run], np.int64)
+    run_code = np.array(
+        [keys.index(k) for k in key_of_run], np.int16 if len(keys) < 1 << 15 else int
+    )
     code = run_code[np.searchsorted(run_ids, cur.run_id)] if len(cur) else np.zeros(0, int)
     label_of = {k: lab for k, lab in runs.values()}
     from_seed = np.arange(idx.size) >= sources["decisions"]
@@ -551,7 +554,8 @@ def _one_crop(
     cfg: SelectConfig,
     log: Log,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """P(correct) 0 for duplicates / smaller copies / boxes over ``max_per_image``."""
+    """P(correct) 0 for duplicates / smaller copies / boxes over ``max_per_image`` (``p``
+    is changed in place and returned)."""
     from autolabel.errors import ImageError
     from autolabel.imageio import load_rgb
     from autolabel.store.select import image_paths
@@ -584,7 +588,8 @@ def _one_crop(
         max_per_image=limit, max_loads=cfg.max_image_loads,
     )  # fmt: skip
     log(f"one crop per object: {stats} (max_per_image {limit})")
-    return np.where(drop, 0.0, p), {**stats, "max_per_image": limit}
+    p[drop] = 0.0
+    return p, {**stats, "max_per_image": limit}
 
 
 def run_select(
@@ -659,7 +664,8 @@ def run_select(
     p = vc.p
     one_crop: dict[str, Any] = {}
     if len(cur):  # issue 19 cause 5: a thumbnail upscaled to the export size goes to a person
-        p = np.where(upscaled, np.minimum(p, 0.5), p)
+        p = p.copy()  # one working copy, changed in place (vc.p stays the calibrated one)
+        np.minimum(p, 0.5, out=p, where=upscaled)
         p, one_crop = _one_crop(ws, cur, p, decisions, seed, cfg, log)
     cur.drop_columns("xyxy", "phrase_code")  # routing: ids, images, routes, P(correct)
     fixed = np.isin(cur.ids, fixed_proposal_ids(ws.conn))
