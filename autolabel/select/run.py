@@ -620,7 +620,6 @@ def run_select(
     """
     from autolabel.config import QualityConfig
     from autolabel.store.select import (
-        apply_routes,
         fixed_proposal_ids,
         load_current,
         load_decisions,
@@ -701,6 +700,41 @@ def run_select(
     )
     _prior_support(plan, rows, vc)
     warnings += _short_of_target(vc, rows, p[rows], plan.route, cfg.target_precision)
+    written = _write_routes(ws, cur, p, plan, rows, seed_rows, fixed)
+    return _summary(
+        ws,
+        cfg,
+        quality,
+        vc,
+        plan,
+        written,
+        warnings,
+        t0=t0,
+        n=n,
+        rows=rows,
+        n_fixed=int(fixed.sum()),
+        n_seed=int(on_seed.sum()),
+        budget=budget,
+        n_images=n_images,
+        labelled=labelled,
+        one_crop=one_crop,
+    )
+
+
+def _write_routes(
+    ws: Workspace,
+    cur: CurrentProposals,
+    p: np.ndarray,
+    plan: Any,
+    rows: np.ndarray,
+    seed_rows: np.ndarray,
+    fixed: np.ndarray,
+) -> dict[str, int]:
+    """:func:`autolabel.store.select.apply_routes` of ``plan`` (over ``rows``), the seed
+    originals' proposals (``seed_rows``: pending, unqueued) and the new P(correct) of the
+    ``fixed`` (``(n,)`` bool) rows."""
+    from autolabel.store.select import apply_routes
+
     # seed originals: their seed boxes are the labels; their proposals stay pending, unqueued
     write = np.concatenate([rows, seed_rows])
     route = np.concatenate([plan.route, name_column(seed_rows.size, C.ROUTE_PENDING)])
@@ -715,7 +749,7 @@ def run_select(
     fixed_rows = np.flatnonzero(fixed)
     unchanged = (cur.route[write] == route) & (cur.p_correct[write] == p[write])
     rescored = fixed_rows[cur.p_correct[fixed_rows] != p[fixed_rows]]
-    written = apply_routes(
+    return apply_routes(
         ws,
         ids=cur.ids[write],
         image_id=cur.image_id[write],
@@ -727,24 +761,6 @@ def run_select(
         score_only_p=p[rescored],
         current_ids=cur.ids,
         unchanged=unchanged,
-    )
-    return _summary(
-        ws,
-        cfg,
-        quality,
-        vc,
-        plan,
-        written,
-        warnings,
-        t0=t0,
-        n=n,
-        rows=rows,
-        n_fixed=int(fixed_rows.size),
-        n_seed=int(on_seed.sum()),
-        budget=budget,
-        n_images=n_images,
-        labelled=labelled,
-        one_crop=one_crop,
     )
 
 
