@@ -24,7 +24,6 @@ from autolabel.select.calibrate import (
     LazyFeatures,
     fit_calibrator,
     fit_rate_calibrator,
-    weak_sides,
     weak_sides_column,
 )
 from autolabel.select.dedupe import learned_max_per_image, one_crop_per_object
@@ -107,8 +106,7 @@ class RowSignals:
         comp = self.competing[idx].astype(np.float64)
         sig["margin"] = self.margin[idx]
         sig["n_competing"] = comp if det is None else np.where(np.isnan(det), comp, det)
-        xyxy = cur.xyxy[idx]
-        wh = np.stack([cur.width[idx], cur.height[idx]], axis=1).astype(np.float64)
+        xyxy, wh = cur.xyxy[idx], self._wh(idx)
         if self.seed["xyxy"].shape[0]:
             sig["size_outlier"], sig["aspect_outlier"] = size_aspect_outliers(
                 xyxy, wh, self.seed["xyxy"], self.seed["wh"]
@@ -117,14 +115,17 @@ class RowSignals:
         sig.update({k: v[idx] for k, v in self.extra.items()})
         return sig
 
+    def _wh(self, idx: np.ndarray | slice) -> np.ndarray:
+        """``(m, 2)`` float64 image width and height of rows ``idx``."""
+        return np.stack([self.cur.width[idx], self.cur.height[idx]], axis=1).astype(np.float64)
+
     def suspicious_upscale(self, chunk: int = 1 << 15) -> np.ndarray:
         """``(n,)`` bool: :func:`autolabel.select.layout.suspicious_upscale` of every row."""
         cur = self.cur
         out = np.zeros(len(cur), bool)
         for a in range(0, len(cur), chunk):
             r = slice(a, a + chunk)
-            wh = np.stack([cur.width[r], cur.height[r]], axis=1).astype(np.float64)
-            up = layout_signals(cur.xyxy[r], wh, self.prior, export_size=self.export_size)
+            up = layout_signals(cur.xyxy[r], self._wh(r), self.prior, export_size=self.export_size)
             out[r] = suspicious_upscale(up["upscale"])
         return out
 
@@ -358,7 +359,7 @@ def calibrate_versions(
     method: str,
     min_labelled: int,
     exclude: np.ndarray,
-    weak: np.ndarray | None = None,
+    weak: np.ndarray,
 ) -> VersionCalibration:
     """Fit one calibrator per detector version on that version's labelled boxes only.
 
@@ -381,7 +382,8 @@ def calibrate_versions(
         labelled: :func:`labelled_examples` output (decision rows first, then seed rows).
         min_labelled: labelled boxes a version needs (``quality.min_labelled``).
         exclude: ``(n,)`` bool rows that do not define the current version (seed originals).
-        weak: ``(n,)`` bool rows with weak sides (None: computed from ``features``).
+        weak: ``(n,)`` bool rows with weak sides
+            (:func:`autolabel.select.calibrate.weak_sides_column` of their ``snap_sides``).
     """
     from autolabel.store.select import run_versions, seed_trained_versions
 
@@ -397,10 +399,6 @@ def calibrate_versions(
     code = run_code[np.searchsorted(run_ids, cur.run_id)] if len(cur) else np.zeros(0, int)
     label_of = {k: lab for k, lab in runs.values()}
     from_seed = np.arange(idx.size) >= sources["decisions"]
-    if weak is None:
-        weak = np.zeros(len(cur), bool)
-        for r, x in features.chunks():
-            weak[r] = weak_sides(x)
     X_lab = features.rows(idx)
     fits: dict[tuple[int, bool], tuple[Calibrator, np.ndarray]] = {}
     n_rows: dict[tuple[int, bool], int] = {}

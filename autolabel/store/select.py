@@ -80,10 +80,15 @@ class CurrentProposals:
 def _signal_column(dicts: list[dict[str, Any]], key: str) -> np.ndarray:
     """One signal over a chunk of parsed JSON dicts (NaN where absent or not a number)."""
     nan = float("nan")
+    return _number_column([d.get(key, nan) for d in dicts])
+
+
+def _number_column(vals: list[Any]) -> np.ndarray:
+    """``(len(vals),)`` float64 of JSON values: NaN for None and anything not a number."""
     try:
-        return np.array([d.get(key, nan) for d in dicts], np.float64)
+        return np.array(vals, np.float64)  # None -> NaN
     except (TypeError, ValueError):
-        vals = [d.get(key, nan) for d in dicts]
+        nan = float("nan")
         return np.array(
             [v if isinstance(v, (int, float)) and not isinstance(v, bool) else nan for v in vals],
             np.float64,
@@ -219,7 +224,7 @@ def load_current(
         if signals is None:
             _signal_columns(cols[11], np.arange(total, total + m), sig, cap)
         for j, k in enumerate(named):
-            sig[k][at] = _signal_column([{k: v} for v in cols[12 + j]], k)
+            sig[k][at] = _number_column(list(cols[12 + j]))
         total += m
     order = slice(0, total)
     if total > 1 and not (np.diff(ints[0, :total]) > 0).all():  # rows of several runs
