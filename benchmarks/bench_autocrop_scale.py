@@ -303,13 +303,16 @@ def one_size(
     noop_s = time.perf_counter() - t
     if first["export"] is None:
         raise SystemExit(f"nothing exported at {n} images: {first}")
-    manifest = Path(first["export"]) / "meta" / "manifest.jsonl"
-    with open(manifest, encoding="utf-8") as fh:  # counted a line at a time: 250k rows as
-        crops = sum(1 for line in fh if json.loads(line)["crop"])  # dicts are ~1 GB
+    # crops counted a line at a time (250k rows as dicts are ~1 GB); the rows are kept only
+    # for the tight loop, which runs only up to --limit-max images
     rows: list[dict] = []
-    if limit:  # the tight loop needs every row; it runs only up to --limit-max images
-        with open(manifest, encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh]
+    crops = 0
+    with open(Path(first["export"]) / "meta" / "manifest.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            crops += bool(row["crop"])
+            if limit:
+                rows.append(row)
     return {
         "images": n,
         "source": list(source),

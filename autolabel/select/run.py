@@ -29,6 +29,7 @@ from autolabel.select.calibrate import (
 from autolabel.select.dedupe import learned_max_per_image, one_crop_per_object
 from autolabel.select.layout import fit_layout, layout_signals, suspicious_upscale
 from autolabel.select.route import (
+    RoutePlan,
     auto_accept_mask,
     name_column,
     parse_budget,
@@ -723,7 +724,7 @@ def _write_routes(
     ws: Workspace,
     cur: CurrentProposals,
     p: np.ndarray,
-    plan: Any,
+    plan: RoutePlan,
     rows: np.ndarray,
     seed_rows: np.ndarray,
     fixed: np.ndarray,
@@ -791,7 +792,7 @@ def _short_of_target(
     return out
 
 
-def _prior_support(plan: Any, rows: np.ndarray, vc: VersionCalibration) -> None:
+def _prior_support(plan: RoutePlan, rows: np.ndarray, vc: VersionCalibration) -> None:
     """Per version: reviewed boxes behind a typical (median) auto-accepted box, as
     ``plan.groups[c]["prior_n"]`` (None unless every one has a count: ``rate`` only)."""
     auto_rows = rows[np.isin(plan.route, C.AUTO_ROUTES)]
@@ -805,7 +806,7 @@ def _summary(
     cfg: SelectConfig,
     quality: QualityConfig,
     vc: VersionCalibration,
-    plan: Any,
+    plan: RoutePlan,
     written: dict[str, int],
     warnings: list[str],
     *,
